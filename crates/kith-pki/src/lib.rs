@@ -1,0 +1,58 @@
+//! Pure X.509 for kith.
+//!
+//! This crate builds and checks every artefact kith hands out: key pairs, CA
+//! certificates, leaf certificates, CRLs, and the policy that decides which
+//! certificate signing requests are acceptable. It performs no I/O and never
+//! reads the clock: callers pass the time in, so expiry is testable.
+//!
+//! The style follows rcgen: a parameter value (a [`LeafSpec`], a [`CrlSpec`])
+//! goes in, an artefact (DER bytes plus the facts a caller needs to record)
+//! comes out. The CA chooses every subject and extension; nothing is copied
+//! from a CSR except its public key and, after policy checks, the names it asks for.
+
+mod ca;
+mod crl;
+mod csr;
+mod error;
+mod inspect;
+mod key;
+mod leaf;
+mod names;
+mod pem_util;
+mod profile;
+mod serial;
+mod verify;
+
+pub use ca::{CaCertificate, CaKind, CaSpec, SigningCa};
+pub use crl::{CrlSpec, RevocationReason, RevokedEntry};
+pub use csr::{parse_csr, Csr, CsrPolicy, KeyDescription, MAX_CSR_BYTES};
+pub use error::{CsrRejection, CsrRejectionKind, Error};
+pub use inspect::{inspect, CertificateInfo, CrlInfo, CrlEntryInfo, CsrInfo, Inspected, KeyInfo};
+pub use key::{KeyType, PrivateKey, PublicKey};
+pub use leaf::{IssuedLeaf, LeafSpec, DEFAULT_BACKDATE};
+pub use names::{spiffe_id, validate_cluster_name, validate_label, San};
+pub use pem_util::{certs_from_pem_or_der, pem_encode, pem_encode_many};
+pub use profile::Profile;
+pub use serial::Serial;
+pub use verify::{verify_chain, VerifiedChain};
+
+/// The SHA-256 hash of a certificate's SubjectPublicKeyInfo: the pin a join
+/// token carries. It survives re-issuing a root with the same key.
+pub fn spki_pin(cert_der: &[u8]) -> Result<[u8; 32], Error> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
+        .map_err(|e| Error::parse("certificate", e))?;
+    Ok(sha256(cert.tbs_certificate.subject_pki.raw))
+}
+
+/// SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+/// Colon-free lowercase hex SHA-256 fingerprint of DER bytes.
+pub fn fingerprint(der: &[u8]) -> String {
+    hex::encode(sha256(der))
+}

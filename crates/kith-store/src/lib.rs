@@ -1,0 +1,168 @@
+//! The storage contract of kith, and its embedded backend.
+//!
+//! Everything the authority keeps is a record under one key. The contract is
+//! deliberately the intersection of what redb and NATS JetStream key-value
+//! offer: single-key operations with a revision, compare-and-swap on that
+//! revision, listing by prefix, and watching for changes. There is no
+//! transaction across keys, and nothing above this crate may rely on one.
+//!
+//! Keys are `/`-separated segments of `[A-Za-z0-9_=-]` (no `.`, so a NATS
+//! backend can map `/` to its `.` token separator losslessly).
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+
+mod redb_store;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use redb_store::{RedbStore, MAX_VALUE};
+
+/// A store revision. Revisions increase with every write across the whole
+/// store (like a NATS stream sequence), so a newer write always has a larger one.
+pub type Revision = u64;
+
+/// One record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Its key.
+    pub key: String,
+    /// Its value (opaque bytes; the authority stores JSON).
+    pub value: Vec<u8>,
+    /// The revision of the write that produced this value.
+    pub revision: Revision,
+}
+
+/// A change seen by [`Store::watch`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WatchEvent {
+    /// A key was written.
+    Put(Entry),
+    /// A key was deleted.
+    Delete {
+        /// The deleted key.
+        key: String,
+        /// The revision of the delete.
+        revision: Revision,
+    },
+}
+
+impl WatchEvent {
+    /// The key this event is about.
+    pub fn key(&self) -> &str {
+        match self {
+            Self::Put(e) => &e.key,
+            Self::Delete { key, .. } => key,
+        }
+    }
+}
+
+/// Store errors, grouped by what a caller can do about them.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `create` found the key present.
+    #[error("{key} already exists")]
+    AlreadyExists {
+        /// The key.
+        key: String,
+    },
+    /// `update` found another revision than the caller expected (someone else wrote first).
+    #[error("{key} changed concurrently (expected revision {expected}, found {current:?})")]
+    RevisionMismatch {
+        /// The key.
+        key: String,
+        /// The revision the caller expected.
+        expected: Revision,
+        /// The revision found, `None` if the key is gone.
+        current: Option<Revision>,
+    },
+    /// The key is not valid for the contract.
+    #[error("invalid store key {key:?}: {reason}")]
+    InvalidKey {
+        /// The key.
+        key: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The value exceeds the backend's limit.
+    #[error("value for {key} is {size} bytes, more than the limit of {max}")]
+    ValueTooLarge {
+        /// The key.
+        key: String,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The store is held by another process (the embedded database allows one).
+    #[error("the data directory is in use by another kith process ({0})")]
+    Locked(String),
+    /// A watcher fell behind and missed events; re-list and watch again.
+    #[error("watch fell behind by {0} events; re-list and watch again")]
+    Lagged(u64),
+    /// The backend failed (I/O, corruption, connection).
+    #[error("store backend failed: {0}")]
+    Backend(String),
+}
+
+/// A convenience alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The single-key, revisioned key-value store every backend implements.
+///
+/// Every write is durable when its future resolves `Ok`.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The current value of `key`, if any.
+    async fn get(&self, key: &str) -> Result<Option<Entry>>;
+    /// Write `key` unconditionally.
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<Revision>;
+    /// Write `key` only if it is absent; [`Error::AlreadyExists`] otherwise.
+    async fn create(&self, key: &str, value: Vec<u8>) -> Result<Revision>;
+    /// Write `key` only if its revision is still `revision`;
+    /// [`Error::RevisionMismatch`] otherwise (also when the key is gone).
+    async fn update(&self, key: &str, value: Vec<u8>, revision: Revision) -> Result<Revision>;
+    /// Delete `key`; deleting an absent key is not an error.
+    async fn delete(&self, key: &str) -> Result<()>;
+    /// Every entry whose key starts with `prefix`, in key order.
+    async fn list(&self, prefix: &str) -> Result<Vec<Entry>>;
+    /// Changes under `prefix` committed after this call returns. Subscribe
+    /// before listing to miss nothing. A watcher that falls behind gets
+    /// [`Error::Lagged`] and should re-list.
+    async fn watch(&self, prefix: &str) -> Result<BoxStream<'static, Result<WatchEvent>>>;
+}
+
+/// Check a key against the contract: 1–512 bytes, `/`-separated non-empty
+/// segments of ASCII letters, digits, `-`, `_` and `=`.
+pub fn validate_key(key: &str) -> Result<()> {
+    let bad = |reason| {
+        Err(Error::InvalidKey {
+            key: key.to_string(),
+            reason,
+        })
+    };
+    if key.is_empty() || key.len() > 512 {
+        return bad("must be 1 to 512 bytes");
+    }
+    if key.split('/').any(str::is_empty) {
+        return bad("segments between '/' must not be empty");
+    }
+    if !key
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'=' | b'/'))
+    {
+        return bad("only ASCII letters, digits, '-', '_', '=' and '/' are allowed");
+    }
+    Ok(())
+}
+
+/// Check a listing prefix: empty, or a valid key optionally ending in `/`.
+pub fn validate_prefix(prefix: &str) -> Result<()> {
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    validate_key(prefix.strip_suffix('/').unwrap_or(prefix))
+}

@@ -1,0 +1,316 @@
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use futures::stream::{BoxStream, StreamExt};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::{broadcast, oneshot};
+
+use crate::{validate_key, validate_prefix, Entry, Error, Result, Revision, Store, WatchEvent};
+
+const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const REVISION: &str = "revision";
+
+/// Largest value the embedded backend accepts (the CRL of a big cluster fits easily).
+pub const MAX_VALUE: usize = 16 * 1024 * 1024;
+/// Most writes committed by one transaction (one fsync).
+const MAX_BATCH: usize = 4096;
+
+/// The embedded backend: one redb file in the data directory.
+///
+/// Writes from concurrent callers are group-committed by one writer thread:
+/// it takes every write waiting, applies each (checking its own condition;
+/// a failed compare-and-swap fails only that write), commits once (one
+/// fsync), and only then answers each caller and publishes watch events.
+/// Reads run on tokio's blocking pool.
+pub struct RedbStore {
+    db: Arc<Database>,
+    writer: Option<mpsc::Sender<Op>>,
+    thread: Option<JoinHandle<()>>,
+    events: broadcast::Sender<WatchEvent>,
+}
+
+enum OpKind {
+    Put,
+    Create,
+    Update(Revision),
+    Delete,
+}
+
+struct Op {
+    kind: OpKind,
+    key: String,
+    value: Vec<u8>,
+    reply: oneshot::Sender<Result<Revision>>,
+}
+
+impl RedbStore {
+    /// Open (creating if needed) the database file at `path`. Fails with
+    /// [`Error::Locked`] if another process has it open.
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked(path.display().to_string()),
+            other => Error::Backend(format!("cannot open {}: {other}", path.display())),
+        })?;
+        // Create the tables so that readers never see them missing.
+        let txn = db.begin_write().map_err(backend)?;
+        {
+            txn.open_table(KV).map_err(backend)?;
+            txn.open_table(META).map_err(backend)?;
+        }
+        txn.commit().map_err(backend)?;
+        let db = Arc::new(db);
+        let (events, _) = broadcast::channel(4096);
+        let (tx, rx) = mpsc::channel();
+        let thread = {
+            let db = db.clone();
+            let events = events.clone();
+            std::thread::Builder::new()
+                .name("kith-store-writer".into())
+                .spawn(move || writer_loop(&db, &rx, &events))
+                .map_err(|e| Error::Backend(format!("cannot start the writer thread: {e}")))?
+        };
+        Ok(Self {
+            db,
+            writer: Some(tx),
+            thread: Some(thread),
+            events,
+        })
+    }
+
+    async fn write(&self, kind: OpKind, key: &str, value: Vec<u8>) -> Result<Revision> {
+        validate_key(key)?;
+        if value.len() > MAX_VALUE {
+            return Err(Error::ValueTooLarge {
+                key: key.to_string(),
+                size: value.len(),
+                max: MAX_VALUE,
+            });
+        }
+        let (reply, rx) = oneshot::channel();
+        let op = Op {
+            kind,
+            key: key.to_string(),
+            value,
+            reply,
+        };
+        self.writer
+            .as_ref()
+            .and_then(|w| w.send(op).ok())
+            .ok_or_else(|| Error::Backend("the store is closed".into()))?;
+        rx.await
+            .map_err(|_| Error::Backend("the writer thread stopped".into()))?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| Error::Backend(format!("read task failed: {e}")))?
+    }
+}
+
+impl Drop for RedbStore {
+    fn drop(&mut self) {
+        // Close the queue, let the writer finish what it has, and release the file.
+        self.writer.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> Error {
+    Error::Backend(e.to_string())
+}
+
+fn encode(revision: Revision, value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + value.len());
+    out.extend_from_slice(&revision.to_be_bytes());
+    out.extend_from_slice(value);
+    out
+}
+
+fn decode(key: &str, raw: &[u8]) -> Result<Entry> {
+    if raw.len() < 8 {
+        return Err(Error::Backend(format!("record {key} is corrupt")));
+    }
+    let mut rev = [0u8; 8];
+    rev.copy_from_slice(&raw[..8]);
+    Ok(Entry {
+        key: key.to_string(),
+        value: raw[8..].to_vec(),
+        revision: u64::from_be_bytes(rev),
+    })
+}
+
+fn writer_loop(db: &Database, rx: &mpsc::Receiver<Op>, events: &broadcast::Sender<WatchEvent>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        match apply(db, &batch) {
+            Ok((outcomes, published)) => {
+                for (op, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = op.reply.send(outcome);
+                }
+                for ev in published {
+                    // No receivers is fine: nobody is watching.
+                    let _ = events.send(ev);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store commit failed");
+                for op in batch {
+                    let _ = op.reply.send(Err(Error::Backend(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+type Applied = (Vec<Result<Revision>>, Vec<WatchEvent>);
+
+/// Apply a batch in one transaction and commit it (one fsync).
+fn apply(db: &Database, batch: &[Op]) -> Result<Applied> {
+    let txn = db.begin_write().map_err(backend)?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut published = Vec::new();
+    {
+        let mut kv = txn.open_table(KV).map_err(backend)?;
+        let mut meta = txn.open_table(META).map_err(backend)?;
+        let mut revision = meta
+            .get(REVISION)
+            .map_err(backend)?
+            .map(|g| g.value())
+            .unwrap_or(0);
+        for op in batch {
+            let current = kv
+                .get(op.key.as_str())
+                .map_err(backend)?
+                .map(|g| decode(&op.key, g.value()).map(|e| e.revision))
+                .transpose()?;
+            let allowed = match (&op.kind, current) {
+                (OpKind::Put | OpKind::Delete, _) => Ok(()),
+                (OpKind::Create, None) => Ok(()),
+                (OpKind::Create, Some(_)) => Err(Error::AlreadyExists {
+                    key: op.key.clone(),
+                }),
+                (OpKind::Update(expected), cur) if cur == Some(*expected) => Ok(()),
+                (OpKind::Update(expected), cur) => Err(Error::RevisionMismatch {
+                    key: op.key.clone(),
+                    expected: *expected,
+                    current: cur,
+                }),
+            };
+            if let Err(e) = allowed {
+                outcomes.push(Err(e));
+                continue;
+            }
+            revision += 1;
+            if let OpKind::Delete = op.kind {
+                if current.is_some() {
+                    kv.remove(op.key.as_str()).map_err(backend)?;
+                    published.push(WatchEvent::Delete {
+                        key: op.key.clone(),
+                        revision,
+                    });
+                }
+            } else {
+                kv.insert(op.key.as_str(), encode(revision, &op.value).as_slice())
+                    .map_err(backend)?;
+                published.push(WatchEvent::Put(Entry {
+                    key: op.key.clone(),
+                    value: op.value.clone(),
+                    revision,
+                }));
+            }
+            outcomes.push(Ok(revision));
+        }
+        meta.insert(REVISION, revision).map_err(backend)?;
+    }
+    txn.commit().map_err(backend)?;
+    Ok((outcomes, published))
+}
+
+#[async_trait]
+impl Store for RedbStore {
+    async fn get(&self, key: &str) -> Result<Option<Entry>> {
+        validate_key(key)?;
+        let key = key.to_string();
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let kv = txn.open_table(KV).map_err(backend)?;
+            let found = kv.get(key.as_str()).map_err(backend)?;
+            found.map(|g| decode(&key, g.value())).transpose()
+        })
+        .await
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<Revision> {
+        self.write(OpKind::Put, key, value).await
+    }
+
+    async fn create(&self, key: &str, value: Vec<u8>) -> Result<Revision> {
+        self.write(OpKind::Create, key, value).await
+    }
+
+    async fn update(&self, key: &str, value: Vec<u8>, revision: Revision) -> Result<Revision> {
+        self.write(OpKind::Update(revision), key, value).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.write(OpKind::Delete, key, Vec::new()).await.map(|_| ())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<Entry>> {
+        validate_prefix(prefix)?;
+        let prefix = prefix.to_string();
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let kv = txn.open_table(KV).map_err(backend)?;
+            let mut out = Vec::new();
+            for item in kv.range(prefix.as_str()..).map_err(backend)? {
+                let (k, v) = item.map_err(backend)?;
+                let k = k.value();
+                if !k.starts_with(prefix.as_str()) {
+                    break;
+                }
+                out.push(decode(k, v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn watch(&self, prefix: &str) -> Result<BoxStream<'static, Result<WatchEvent>>> {
+        validate_prefix(prefix)?;
+        let prefix = prefix.to_string();
+        let rx = self.events.subscribe();
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            match rx.recv().await {
+                Ok(ev) => Some((Ok(ev), rx)),
+                Err(broadcast::error::RecvError::Lagged(n)) => Some((Err(Error::Lagged(n)), rx)),
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        })
+        .filter(move |ev| {
+            let keep = match ev {
+                Ok(ev) => ev.key().starts_with(prefix.as_str()),
+                Err(_) => true,
+            };
+            futures::future::ready(keep)
+        });
+        Ok(stream.boxed())
+    }
+}
