@@ -1,1 +1,912 @@
-//! placeholder
+//! The kith certificate authority engine.
+//!
+//! [`Authority`] holds the unlocked CA keys of one cluster and does everything
+//! that needs them: issue leaves (from a public key or a CSR), revoke, sign
+//! CRLs, export keys. It knows the [`kith_store::Store`] trait and nothing
+//! about concrete backends, HTTP or files; the time comes from an injected
+//! [`Clock`]. Every operation that changes state writes single-key records
+//! (see `records`), never relying on a transaction across keys.
+//!
+//! Read-only questions that need no passphrase (which authorities exist, the
+//! trust bundle, recorded certificates) are answered by [`ClusterInfo`].
+
+mod clock;
+mod error;
+mod records;
+mod vault;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::future::join_all;
+use kith_pki::{
+    parse_csr, CaKind, CaSpec, CrlSpec, CsrPolicy, KeyType, LeafSpec, PrivateKey, Profile,
+    PublicKey, RevocationReason, RevokedEntry, San, Serial, SigningCa,
+};
+use kith_store::Store;
+use time::{Duration, OffsetDateTime};
+use zeroize::Zeroizing;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::Error;
+pub use records::{
+    AuditRecord, AuthorityRecord, CertRecord, ClusterRecord, CrlRecord, NodeRecord, RevokedRecord,
+};
+pub use vault::KdfParams;
+
+use records::{from_json, to_json, NodeCertIndex};
+use vault::SealKey;
+
+/// The authority every cluster starts with.
+pub const DEFAULT_AUTHORITY: &str = "cluster";
+/// Root lifetime.
+pub const ROOT_TTL: Duration = Duration::days(3650);
+/// Intermediate lifetime.
+pub const INTERMEDIATE_TTL: Duration = Duration::days(1825);
+/// Default CRL validity (nextUpdate − thisUpdate).
+pub const DEFAULT_CRL_VALIDITY: Duration = Duration::days(7);
+/// Actor name recorded for commands run on the CA machine itself.
+pub const LOCAL_OPERATOR: &str = "local-operator";
+
+/// What `init` needs.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    /// Cluster name (a DNS name of two labels or more).
+    pub cluster: String,
+    /// CA key type.
+    pub key_type: KeyType,
+    /// Argon2id parameters for the passphrase.
+    pub kdf: KdfParams,
+}
+
+/// Tunables that are not part of the stored cluster.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// CRL validity.
+    pub crl_validity: Duration,
+    /// Default CSR policy.
+    pub policy: CsrPolicy,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            crl_validity: DEFAULT_CRL_VALIDITY,
+            policy: CsrPolicy::default(),
+        }
+    }
+}
+
+/// A request to issue a leaf for a public key the caller holds the private key of.
+#[derive(Clone, Debug)]
+pub struct IssueRequest {
+    /// Node name (DNS label).
+    pub node: String,
+    /// Role (DNS label).
+    pub role: String,
+    /// Profile.
+    pub profile: Profile,
+    /// Authority; `None` means [`DEFAULT_AUTHORITY`].
+    pub authority: Option<String>,
+    /// The subject's public key.
+    pub public_key: PublicKey,
+    /// SANs beyond `<node>.<cluster>` and the SPIFFE ID (already approved by the caller).
+    pub extra_sans: Vec<San>,
+    /// Lifetime; `None` means the profile's default.
+    pub ttl: Option<Duration>,
+}
+
+/// An issued leaf: its record and the chain to present with it.
+#[derive(Clone, Debug)]
+pub struct Issued {
+    /// The durable record (includes the DER).
+    pub record: CertRecord,
+    /// Intermediates, leaf's issuer first.
+    pub chain: Vec<Vec<u8>>,
+    /// The root of the issuing authority.
+    pub root: Vec<u8>,
+    /// True when the lifetime was cut to the issuer's expiry.
+    pub truncated: bool,
+}
+
+/// Result of a revocation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RevokeOutcome {
+    /// Newly revoked.
+    Revoked(RevokedRecord),
+    /// Was revoked already; the first record (and its reason) stands.
+    AlreadyRevoked(RevokedRecord),
+}
+
+impl RevokeOutcome {
+    /// The revocation record either way.
+    pub fn record(&self) -> &RevokedRecord {
+        match self {
+            Self::Revoked(r) | Self::AlreadyRevoked(r) => r,
+        }
+    }
+}
+
+/// Public facts about one authority.
+#[derive(Clone, Debug)]
+pub struct AuthorityInfo {
+    /// Name.
+    pub name: String,
+    /// Key type.
+    pub key_type: KeyType,
+    /// Root certificate, DER.
+    pub root_cert: Vec<u8>,
+    /// Intermediate certificate, DER.
+    pub intermediate_cert: Vec<u8>,
+}
+
+/// What anyone with read access to the store may know: no keys needed.
+#[derive(Clone, Debug)]
+pub struct ClusterInfo {
+    /// Cluster name.
+    pub cluster: String,
+    /// When it was initialised.
+    pub created: OffsetDateTime,
+    /// Its authorities, by name.
+    pub authorities: Vec<AuthorityInfo>,
+}
+
+impl ClusterInfo {
+    /// Read the cluster's public facts from `store`.
+    pub async fn load(store: &dyn Store) -> Result<Self, Error> {
+        let cluster = load_cluster(store).await?;
+        let mut authorities = Vec::new();
+        for e in store.list("authority/").await? {
+            let r: AuthorityRecord = from_json(&e.key, &e.value)?;
+            authorities.push(AuthorityInfo {
+                name: r.name,
+                key_type: r.key_type,
+                root_cert: r.root_cert,
+                intermediate_cert: r.intermediate_cert,
+            });
+        }
+        Ok(Self {
+            cluster: cluster.cluster,
+            created: cluster.created,
+            authorities,
+        })
+    }
+
+    /// The named authority.
+    pub fn authority(&self, name: &str) -> Result<&AuthorityInfo, Error> {
+        self.authorities
+            .iter()
+            .find(|a| a.name == name)
+            .ok_or_else(|| Error::UnknownAuthority(name.to_string()))
+    }
+
+    /// Every root, DER.
+    pub fn roots(&self) -> Vec<Vec<u8>> {
+        self.authorities
+            .iter()
+            .map(|a| a.root_cert.clone())
+            .collect()
+    }
+
+    /// Every intermediate, DER.
+    pub fn intermediates(&self) -> Vec<Vec<u8>> {
+        self.authorities
+            .iter()
+            .map(|a| a.intermediate_cert.clone())
+            .collect()
+    }
+}
+
+/// A recorded certificate and its revocation, if any.
+pub async fn find_certificate(
+    store: &dyn Store,
+    serial: &Serial,
+) -> Result<(CertRecord, Option<RevokedRecord>), Error> {
+    let key = records::cert_key(&serial.to_hex());
+    let e = store
+        .get(&key)
+        .await?
+        .ok_or_else(|| Error::UnknownCertificate(serial.to_hex()))?;
+    let cert: CertRecord = from_json(&key, &e.value)?;
+    let rkey = records::revoked_key(&cert.authority, &cert.serial);
+    let revoked = match store.get(&rkey).await? {
+        Some(r) => Some(from_json(&rkey, &r.value)?),
+        None => None,
+    };
+    Ok((cert, revoked))
+}
+
+/// The stored CRL of `authority`, if one was ever signed (no keys needed).
+pub async fn stored_crl(store: &dyn Store, authority: &str) -> Result<Option<CrlRecord>, Error> {
+    let key = records::crl_key(authority);
+    match store.get(&key).await? {
+        Some(e) => Ok(Some(from_json(&key, &e.value)?)),
+        None => Ok(None),
+    }
+}
+
+async fn load_cluster(store: &dyn Store) -> Result<ClusterRecord, Error> {
+    let e = store
+        .get(records::CLUSTER_KEY)
+        .await?
+        .ok_or(Error::NotInitialized)?;
+    from_json(records::CLUSTER_KEY, &e.value)
+}
+
+struct Signer {
+    record: AuthorityRecord,
+    intermediate: SigningCa,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    cluster: ClusterRecord,
+    master: SealKey,
+    signers: std::sync::RwLock<BTreeMap<String, Arc<Signer>>>,
+    settings: Settings,
+}
+
+/// An unlocked certificate authority. Cheap to clone; share it across tasks.
+#[derive(Clone)]
+pub struct Authority {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authority")
+            .field("cluster", &self.inner.cluster.cluster)
+            .finish_non_exhaustive()
+    }
+}
+
+fn master_aad(cluster: &str, version: u32) -> String {
+    format!("kith:{cluster}:{}:master:v{version}", records::CLUSTER_KEY)
+}
+
+fn ca_key_aad(cluster: &str, authority: &str, kind: CaKind, key_version: u32) -> String {
+    format!(
+        "kith:{cluster}:{}:{}:v{key_version}",
+        records::authority_key(authority),
+        kind.as_str()
+    )
+}
+
+impl Authority {
+    /// Create a new cluster in an empty store: master key, the `cluster`
+    /// authority (root and intermediate), sealed under `passphrase`.
+    pub async fn init(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        opts: InitOptions,
+        passphrase: &[u8],
+        settings: Settings,
+    ) -> Result<Self, Error> {
+        kith_pki::validate_cluster_name(&opts.cluster)?;
+        opts.kdf.check()?;
+        check_passphrase_strength(passphrase)?;
+        if let Some(existing) = store.get(records::CLUSTER_KEY).await? {
+            let r: ClusterRecord = from_json(records::CLUSTER_KEY, &existing.value)?;
+            return Err(Error::AlreadyInitialized(r.cluster));
+        }
+        let mut salt = vec![0u8; 16];
+        vault::random_fill(&mut salt)?;
+        let kdf = opts.kdf;
+        let pass = Zeroizing::new(passphrase.to_vec());
+        let salt2 = salt.clone();
+        let kek = tokio::task::spawn_blocking(move || kdf.derive(&pass, &salt2))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        let kek = SealKey::from_bytes(kek);
+        let master = SealKey::random()?;
+        let now = clock.now();
+        let cluster = ClusterRecord {
+            version: 1,
+            cluster: opts.cluster.clone(),
+            created: now,
+            kdf,
+            salt,
+            master_version: 1,
+            wrapped_master: kek.seal(&master_aad(&opts.cluster, 1), master.bytes())?,
+        };
+        match store.create(records::CLUSTER_KEY, to_json(&cluster)?).await {
+            Ok(_) => {}
+            Err(kith_store::Error::AlreadyExists { .. }) => {
+                return Err(Error::AlreadyInitialized(opts.cluster))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let authority = Self {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                cluster,
+                master,
+                signers: Default::default(),
+                settings,
+            }),
+        };
+        authority
+            .add_authority(DEFAULT_AUTHORITY, opts.key_type)
+            .await?;
+        authority
+            .audit(
+                LOCAL_OPERATOR,
+                "init",
+                &opts.cluster,
+                &format!("key type {}", opts.key_type),
+            )
+            .await?;
+        Ok(authority)
+    }
+
+    /// Unlock an existing cluster with `passphrase`.
+    pub async fn open(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        passphrase: &[u8],
+        settings: Settings,
+    ) -> Result<Self, Error> {
+        let cluster = load_cluster(&*store).await?;
+        let kdf = cluster.kdf;
+        let pass = Zeroizing::new(passphrase.to_vec());
+        let salt = cluster.salt.clone();
+        let kek = tokio::task::spawn_blocking(move || kdf.derive(&pass, &salt))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        let kek = SealKey::from_bytes(kek);
+        let raw = kek
+            .open(
+                &master_aad(&cluster.cluster, cluster.master_version),
+                &cluster.wrapped_master,
+            )
+            .ok_or(Error::WrongPassphrase)?;
+        let bytes: [u8; 32] = raw
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::Integrity("master key has the wrong length".into()))?;
+        let master = SealKey::from_bytes(Zeroizing::new(bytes));
+        let authority = Self {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                cluster,
+                master,
+                signers: Default::default(),
+                settings,
+            }),
+        };
+        for e in authority.inner.store.list("authority/").await? {
+            let record: AuthorityRecord = from_json(&e.key, &e.value)?;
+            authority.load_signer(record)?;
+        }
+        Ok(authority)
+    }
+
+    /// The cluster name.
+    pub fn cluster(&self) -> &str {
+        &self.inner.cluster.cluster
+    }
+
+    /// The store this authority writes to.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The current time of the injected clock.
+    pub fn now(&self) -> OffsetDateTime {
+        self.inner.clock.now()
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    fn open_ca_key(&self, record: &AuthorityRecord, kind: CaKind) -> Result<PrivateKey, Error> {
+        let sealed = match kind {
+            CaKind::Root => &record.root_key,
+            CaKind::Intermediate => &record.intermediate_key,
+        };
+        let aad = ca_key_aad(self.cluster(), &record.name, kind, record.key_version);
+        let der = self.inner.master.open(&aad, sealed).ok_or_else(|| {
+            Error::Integrity(format!(
+                "the {} key of authority {:?} does not decrypt: the record was altered or moved",
+                kind.as_str(),
+                record.name
+            ))
+        })?;
+        Ok(PrivateKey::from_pkcs8_der(record.key_type, &der)?)
+    }
+
+    fn load_signer(&self, record: AuthorityRecord) -> Result<Arc<Signer>, Error> {
+        let key = self.open_ca_key(&record, CaKind::Intermediate)?;
+        let intermediate = SigningCa::new(record.intermediate_cert.clone(), key)?;
+        let signer = Arc::new(Signer {
+            record,
+            intermediate,
+        });
+        self.inner
+            .signers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(signer.record.name.clone(), signer.clone());
+        Ok(signer)
+    }
+
+    fn signer(&self, name: &str) -> Result<Arc<Signer>, Error> {
+        self.inner
+            .signers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownAuthority(name.to_string()))
+    }
+
+    /// Names of the authorities.
+    pub fn authority_names(&self) -> Vec<String> {
+        self.inner
+            .signers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Root certificate (DER) of `authority`.
+    pub fn root_cert(&self, authority: &str) -> Result<Vec<u8>, Error> {
+        Ok(self.signer(authority)?.record.root_cert.clone())
+    }
+
+    /// Intermediate certificate (DER) of `authority`.
+    pub fn intermediate_cert(&self, authority: &str) -> Result<Vec<u8>, Error> {
+        Ok(self.signer(authority)?.record.intermediate_cert.clone())
+    }
+
+    /// Create another CA hierarchy (`api`, ...) with its own root and intermediate.
+    pub async fn add_authority(&self, name: &str, key_type: KeyType) -> Result<(), Error> {
+        kith_pki::validate_label("authority name", name)?;
+        let now = self.now();
+        let cluster = self.cluster().to_string();
+        let name_owned = name.to_string();
+        // RSA-4096 generation takes seconds: keep it off the async workers.
+        let (root, intermediate) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
+            let root = CaSpec {
+                cluster: cluster.clone(),
+                authority: name_owned.clone(),
+                kind: CaKind::Root,
+                not_before: now - kith_pki::DEFAULT_BACKDATE,
+                not_after: now + ROOT_TTL,
+                serial: Serial::random()?,
+            }
+            .self_signed(PrivateKey::generate(key_type)?)?;
+            let root_der = root.cert_der.clone();
+            let root_key = root.key.pkcs8_der();
+            let root_signer = root.into_signer()?;
+            let inter = CaSpec {
+                cluster,
+                authority: name_owned,
+                kind: CaKind::Intermediate,
+                not_before: now - kith_pki::DEFAULT_BACKDATE,
+                not_after: now + INTERMEDIATE_TTL,
+                serial: Serial::random()?,
+            }
+            .signed_by(PrivateKey::generate(key_type)?, &root_signer)?;
+            Ok((
+                (root_der, root_key),
+                (inter.cert_der.clone(), inter.key.pkcs8_der()),
+            ))
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+        let key_version = 1;
+        let record = AuthorityRecord {
+            version: 1,
+            name: name.to_string(),
+            key_type,
+            root_key: self.inner.master.seal(
+                &ca_key_aad(self.cluster(), name, CaKind::Root, key_version),
+                &root.1,
+            )?,
+            root_cert: root.0,
+            intermediate_key: self.inner.master.seal(
+                &ca_key_aad(self.cluster(), name, CaKind::Intermediate, key_version),
+                &intermediate.1,
+            )?,
+            intermediate_cert: intermediate.0,
+            master_version: self.inner.cluster.master_version,
+            key_version,
+            created: now,
+        };
+        match self
+            .inner
+            .store
+            .create(&records::authority_key(name), to_json(&record)?)
+            .await
+        {
+            Ok(_) => {}
+            Err(kith_store::Error::AlreadyExists { .. }) => {
+                return Err(Error::AuthorityExists(name.to_string()))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.load_signer(record)?;
+        if name != DEFAULT_AUTHORITY {
+            self.audit(
+                LOCAL_OPERATOR,
+                "authority-add",
+                name,
+                &format!("key type {key_type}"),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Sign without recording: pure CPU, safe to run on any thread.
+    fn sign(&self, req: &IssueRequest) -> Result<Issued, Error> {
+        kith_pki::validate_label("node name", &req.node)?;
+        kith_pki::validate_label("role", &req.role)?;
+        let authority = req.authority.as_deref().unwrap_or(DEFAULT_AUTHORITY);
+        let signer = self.signer(authority)?;
+        let ttl = req.ttl.unwrap_or_else(|| req.profile.default_ttl());
+        if ttl <= Duration::ZERO {
+            return Err(Error::Invalid("the lifetime must be positive".into()));
+        }
+        let now = self.now();
+        let spec = LeafSpec {
+            cluster: self.cluster().to_string(),
+            node: req.node.clone(),
+            role: req.role.clone(),
+            profile: req.profile,
+            extra_sans: req.extra_sans.clone(),
+            ttl,
+            serial: Serial::random()?,
+            crl_urls: Vec::new(),
+        };
+        let leaf = spec.sign(&req.public_key, &signer.intermediate, now)?;
+        Ok(Issued {
+            record: CertRecord {
+                serial: leaf.serial.to_hex(),
+                node: req.node.clone(),
+                role: req.role.clone(),
+                profile: req.profile,
+                authority: authority.to_string(),
+                not_before: leaf.not_before,
+                not_after: leaf.not_after,
+                fingerprint: leaf.fingerprint,
+                sans: leaf.sans,
+                issued_at: now,
+                der: leaf.der,
+            },
+            chain: vec![signer.record.intermediate_cert.clone()],
+            root: signer.record.root_cert.clone(),
+            truncated: leaf.truncated,
+        })
+    }
+
+    /// Make an issuance durable: the certificate, the node-to-certificate
+    /// index and the node's latest state, written concurrently so the store
+    /// commits them together.
+    async fn record(&self, issued: &Issued) -> Result<(), Error> {
+        let r = &issued.record;
+        let store = &self.inner.store;
+        let (cert_key, index_key, node_key) = (
+            records::cert_key(&r.serial),
+            records::node_cert_key(&r.node, &r.serial),
+            records::node_key(&r.node),
+        );
+        let cert = store.create(&cert_key, to_json(r)?);
+        let index = store.create(
+            &index_key,
+            to_json(&NodeCertIndex {
+                authority: r.authority.clone(),
+                not_after: r.not_after,
+            })?,
+        );
+        let node = store.put(
+            &node_key,
+            to_json(&NodeRecord {
+                name: r.node.clone(),
+                role: r.role.clone(),
+                last_serial: r.serial.clone(),
+                last_issued: r.issued_at,
+            })?,
+        );
+        let (a, b, c) = futures::join!(cert, index, node);
+        a?;
+        b?;
+        c?;
+        Ok(())
+    }
+
+    /// Issue a leaf for a public key and record it durably.
+    pub async fn issue(&self, req: IssueRequest) -> Result<Issued, Error> {
+        let issued = self.sign(&req)?;
+        self.record(&issued).await?;
+        Ok(issued)
+    }
+
+    /// Issue many leaves: signing runs in parallel on every core, recording
+    /// is group-committed. `progress` is called once per signed and once per
+    /// recorded certificate. Results are in request order.
+    pub async fn issue_many(
+        &self,
+        reqs: Vec<IssueRequest>,
+        progress: Arc<dyn Fn() + Send + Sync>,
+    ) -> Vec<Result<Issued, Error>> {
+        use rayon::prelude::*;
+        let this = self.clone();
+        let p = progress.clone();
+        let signed = tokio::task::spawn_blocking(move || {
+            reqs.par_iter()
+                .map(|r| {
+                    let out = this.sign(r);
+                    p();
+                    out
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        let signed = match signed {
+            Ok(s) => s,
+            Err(e) => return vec![Err(Error::Internal(format!("signing pool: {e}")))],
+        };
+        let mut out = Vec::with_capacity(signed.len());
+        // Bounded waves keep memory flat while still filling each commit.
+        let mut iter = signed.into_iter();
+        loop {
+            let wave: Vec<_> = iter.by_ref().take(2048).collect();
+            if wave.is_empty() {
+                break;
+            }
+            let done = join_all(wave.into_iter().map(|r| {
+                let progress = progress.clone();
+                async move {
+                    let issued = r?;
+                    self.record(&issued).await?;
+                    progress();
+                    Ok(issued)
+                }
+            }))
+            .await;
+            out.extend(done);
+        }
+        out
+    }
+
+    /// Issue a leaf for a CSR made elsewhere. The CSR's signature, key
+    /// strength and requested names are checked against `policy` (or the
+    /// settings' default); the identity is the one given here, never the
+    /// CSR's subject. A refused CSR changes nothing.
+    pub async fn sign_csr(
+        &self,
+        csr: &[u8],
+        node: &str,
+        role: &str,
+        profile: Profile,
+        authority: Option<&str>,
+        ttl: Option<Duration>,
+        policy: Option<&CsrPolicy>,
+    ) -> Result<Issued, Error> {
+        kith_pki::validate_label("node name", node)?;
+        kith_pki::validate_label("role", role)?;
+        let parsed = parse_csr(csr)?;
+        let policy = policy.unwrap_or(&self.inner.settings.policy);
+        let extra = parsed.approve(policy, self.cluster(), role, node)?;
+        self.issue(IssueRequest {
+            node: node.to_string(),
+            role: role.to_string(),
+            profile,
+            authority: authority.map(str::to_string),
+            public_key: parsed.public_key,
+            extra_sans: extra,
+            ttl,
+        })
+        .await
+    }
+
+    /// Revoke one certificate and refresh its authority's CRL. Revoking a
+    /// revoked certificate is a no-op that reports the first revocation.
+    pub async fn revoke(
+        &self,
+        serial: &Serial,
+        reason: RevocationReason,
+        actor: &str,
+    ) -> Result<RevokeOutcome, Error> {
+        let (cert, existing) = find_certificate(&*self.inner.store, serial).await?;
+        if let Some(r) = existing {
+            return Ok(RevokeOutcome::AlreadyRevoked(r));
+        }
+        let record = RevokedRecord {
+            serial: cert.serial.clone(),
+            node: cert.node.clone(),
+            authority: cert.authority.clone(),
+            reason,
+            revoked_at: self.now(),
+            not_after: cert.not_after,
+        };
+        let key = records::revoked_key(&cert.authority, &cert.serial);
+        let outcome = match self.inner.store.create(&key, to_json(&record)?).await {
+            Ok(_) => RevokeOutcome::Revoked(record),
+            Err(kith_store::Error::AlreadyExists { .. }) => {
+                // Lost a race with another revoker: theirs is the first record.
+                let e = self
+                    .inner
+                    .store
+                    .get(&key)
+                    .await?
+                    .ok_or_else(|| Error::Integrity(format!("{key} vanished")))?;
+                return Ok(RevokeOutcome::AlreadyRevoked(from_json(&key, &e.value)?));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.audit(
+            actor,
+            "revoke",
+            &cert.serial,
+            &format!("node {} reason {}", cert.node, reason),
+        )
+        .await?;
+        self.regenerate_crl(&cert.authority).await?;
+        Ok(outcome)
+    }
+
+    /// Revoke every unexpired certificate of `node`.
+    pub async fn revoke_node(
+        &self,
+        node: &str,
+        reason: RevocationReason,
+        actor: &str,
+    ) -> Result<Vec<RevokeOutcome>, Error> {
+        kith_pki::validate_label("node name", node)?;
+        let now = self.now();
+        let prefix = format!("nodecert/{node}/");
+        let mut out = Vec::new();
+        for e in self.inner.store.list(&prefix).await? {
+            let idx: NodeCertIndex = from_json(&e.key, &e.value)?;
+            if idx.not_after <= now {
+                continue;
+            }
+            let serial_hex = &e.key[prefix.len()..];
+            let serial = Serial::parse(serial_hex)?;
+            out.push(self.revoke(&serial, reason, actor).await?);
+        }
+        if out.is_empty() {
+            return Err(Error::UnknownNode(node.to_string()));
+        }
+        Ok(out)
+    }
+
+    /// The CRL of `authority`: the stored one while it has more than half of
+    /// its validity left, otherwise a freshly signed one.
+    pub async fn crl(&self, authority: &str) -> Result<CrlRecord, Error> {
+        self.signer(authority)?;
+        if let Some(current) = stored_crl(&*self.inner.store, authority).await? {
+            let half = (current.next_update - current.this_update) / 2;
+            if self.now() < current.this_update + half {
+                return Ok(current);
+            }
+        }
+        self.regenerate_crl(authority).await
+    }
+
+    /// Sign a new CRL for `authority` now: unexpired revocations only, the
+    /// number one above the stored one, written with compare-and-swap so
+    /// concurrent signers never reuse a number.
+    pub async fn regenerate_crl(&self, authority: &str) -> Result<CrlRecord, Error> {
+        let signer = self.signer(authority)?;
+        let store = &self.inner.store;
+        let key = records::crl_key(authority);
+        for _attempt in 0..16 {
+            let now = self.now();
+            let mut entries = Vec::new();
+            for e in store.list(&records::revoked_prefix(authority)).await? {
+                let r: RevokedRecord = from_json(&e.key, &e.value)?;
+                if r.not_after > now {
+                    entries.push(RevokedEntry {
+                        serial: Serial::parse(&r.serial)?,
+                        revoked_at: r.revoked_at,
+                        reason: r.reason,
+                    });
+                }
+            }
+            let current = store.get(&key).await?;
+            let number = match &current {
+                Some(e) => from_json::<CrlRecord>(&key, &e.value)?.number + 1,
+                None => 1,
+            };
+            let spec = CrlSpec {
+                number,
+                this_update: now,
+                next_update: now + self.inner.settings.crl_validity,
+                entries,
+            };
+            let der = spec.sign(&signer.intermediate)?;
+            let record = CrlRecord {
+                authority: authority.to_string(),
+                number,
+                this_update: kith_pki_second(now),
+                next_update: kith_pki_second(spec.next_update),
+                entries: spec.entries.len(),
+                der,
+            };
+            let written = match &current {
+                Some(e) => store.update(&key, to_json(&record)?, e.revision).await,
+                None => store.create(&key, to_json(&record)?).await,
+            };
+            match written {
+                Ok(_) => return Ok(record),
+                Err(kith_store::Error::RevisionMismatch { .. })
+                | Err(kith_store::Error::AlreadyExists { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Contended(key))
+    }
+
+    /// The private key of a CA as PKCS#8 `ENCRYPTED PRIVATE KEY` PEM under
+    /// `export_passphrase` (which openssl reads), for operators who keep the root offline.
+    pub async fn export_key(
+        &self,
+        authority: &str,
+        which: CaKind,
+        export_passphrase: &[u8],
+        actor: &str,
+    ) -> Result<Zeroizing<String>, Error> {
+        check_passphrase_strength(export_passphrase)?;
+        let signer = self.signer(authority)?;
+        let key = self.open_ca_key(&signer.record, which)?;
+        let pass = Zeroizing::new(export_passphrase.to_vec());
+        let pem = tokio::task::spawn_blocking(move || key.to_encrypted_pkcs8_pem(&pass))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        self.audit(actor, "export-key", authority, which.as_str())
+            .await?;
+        Ok(pem)
+    }
+
+    /// Append to the audit trail.
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        detail: &str,
+    ) -> Result<(), Error> {
+        let now = self.now();
+        let mut rnd = [0u8; 6];
+        vault::random_fill(&mut rnd)?;
+        let key = format!(
+            "audit/{:020}-{}",
+            now.unix_timestamp_nanos().max(0),
+            hex::encode(rnd)
+        );
+        let rec = AuditRecord {
+            at: now,
+            actor: actor.to_string(),
+            action: action.to_string(),
+            subject: subject.to_string(),
+            detail: detail.to_string(),
+        };
+        self.inner.store.create(&key, to_json(&rec)?).await?;
+        Ok(())
+    }
+}
+
+fn kith_pki_second(t: OffsetDateTime) -> OffsetDateTime {
+    t.replace_nanosecond(0).unwrap_or(t)
+}
+
+/// A passphrase shorter than 12 bytes is refused: it guards every CA key.
+fn check_passphrase_strength(p: &[u8]) -> Result<(), Error> {
+    if p.len() < 12 {
+        return Err(Error::Invalid(
+            "the passphrase must be at least 12 characters".into(),
+        ));
+    }
+    Ok(())
+}

@@ -44,13 +44,20 @@ pub struct CaSpec {
 }
 
 impl CaSpec {
-    fn params(&self) -> CertificateParams {
+    fn params(&self, key: &PrivateKey) -> CertificateParams {
         let mut params = CertificateParams::default();
+        params.key_identifier_method =
+            rcgen::KeyIdMethod::PreSpecified(key.public_key().key_identifier());
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, self.cluster.as_str());
         dn.push(
             DnType::CommonName,
-            format!("{} {} {} CA", self.cluster, self.authority, self.kind.as_str()),
+            format!(
+                "{} {} {} CA",
+                self.cluster,
+                self.authority,
+                self.kind.as_str()
+            ),
         );
         params.distinguished_name = dn;
         params.serial_number = Some(self.serial.to_rcgen());
@@ -71,7 +78,7 @@ impl CaSpec {
             return Err(Error::build("root CA", "only a root is self-signed"));
         }
         let cert = self
-            .params()
+            .params(&key)
             .self_signed(key.pair())
             .map_err(|e| Error::build("root CA", e))?;
         CaCertificate::new(cert.der().to_vec(), key)
@@ -83,7 +90,7 @@ impl CaSpec {
             return Err(Error::build("intermediate CA", "a root is self-signed"));
         }
         let cert = self
-            .params()
+            .params(&key)
             .signed_by(key.pair(), &parent.issuer)
             .map_err(|e| Error::build("intermediate CA", e))?;
         CaCertificate::new(cert.der().to_vec(), key)
@@ -127,7 +134,9 @@ impl SigningCa {
         let (_, parsed) = x509_parser::parse_x509_certificate(&cert_der)
             .map_err(|e| Error::parse("CA certificate", e))?;
         if parsed.tbs_certificate.subject_pki.raw != key.public_key().spki_der() {
-            return Err(Error::Key("the CA key does not match the CA certificate".into()));
+            return Err(Error::Key(
+                "the CA key does not match the CA certificate".into(),
+            ));
         }
         let not_after = parsed.validity().not_after.to_datetime();
         let ski = parsed

@@ -141,4 +141,3 @@ impl CrlSpec {
         Ok(crl.der().to_vec())
     }
 }
-

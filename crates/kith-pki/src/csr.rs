@@ -85,7 +85,10 @@ impl KeyDescription {
 }
 
 fn modulus_bits(modulus: &[u8]) -> usize {
-    let start = modulus.iter().position(|b| *b != 0).unwrap_or(modulus.len());
+    let start = modulus
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(modulus.len());
     let m = &modulus[start..];
     match m.first() {
         Some(first) => m.len() * 8 - first.leading_zeros() as usize,
@@ -141,7 +144,10 @@ pub fn parse_csr(input: &[u8]) -> Result<Csr, CsrRejection> {
     let (rest, req) = X509CertificationRequest::from_der(&der)
         .map_err(|e| CsrRejection::new(K::Malformed, format!("not a DER CSR: {e}")))?;
     if !rest.is_empty() {
-        return Err(CsrRejection::new(K::Malformed, "trailing bytes after the CSR"));
+        return Err(CsrRejection::new(
+            K::Malformed,
+            "trailing bytes after the CSR",
+        ));
     }
 
     let info = &req.certification_request_info;
@@ -149,7 +155,10 @@ pub fn parse_csr(input: &[u8]) -> Result<Csr, CsrRejection> {
 
     let sig_alg = &req.signature_algorithm.algorithm;
     if is_sha1(sig_alg) {
-        return Err(CsrRejection::new(K::WeakSignature, "SHA-1 signatures are refused"));
+        return Err(CsrRejection::new(
+            K::WeakSignature,
+            "SHA-1 signatures are refused",
+        ));
     }
     // Structural key problems are reported before the signature check, so a
     // weak key gets `weak-key` rather than a confusing `bad-signature`.
@@ -213,14 +222,13 @@ fn precheck_key(key: &KeyDescription) -> Result<(), CsrRejection> {
             K::UnsupportedKey,
             format!("RSA {bits} > 8192"),
         )),
-        KeyDescription::Rsa { bits } if *bits < 2048 => Err(CsrRejection::new(
-            K::WeakKey,
-            format!("RSA {bits} < 2048"),
-        )),
-        KeyDescription::Ec { curve, bits: 192 | 224 } => Err(CsrRejection::new(
-            K::WeakKey,
-            format!("EC {curve} < P-256"),
-        )),
+        KeyDescription::Rsa { bits } if *bits < 2048 => {
+            Err(CsrRejection::new(K::WeakKey, format!("RSA {bits} < 2048")))
+        }
+        KeyDescription::Ec {
+            curve,
+            bits: 192 | 224,
+        } => Err(CsrRejection::new(K::WeakKey, format!("EC {curve} < P-256"))),
         KeyDescription::Ec { curve, bits: 0 } => Err(CsrRejection::new(
             K::UnsupportedKey,
             format!("EC curve {curve} is not supported"),

@@ -126,7 +126,13 @@ pub fn inspect(input: &[u8]) -> Result<Vec<Inspected>, Error> {
             .map(|b| inspect_block(b.tag(), b.contents()))
             .collect()
     } else {
-        for tag in ["CERTIFICATE", "CERTIFICATE REQUEST", "X509 CRL", "PRIVATE KEY", "PUBLIC KEY"] {
+        for tag in [
+            "CERTIFICATE",
+            "CERTIFICATE REQUEST",
+            "X509 CRL",
+            "PRIVATE KEY",
+            "PUBLIC KEY",
+        ] {
             if let Ok(found) = inspect_block(tag, input) {
                 return Ok(vec![found]);
             }
@@ -167,8 +173,8 @@ fn inspect_block(tag: &str, der: &[u8]) -> Result<Inspected, Error> {
             }))
         }
         "X509 CRL" => {
-            let (rest, crl) = CertificateRevocationList::from_der(der)
-                .map_err(|e| Error::parse("CRL", e))?;
+            let (rest, crl) =
+                CertificateRevocationList::from_der(der).map_err(|e| Error::parse("CRL", e))?;
             trailing(rest, "CRL")?;
             Ok(Inspected::Crl(CrlInfo {
                 issuer: crl.issuer().to_string(),
@@ -232,7 +238,10 @@ fn general_name(name: &GeneralName<'_>) -> String {
         GeneralName::DNSName(d) => format!("DNS:{d}"),
         GeneralName::URI(u) => format!("URI:{u}"),
         GeneralName::IPAddress(raw) => match raw.len() {
-            4 => format!("IP:{}", std::net::Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3])),
+            4 => format!(
+                "IP:{}",
+                std::net::Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3])
+            ),
             16 => {
                 let mut b = [0u8; 16];
                 b.copy_from_slice(raw);

@@ -94,9 +94,15 @@ impl PrivateKey {
     /// Generate a fresh key of the given type.
     pub fn generate(key_type: KeyType) -> Result<Self, Error> {
         let pair = match key_type {
-            KeyType::Rsa2048 => KeyPair::generate_rsa_for(key_type.algorithm(), rcgen::RsaKeySize::_2048),
-            KeyType::Rsa3072 => KeyPair::generate_rsa_for(key_type.algorithm(), rcgen::RsaKeySize::_3072),
-            KeyType::Rsa4096 => KeyPair::generate_rsa_for(key_type.algorithm(), rcgen::RsaKeySize::_4096),
+            KeyType::Rsa2048 => {
+                KeyPair::generate_rsa_for(key_type.algorithm(), rcgen::RsaKeySize::_2048)
+            }
+            KeyType::Rsa3072 => {
+                KeyPair::generate_rsa_for(key_type.algorithm(), rcgen::RsaKeySize::_3072)
+            }
+            KeyType::Rsa4096 => {
+                KeyPair::generate_rsa_for(key_type.algorithm(), rcgen::RsaKeySize::_4096)
+            }
             _ => KeyPair::generate_for(key_type.algorithm()),
         }
         .map_err(|e| Error::Key(format!("cannot generate {key_type} key: {e}")))?;
@@ -193,8 +199,21 @@ impl PublicKey {
     pub fn is_rsa(&self) -> bool {
         use x509_parser::prelude::FromDer;
         x509_parser::x509::SubjectPublicKeyInfo::from_der(&self.spki_der)
-            .map(|(_, spki)| spki.algorithm.algorithm == x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION)
+            .map(|(_, spki)| {
+                spki.algorithm.algorithm == x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION
+            })
             .unwrap_or(false)
+    }
+
+    /// Key identifier per RFC 7093 §2 method 1: the leftmost 160 bits of the
+    /// SHA-256 of the subjectPublicKey bits (pkilint recognises it; rcgen's
+    /// default hashes the whole SPKI, which no RFC names).
+    pub(crate) fn key_identifier(&self) -> Vec<u8> {
+        use x509_parser::prelude::FromDer;
+        let bits = x509_parser::x509::SubjectPublicKeyInfo::from_der(&self.spki_der)
+            .map(|(_, spki)| spki.subject_public_key.data.to_vec())
+            .unwrap_or_else(|_| self.spki_der.clone());
+        crate::sha256(&bits)[..20].to_vec()
     }
 
     pub(crate) fn to_rcgen(&self) -> Result<rcgen::SubjectPublicKeyInfo, Error> {

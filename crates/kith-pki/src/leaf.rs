@@ -104,6 +104,11 @@ impl LeafSpec {
         params.key_usages = self.profile.key_usages(rsa);
         params.extended_key_usages = self.profile.extended_key_usages();
         params.use_authority_key_identifier_extension = true;
+        // ExplicitNoCa makes rcgen write basicConstraints CA:FALSE and a
+        // subjectKeyIdentifier (RFC 5280 §4.2.1.2 SHOULD for end entities).
+        params.is_ca = rcgen::IsCa::ExplicitNoCa;
+        params.key_identifier_method =
+            rcgen::KeyIdMethod::PreSpecified(public_key.key_identifier());
         params.crl_distribution_points = if self.crl_urls.is_empty() {
             Vec::new()
         } else {

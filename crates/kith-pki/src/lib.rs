@@ -27,7 +27,7 @@ pub use ca::{CaCertificate, CaKind, CaSpec, SigningCa};
 pub use crl::{CrlSpec, RevocationReason, RevokedEntry};
 pub use csr::{parse_csr, Csr, CsrPolicy, KeyDescription, MAX_CSR_BYTES};
 pub use error::{CsrRejection, CsrRejectionKind, Error};
-pub use inspect::{inspect, CertificateInfo, CrlInfo, CrlEntryInfo, CsrInfo, Inspected, KeyInfo};
+pub use inspect::{inspect, CertificateInfo, CrlEntryInfo, CrlInfo, CsrInfo, Inspected, KeyInfo};
 pub use key::{KeyType, PrivateKey, PublicKey};
 pub use leaf::{IssuedLeaf, LeafSpec, DEFAULT_BACKDATE};
 pub use names::{spiffe_id, validate_cluster_name, validate_label, San};

@@ -57,7 +57,9 @@ pub fn spiffe_id(cluster: &str, role: &str, node: &str) -> String {
 }
 
 /// A subject alternative name.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(tag = "type", content = "value", rename_all = "lowercase")]
 pub enum San {
     /// A DNS name, lowercase.
@@ -139,15 +141,27 @@ mod tests {
     #[test]
     fn clusters() {
         assert!(validate_cluster_name("prod.example").is_ok());
-        for bad in ["prod", "prod..example", ".prod.example", "Prod.example", "a_b.c"] {
+        for bad in [
+            "prod",
+            "prod..example",
+            ".prod.example",
+            "Prod.example",
+            "a_b.c",
+        ] {
             assert!(validate_cluster_name(bad).is_err(), "{bad:?}");
         }
     }
 
     #[test]
     fn sans() {
-        assert_eq!("10.0.0.1".parse::<San>().unwrap(), San::Ip("10.0.0.1".parse().unwrap()));
-        assert_eq!("Node.Example".parse::<San>().unwrap(), San::Dns("node.example".into()));
+        assert_eq!(
+            "10.0.0.1".parse::<San>().unwrap(),
+            San::Ip("10.0.0.1".parse().unwrap())
+        );
+        assert_eq!(
+            "Node.Example".parse::<San>().unwrap(),
+            San::Dns("node.example".into())
+        );
         assert!("bad name".parse::<San>().is_err());
         assert!("a..b".parse::<San>().is_err());
     }

@@ -23,7 +23,12 @@ pub enum Profile {
 
 impl Profile {
     /// Every profile.
-    pub const ALL: [Profile; 4] = [Profile::Peer, Profile::Server, Profile::Client, Profile::Admin];
+    pub const ALL: [Profile; 4] = [
+        Profile::Peer,
+        Profile::Server,
+        Profile::Client,
+        Profile::Admin,
+    ];
 
     /// The CLI/config spelling.
     pub fn as_str(self) -> &'static str {

@@ -39,11 +39,15 @@ pub fn verify_chain(
 ) -> Result<VerifiedChain, Error> {
     let leaf_der = CertificateDer::from(leaf);
     let ee = EndEntityCert::try_from(&leaf_der).map_err(|e| Error::Verify(format!("leaf: {e}")))?;
-    let root_ders: Vec<CertificateDer<'_>> =
-        roots.iter().map(|r| CertificateDer::from(r.as_slice())).collect();
+    let root_ders: Vec<CertificateDer<'_>> = roots
+        .iter()
+        .map(|r| CertificateDer::from(r.as_slice()))
+        .collect();
     let anchors = root_ders
         .iter()
-        .map(|r| webpki::anchor_from_trusted_cert(r).map_err(|e| Error::Verify(format!("root: {e}"))))
+        .map(|r| {
+            webpki::anchor_from_trusted_cert(r).map_err(|e| Error::Verify(format!("root: {e}")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let inter: Vec<CertificateDer<'_>> = intermediates
         .iter()

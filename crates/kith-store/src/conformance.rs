@@ -25,38 +25,74 @@ pub async fn run_all(store: Arc<dyn Store>) {
 }
 
 async fn get_missing(s: &dyn Store) {
-    assert_eq!(s.get("conf-missing/x").await.expect("get"), None, "get_missing");
+    assert_eq!(
+        s.get("conf-missing/x").await.expect("get"),
+        None,
+        "get_missing"
+    );
 }
 
 async fn put_get_roundtrip(s: &dyn Store) {
     let rev = s.put("conf-put/a", b"one".to_vec()).await.expect("put");
     let e = s.get("conf-put/a").await.expect("get").expect("present");
-    assert_eq!((e.value.as_slice(), e.revision), (&b"one"[..], rev), "put_get_roundtrip");
+    assert_eq!(
+        (e.value.as_slice(), e.revision),
+        (&b"one"[..], rev),
+        "put_get_roundtrip"
+    );
     let rev2 = s.put("conf-put/a", b"two".to_vec()).await.expect("put");
     assert!(rev2 > rev, "put_get_roundtrip: revision must grow");
-    assert_eq!(s.get("conf-put/a").await.expect("get").expect("present").value, b"two");
+    assert_eq!(
+        s.get("conf-put/a")
+            .await
+            .expect("get")
+            .expect("present")
+            .value,
+        b"two"
+    );
 }
 
 async fn create_only_if_absent(s: &dyn Store) {
-    s.create("conf-create/a", b"first".to_vec()).await.expect("create");
+    s.create("conf-create/a", b"first".to_vec())
+        .await
+        .expect("create");
     match s.create("conf-create/a", b"second".to_vec()).await {
         Err(Error::AlreadyExists { key }) => assert_eq!(key, "conf-create/a"),
         other => panic!("create_only_if_absent: expected AlreadyExists, got {other:?}"),
     }
     let e = s.get("conf-create/a").await.expect("get").expect("present");
-    assert_eq!(e.value, b"first", "create_only_if_absent: loser must not overwrite");
+    assert_eq!(
+        e.value, b"first",
+        "create_only_if_absent: loser must not overwrite"
+    );
 }
 
 async fn update_compare_and_swap(s: &dyn Store) {
     let r1 = s.create("conf-cas/a", b"1".to_vec()).await.expect("create");
-    let r2 = s.update("conf-cas/a", b"2".to_vec(), r1).await.expect("update");
+    let r2 = s
+        .update("conf-cas/a", b"2".to_vec(), r1)
+        .await
+        .expect("update");
     match s.update("conf-cas/a", b"stale".to_vec(), r1).await {
-        Err(Error::RevisionMismatch { expected, current, .. }) => {
-            assert_eq!((expected, current), (r1, Some(r2)), "update_compare_and_swap");
+        Err(Error::RevisionMismatch {
+            expected, current, ..
+        }) => {
+            assert_eq!(
+                (expected, current),
+                (r1, Some(r2)),
+                "update_compare_and_swap"
+            );
         }
         other => panic!("update_compare_and_swap: expected RevisionMismatch, got {other:?}"),
     }
-    assert_eq!(s.get("conf-cas/a").await.expect("get").expect("present").value, b"2");
+    assert_eq!(
+        s.get("conf-cas/a")
+            .await
+            .expect("get")
+            .expect("present")
+            .value,
+        b"2"
+    );
     match s.update("conf-cas/absent", b"x".to_vec(), 1).await {
         Err(Error::RevisionMismatch { current: None, .. }) => {}
         other => panic!("update of an absent key must fail, got {other:?}"),
@@ -74,13 +110,26 @@ async fn revisions_increase(s: &dyn Store) {
 async fn delete_semantics(s: &dyn Store) {
     s.put("conf-del/a", vec![1]).await.expect("put");
     s.delete("conf-del/a").await.expect("delete");
-    assert_eq!(s.get("conf-del/a").await.expect("get"), None, "delete_semantics");
-    s.delete("conf-del/a").await.expect("deleting an absent key is fine");
-    s.create("conf-del/a", vec![2]).await.expect("create after delete");
+    assert_eq!(
+        s.get("conf-del/a").await.expect("get"),
+        None,
+        "delete_semantics"
+    );
+    s.delete("conf-del/a")
+        .await
+        .expect("deleting an absent key is fine");
+    s.create("conf-del/a", vec![2])
+        .await
+        .expect("create after delete");
 }
 
 async fn list_by_prefix(s: &dyn Store) {
-    for k in ["conf-list/a/1", "conf-list/a/2", "conf-list/ab/1", "conf-list/b/1"] {
+    for k in [
+        "conf-list/a/1",
+        "conf-list/a/2",
+        "conf-list/ab/1",
+        "conf-list/b/1",
+    ] {
         s.put(k, k.as_bytes().to_vec()).await.expect("put");
     }
     let keys: Vec<String> = s
@@ -94,18 +143,46 @@ async fn list_by_prefix(s: &dyn Store) {
     assert!(s.list("conf-list/zzz/").await.expect("list").is_empty());
     let all = s.list("conf-list/").await.expect("list");
     assert_eq!(all.len(), 4, "list_by_prefix: whole prefix");
-    assert!(all.windows(2).all(|w| w[0].key < w[1].key), "list must be in key order");
+    assert!(
+        all.windows(2).all(|w| w[0].key < w[1].key),
+        "list must be in key order"
+    );
 }
 
 async fn binary_and_large_values(s: &dyn Store) {
     let bin: Vec<u8> = (0..=255u8).collect();
     s.put("conf-bin/a", bin.clone()).await.expect("put");
-    assert_eq!(s.get("conf-bin/a").await.expect("get").expect("present").value, bin);
+    assert_eq!(
+        s.get("conf-bin/a")
+            .await
+            .expect("get")
+            .expect("present")
+            .value,
+        bin
+    );
     let big = vec![0xa5u8; 512 * 1024];
-    s.put("conf-bin/big", big.clone()).await.expect("512 KiB value");
-    assert_eq!(s.get("conf-bin/big").await.expect("get").expect("present").value, big);
-    s.put("conf-bin/empty", Vec::new()).await.expect("empty value");
-    assert_eq!(s.get("conf-bin/empty").await.expect("get").expect("present").value, b"");
+    s.put("conf-bin/big", big.clone())
+        .await
+        .expect("512 KiB value");
+    assert_eq!(
+        s.get("conf-bin/big")
+            .await
+            .expect("get")
+            .expect("present")
+            .value,
+        big
+    );
+    s.put("conf-bin/empty", Vec::new())
+        .await
+        .expect("empty value");
+    assert_eq!(
+        s.get("conf-bin/empty")
+            .await
+            .expect("get")
+            .expect("present")
+            .value,
+        b""
+    );
 }
 
 async fn invalid_keys_refused(s: &dyn Store) {
@@ -161,7 +238,9 @@ async fn concurrent_create_one_winner(s: Arc<dyn Store>) {
 }
 
 async fn concurrent_cas_counter_exact(s: Arc<dyn Store>) {
-    s.put("conf-counter/n", 0u64.to_be_bytes().to_vec()).await.expect("put");
+    s.put("conf-counter/n", 0u64.to_be_bytes().to_vec())
+        .await
+        .expect("put");
     let workers = 8;
     let per_worker = 25;
     let tasks: Vec<_> = (0..workers)
@@ -170,7 +249,11 @@ async fn concurrent_cas_counter_exact(s: Arc<dyn Store>) {
             tokio::spawn(async move {
                 let mut done = 0;
                 while done < per_worker {
-                    let e = s.get("conf-counter/n").await.expect("get").expect("present");
+                    let e = s
+                        .get("conf-counter/n")
+                        .await
+                        .expect("get")
+                        .expect("present");
                     let mut b = [0u8; 8];
                     b.copy_from_slice(&e.value);
                     let next = (u64::from_be_bytes(b) + 1).to_be_bytes().to_vec();
@@ -186,7 +269,11 @@ async fn concurrent_cas_counter_exact(s: Arc<dyn Store>) {
     for t in tasks {
         t.await.expect("task");
     }
-    let e = s.get("conf-counter/n").await.expect("get").expect("present");
+    let e = s
+        .get("conf-counter/n")
+        .await
+        .expect("get")
+        .expect("present");
     let mut b = [0u8; 8];
     b.copy_from_slice(&e.value);
     assert_eq!(

@@ -270,7 +270,9 @@ impl Store for RedbStore {
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
-        self.write(OpKind::Delete, key, Vec::new()).await.map(|_| ())
+        self.write(OpKind::Delete, key, Vec::new())
+            .await
+            .map(|_| ())
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<Entry>> {

@@ -20,7 +20,11 @@ async fn records_survive_reopen_and_revisions_keep_growing() {
         store.put("cert/a", b"x".to_vec()).await.expect("put")
     };
     let store = RedbStore::open(&path).expect("reopen");
-    let e = store.get("cert/a").await.expect("get").expect("present after reopen");
+    let e = store
+        .get("cert/a")
+        .await
+        .expect("get")
+        .expect("present after reopen");
     assert_eq!((e.value.as_slice(), e.revision), (&b"x"[..], rev));
     let next = store.put("cert/b", b"y".to_vec()).await.expect("put");
     assert!(next > rev, "revision counter must persist: {next} <= {rev}");

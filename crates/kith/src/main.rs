@@ -1,1 +1,140 @@
-fn main(){}
+//! `kith`: the command-line front of kith. CLI parsing and wiring only; the
+//! work is done by kith-authority (CA engine), kith-pki and kith-nodedir.
+
+mod commands;
+mod output;
+mod util;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::output::CliError;
+
+/// kith: cluster identity. A certificate authority for the nodes of a
+/// distributed system: issue, inspect, verify, revoke.
+#[derive(Parser, Debug)]
+#[command(name = "kith", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// Data directory of the CA (database, ca.pem, admin credential).
+    /// Default: $XDG_DATA_HOME/kith or ~/.local/share/kith.
+    #[arg(long, global = true, env = "KITH_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a cluster CA: root and intermediate, encrypted keys, operator credential.
+    Init(commands::InitArgs),
+    /// CA facts and key export.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Manage authorities (separate CA hierarchies inside the cluster).
+    #[command(subcommand)]
+    Authority(AuthorityCommand),
+    /// Issue, sign, inspect and verify certificates.
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// Revoke a certificate by serial, or every certificate of a node.
+    Revoke(commands::RevokeArgs),
+    /// Write the current CRL of an authority (DER by default).
+    Crl(commands::CrlArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum CaCommand {
+    /// Authorities, roots, intermediates, validity left and SPKI pins.
+    Show(JsonFlag),
+    /// Export a CA private key as PKCS#8 ENCRYPTED PRIVATE KEY (openssl reads it).
+    ExportKey(commands::ExportKeyArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum AuthorityCommand {
+    /// Add an authority with its own root and intermediate.
+    Add(commands::AuthorityAddArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum CertCommand {
+    /// Generate keys and certificates for nodes, one folder per node.
+    Issue(commands::IssueArgs),
+    /// Sign a CSR made elsewhere; the chain PEM goes to stdout or --out.
+    Sign(commands::SignArgs),
+    /// Describe a certificate, chain, CSR, CRL or key (public parts only).
+    Inspect(commands::InspectArgs),
+    /// Verify a certificate against the cluster: chain, validity, revocation, identity.
+    Verify(commands::VerifyArgs),
+}
+
+/// `--json`: machine-readable output on stdout.
+#[derive(Args, Debug)]
+struct JsonFlag {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KITH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let json = cli_wants_json(&cli.command);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error[internal]: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let data_dir = cli.data_dir.clone();
+    let result = runtime.block_on(run(cli.command, data_dir));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            e.report(json);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cli_wants_json(cmd: &Command) -> bool {
+    match cmd {
+        Command::Init(a) => a.json,
+        Command::Ca(CaCommand::Show(j)) => j.json,
+        Command::Cert(CertCommand::Issue(a)) => a.json,
+        Command::Cert(CertCommand::Sign(a)) => a.json,
+        Command::Cert(CertCommand::Inspect(a)) => a.json,
+        Command::Cert(CertCommand::Verify(a)) => a.json,
+        Command::Revoke(a) => a.json,
+        _ => false,
+    }
+}
+
+async fn run(cmd: Command, data_dir: Option<PathBuf>) -> Result<(), CliError> {
+    let dir = util::data_dir(data_dir)?;
+    match cmd {
+        Command::Init(a) => commands::init(&dir, a).await,
+        Command::Ca(CaCommand::Show(j)) => commands::ca_show(&dir, j.json).await,
+        Command::Ca(CaCommand::ExportKey(a)) => commands::export_key(&dir, a).await,
+        Command::Authority(AuthorityCommand::Add(a)) => commands::authority_add(&dir, a).await,
+        Command::Cert(CertCommand::Issue(a)) => commands::cert_issue(&dir, a).await,
+        Command::Cert(CertCommand::Sign(a)) => commands::cert_sign(&dir, a).await,
+        Command::Cert(CertCommand::Inspect(a)) => commands::cert_inspect(a),
+        Command::Cert(CertCommand::Verify(a)) => commands::cert_verify(&dir, a).await,
+        Command::Revoke(a) => commands::revoke(&dir, a).await,
+        Command::Crl(a) => commands::crl(&dir, a).await,
+    }
+}

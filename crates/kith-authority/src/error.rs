@@ -1,0 +1,83 @@
+use kith_pki::CsrRejection;
+
+/// Everything the authority can refuse or fail at, grouped by cause. Each
+/// has a stable machine-readable [`Error::code`] for the CLI and the API.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The passphrase does not unwrap the master key.
+    #[error("wrong passphrase: it does not unlock this cluster's keys")]
+    WrongPassphrase,
+    /// No cluster has been initialised in this store.
+    #[error("no cluster here: run `kith init --cluster NAME` first")]
+    NotInitialized,
+    /// `init` found a cluster already.
+    #[error("a cluster ({0}) is already initialised here; refusing to overwrite it")]
+    AlreadyInitialized(String),
+    /// No authority of that name.
+    #[error("unknown authority {0:?}")]
+    UnknownAuthority(String),
+    /// An authority of that name exists already.
+    #[error("authority {0:?} already exists")]
+    AuthorityExists(String),
+    /// No certificate with that serial was issued here.
+    #[error("no certificate with serial {0} was issued by this cluster")]
+    UnknownCertificate(String),
+    /// No live certificate for that node.
+    #[error("node {0:?} has no certificate to act on")]
+    UnknownNode(String),
+    /// A CSR was refused by policy.
+    #[error("CSR refused: {0}")]
+    Csr(#[from] CsrRejection),
+    /// A bad argument (name, lifetime, parameter).
+    #[error("{0}")]
+    Invalid(String),
+    /// A stored record failed its integrity check or could not be decoded.
+    #[error("integrity error: {0}")]
+    Integrity(String),
+    /// A certificate-level failure from kith-pki.
+    #[error(transparent)]
+    Pki(kith_pki::Error),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] kith_store::Error),
+    /// Too many concurrent writers kept winning a compare-and-swap.
+    #[error("gave up after repeated concurrent updates of {0}")]
+    Contended(String),
+    /// A bug or an environment failure (RNG, thread pool).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<kith_pki::Error> for Error {
+    fn from(e: kith_pki::Error) -> Self {
+        match e {
+            kith_pki::Error::Csr(r) => Error::Csr(r),
+            kith_pki::Error::InvalidName { .. } => Error::Invalid(e.to_string()),
+            other => Error::Pki(other),
+        }
+    }
+}
+
+impl Error {
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::WrongPassphrase => "wrong-passphrase",
+            Self::NotInitialized => "not-initialized",
+            Self::AlreadyInitialized(_) => "already-initialized",
+            Self::UnknownAuthority(_) => "unknown-authority",
+            Self::AuthorityExists(_) => "authority-exists",
+            Self::UnknownCertificate(_) => "unknown-certificate",
+            Self::UnknownNode(_) => "unknown-node",
+            Self::Csr(r) => r.kind.code(),
+            Self::Invalid(_) => "invalid-argument",
+            Self::Integrity(_) => "integrity-error",
+            Self::Pki(e) => e.code(),
+            Self::Store(kith_store::Error::Locked(_)) => "store-locked",
+            Self::Store(_) => "store-error",
+            Self::Contended(_) => "contended",
+            Self::Internal(_) => "internal",
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! The typed records the authority keeps, one per store key.
+
+use kith_pki::{KeyType, Profile, RevocationReason, San};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::vault::KdfParams;
+use crate::Error;
+
+pub(crate) const CLUSTER_KEY: &str = "cluster/meta";
+
+pub(crate) fn authority_key(name: &str) -> String {
+    format!("authority/{name}")
+}
+pub(crate) fn cert_key(serial_hex: &str) -> String {
+    format!("cert/{serial_hex}")
+}
+pub(crate) fn node_key(name: &str) -> String {
+    format!("node/{name}")
+}
+pub(crate) fn node_cert_key(name: &str, serial_hex: &str) -> String {
+    format!("nodecert/{name}/{serial_hex}")
+}
+pub(crate) fn revoked_prefix(authority: &str) -> String {
+    format!("revoked/{authority}/")
+}
+pub(crate) fn revoked_key(authority: &str, serial_hex: &str) -> String {
+    format!("revoked/{authority}/{serial_hex}")
+}
+pub(crate) fn crl_key(authority: &str) -> String {
+    format!("crl/{authority}")
+}
+
+/// Base64 (standard, padded) for binary fields in JSON records.
+pub(crate) mod b64 {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The cluster: its name and the wrapped master key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClusterRecord {
+    /// Record format version.
+    pub version: u32,
+    /// Cluster name.
+    pub cluster: String,
+    /// When `init` ran.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: OffsetDateTime,
+    /// Argon2id parameters.
+    pub kdf: KdfParams,
+    /// Argon2id salt.
+    #[serde(with = "b64")]
+    pub salt: Vec<u8>,
+    /// Master key version (grows when the vault is rotated).
+    pub master_version: u32,
+    /// The master key sealed under the passphrase-derived key.
+    #[serde(with = "b64")]
+    pub wrapped_master: Vec<u8>,
+}
+
+/// One CA hierarchy: its root and intermediate certificates and sealed keys.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AuthorityRecord {
+    /// Record format version.
+    pub version: u32,
+    /// Authority name.
+    pub name: String,
+    /// Key type of both CA keys.
+    pub key_type: KeyType,
+    /// Root certificate, DER.
+    #[serde(with = "b64")]
+    pub root_cert: Vec<u8>,
+    /// Root PKCS#8 key sealed by the master key.
+    #[serde(with = "b64")]
+    pub root_key: Vec<u8>,
+    /// Intermediate certificate, DER.
+    #[serde(with = "b64")]
+    pub intermediate_cert: Vec<u8>,
+    /// Intermediate PKCS#8 key sealed by the master key.
+    #[serde(with = "b64")]
+    pub intermediate_key: Vec<u8>,
+    /// Master key version that sealed the keys.
+    pub master_version: u32,
+    /// Version of the keys (part of the sealing AAD; grows on re-key).
+    pub key_version: u32,
+    /// When it was created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: OffsetDateTime,
+}
+
+/// Every issued certificate.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CertRecord {
+    /// Serial, lowercase hex.
+    pub serial: String,
+    /// Node name.
+    pub node: String,
+    /// Role.
+    pub role: String,
+    /// Profile.
+    pub profile: Profile,
+    /// Issuing authority.
+    pub authority: String,
+    /// Start of validity.
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_before: OffsetDateTime,
+    /// End of validity.
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    /// SHA-256 of the DER, hex.
+    pub fingerprint: String,
+    /// SANs.
+    pub sans: Vec<San>,
+    /// When it was issued.
+    #[serde(with = "time::serde::rfc3339")]
+    pub issued_at: OffsetDateTime,
+    /// The certificate, DER.
+    #[serde(with = "b64")]
+    pub der: Vec<u8>,
+}
+
+/// A node, as last issued to.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeRecord {
+    /// Node name.
+    pub name: String,
+    /// Its role.
+    pub role: String,
+    /// Serial of the most recent certificate.
+    pub last_serial: String,
+    /// When that was issued.
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_issued: OffsetDateTime,
+}
+
+/// Index entry: `nodecert/<node>/<serial>`, so revoking a node needs no full scan.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct NodeCertIndex {
+    pub(crate) authority: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub(crate) not_after: OffsetDateTime,
+}
+
+/// A revocation. Created once; revoking again keeps the first record.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RevokedRecord {
+    /// Serial, lowercase hex.
+    pub serial: String,
+    /// Node name.
+    pub node: String,
+    /// Issuing authority.
+    pub authority: String,
+    /// Why.
+    pub reason: RevocationReason,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub revoked_at: OffsetDateTime,
+    /// The certificate's own expiry: after it the entry leaves the CRL.
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+}
+
+/// The current CRL of an authority.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CrlRecord {
+    /// Authority name.
+    pub authority: String,
+    /// CRL number (strictly increasing).
+    pub number: u64,
+    /// thisUpdate.
+    #[serde(with = "time::serde::rfc3339")]
+    pub this_update: OffsetDateTime,
+    /// nextUpdate.
+    #[serde(with = "time::serde::rfc3339")]
+    pub next_update: OffsetDateTime,
+    /// Number of entries.
+    pub entries: usize,
+    /// The CRL, DER.
+    #[serde(with = "b64")]
+    pub der: Vec<u8>,
+}
+
+/// One line of the audit trail.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// Who (`local-operator` for offline commands).
+    pub actor: String,
+    /// What (`init`, `revoke`, `export-key`, ...).
+    pub action: String,
+    /// On what.
+    pub subject: String,
+    /// Details (never secret material).
+    pub detail: String,
+}
+
+pub(crate) fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(v).map_err(|e| Error::Internal(format!("encoding a record: {e}")))
+}
+
+pub(crate) fn from_json<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Integrity(format!("record {key}: {e}")))
+}

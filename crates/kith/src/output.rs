@@ -1,0 +1,80 @@
+//! How the CLI reports failure: `error[code]: message` on stderr (and a JSON
+//! object on stdout with `--json`), exit status 1.
+
+use std::fmt::Display;
+
+/// A failure with a stable code, a message and an optional hint.
+#[derive(Debug)]
+pub(crate) struct CliError {
+    pub(crate) code: String,
+    pub(crate) message: String,
+    pub(crate) hint: Option<String>,
+}
+
+impl CliError {
+    pub(crate) fn new(code: &str, message: impl Display) -> Self {
+        Self {
+            code: code.to_string(),
+            message: message.to_string(),
+            hint: None,
+        }
+    }
+
+    pub(crate) fn hint(mut self, hint: impl Display) -> Self {
+        self.hint = Some(hint.to_string());
+        self
+    }
+
+    pub(crate) fn report(&self, json: bool) {
+        if json {
+            let v = serde_json::json!({"error": {"code": self.code, "message": self.message, "hint": self.hint}});
+            println!("{v}");
+        }
+        eprintln!("error[{}]: {}", self.code, self.message);
+        if let Some(h) = &self.hint {
+            eprintln!("hint: {h}");
+        }
+    }
+}
+
+impl From<kith_authority::Error> for CliError {
+    fn from(e: kith_authority::Error) -> Self {
+        let hint = match &e {
+            kith_authority::Error::WrongPassphrase => {
+                Some("pass the passphrase printed by `kith init` with --passphrase-file or KITH_PASSPHRASE")
+            }
+            kith_authority::Error::Store(kith_store::Error::Locked(_)) => {
+                Some("another kith command or server is using this data directory; wait for it or stop it")
+            }
+            _ => None,
+        };
+        let mut out = CliError::new(e.code(), &e);
+        out.hint = hint.map(str::to_string);
+        out
+    }
+}
+
+impl From<kith_pki::Error> for CliError {
+    fn from(e: kith_pki::Error) -> Self {
+        CliError::new(e.code(), &e)
+    }
+}
+
+impl From<kith_store::Error> for CliError {
+    fn from(e: kith_store::Error) -> Self {
+        kith_authority::Error::from(e).into()
+    }
+}
+
+impl From<kith_nodedir::Error> for CliError {
+    fn from(e: kith_nodedir::Error) -> Self {
+        CliError::new("io-error", e)
+    }
+}
+
+pub(crate) fn print_json(v: &serde_json::Value) {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("error[internal]: cannot encode JSON: {e}"),
+    }
+}

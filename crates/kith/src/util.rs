@@ -1,0 +1,198 @@
+//! Wiring helpers: where the data lives, how the passphrase is obtained,
+//! durations, and the one place that names the concrete store backend.
+
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kith_authority::{Authority, Settings, SystemClock};
+use kith_store::{RedbStore, Store};
+use time::{Duration, OffsetDateTime};
+use zeroize::Zeroizing;
+
+use crate::output::CliError;
+
+/// The database file inside the data directory.
+pub(crate) const DB_FILE: &str = "kith.redb";
+
+pub(crate) fn data_dir(flag: Option<PathBuf>) -> Result<PathBuf, CliError> {
+    if let Some(d) = flag {
+        return Ok(d);
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(x).join("kith"));
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(h) => Ok(PathBuf::from(h).join(".local/share/kith")),
+        None => Err(CliError::new(
+            "invalid-argument",
+            "no data directory: pass --data-dir or set KITH_DATA_DIR",
+        )),
+    }
+}
+
+/// Open the store of an initialised data directory.
+pub(crate) fn open_store(dir: &Path) -> Result<Arc<dyn Store>, CliError> {
+    let db = dir.join(DB_FILE);
+    if !db.exists() {
+        return Err(CliError::new(
+            "not-initialized",
+            format!("no kith CA in {}", dir.display()),
+        )
+        .hint("run `kith init --cluster NAME` first, or pass --data-dir"));
+    }
+    Ok(Arc::new(RedbStore::open(&db)?))
+}
+
+/// Create or open the store for `init`.
+pub(crate) fn create_store(dir: &Path) -> Result<Arc<dyn Store>, CliError> {
+    kith_nodedir::create_dir(dir)?;
+    Ok(Arc::new(RedbStore::open(&dir.join(DB_FILE))?))
+}
+
+/// Where a passphrase comes from: a file, an environment variable, or a prompt.
+pub(crate) fn read_secret(
+    file: Option<&Path>,
+    env: &str,
+    prompt: &str,
+    confirm: bool,
+) -> Result<Option<Zeroizing<String>>, CliError> {
+    if let Some(f) = file {
+        let mut s = Zeroizing::new(String::new());
+        std::fs::File::open(f)
+            .and_then(|mut h| h.read_to_string(&mut s))
+            .map_err(|e| CliError::new("io-error", format!("cannot read {}: {e}", f.display())))?;
+        // A trailing newline is the file's, not the passphrase's.
+        return Ok(Some(Zeroizing::new(
+            s.trim_end_matches(['\n', '\r']).to_string(),
+        )));
+    }
+    if let Ok(v) = std::env::var(env) {
+        return Ok(Some(Zeroizing::new(v)));
+    }
+    if std::io::stdin().is_terminal() {
+        let first =
+            Zeroizing::new(rpassword::prompt_password(prompt).map_err(|e| {
+                CliError::new("io-error", format!("cannot read the passphrase: {e}"))
+            })?);
+        if confirm {
+            let again = Zeroizing::new(rpassword::prompt_password("Again: ").map_err(|e| {
+                CliError::new("io-error", format!("cannot read the passphrase: {e}"))
+            })?);
+            if *first != *again {
+                return Err(CliError::new("invalid-argument", "the passphrases differ"));
+            }
+        }
+        return Ok(Some(first));
+    }
+    Ok(None)
+}
+
+/// Unlock the CA of `dir`.
+pub(crate) async fn unlock(
+    dir: &Path,
+    passphrase_file: Option<&Path>,
+    settings: Settings,
+) -> Result<Authority, CliError> {
+    let store = open_store(dir)?;
+    let pass = read_secret(passphrase_file, "KITH_PASSPHRASE", "CA passphrase: ", false)?
+        .ok_or_else(|| {
+            CliError::new(
+                "passphrase-required",
+                "this command needs the CA passphrase",
+            )
+            .hint("pass --passphrase-file FILE or set KITH_PASSPHRASE")
+        })?;
+    Ok(Authority::open(store, Arc::new(SystemClock), pass.as_bytes(), settings).await?)
+}
+
+/// A fresh passphrase: 160 random bits as 8 groups of 5 base32 characters.
+pub(crate) fn generate_passphrase() -> Result<Zeroizing<String>, CliError> {
+    const ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let mut raw = Zeroizing::new([0u8; 40]);
+    aws_lc_rand(raw.as_mut())?;
+    let mut out = Zeroizing::new(String::with_capacity(47));
+    for (i, b) in raw.iter().enumerate() {
+        if i > 0 && i % 5 == 0 {
+            out.push('-');
+        }
+        out.push(ALPHABET[(*b & 31) as usize] as char);
+    }
+    Ok(out)
+}
+
+fn aws_lc_rand(buf: &mut [u8]) -> Result<(), CliError> {
+    // Serial::random draws from the same CSPRNG (aws-lc); reuse it rather than add a dependency.
+    for chunk in buf.chunks_mut(16) {
+        let s = kith_pki::Serial::random()?;
+        chunk.copy_from_slice(&s.as_bytes()[..chunk.len()]);
+    }
+    Ok(())
+}
+
+/// Parse `90d`, `12h`, `30m`, `45s`, `2w`.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number and a unit, like 90d or 12h"))?;
+    let d = match unit {
+        "s" => Duration::seconds(n),
+        "m" => Duration::minutes(n),
+        "h" => Duration::hours(n),
+        "d" => Duration::days(n),
+        "w" => Duration::weeks(n),
+        _ => return Err(format!("{s:?}: unit must be s, m, h, d or w")),
+    };
+    if d <= Duration::ZERO {
+        return Err(format!("{s:?}: must be positive"));
+    }
+    Ok(d)
+}
+
+pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+/// `in 89 days`, `in 5 hours`, `expired 3 days ago`.
+pub(crate) fn relative(t: OffsetDateTime, now: OffsetDateTime) -> String {
+    let d = t - now;
+    let (abs, future) = if d.is_negative() {
+        (-d, false)
+    } else {
+        (d, true)
+    };
+    let text = if abs.whole_days() >= 2 {
+        format!("{} days", abs.whole_days())
+    } else if abs.whole_hours() >= 2 {
+        format!("{} hours", abs.whole_hours())
+    } else {
+        format!("{} minutes", abs.whole_minutes())
+    };
+    if future {
+        format!("in {text}")
+    } else {
+        format!("expired {text} ago")
+    }
+}
+
+/// Read an input file with a size cap, `-` meaning stdin.
+pub(crate) fn read_input(path: &Path, max: usize) -> Result<Vec<u8>, CliError> {
+    let mut buf = Vec::new();
+    let limit = max as u64 + 1;
+    let res = if path == Path::new("-") {
+        std::io::stdin().take(limit).read_to_end(&mut buf)
+    } else {
+        std::fs::File::open(path).and_then(|f| f.take(limit).read_to_end(&mut buf))
+    };
+    res.map_err(|e| CliError::new("io-error", format!("cannot read {}: {e}", path.display())))?;
+    if buf.len() > max {
+        return Err(CliError::new(
+            "input-too-large",
+            format!("{} is larger than {max} bytes", path.display()),
+        ));
+    }
+    Ok(buf)
+}
