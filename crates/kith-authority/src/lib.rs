@@ -216,6 +216,24 @@ pub async fn find_certificate(
     Ok((cert, revoked))
 }
 
+/// Every recorded certificate with its revocation, if any, in serial order.
+pub async fn list_certificates(
+    store: &dyn Store,
+) -> Result<Vec<(CertRecord, Option<RevokedRecord>)>, Error> {
+    let mut revoked = BTreeMap::new();
+    for e in store.list("revoked/").await? {
+        let r: RevokedRecord = from_json(&e.key, &e.value)?;
+        revoked.insert(r.serial.clone(), r);
+    }
+    let mut out = Vec::new();
+    for e in store.list("cert/").await? {
+        let c: CertRecord = from_json(&e.key, &e.value)?;
+        let r = revoked.remove(&c.serial);
+        out.push((c, r));
+    }
+    Ok(out)
+}
+
 /// The stored CRL of `authority`, if one was ever signed (no keys needed).
 pub async fn stored_crl(store: &dyn Store, authority: &str) -> Result<Option<CrlRecord>, Error> {
     let key = records::crl_key(authority);

@@ -150,8 +150,11 @@ impl PrivateKey {
         aws_lc_rs::rand::fill(&mut iv).map_err(|_| Error::Key("system RNG failed".into()))?;
         let params = pkcs8::pkcs5::pbes2::Parameters::pbkdf2_sha256_aes256cbc(600_000, &salt, &iv)
             .map_err(|e| Error::Key(format!("PBES2 parameters: {e}")))?;
-        let info = pkcs8::PrivateKeyInfo::try_from(self.pair.serialized_der())
+        let mut info = pkcs8::PrivateKeyInfo::try_from(self.pair.serialized_der())
             .map_err(|e| Error::Key(format!("PKCS#8: {e}")))?;
+        // aws-lc writes Ed25519 keys as PKCS#8 v2 (with the public key), which
+        // OpenSSL 3.0 refuses once encrypted; v1 carries all that is needed.
+        info.public_key = None;
         let doc = info
             .encrypt_with_params(params, passphrase)
             .map_err(|e| Error::Key(format!("PKCS#8 encryption: {e}")))?;

@@ -69,6 +69,8 @@ enum CertCommand {
     Inspect(commands::InspectArgs),
     /// Verify a certificate against the cluster: chain, validity, revocation, identity.
     Verify(commands::VerifyArgs),
+    /// List every certificate this CA has issued.
+    Ls(commands::LsArgs),
 }
 
 /// `--json`: machine-readable output on stdout.
@@ -118,6 +120,7 @@ fn cli_wants_json(cmd: &Command) -> bool {
         Command::Cert(CertCommand::Sign(a)) => a.json,
         Command::Cert(CertCommand::Inspect(a)) => a.json,
         Command::Cert(CertCommand::Verify(a)) => a.json,
+        Command::Cert(CertCommand::Ls(a)) => a.json,
         Command::Revoke(a) => a.json,
         _ => false,
     }
@@ -134,6 +137,7 @@ async fn run(cmd: Command, data_dir: Option<PathBuf>) -> Result<(), CliError> {
         Command::Cert(CertCommand::Sign(a)) => commands::cert_sign(&dir, a).await,
         Command::Cert(CertCommand::Inspect(a)) => commands::cert_inspect(a),
         Command::Cert(CertCommand::Verify(a)) => commands::cert_verify(&dir, a).await,
+        Command::Cert(CertCommand::Ls(a)) => commands::cert_ls(&dir, a).await,
         Command::Revoke(a) => commands::revoke(&dir, a).await,
         Command::Crl(a) => commands::crl(&dir, a).await,
     }
