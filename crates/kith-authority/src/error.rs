@@ -53,7 +53,6 @@ impl From<kith_pki::Error> for Error {
     fn from(e: kith_pki::Error) -> Self {
         match e {
             kith_pki::Error::Csr(r) => Error::Csr(r),
-            kith_pki::Error::InvalidName { .. } => Error::Invalid(e.to_string()),
             other => Error::Pki(other),
         }
     }
