@@ -30,7 +30,7 @@ use zeroize::Zeroizing;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
 pub use records::{
-    AuditRecord, AuthorityRecord, CertRecord, ClusterRecord, CrlRecord, NodeRecord, RevokedRecord,
+    AuditRecord, AuthorityRecord, CertRecord, ClusterRecord, CrlRecord, RevokedRecord,
 };
 pub use vault::KdfParams;
 
@@ -92,6 +92,21 @@ pub struct IssueRequest {
     pub public_key: PublicKey,
     /// SANs beyond `<node>.<cluster>` and the SPIFFE ID (already approved by the caller).
     pub extra_sans: Vec<San>,
+    /// Lifetime; `None` means the profile's default.
+    pub ttl: Option<Duration>,
+}
+
+/// Who a CSR's certificate is for: decided by the caller, never read from the CSR.
+#[derive(Clone, Debug)]
+pub struct CsrIdentity {
+    /// Node name (DNS label).
+    pub node: String,
+    /// Role (DNS label).
+    pub role: String,
+    /// Profile.
+    pub profile: Profile,
+    /// Authority; `None` means [`DEFAULT_AUTHORITY`].
+    pub authority: Option<String>,
     /// Lifetime; `None` means the profile's default.
     pub ttl: Option<Duration>,
 }
@@ -606,16 +621,16 @@ impl Authority {
         })
     }
 
-    /// Make an issuance durable: the certificate, the node-to-certificate
-    /// index and the node's latest state, written concurrently so the store
-    /// commits them together.
+    /// Make an issuance durable: the certificate and the node-to-certificate
+    /// index, written concurrently so the store commits them together. Two
+    /// single-key writes; a crash between them leaves a certificate that
+    /// `revoke SERIAL` still finds, only not `revoke --node`.
     async fn record(&self, issued: &Issued) -> Result<(), Error> {
         let r = &issued.record;
         let store = &self.inner.store;
-        let (cert_key, index_key, node_key) = (
+        let (cert_key, index_key) = (
             records::cert_key(&r.serial),
             records::node_cert_key(&r.node, &r.serial),
-            records::node_key(&r.node),
         );
         let cert = store.create(&cert_key, to_json(r)?);
         let index = store.create(
@@ -625,19 +640,9 @@ impl Authority {
                 not_after: r.not_after,
             })?,
         );
-        let node = store.put(
-            &node_key,
-            to_json(&NodeRecord {
-                name: r.node.clone(),
-                role: r.role.clone(),
-                last_serial: r.serial.clone(),
-                last_issued: r.issued_at,
-            })?,
-        );
-        let (a, b, c) = futures::join!(cert, index, node);
+        let (a, b) = futures::join!(cert, index);
         a?;
         b?;
-        c?;
         Ok(())
     }
 
@@ -703,26 +708,22 @@ impl Authority {
     pub async fn sign_csr(
         &self,
         csr: &[u8],
-        node: &str,
-        role: &str,
-        profile: Profile,
-        authority: Option<&str>,
-        ttl: Option<Duration>,
+        identity: CsrIdentity,
         policy: Option<&CsrPolicy>,
     ) -> Result<Issued, Error> {
-        kith_pki::validate_label("node name", node)?;
-        kith_pki::validate_label("role", role)?;
+        kith_pki::validate_label("node name", &identity.node)?;
+        kith_pki::validate_label("role", &identity.role)?;
         let parsed = parse_csr(csr)?;
         let policy = policy.unwrap_or(&self.inner.settings.policy);
-        let extra = parsed.approve(policy, self.cluster(), role, node)?;
+        let extra = parsed.approve(policy, self.cluster(), &identity.role, &identity.node)?;
         self.issue(IssueRequest {
-            node: node.to_string(),
-            role: role.to_string(),
-            profile,
-            authority: authority.map(str::to_string),
+            node: identity.node,
+            role: identity.role,
+            profile: identity.profile,
+            authority: identity.authority,
             public_key: parsed.public_key,
             extra_sans: extra,
-            ttl,
+            ttl: identity.ttl,
         })
         .await
     }

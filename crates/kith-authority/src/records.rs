@@ -15,9 +15,6 @@ pub(crate) fn authority_key(name: &str) -> String {
 pub(crate) fn cert_key(serial_hex: &str) -> String {
     format!("cert/{serial_hex}")
 }
-pub(crate) fn node_key(name: &str) -> String {
-    format!("node/{name}")
-}
 pub(crate) fn node_cert_key(name: &str, serial_hex: &str) -> String {
     format!("nodecert/{name}/{serial_hex}")
 }
@@ -129,20 +126,6 @@ pub struct CertRecord {
     /// The certificate, DER.
     #[serde(with = "b64")]
     pub der: Vec<u8>,
-}
-
-/// A node, as last issued to.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct NodeRecord {
-    /// Node name.
-    pub name: String,
-    /// Its role.
-    pub role: String,
-    /// Serial of the most recent certificate.
-    pub last_serial: String,
-    /// When that was issued.
-    #[serde(with = "time::serde::rfc3339")]
-    pub last_issued: OffsetDateTime,
 }
 
 /// Index entry: `nodecert/<node>/<serial>`, so revoking a node needs no full scan.

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use clap::Args;
 use kith_authority::{
-    Authority, ClusterInfo, InitOptions, IssueRequest, Issued, KdfParams, RevokeOutcome, Settings,
-    SystemClock, DEFAULT_AUTHORITY, LOCAL_OPERATOR,
+    Authority, ClusterInfo, CsrIdentity, InitOptions, IssueRequest, Issued, KdfParams,
+    RevokeOutcome, Settings, SystemClock, DEFAULT_AUTHORITY, LOCAL_OPERATOR,
 };
 use kith_nodedir as nodedir;
 use kith_pki::{
@@ -664,11 +664,13 @@ pub(crate) async fn cert_sign(dir: &Path, a: SignArgs) -> Result<(), CliError> {
     let issued = authority
         .sign_csr(
             &csr,
-            &a.name,
-            &a.role,
-            a.profile,
-            Some(&a.authority),
-            a.ttl,
+            CsrIdentity {
+                node: a.name.clone(),
+                role: a.role.clone(),
+                profile: a.profile,
+                authority: Some(a.authority.clone()),
+                ttl: a.ttl,
+            },
             Some(&policy),
         )
         .await?;
@@ -915,7 +917,7 @@ pub(crate) async fn cert_verify(dir: &Path, a: VerifyArgs) -> Result<(), CliErro
         .unwrap_or("");
     if let Some(want) = &a.name {
         let fqdn = format!("DNS:{want}.{}", info.cluster);
-        if cn != want || !c.sans.iter().any(|s| *s == fqdn) {
+        if cn != want || !c.sans.contains(&fqdn) {
             problems.push((
                 "identity-mismatch".into(),
                 format!("certificate is for {cn:?}, not {want:?}"),
@@ -952,13 +954,14 @@ pub(crate) async fn cert_verify(dir: &Path, a: VerifyArgs) -> Result<(), CliErro
     }
     match problems.first() {
         None => Ok(()),
-        Some((code, msg)) => {
+        Some((code, _)) => {
             let all: Vec<&str> = problems.iter().map(|(_, m)| m.as_str()).collect();
-            let _ = msg;
-            Err(CliError::new(
+            let mut e = CliError::new(
                 code,
                 format!("{} does not verify: {}", a.file.display(), all.join("; ")),
-            ))
+            );
+            e.json_printed = a.json;
+            Err(e)
         }
     }
 }

@@ -9,6 +9,8 @@ pub(crate) struct CliError {
     pub(crate) code: String,
     pub(crate) message: String,
     pub(crate) hint: Option<String>,
+    /// The command already printed its JSON result (which names the problem).
+    pub(crate) json_printed: bool,
 }
 
 impl CliError {
@@ -17,6 +19,7 @@ impl CliError {
             code: code.to_string(),
             message: message.to_string(),
             hint: None,
+            json_printed: false,
         }
     }
 
@@ -26,7 +29,7 @@ impl CliError {
     }
 
     pub(crate) fn report(&self, json: bool) {
-        if json {
+        if json && !self.json_printed {
             let v = serde_json::json!({"error": {"code": self.code, "message": self.message, "hint": self.hint}});
             println!("{v}");
         }

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine: installs what the tests
+# need (openssl, a Python venv with pkilint), skipping what is already there,
+# then checks formatting and lints and runs every test. Fails loudly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n==> %s\n' "$*"; }
+
+# --- system tools -----------------------------------------------------------
+need_apt=()
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-venv)
+if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  need_apt+=(python3-venv)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  say "installing ${need_apt[*]} (apt-get)"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is required (https://rustup.rs)" >&2
+  exit 1
+fi
+
+# --- pkilint (and cryptography, which the CSR tests use) in .venv -------------
+if [ ! -x .venv/bin/lint_pkix_cert ] || ! .venv/bin/python -c 'import cryptography' >/dev/null 2>&1; then
+  say "creating .venv with pkilint"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --upgrade pip
+  .venv/bin/pip install --quiet pkilint cryptography
+fi
+export KITH_TOOLS_DIR="$PWD/.venv/bin"
+openssl version
+.venv/bin/python -c 'import pkilint, cryptography; print("pkilint", pkilint.__version__ if hasattr(pkilint, "__version__") else "installed", "/ cryptography", cryptography.__version__)'
+
+# --- checks and tests -------------------------------------------------------
+say "cargo fmt --check"
+cargo fmt --all -- --check
+say "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+say "cargo test"
+cargo test --workspace --all-features --locked
