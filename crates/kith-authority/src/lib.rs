@@ -337,7 +337,7 @@ impl Authority {
         let cluster = ClusterRecord {
             version: 1,
             cluster: opts.cluster.clone(),
-            created: now,
+            created: kith_pki_second(now),
             kdf,
             salt,
             master_version: 1,
