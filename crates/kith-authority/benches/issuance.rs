@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair};
-use kith_authority::{Authority, CsrIdentity, InitOptions, KdfParams, Settings, SystemClock};
+use kith_authority::{Authority, Identity, InitOptions, KdfParams, Settings, SystemClock};
 use kith_pki::{KeyType, Profile};
 
 fn threads() -> usize {
@@ -132,7 +132,7 @@ fn main() {
                         authority
                             .sign_csr(
                                 &csrs[i],
-                                CsrIdentity {
+                                Identity {
                                     node: format!("node-{i}"),
                                     role: "worker".into(),
                                     profile: Profile::Peer,

@@ -80,25 +80,17 @@ impl Default for Settings {
 /// A request to issue a leaf for a public key the caller holds the private key of.
 #[derive(Clone, Debug)]
 pub struct IssueRequest {
-    /// Node name (DNS label).
-    pub node: String,
-    /// Role (DNS label).
-    pub role: String,
-    /// Profile.
-    pub profile: Profile,
-    /// Authority; `None` means [`DEFAULT_AUTHORITY`].
-    pub authority: Option<String>,
+    /// Who the certificate is for.
+    pub identity: Identity,
     /// The subject's public key.
     pub public_key: PublicKey,
     /// SANs beyond `<node>.<cluster>` and the SPIFFE ID (already approved by the caller).
     pub extra_sans: Vec<San>,
-    /// Lifetime; `None` means the profile's default.
-    pub ttl: Option<Duration>,
 }
 
-/// Who a CSR's certificate is for: decided by the caller, never read from the CSR.
+/// Who a certificate is for: decided by the caller, never read from a CSR.
 #[derive(Clone, Debug)]
-pub struct CsrIdentity {
+pub struct Identity {
     /// Node name (DNS label).
     pub node: String,
     /// Role (DNS label).
@@ -581,20 +573,21 @@ impl Authority {
 
     /// Sign without recording: pure CPU, safe to run on any thread.
     fn sign(&self, req: &IssueRequest) -> Result<Issued, Error> {
-        kith_pki::validate_label("node name", &req.node)?;
-        kith_pki::validate_label("role", &req.role)?;
-        let authority = req.authority.as_deref().unwrap_or(DEFAULT_AUTHORITY);
+        let id = &req.identity;
+        kith_pki::validate_label("node name", &id.node)?;
+        kith_pki::validate_label("role", &id.role)?;
+        let authority = id.authority.as_deref().unwrap_or(DEFAULT_AUTHORITY);
         let signer = self.signer(authority)?;
-        let ttl = req.ttl.unwrap_or_else(|| req.profile.default_ttl());
+        let ttl = id.ttl.unwrap_or_else(|| id.profile.default_ttl());
         if ttl <= Duration::ZERO {
             return Err(Error::Invalid("the lifetime must be positive".into()));
         }
         let now = self.now();
         let spec = LeafSpec {
             cluster: self.cluster().to_string(),
-            node: req.node.clone(),
-            role: req.role.clone(),
-            profile: req.profile,
+            node: id.node.clone(),
+            role: id.role.clone(),
+            profile: id.profile,
             extra_sans: req.extra_sans.clone(),
             ttl,
             serial: Serial::random()?,
@@ -604,9 +597,9 @@ impl Authority {
         Ok(Issued {
             record: CertRecord {
                 serial: leaf.serial.to_hex(),
-                node: req.node.clone(),
-                role: req.role.clone(),
-                profile: req.profile,
+                node: id.node.clone(),
+                role: id.role.clone(),
+                profile: id.profile,
                 authority: authority.to_string(),
                 not_before: leaf.not_before,
                 not_after: leaf.not_after,
@@ -708,7 +701,7 @@ impl Authority {
     pub async fn sign_csr(
         &self,
         csr: &[u8],
-        identity: CsrIdentity,
+        identity: Identity,
         policy: Option<&CsrPolicy>,
     ) -> Result<Issued, Error> {
         kith_pki::validate_label("node name", &identity.node)?;
@@ -717,13 +710,9 @@ impl Authority {
         let policy = policy.unwrap_or(&self.inner.settings.policy);
         let extra = parsed.approve(policy, self.cluster(), &identity.role, &identity.node)?;
         self.issue(IssueRequest {
-            node: identity.node,
-            role: identity.role,
-            profile: identity.profile,
-            authority: identity.authority,
+            identity,
             public_key: parsed.public_key,
             extra_sans: extra,
-            ttl: identity.ttl,
         })
         .await
     }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use kith_authority::{
-    Authority, CsrIdentity, Error, InitOptions, IssueRequest, KdfParams, ManualClock, Settings,
+    Authority, Error, Identity, InitOptions, IssueRequest, KdfParams, ManualClock, Settings,
     INTERMEDIATE_TTL,
 };
 use kith_pki::{KeyType, PrivateKey, Profile, RevocationReason, Serial};
@@ -49,15 +49,17 @@ async fn setup() -> (
 
 fn request(node: &str) -> IssueRequest {
     IssueRequest {
-        node: node.into(),
-        role: "worker".into(),
-        profile: Profile::Peer,
-        authority: None,
+        identity: Identity {
+            node: node.into(),
+            role: "worker".into(),
+            profile: Profile::Peer,
+            authority: None,
+            ttl: None,
+        },
         public_key: PrivateKey::generate(KeyType::P256)
             .expect("key")
             .public_key(),
         extra_sans: Vec::new(),
-        ttl: None,
     }
 }
 
@@ -100,10 +102,8 @@ fn x509_not_after(der: &[u8]) -> ((), OffsetDateTime) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crl_drops_expired_entries_and_numbers_only_grow() {
     let (_d, _s, clock, authority) = setup().await;
-    let short = IssueRequest {
-        ttl: Some(Duration::days(1)),
-        ..request("short")
-    };
+    let mut short = request("short");
+    short.identity.ttl = Some(Duration::days(1));
     let a = authority.issue(short).await.expect("issue");
     let b = authority.issue(request("long")).await.expect("issue");
     for s in [&a.record.serial, &b.record.serial] {
@@ -191,7 +191,7 @@ async fn wrong_passphrase_and_tampered_keys_are_refused() {
 async fn refused_csrs_and_concurrent_issuance() {
     let (_d, store, _c, authority) = setup().await;
     let before = store.list("cert/").await.expect("list").len();
-    let id = CsrIdentity {
+    let id = Identity {
         node: "n1".into(),
         role: "worker".into(),
         profile: Profile::Peer,

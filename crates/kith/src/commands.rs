@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use clap::Args;
 use kith_authority::{
-    Authority, ClusterInfo, CsrIdentity, InitOptions, IssueRequest, Issued, KdfParams,
-    RevokeOutcome, Settings, SystemClock, DEFAULT_AUTHORITY, LOCAL_OPERATOR,
+    Authority, ClusterInfo, Identity, InitOptions, IssueRequest, Issued, KdfParams, RevokeOutcome,
+    Settings, SystemClock, DEFAULT_AUTHORITY, LOCAL_OPERATOR,
 };
 use kith_nodedir as nodedir;
 use kith_pki::{
@@ -103,13 +103,15 @@ pub(crate) async fn init(dir: &Path, a: InitArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::new("internal", e))??;
     let issued = authority
         .issue(IssueRequest {
-            node: "admin".into(),
-            role: "admin".into(),
-            profile: Profile::Admin,
-            authority: None,
+            identity: Identity {
+                node: "admin".into(),
+                role: "admin".into(),
+                profile: Profile::Admin,
+                authority: None,
+                ttl: None,
+            },
             public_key: key.public_key(),
             extra_sans: Vec::new(),
-            ttl: None,
         })
         .await?;
     let admin_dir = dir.join("admin");
@@ -509,13 +511,15 @@ pub(crate) async fn cert_issue(dir: &Path, a: IssueArgs) -> Result<(), CliError>
         .iter()
         .zip(&keys)
         .map(|(node, key)| IssueRequest {
-            node: node.clone(),
-            role: a.role.clone(),
-            profile: a.profile,
-            authority: Some(a.authority.clone()),
+            identity: Identity {
+                node: node.clone(),
+                role: a.role.clone(),
+                profile: a.profile,
+                authority: Some(a.authority.clone()),
+                ttl: a.ttl,
+            },
             public_key: key.public_key(),
             extra_sans: sans.clone(),
-            ttl: a.ttl,
         })
         .collect();
     let tick = bar.clone();
@@ -664,7 +668,7 @@ pub(crate) async fn cert_sign(dir: &Path, a: SignArgs) -> Result<(), CliError> {
     let issued = authority
         .sign_csr(
             &csr,
-            CsrIdentity {
+            Identity {
                 node: a.name.clone(),
                 role: a.role.clone(),
                 profile: a.profile,
