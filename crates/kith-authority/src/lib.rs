@@ -329,7 +329,7 @@ impl Authority {
         let cluster = ClusterRecord {
             version: 1,
             cluster: opts.cluster.clone(),
-            created: kith_pki_second(now),
+            created: kith_pki::second_precision(now),
             kdf,
             salt,
             master_version: 1,
@@ -725,6 +725,20 @@ impl Authority {
         reason: RevocationReason,
         actor: &str,
     ) -> Result<RevokeOutcome, Error> {
+        let outcome = self.record_revocation(serial, reason, actor).await?;
+        if let RevokeOutcome::Revoked(r) = &outcome {
+            self.regenerate_crl(&r.authority).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Write the revocation record and its audit line; the caller re-signs the CRL.
+    async fn record_revocation(
+        &self,
+        serial: &Serial,
+        reason: RevocationReason,
+        actor: &str,
+    ) -> Result<RevokeOutcome, Error> {
         let (cert, existing) = find_certificate(&*self.inner.store, serial).await?;
         if let Some(r) = existing {
             return Ok(RevokeOutcome::AlreadyRevoked(r));
@@ -759,11 +773,11 @@ impl Authority {
             &format!("node {} reason {}", cert.node, reason),
         )
         .await?;
-        self.regenerate_crl(&cert.authority).await?;
         Ok(outcome)
     }
 
-    /// Revoke every unexpired certificate of `node`.
+    /// Revoke every unexpired certificate of `node`, then re-sign each
+    /// affected authority's CRL once.
     pub async fn revoke_node(
         &self,
         node: &str,
@@ -774,17 +788,24 @@ impl Authority {
         let now = self.now();
         let prefix = format!("nodecert/{node}/");
         let mut out = Vec::new();
+        let mut changed = std::collections::BTreeSet::new();
         for e in self.inner.store.list(&prefix).await? {
             let idx: NodeCertIndex = from_json(&e.key, &e.value)?;
             if idx.not_after <= now {
                 continue;
             }
-            let serial_hex = &e.key[prefix.len()..];
-            let serial = Serial::parse(serial_hex)?;
-            out.push(self.revoke(&serial, reason, actor).await?);
+            let serial = Serial::parse(&e.key[prefix.len()..])?;
+            let outcome = self.record_revocation(&serial, reason, actor).await?;
+            if let RevokeOutcome::Revoked(r) = &outcome {
+                changed.insert(r.authority.clone());
+            }
+            out.push(outcome);
         }
         if out.is_empty() {
             return Err(Error::UnknownNode(node.to_string()));
+        }
+        for authority in changed {
+            self.regenerate_crl(&authority).await?;
         }
         Ok(out)
     }
@@ -837,8 +858,8 @@ impl Authority {
             let record = CrlRecord {
                 authority: authority.to_string(),
                 number,
-                this_update: kith_pki_second(now),
-                next_update: kith_pki_second(spec.next_update),
+                this_update: kith_pki::second_precision(now),
+                next_update: kith_pki::second_precision(spec.next_update),
                 entries: spec.entries.len(),
                 der,
             };
@@ -903,10 +924,6 @@ impl Authority {
         self.inner.store.create(&key, to_json(&rec)?).await?;
         Ok(())
     }
-}
-
-fn kith_pki_second(t: OffsetDateTime) -> OffsetDateTime {
-    t.replace_nanosecond(0).unwrap_or(t)
 }
 
 /// A passphrase shorter than 12 bytes is refused: it guards every CA key.

@@ -132,8 +132,9 @@ impl Batch {
     pub fn stage(&self, dir: &Path, name: &str, contents: &[u8], mode: u32) -> Result<(), Error> {
         let tmp = write_temp(dir, name, contents, mode)?;
         lock(&self.staged).push((tmp, dir.join(name)));
-        if !lock(&self.dirs).contains(dir) {
-            lock(&self.dirs).insert(dir.to_path_buf());
+        let mut dirs = lock(&self.dirs);
+        if !dirs.contains(dir) {
+            dirs.insert(dir.to_path_buf());
         }
         Ok(())
     }
@@ -155,15 +156,11 @@ impl Batch {
         if dirs.is_empty() {
             return Ok(());
         }
-        // A sync per filesystem: staged files may live on more than one.
-        let mut synced = BTreeSet::new();
-        for dir in &dirs {
-            let dev = fs::metadata(dir)
-                .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
-                .map_err(|e| Error::new("cannot stat", dir, e))?;
-            if synced.insert(dev) {
-                syncfs(dir)?;
+        if let Err(e) = sync_filesystems(&dirs) {
+            for (tmp, _) in &staged {
+                let _ = fs::remove_file(tmp);
             }
+            return Err(e);
         }
         let mut staged = staged.into_iter();
         for (tmp, target) in staged.by_ref() {
@@ -176,17 +173,22 @@ impl Batch {
                 return Err(Error::new("cannot rename onto", &target, e));
             }
         }
-        synced.clear();
-        for dir in &dirs {
-            let dev = fs::metadata(dir)
-                .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
-                .map_err(|e| Error::new("cannot stat", dir, e))?;
-            if synced.insert(dev) {
-                syncfs(dir)?;
-            }
-        }
-        Ok(())
+        sync_filesystems(&dirs)
     }
+}
+
+/// One `syncfs` per filesystem that holds any of `dirs`.
+fn sync_filesystems(dirs: &BTreeSet<PathBuf>) -> Result<(), Error> {
+    let mut synced = BTreeSet::new();
+    for dir in dirs {
+        let dev = fs::metadata(dir)
+            .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
+            .map_err(|e| Error::new("cannot stat", dir, e))?;
+        if synced.insert(dev) {
+            syncfs(dir)?;
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Batch {

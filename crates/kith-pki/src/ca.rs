@@ -186,7 +186,7 @@ impl std::fmt::Debug for SigningCa {
     }
 }
 
-/// X.509 times have whole seconds; drop the rest so what we record equals what we sign.
-pub(crate) fn second_precision(t: OffsetDateTime) -> OffsetDateTime {
+/// X.509 times have whole seconds; drop the rest so what is recorded equals what is signed.
+pub fn second_precision(t: OffsetDateTime) -> OffsetDateTime {
     t.replace_nanosecond(0).unwrap_or(t)
 }

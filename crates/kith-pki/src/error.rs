@@ -39,6 +39,9 @@ pub enum Error {
     /// A certificate chain did not verify.
     #[error("verification failed: {0}")]
     Verify(String),
+    /// The chain verified, but a CRL lists the certificate.
+    #[error("certificate is revoked")]
+    Revoked,
 }
 
 impl Error {
@@ -65,6 +68,7 @@ impl Error {
             Self::Key(_) => "key-error",
             Self::Build { .. } => "build-failed",
             Self::Verify(_) => "verify-failed",
+            Self::Revoked => "revoked",
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::{fingerprint, sha256, Error};
 #[non_exhaustive]
 pub enum Inspected {
     /// An X.509 certificate.
-    Certificate(CertificateInfo),
+    Certificate(Box<CertificateInfo>),
     /// A certificate signing request.
     Csr(CsrInfo),
     /// A certificate revocation list.
@@ -28,6 +28,10 @@ pub enum Inspected {
 pub struct CertificateInfo {
     /// Subject DN (RFC 4514 form).
     pub subject: String,
+    /// The subject's first commonName (the node name, for kith leaves).
+    pub common_name: Option<String>,
+    /// The subject's first organizationalUnitName (the role, for kith leaves).
+    pub organizational_unit: Option<String>,
     /// Issuer DN.
     pub issuer: String,
     /// Serial number, lowercase hex.
@@ -150,7 +154,7 @@ fn inspect_block(tag: &str, der: &[u8]) -> Result<Inspected, Error> {
             let (rest, cert) =
                 X509Certificate::from_der(der).map_err(|e| Error::parse("certificate", e))?;
             trailing(rest, "certificate")?;
-            Ok(Inspected::Certificate(cert_info(&cert, der)))
+            Ok(Inspected::Certificate(Box::new(cert_info(&cert, der))))
         }
         "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST" => {
             let (rest, req) =
@@ -253,9 +257,20 @@ fn general_name(name: &GeneralName<'_>) -> String {
     }
 }
 
+fn first_attr<'a>(
+    mut attrs: impl Iterator<Item = &'a x509_parser::x509::AttributeTypeAndValue<'a>>,
+) -> Option<String> {
+    attrs
+        .next()
+        .and_then(|a| a.as_str().ok())
+        .map(str::to_string)
+}
+
 fn cert_info(cert: &X509Certificate<'_>, der: &[u8]) -> CertificateInfo {
     let mut info = CertificateInfo {
         subject: cert.subject().to_string(),
+        common_name: first_attr(cert.subject().iter_common_name()),
+        organizational_unit: first_attr(cert.subject().iter_organizational_unit()),
         issuer: cert.issuer().to_string(),
         serial: hex::encode(cert.raw_serial()),
         not_before: cert.validity().not_before.to_datetime(),

@@ -23,7 +23,7 @@ mod profile;
 mod serial;
 mod verify;
 
-pub use ca::{CaCertificate, CaKind, CaSpec, SigningCa};
+pub use ca::{second_precision, CaCertificate, CaKind, CaSpec, SigningCa};
 pub use crl::{CrlSpec, RevocationReason, RevokedEntry};
 pub use csr::{parse_csr, Csr, CsrPolicy, KeyDescription, MAX_CSR_BYTES};
 pub use error::{CsrRejection, CsrRejectionKind, Error};

@@ -88,7 +88,10 @@ pub fn verify_chain(
     for usage in usages {
         let path = ee
             .verify_for_usage(ALGS, &anchors, &inter, time, usage, revocation, None)
-            .map_err(|e| Error::Verify(describe(&e)))?;
+            .map_err(|e| match e {
+                webpki::Error::CertRevoked => Error::Revoked,
+                other => Error::Verify(describe(&other)),
+            })?;
         path_len = path.intermediate_certificates().count() + 2;
     }
     Ok(VerifiedChain { path_len })
@@ -96,7 +99,6 @@ pub fn verify_chain(
 
 fn describe(e: &webpki::Error) -> String {
     match e {
-        webpki::Error::CertRevoked => "certificate is revoked".into(),
         webpki::Error::CertExpired { .. } => "certificate has expired".into(),
         webpki::Error::CertNotValidYet { .. } => "certificate is not valid yet".into(),
         webpki::Error::UnknownIssuer => "does not chain to the cluster bundle".into(),

@@ -217,24 +217,27 @@ fn apply(db: &Database, batch: &[Op]) -> Result<Applied> {
                 outcomes.push(Err(e));
                 continue;
             }
-            revision += 1;
             if let OpKind::Delete = op.kind {
+                // Deleting an absent key changes nothing: no revision, no event.
                 if current.is_some() {
+                    revision += 1;
                     kv.remove(op.key.as_str()).map_err(backend)?;
                     published.push(WatchEvent::Delete {
                         key: op.key.clone(),
                         revision,
                     });
                 }
-            } else {
-                kv.insert(op.key.as_str(), encode(revision, &op.value).as_slice())
-                    .map_err(backend)?;
-                published.push(WatchEvent::Put(Entry {
-                    key: op.key.clone(),
-                    value: op.value.clone(),
-                    revision,
-                }));
+                outcomes.push(Ok(revision));
+                continue;
             }
+            revision += 1;
+            kv.insert(op.key.as_str(), encode(revision, &op.value).as_slice())
+                .map_err(backend)?;
+            published.push(WatchEvent::Put(Entry {
+                key: op.key.clone(),
+                value: op.value.clone(),
+                revision,
+            }));
             outcomes.push(Ok(revision));
         }
         meta.insert(REVISION, revision).map_err(backend)?;

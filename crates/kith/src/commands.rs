@@ -70,10 +70,8 @@ pub(crate) struct InitArgs {
 
 pub(crate) async fn init(dir: &Path, a: InitArgs) -> Result<(), CliError> {
     kith_pki::validate_cluster_name(&a.cluster)?;
-    let supplied = util::read_secret(a.passphrase_file.as_deref(), "KITH_PASSPHRASE", "", false)
-        .ok()
-        .flatten()
-        .filter(|_| a.passphrase_file.is_some() || std::env::var_os("KITH_PASSPHRASE").is_some());
+    // No prompt: without a file or variable, init generates the passphrase.
+    let supplied = util::read_secret(a.passphrase_file.as_deref(), "KITH_PASSPHRASE", None)?;
     let (pass, generated) = match supplied {
         Some(p) => (p, false),
         None => (util::generate_passphrase()?, true),
@@ -120,9 +118,9 @@ pub(crate) async fn init(dir: &Path, a: InitArgs) -> Result<(), CliError> {
     stage_node_files(&batch, &admin_dir, &key, &issued, authority.cluster())?;
     batch.commit()?;
 
-    let info = ClusterInfo::load(&**authority.store()).await?;
-    let a0 = info.authority(DEFAULT_AUTHORITY)?;
-    let pin = hex::encode(kith_pki::spki_pin(&a0.root_cert)?);
+    let pin = hex::encode(kith_pki::spki_pin(
+        &authority.root_cert(DEFAULT_AUTHORITY)?,
+    )?);
     let now = OffsetDateTime::now_utc();
     if a.json {
         print_json(&json!({
@@ -331,8 +329,10 @@ pub(crate) async fn export_key(dir: &Path, a: ExportKeyArgs) -> Result<(), CliEr
     let export_pass = util::read_secret(
         a.export_passphrase_file.as_deref(),
         "KITH_EXPORT_PASSPHRASE",
-        "Passphrase for the exported key: ",
-        true,
+        Some(util::Prompt {
+            text: "Passphrase for the exported key: ",
+            confirm: true,
+        }),
     )?
     .ok_or_else(|| {
         CliError::new(
@@ -894,12 +894,7 @@ pub(crate) async fn cert_verify(dir: &Path, a: VerifyArgs) -> Result<(), CliErro
     let mut problems: Vec<(String, String)> = Vec::new();
     if let Err(e) = kith_pki::verify_chain(leaf, &intermediates, &info.roots(), &crls, now, profile)
     {
-        let code = if e.to_string().contains("revoked") {
-            "revoked"
-        } else {
-            "verify-failed"
-        };
-        problems.push((code.into(), e.to_string()));
+        problems.push((e.code().into(), e.to_string()));
     }
     if let Some((_, Some(rev))) = &recorded {
         if !problems.iter().any(|(c, _)| c == "revoked") {
@@ -909,16 +904,8 @@ pub(crate) async fn cert_verify(dir: &Path, a: VerifyArgs) -> Result<(), CliErro
             ));
         }
     }
-    let cn = c
-        .subject
-        .split(',')
-        .find_map(|p| p.trim().strip_prefix("CN="))
-        .unwrap_or("");
-    let ou = c
-        .subject
-        .split(',')
-        .find_map(|p| p.trim().strip_prefix("OU="))
-        .unwrap_or("");
+    let cn = c.common_name.as_deref().unwrap_or("");
+    let ou = c.organizational_unit.as_deref().unwrap_or("");
     if let Some(want) = &a.name {
         let fqdn = format!("DNS:{want}.{}", info.cluster);
         if cn != want || !c.sans.contains(&fqdn) {

@@ -50,12 +50,19 @@ pub(crate) fn create_store(dir: &Path) -> Result<Arc<dyn Store>, CliError> {
     Ok(Arc::new(RedbStore::open(&dir.join(DB_FILE))?))
 }
 
-/// Where a passphrase comes from: a file, an environment variable, or a prompt.
+/// How to ask for a secret on a terminal when no file or variable gives it.
+pub(crate) struct Prompt<'a> {
+    pub(crate) text: &'a str,
+    pub(crate) confirm: bool,
+}
+
+/// Where a passphrase comes from: a file, an environment variable, or (if
+/// `prompt` is given and stdin is a terminal) a prompt. An unreadable file is
+/// an error, never a fall-through to the next source.
 pub(crate) fn read_secret(
     file: Option<&Path>,
     env: &str,
-    prompt: &str,
-    confirm: bool,
+    prompt: Option<Prompt<'_>>,
 ) -> Result<Option<Zeroizing<String>>, CliError> {
     if let Some(f) = file {
         let mut s = Zeroizing::new(String::new());
@@ -70,22 +77,19 @@ pub(crate) fn read_secret(
     if let Ok(v) = std::env::var(env) {
         return Ok(Some(Zeroizing::new(v)));
     }
-    if std::io::stdin().is_terminal() {
-        let first =
-            Zeroizing::new(rpassword::prompt_password(prompt).map_err(|e| {
-                CliError::new("io-error", format!("cannot read the passphrase: {e}"))
-            })?);
-        if confirm {
-            let again = Zeroizing::new(rpassword::prompt_password("Again: ").map_err(|e| {
-                CliError::new("io-error", format!("cannot read the passphrase: {e}"))
-            })?);
-            if *first != *again {
-                return Err(CliError::new("invalid-argument", "the passphrases differ"));
-            }
-        }
-        return Ok(Some(first));
+    let Some(prompt) = prompt.filter(|_| std::io::stdin().is_terminal()) else {
+        return Ok(None);
+    };
+    let ask = |text: &str| {
+        rpassword::prompt_password(text)
+            .map(Zeroizing::new)
+            .map_err(|e| CliError::new("io-error", format!("cannot read the passphrase: {e}")))
+    };
+    let first = ask(prompt.text)?;
+    if prompt.confirm && *first != *ask("Again: ")? {
+        return Err(CliError::new("invalid-argument", "the passphrases differ"));
     }
-    Ok(None)
+    Ok(Some(first))
 }
 
 /// Unlock the CA of `dir`.
@@ -95,14 +99,17 @@ pub(crate) async fn unlock(
     settings: Settings,
 ) -> Result<Authority, CliError> {
     let store = open_store(dir)?;
-    let pass = read_secret(passphrase_file, "KITH_PASSPHRASE", "CA passphrase: ", false)?
-        .ok_or_else(|| {
-            CliError::new(
-                "passphrase-required",
-                "this command needs the CA passphrase",
-            )
-            .hint("pass --passphrase-file FILE or set KITH_PASSPHRASE")
-        })?;
+    let prompt = Prompt {
+        text: "CA passphrase: ",
+        confirm: false,
+    };
+    let pass = read_secret(passphrase_file, "KITH_PASSPHRASE", Some(prompt))?.ok_or_else(|| {
+        CliError::new(
+            "passphrase-required",
+            "this command needs the CA passphrase",
+        )
+        .hint("pass --passphrase-file FILE or set KITH_PASSPHRASE")
+    })?;
     Ok(Authority::open(store, Arc::new(SystemClock), pass.as_bytes(), settings).await?)
 }
 
@@ -110,7 +117,8 @@ pub(crate) async fn unlock(
 pub(crate) fn generate_passphrase() -> Result<Zeroizing<String>, CliError> {
     const ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
     let mut raw = Zeroizing::new([0u8; 40]);
-    aws_lc_rand(raw.as_mut())?;
+    aws_lc_rs::rand::fill(raw.as_mut())
+        .map_err(|_| CliError::new("internal", "the system RNG failed"))?;
     let mut out = Zeroizing::new(String::with_capacity(47));
     for (i, b) in raw.iter().enumerate() {
         if i > 0 && i % 5 == 0 {
@@ -119,15 +127,6 @@ pub(crate) fn generate_passphrase() -> Result<Zeroizing<String>, CliError> {
         out.push(ALPHABET[(*b & 31) as usize] as char);
     }
     Ok(out)
-}
-
-fn aws_lc_rand(buf: &mut [u8]) -> Result<(), CliError> {
-    // Serial::random draws from the same CSPRNG (aws-lc); reuse it rather than add a dependency.
-    for chunk in buf.chunks_mut(16) {
-        let s = kith_pki::Serial::random()?;
-        chunk.copy_from_slice(&s.as_bytes()[..chunk.len()]);
-    }
-    Ok(())
 }
 
 /// Parse `90d`, `12h`, `30m`, `45s`, `2w`.
