@@ -149,6 +149,22 @@ fn init_generates_a_passphrase_and_refuses_to_overwrite() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // An unreadable passphrase file is an error, never a reason to generate one.
+    let missing = tmp.path().join("no-such-file");
+    let fresh = tmp.path().join("fresh");
+    let out = Command::new(env!("CARGO_BIN_EXE_kith"))
+        .arg("--data-dir")
+        .arg(&fresh)
+        .args(["init", "--cluster", "x.example", "--passphrase-file"])
+        .arg(&missing)
+        .env_remove("KITH_PASSPHRASE")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error[io-error]"));
+    assert!(!fresh.exists(), "nothing is created");
+
     // Not initialised elsewhere.
     let out = Command::new(env!("CARGO_BIN_EXE_kith"))
         .arg("--data-dir")
