@@ -4,7 +4,7 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use common::{Ca, PASS};
 
@@ -13,16 +13,8 @@ fn passphrase_errors_are_clear_and_change_nothing() {
     let ca = Ca::init("p256");
     let wrong = ca.path("wrong");
     std::fs::write(&wrong, "not the right passphrase\n").expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_kith"))
-        .args([
-            "--data-dir",
-            ca.data.to_str().expect("utf-8"),
-            "cert",
-            "issue",
-            "n1",
-            "--role",
-            "worker",
-        ])
+    let out = common::kith(&ca.data)
+        .args(["cert", "issue", "n1", "--role", "worker"])
         .args([
             "--out",
             ca.path("nodes").to_str().expect("utf-8"),
@@ -41,27 +33,15 @@ fn passphrase_errors_are_clear_and_change_nothing() {
     assert!(!ca.path("nodes/n1").exists());
 
     // No passphrase at all, stdin not a terminal: a clear refusal, no prompt.
-    let out = Command::new(env!("CARGO_BIN_EXE_kith"))
-        .args([
-            "--data-dir",
-            ca.data.to_str().expect("utf-8"),
-            "crl",
-            "--pem",
-        ])
-        .env_remove("KITH_PASSPHRASE")
-        .stdin(Stdio::null())
+    let out = common::kith(&ca.data)
+        .args(["crl", "--pem"])
         .output()
         .expect("run");
     assert!(String::from_utf8_lossy(&out.stderr).contains("error[passphrase-required]"));
 
     // KITH_PASSPHRASE works as well as the file.
-    let out = Command::new(env!("CARGO_BIN_EXE_kith"))
-        .args([
-            "--data-dir",
-            ca.data.to_str().expect("utf-8"),
-            "crl",
-            "--pem",
-        ])
+    let out = common::kith(&ca.data)
+        .args(["crl", "--pem"])
         .env("KITH_PASSPHRASE", PASS)
         .output()
         .expect("run");
@@ -78,16 +58,7 @@ fn passphrase_errors_are_clear_and_change_nothing() {
 fn init_generates_a_passphrase_and_refuses_to_overwrite() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("d");
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_kith"))
-            .arg("--data-dir")
-            .arg(&data)
-            .args(args)
-            .env_remove("KITH_PASSPHRASE")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run")
-    };
+    let run = |args: &[&str]| common::kith(&data).args(args).output().expect("run");
     let out = run(&[
         "init",
         "--cluster",
@@ -135,9 +106,7 @@ fn init_generates_a_passphrase_and_refuses_to_overwrite() {
     );
 
     // The generated passphrase unlocks the keys.
-    let out = Command::new(env!("CARGO_BIN_EXE_kith"))
-        .arg("--data-dir")
-        .arg(&data)
+    let out = common::kith(&data)
         .args(["cert", "issue", "n1", "--role", "worker", "--out"])
         .arg(tmp.path().join("nodes"))
         .env("KITH_PASSPHRASE", &pass)
@@ -152,13 +121,9 @@ fn init_generates_a_passphrase_and_refuses_to_overwrite() {
     // An unreadable passphrase file is an error, never a reason to generate one.
     let missing = tmp.path().join("no-such-file");
     let fresh = tmp.path().join("fresh");
-    let out = Command::new(env!("CARGO_BIN_EXE_kith"))
-        .arg("--data-dir")
-        .arg(&fresh)
+    let out = common::kith(&fresh)
         .args(["init", "--cluster", "x.example", "--passphrase-file"])
         .arg(&missing)
-        .env_remove("KITH_PASSPHRASE")
-        .stdin(Stdio::null())
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
@@ -166,9 +131,7 @@ fn init_generates_a_passphrase_and_refuses_to_overwrite() {
     assert!(!fresh.exists(), "nothing is created");
 
     // Not initialised elsewhere.
-    let out = Command::new(env!("CARGO_BIN_EXE_kith"))
-        .arg("--data-dir")
-        .arg(tmp.path().join("empty"))
+    let out = common::kith(&tmp.path().join("empty"))
         .args(["ca", "show"])
         .output()
         .expect("run");
@@ -403,10 +366,8 @@ fn kill_dash_nine_mid_issue_leaves_a_consistent_store_and_no_torn_files() {
     let ca = Ca::init("p256");
     let nodes = ca.path("nodes");
     let names: Vec<String> = (0..3000).map(|i| format!("k{i}")).collect();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kith"));
-    cmd.arg("--data-dir")
-        .arg(&ca.data)
-        .args(["cert", "issue", "--role", "worker", "--out"])
+    let mut cmd = common::kith(&ca.data);
+    cmd.args(["cert", "issue", "--role", "worker", "--out"])
         .arg(&nodes)
         .arg("--passphrase-file")
         .arg(&ca.pass)

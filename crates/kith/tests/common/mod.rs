@@ -7,6 +7,17 @@ use std::process::{Command, Output};
 
 pub const PASS: &str = "correct horse battery staple";
 
+/// `kith --data-dir DATA`, with no passphrase in the environment and no
+/// terminal on stdin, so nothing can prompt.
+pub fn kith(data: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kith"));
+    cmd.arg("--data-dir")
+        .arg(data)
+        .env_remove("KITH_PASSPHRASE")
+        .stdin(std::process::Stdio::null());
+    cmd
+}
+
 /// A CA in a temporary data directory, with its passphrase in a file.
 pub struct Ca {
     pub tmp: tempfile::TempDir,
@@ -39,8 +50,8 @@ impl Ca {
 
     /// Run kith with this data dir and passphrase file (for commands that take it).
     pub fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kith"));
-        cmd.arg("--data-dir").arg(&self.data).args(args);
+        let mut cmd = kith(&self.data);
+        cmd.args(args);
         let needs_pass = matches!(
             args.first().copied(),
             Some("init" | "revoke" | "crl" | "authority")
@@ -51,7 +62,6 @@ impl Ca {
         if needs_pass {
             cmd.arg("--passphrase-file").arg(&self.pass);
         }
-        cmd.env_remove("KITH_PASSPHRASE");
         cmd.output().expect("run kith")
     }
 
