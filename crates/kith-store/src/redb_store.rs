@@ -1,6 +1,6 @@
 use std::path::Path;
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
@@ -31,6 +31,10 @@ pub struct RedbStore {
     writer: Option<mpsc::Sender<Op>>,
     thread: Option<JoinHandle<()>>,
     events: broadcast::Sender<WatchEvent>,
+    /// Held by `watch` while subscribing and by the writer from deciding
+    /// whether anyone watches until it has published, so no watcher can
+    /// subscribe in between and miss a commit.
+    publishing: Arc<Mutex<()>>,
 }
 
 enum OpKind {
@@ -64,13 +68,15 @@ impl RedbStore {
         txn.commit().map_err(backend)?;
         let db = Arc::new(db);
         let (events, _) = broadcast::channel(4096);
+        let publishing = Arc::new(Mutex::new(()));
         let (tx, rx) = mpsc::channel();
         let thread = {
             let db = db.clone();
             let events = events.clone();
+            let publishing = publishing.clone();
             std::thread::Builder::new()
                 .name("kith-store-writer".into())
-                .spawn(move || writer_loop(&db, &rx, &events))
+                .spawn(move || writer_loop(&db, &rx, &events, &publishing))
                 .map_err(|e| Error::Backend(format!("cannot start the writer thread: {e}")))?
         };
         Ok(Self {
@@ -78,6 +84,7 @@ impl RedbStore {
             writer: Some(tx),
             thread: Some(thread),
             events,
+            publishing,
         })
     }
 
@@ -138,19 +145,19 @@ fn encode(revision: Revision, value: &[u8]) -> Vec<u8> {
 }
 
 fn decode(key: &str, raw: &[u8]) -> Result<Entry> {
-    if raw.len() < 8 {
-        return Err(Error::Backend(format!("record {key} is corrupt")));
-    }
-    let mut rev = [0u8; 8];
-    rev.copy_from_slice(&raw[..8]);
     Ok(Entry {
+        revision: revision_of(key, raw)?,
         key: key.to_string(),
         value: raw[8..].to_vec(),
-        revision: u64::from_be_bytes(rev),
     })
 }
 
-fn writer_loop(db: &Database, rx: &mpsc::Receiver<Op>, events: &broadcast::Sender<WatchEvent>) {
+fn writer_loop(
+    db: &Database,
+    rx: &mpsc::Receiver<Op>,
+    events: &broadcast::Sender<WatchEvent>,
+    publishing: &Mutex<()>,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -159,17 +166,20 @@ fn writer_loop(db: &Database, rx: &mpsc::Receiver<Op>, events: &broadcast::Sende
                 Err(_) => break,
             }
         }
-        match apply(db, &batch) {
+        let guard = publishing.lock().unwrap_or_else(|p| p.into_inner());
+        match apply(db, &mut batch, events.receiver_count() > 0) {
             Ok((outcomes, published)) => {
+                for ev in published {
+                    // No receivers is fine: the last watcher may have left.
+                    let _ = events.send(ev);
+                }
+                drop(guard);
                 for (op, outcome) in batch.into_iter().zip(outcomes) {
                     let _ = op.reply.send(outcome);
                 }
-                for ev in published {
-                    // No receivers is fine: nobody is watching.
-                    let _ = events.send(ev);
-                }
             }
             Err(e) => {
+                drop(guard);
                 tracing::error!(error = %e, "store commit failed");
                 for op in batch {
                     let _ = op.reply.send(Err(Error::Backend(e.to_string())));
@@ -181,8 +191,17 @@ fn writer_loop(db: &Database, rx: &mpsc::Receiver<Op>, events: &broadcast::Sende
 
 type Applied = (Vec<Result<Revision>>, Vec<WatchEvent>);
 
-/// Apply a batch in one transaction and commit it (one fsync).
-fn apply(db: &Database, batch: &[Op]) -> Result<Applied> {
+/// The revision stored in the first 8 bytes of a raw value, without copying the rest.
+fn revision_of(key: &str, raw: &[u8]) -> Result<Revision> {
+    raw.get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| Error::Backend(format!("record {key} is corrupt")))
+}
+
+/// Apply a batch in one transaction and commit it (one fsync). Watch events
+/// are built only when someone is watching: they copy every value.
+fn apply(db: &Database, batch: &mut [Op], watching: bool) -> Result<Applied> {
     let txn = db.begin_write().map_err(backend)?;
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut published = Vec::new();
@@ -194,50 +213,59 @@ fn apply(db: &Database, batch: &[Op]) -> Result<Applied> {
             .map_err(backend)?
             .map(|g| g.value())
             .unwrap_or(0);
-        for op in batch {
-            let current = kv
-                .get(op.key.as_str())
-                .map_err(backend)?
-                .map(|g| decode(&op.key, g.value()).map(|e| e.revision))
-                .transpose()?;
-            let allowed = match (&op.kind, current) {
-                (OpKind::Put | OpKind::Delete, _) => Ok(()),
-                (OpKind::Create, None) => Ok(()),
-                (OpKind::Create, Some(_)) => Err(Error::AlreadyExists {
-                    key: op.key.clone(),
-                }),
-                (OpKind::Update(expected), cur) if cur == Some(*expected) => Ok(()),
-                (OpKind::Update(expected), cur) => Err(Error::RevisionMismatch {
-                    key: op.key.clone(),
-                    expected: *expected,
-                    current: cur,
-                }),
-            };
-            if let Err(e) = allowed {
-                outcomes.push(Err(e));
-                continue;
+        for op in batch.iter_mut() {
+            let key = op.key.as_str();
+            if let OpKind::Update(expected) = op.kind {
+                let current = kv
+                    .get(key)
+                    .map_err(backend)?
+                    .map(|g| revision_of(key, g.value()))
+                    .transpose()?;
+                if current != Some(expected) {
+                    outcomes.push(Err(Error::RevisionMismatch {
+                        key: op.key.clone(),
+                        expected,
+                        current,
+                    }));
+                    continue;
+                }
             }
             if let OpKind::Delete = op.kind {
                 // Deleting an absent key changes nothing: no revision, no event.
-                if current.is_some() {
+                if kv.remove(key).map_err(backend)?.is_some() {
                     revision += 1;
-                    kv.remove(op.key.as_str()).map_err(backend)?;
-                    published.push(WatchEvent::Delete {
-                        key: op.key.clone(),
-                        revision,
-                    });
+                    if watching {
+                        published.push(WatchEvent::Delete {
+                            key: op.key.clone(),
+                            revision,
+                        });
+                    }
                 }
                 outcomes.push(Ok(revision));
                 continue;
             }
+            let encoded = encode(revision + 1, &op.value);
+            // The insert returns what it replaced, so `create` needs no lookup
+            // first; a conflicting create (rare) puts the old value back.
+            let replaced = kv
+                .insert(key, encoded.as_slice())
+                .map_err(backend)?
+                .map(|old| old.value().to_vec());
+            if let (OpKind::Create, Some(old)) = (&op.kind, replaced) {
+                kv.insert(key, old.as_slice()).map_err(backend)?;
+                outcomes.push(Err(Error::AlreadyExists {
+                    key: op.key.clone(),
+                }));
+                continue;
+            }
             revision += 1;
-            kv.insert(op.key.as_str(), encode(revision, &op.value).as_slice())
-                .map_err(backend)?;
-            published.push(WatchEvent::Put(Entry {
-                key: op.key.clone(),
-                value: op.value.clone(),
-                revision,
-            }));
+            if watching {
+                published.push(WatchEvent::Put(Entry {
+                    key: op.key.clone(),
+                    value: std::mem::take(&mut op.value),
+                    revision,
+                }));
+            }
             outcomes.push(Ok(revision));
         }
         meta.insert(REVISION, revision).map_err(backend)?;
@@ -301,7 +329,10 @@ impl Store for RedbStore {
     async fn watch(&self, prefix: &str) -> Result<BoxStream<'static, Result<WatchEvent>>> {
         validate_prefix(prefix)?;
         let prefix = prefix.to_string();
-        let rx = self.events.subscribe();
+        let rx = {
+            let _publishing = self.publishing.lock().unwrap_or_else(|p| p.into_inner());
+            self.events.subscribe()
+        };
         let stream = futures::stream::unfold(rx, |mut rx| async move {
             match rx.recv().await {
                 Ok(ev) => Some((Ok(ev), rx)),
