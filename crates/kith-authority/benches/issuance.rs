@@ -16,6 +16,17 @@ use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair};
 use kith_authority::{Authority, Identity, InitOptions, KdfParams, Settings, SystemClock};
 use kith_pki::{KeyType, Profile};
 
+/// CPU seconds this process has used (user + system), from /proc.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the ")" that ends the command name; utime and stime are 14 and 15.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    // rest[0] is field 3 (state), so utime (14) is rest[11] and stime (15) rest[12].
+    (field(11) + field(12)) / 100.0
+}
+
 fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
@@ -79,7 +90,10 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
-    let concurrency = 64;
+    let concurrency: usize = std::env::var("KITH_BENCH_C")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads())
         .enable_all()
@@ -97,7 +111,7 @@ fn main() {
         .collect();
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let (elapsed, recorded) = runtime.block_on(async {
+    let (elapsed, recorded, cpu) = runtime.block_on(async {
         let store: Arc<dyn kith_store::Store> =
             Arc::new(kith_store::RedbStore::open(&dir.path().join("kith.redb")).expect("store"));
         let authority = Authority::init(
@@ -119,6 +133,7 @@ fn main() {
         .expect("init");
         let csrs = Arc::new(csrs);
         let next = Arc::new(AtomicU64::new(0));
+        let cpu0 = cpu_seconds();
         let start = Instant::now();
         let tasks: Vec<_> = (0..concurrency)
             .map(|_| {
@@ -151,8 +166,9 @@ fn main() {
             t.await.expect("task");
         }
         let elapsed = start.elapsed();
+        let cpu = cpu_seconds() - cpu0;
         let recorded = store.list("cert/").await.expect("list").len();
-        (elapsed, recorded)
+        (elapsed, recorded, cpu)
     });
     assert_eq!(recorded, n, "every issuance is recorded");
     let issued_per_sec = n as f64 / elapsed.as_secs_f64();
@@ -162,6 +178,11 @@ fn main() {
     println!(
         "  issued:                 {n} in {:.2} s = {issued_per_sec:.0}/s",
         elapsed.as_secs_f64()
+    );
+    println!(
+        "  cores busy:             {:.2} of {} (CPU time / wall time while issuing)",
+        cpu / elapsed.as_secs_f64(),
+        threads()
     );
     println!("  raw aws-lc sign+verify: {raw:.0} pairs/s");
     println!(
