@@ -1,6 +1,5 @@
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyUsagePurpose,
 };
 use time::OffsetDateTime;
 
@@ -119,7 +118,7 @@ impl CaCertificate {
 
 /// A CA certificate and its private key, ready to sign certificates and CRLs.
 pub struct SigningCa {
-    pub(crate) issuer: Issuer<'static, KeyPair>,
+    pub(crate) issuer: Issuer<'static, crate::key::ZeroizingKeyPair>,
     pub(crate) cert_der: Vec<u8>,
     pub(crate) not_after: OffsetDateTime,
     pub(crate) key_type: KeyType,

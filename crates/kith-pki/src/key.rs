@@ -83,11 +83,39 @@ impl FromStr for KeyType {
     }
 }
 
-/// A private key. Its PKCS#8 bytes are zeroized on drop (rcgen's `zeroize`
-/// feature covers the copy inside [`KeyPair`]), and `Debug` never prints them.
+/// A private key. Its PKCS#8 bytes are zeroized on drop, and `Debug` never
+/// prints them.
 pub struct PrivateKey {
-    pair: KeyPair,
+    pair: ZeroizingKeyPair,
     key_type: KeyType,
+}
+
+/// An rcgen [`KeyPair`] that wipes its PKCS#8 copy when dropped. rcgen's
+/// `zeroize` feature implements `Zeroize` but no `Drop`, so without this the
+/// bytes would outlive the key; CA keys live inside an rcgen `Issuer`, which
+/// is why this wrapper implements rcgen's signing traits by delegation.
+pub(crate) struct ZeroizingKeyPair(KeyPair);
+
+impl Drop for ZeroizingKeyPair {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+impl rcgen::PublicKeyData for ZeroizingKeyPair {
+    fn der_bytes(&self) -> &[u8] {
+        self.0.der_bytes()
+    }
+
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        rcgen::PublicKeyData::algorithm(&self.0)
+    }
+}
+
+impl rcgen::SigningKey for ZeroizingKeyPair {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        self.0.sign(msg)
+    }
 }
 
 impl PrivateKey {
@@ -106,7 +134,10 @@ impl PrivateKey {
             _ => KeyPair::generate_for(key_type.algorithm()),
         }
         .map_err(|e| Error::Key(format!("cannot generate {key_type} key: {e}")))?;
-        Ok(Self { pair, key_type })
+        Ok(Self {
+            pair: ZeroizingKeyPair(pair),
+            key_type,
+        })
     }
 
     /// Load a PKCS#8 DER private key of a known type.
@@ -114,7 +145,10 @@ impl PrivateKey {
         let pkcs8 = rustls_pki_types::PrivatePkcs8KeyDer::from(der);
         let pair = KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, key_type.algorithm())
             .map_err(|e| Error::Key(format!("cannot load {key_type} key: {e}")))?;
-        Ok(Self { pair, key_type })
+        Ok(Self {
+            pair: ZeroizingKeyPair(pair),
+            key_type,
+        })
     }
 
     /// The key's type.
@@ -124,18 +158,18 @@ impl PrivateKey {
 
     /// PKCS#8 DER, in memory that is zeroized when dropped.
     pub fn pkcs8_der(&self) -> Zeroizing<Vec<u8>> {
-        Zeroizing::new(self.pair.serialized_der().to_vec())
+        Zeroizing::new(self.pair.0.serialized_der().to_vec())
     }
 
     /// PKCS#8 PEM (`PRIVATE KEY`), in memory that is zeroized when dropped.
     pub fn pkcs8_pem(&self) -> Zeroizing<String> {
-        Zeroizing::new(self.pair.serialize_pem())
+        Zeroizing::new(self.pair.0.serialize_pem())
     }
 
     /// The DER SubjectPublicKeyInfo.
     pub fn public_key(&self) -> PublicKey {
         PublicKey {
-            spki_der: self.pair.subject_public_key_info(),
+            spki_der: self.pair.0.subject_public_key_info(),
         }
     }
 
@@ -150,7 +184,7 @@ impl PrivateKey {
         aws_lc_rs::rand::fill(&mut iv).map_err(|_| Error::Key("system RNG failed".into()))?;
         let params = pkcs8::pkcs5::pbes2::Parameters::pbkdf2_sha256_aes256cbc(600_000, &salt, &iv)
             .map_err(|e| Error::Key(format!("PBES2 parameters: {e}")))?;
-        let mut info = pkcs8::PrivateKeyInfo::try_from(self.pair.serialized_der())
+        let mut info = pkcs8::PrivateKeyInfo::try_from(self.pair.0.serialized_der())
             .map_err(|e| Error::Key(format!("PKCS#8: {e}")))?;
         // aws-lc writes Ed25519 keys as PKCS#8 v2 (with the public key), which
         // OpenSSL 3.0 refuses once encrypted; v1 carries all that is needed.
@@ -164,11 +198,11 @@ impl PrivateKey {
         Ok(Zeroizing::new(pem.to_string()))
     }
 
-    pub(crate) fn pair(&self) -> &KeyPair {
+    pub(crate) fn pair(&self) -> &ZeroizingKeyPair {
         &self.pair
     }
 
-    pub(crate) fn into_pair(self) -> KeyPair {
+    pub(crate) fn into_pair(self) -> ZeroizingKeyPair {
         self.pair
     }
 }
