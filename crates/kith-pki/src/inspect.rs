@@ -188,7 +188,7 @@ fn inspect_block(tag: &str, der: &[u8]) -> Result<Inspected, Error> {
                 revoked: crl
                     .iter_revoked_certificates()
                     .map(|r| CrlEntryInfo {
-                        serial: hex::encode(r.raw_serial()),
+                        serial: serial_hex(r.raw_serial()),
                         revoked_at: r.revocation_date.to_datetime(),
                         reason: r.reason_code().map(|(_, rc)| format!("{rc}")),
                     })
@@ -257,6 +257,14 @@ fn general_name(name: &GeneralName<'_>) -> String {
     }
 }
 
+/// A serial as kith writes it everywhere (32 hex digits, as in `cert ls`);
+/// serials longer than 128 bits, from other CAs, as their raw hex.
+fn serial_hex(raw: &[u8]) -> String {
+    crate::Serial::from_der_integer(raw)
+        .map(|s| s.to_hex())
+        .unwrap_or_else(|_| hex::encode(raw))
+}
+
 fn first_attr<'a>(
     mut attrs: impl Iterator<Item = &'a x509_parser::x509::AttributeTypeAndValue<'a>>,
 ) -> Option<String> {
@@ -272,7 +280,7 @@ fn cert_info(cert: &X509Certificate<'_>, der: &[u8]) -> CertificateInfo {
         common_name: first_attr(cert.subject().iter_common_name()),
         organizational_unit: first_attr(cert.subject().iter_organizational_unit()),
         issuer: cert.issuer().to_string(),
-        serial: hex::encode(cert.raw_serial()),
+        serial: serial_hex(cert.raw_serial()),
         not_before: cert.validity().not_before.to_datetime(),
         not_after: cert.validity().not_after.to_datetime(),
         sans: Vec::new(),

@@ -74,3 +74,29 @@ impl fmt::Debug for Serial {
         write!(f, "Serial({})", self.to_hex())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn der_integers_map_to_the_canonical_32_digits() {
+        // A high first bit makes DER add a 0x00 sign octet; a low first octet is kept.
+        let mut signed = vec![0u8];
+        signed.extend_from_slice(&[0xf5; 16]);
+        assert_eq!(
+            Serial::from_der_integer(&signed).unwrap().to_hex(),
+            "f5".repeat(16)
+        );
+        let short = [0x0e; 15];
+        assert_eq!(
+            Serial::from_der_integer(&short).unwrap().to_hex(),
+            format!("00{}", "0e".repeat(15))
+        );
+        assert!(Serial::from_der_integer(&[1u8; 17]).is_err());
+        assert_eq!(
+            Serial::parse("00:F5").unwrap(),
+            Serial::parse("f5").unwrap()
+        );
+    }
+}

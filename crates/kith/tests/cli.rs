@@ -210,6 +210,16 @@ fn issue_revoke_verify_and_their_refusals() {
     ca.fails_with(&["revoke", "--node", "ghost"], "unknown-node");
     assert_eq!(ca.certs().len(), 3, "admin + n1 + n2");
 
+    // `cert inspect` prints a serial exactly as `cert issue` and `cert ls` do.
+    let inspected: serde_json::Value = serde_json::from_str(&ca.ok(&[
+        "cert",
+        "inspect",
+        nodes.join("n1/cert.pem").to_str().expect("utf-8"),
+        "--json",
+    ]))
+    .expect("json");
+    assert_eq!(inspected[0]["serial"], issued[0]["serial"]);
+
     let full = nodes.join("n1/fullchain.pem");
     let full_s = full.to_str().expect("utf-8");
     let ok = ca.ok(&[

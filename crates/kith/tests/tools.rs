@@ -119,8 +119,13 @@ fn check_key_type(kt: &str) {
         ok && out.contains("verify OK"),
         "{kt}: openssl crl -verify: {out}"
     );
+    // openssl prints serials without leading zero octets.
+    let mut printed = serial.as_str();
+    while let Some(rest) = printed.strip_prefix("00") {
+        printed = rest;
+    }
     assert!(
-        out.to_uppercase().contains(&serial.to_uppercase()),
+        out.to_uppercase().contains(&printed.to_uppercase()),
         "{kt}: CRL lists the serial: {out}"
     );
     assert!(
