@@ -26,6 +26,25 @@ pub enum Error {
     /// No live certificate for that node.
     #[error("node {0:?} has no certificate to act on")]
     UnknownNode(String),
+    /// No token with that id, or its secret does not match (one answer for
+    /// both, so ids cannot be probed).
+    #[error("invalid join token")]
+    InvalidToken,
+    /// An operator named a token id that does not exist.
+    #[error("no token with id {0}")]
+    UnknownToken(String),
+    /// The token was minted by another cluster (its pin is not this root's).
+    #[error("the token was minted for another cluster (its pin does not match this CA's root)")]
+    TokenWrongCluster,
+    /// The token was revoked.
+    #[error("the token was revoked at {0}; ask the operator for a new one")]
+    TokenRevoked(time::OffsetDateTime),
+    /// The token expired.
+    #[error("the token expired at {0}; ask the operator for a new one")]
+    TokenExpired(time::OffsetDateTime),
+    /// The token has no use left.
+    #[error("the token has been used as many times as it allows; ask the operator for a new one")]
+    TokenUsedUp,
     /// A CSR was refused by policy.
     #[error("CSR refused: {0}")]
     Csr(#[from] CsrRejection),
@@ -69,6 +88,12 @@ impl Error {
             Self::AuthorityExists(_) => "authority-exists",
             Self::UnknownCertificate(_) => "unknown-certificate",
             Self::UnknownNode(_) => "unknown-node",
+            Self::InvalidToken => "invalid-token",
+            Self::UnknownToken(_) => "unknown-token",
+            Self::TokenWrongCluster => "token-wrong-cluster",
+            Self::TokenRevoked(_) => "token-revoked",
+            Self::TokenExpired(_) => "token-expired",
+            Self::TokenUsedUp => "token-used-up",
             Self::Csr(r) => r.kind.code(),
             Self::Invalid(_) => "invalid-argument",
             Self::Integrity(_) => "integrity-error",

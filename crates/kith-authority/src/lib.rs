@@ -13,6 +13,7 @@
 mod clock;
 mod error;
 mod records;
+mod tokens;
 mod vault;
 
 use std::collections::BTreeMap;
@@ -32,6 +33,7 @@ pub use error::Error;
 pub use records::{
     AuditRecord, AuthorityRecord, CertRecord, ClusterRecord, CrlRecord, RevokedRecord,
 };
+pub use tokens::{list_tokens, TokenRecord, TokenSpec, DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL};
 pub use vault::KdfParams;
 
 use records::{from_json, to_json, NodeCertIndex};

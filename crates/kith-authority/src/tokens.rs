@@ -1,0 +1,243 @@
+//! Join tokens: minted by an operator, redeemed once (or a few times) by
+//! joining nodes. Only a SHA-256 hash of the secret is stored (the secret is
+//! 256 random bits, so a slow hash adds nothing), compared in constant time;
+//! uses are spent with compare-and-swap so two replicas can never both spend
+//! the last one.
+
+use kith_api::{JoinToken, TokenId};
+use kith_store::Store;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use time::{Duration, OffsetDateTime};
+use zeroize::Zeroizing;
+
+use crate::records::{from_json, to_json};
+use crate::{vault, Authority, Error, DEFAULT_AUTHORITY};
+
+/// Default token lifetime.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::hours(1);
+/// Longest token lifetime accepted: tokens are meant to be short-lived.
+pub const MAX_TOKEN_TTL: Duration = Duration::days(30);
+
+fn token_key(id: &TokenId) -> String {
+    format!("token/{}", id.to_hex())
+}
+
+/// What a token allows.
+#[derive(Clone, Debug)]
+pub struct TokenSpec {
+    /// Role of the nodes that join with it.
+    pub role: String,
+    /// If set, the only node name it can join as.
+    pub node: Option<String>,
+    /// Lifetime.
+    pub ttl: Duration,
+    /// How many joins it allows.
+    pub uses: u32,
+    /// DNS names a joining node may ask for besides its own.
+    pub allow_sans: Vec<String>,
+    /// Authority that issues to its nodes; `None` means [`DEFAULT_AUTHORITY`].
+    pub authority: Option<String>,
+}
+
+/// A token as stored: everything but the secret.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// Id (public).
+    pub id: String,
+    /// SHA-256 of the secret, hex.
+    pub secret_sha256: String,
+    /// Role granted.
+    pub role: String,
+    /// Fixed node name, if any.
+    pub node: Option<String>,
+    /// Extra DNS names allowed.
+    pub allow_sans: Vec<String>,
+    /// Issuing authority.
+    pub authority: String,
+    /// Creation time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: OffsetDateTime,
+    /// Expiry.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires: OffsetDateTime,
+    /// Uses granted.
+    pub uses: u32,
+    /// Uses left.
+    pub uses_left: u32,
+    /// When it was revoked, if it was.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// Every token, in id order (no secrets: only their hashes are stored).
+pub async fn list_tokens(store: &dyn Store) -> Result<Vec<TokenRecord>, Error> {
+    store
+        .list("token/")
+        .await?
+        .iter()
+        .map(|e| from_json(&e.key, &e.value))
+        .collect()
+}
+
+impl Authority {
+    /// Mint a token. Returns its record and the token to hand to the node;
+    /// the secret exists only in the returned token.
+    pub async fn create_token(
+        &self,
+        spec: TokenSpec,
+        actor: &str,
+    ) -> Result<(TokenRecord, JoinToken), Error> {
+        kith_pki::validate_label("role", &spec.role)?;
+        if let Some(n) = &spec.node {
+            kith_pki::validate_label("node name", n)?;
+        }
+        if spec.uses == 0 {
+            return Err(Error::Invalid("a token needs at least one use".into()));
+        }
+        if spec.ttl <= Duration::ZERO || spec.ttl > MAX_TOKEN_TTL {
+            return Err(Error::Invalid(format!(
+                "the token lifetime must be positive and at most {} days",
+                MAX_TOKEN_TTL.whole_days()
+            )));
+        }
+        for san in &spec.allow_sans {
+            san.parse::<kith_pki::San>()?;
+        }
+        let authority = spec.authority.as_deref().unwrap_or(DEFAULT_AUTHORITY);
+        let pin = kith_pki::spki_pin(&self.root_cert(authority)?)?;
+        let mut id = [0u8; 8];
+        vault::random_fill(&mut id)?;
+        let mut secret = Zeroizing::new([0u8; 32]);
+        vault::random_fill(secret.as_mut())?;
+        let token = JoinToken {
+            pin,
+            id: TokenId::from_bytes(id),
+            secret,
+        };
+        let now = self.now();
+        let record = TokenRecord {
+            id: token.id.to_hex(),
+            secret_sha256: hex::encode(kith_pki::sha256(token.secret.as_ref())),
+            role: spec.role,
+            node: spec.node,
+            allow_sans: spec
+                .allow_sans
+                .iter()
+                .map(|s| s.to_ascii_lowercase())
+                .collect(),
+            authority: authority.to_string(),
+            created: now,
+            expires: kith_pki::second_precision(now + spec.ttl),
+            uses: spec.uses,
+            uses_left: spec.uses,
+            revoked_at: None,
+        };
+        match self
+            .store()
+            .create(&token_key(&token.id), to_json(&record)?)
+            .await
+        {
+            Ok(_) => {}
+            // 64 random bits colliding means a broken RNG: refuse, never overwrite.
+            Err(kith_store::Error::AlreadyExists { key }) => {
+                return Err(Error::Internal(format!("token id collision at {key}")))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.audit(
+            actor,
+            "token-create",
+            &record.id,
+            &format!(
+                "role {} uses {} expires {}",
+                record.role, record.uses, record.expires
+            ),
+        )
+        .await?;
+        Ok((record, token))
+    }
+
+    /// Spend one use of `token`. Checks, in this order and revealing nothing
+    /// before the secret is proven: the token exists and its secret matches
+    /// (`invalid-token` for either), it was minted for this cluster
+    /// (`token-wrong-cluster`), it is not revoked, not expired, and has a use
+    /// left. The use is spent with compare-and-swap. Returns the record as it
+    /// was before this use was spent.
+    pub async fn redeem_token(&self, token: &JoinToken) -> Result<TokenRecord, Error> {
+        let key = token_key(&token.id);
+        let presented = kith_pki::sha256(token.secret.as_ref());
+        for _attempt in 0..64 {
+            let Some(entry) = self.store().get(&key).await? else {
+                return Err(Error::InvalidToken);
+            };
+            let record: TokenRecord = from_json(&key, &entry.value)?;
+            let stored = hex::decode(&record.secret_sha256)
+                .map_err(|_| Error::Integrity(format!("{key}: bad secret hash")))?;
+            if !bool::from(stored.as_slice().ct_eq(&presented)) {
+                return Err(Error::InvalidToken);
+            }
+            let pin = kith_pki::spki_pin(&self.root_cert(&record.authority)?)?;
+            if pin != token.pin {
+                return Err(Error::TokenWrongCluster);
+            }
+            if let Some(at) = record.revoked_at {
+                return Err(Error::TokenRevoked(at));
+            }
+            if self.now() >= record.expires {
+                return Err(Error::TokenExpired(record.expires));
+            }
+            if record.uses_left == 0 {
+                return Err(Error::TokenUsedUp);
+            }
+            let spent = TokenRecord {
+                uses_left: record.uses_left - 1,
+                ..record.clone()
+            };
+            match self
+                .store()
+                .update(&key, to_json(&spent)?, entry.revision)
+                .await
+            {
+                Ok(_) => return Ok(record),
+                // Someone else spent or changed it meanwhile: look again.
+                Err(kith_store::Error::RevisionMismatch { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Contended(key))
+    }
+
+    /// Revoke a token so it can no longer be redeemed. Revoking twice is a no-op.
+    pub async fn revoke_token(&self, id: &TokenId, actor: &str) -> Result<TokenRecord, Error> {
+        let key = token_key(id);
+        for _attempt in 0..64 {
+            let entry = self
+                .store()
+                .get(&key)
+                .await?
+                .ok_or_else(|| Error::UnknownToken(id.to_hex()))?;
+            let record: TokenRecord = from_json(&key, &entry.value)?;
+            if record.revoked_at.is_some() {
+                return Ok(record);
+            }
+            let revoked = TokenRecord {
+                revoked_at: Some(kith_pki::second_precision(self.now())),
+                ..record
+            };
+            match self
+                .store()
+                .update(&key, to_json(&revoked)?, entry.revision)
+                .await
+            {
+                Ok(_) => {
+                    self.audit(actor, "token-revoke", &revoked.id, "").await?;
+                    return Ok(revoked);
+                }
+                Err(kith_store::Error::RevisionMismatch { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Contended(key))
+    }
+}
