@@ -67,6 +67,60 @@ fn raw_pairs_per_sec(secs: f64) -> f64 {
     count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// The X.509 work of an issuance (parse and verify the CSR, build and sign
+/// the leaf) on every core with plain threads: the ceiling for the authority.
+fn x509_path_per_sec(csrs: &[Vec<u8>]) -> f64 {
+    use kith_pki::{CaKind, CaSpec, LeafSpec, PrivateKey, Serial};
+    let now = time::OffsetDateTime::now_utc();
+    let spec = |kind| CaSpec {
+        cluster: "bench.example".into(),
+        authority: "cluster".into(),
+        kind,
+        not_before: now,
+        not_after: now + time::Duration::days(3650),
+        serial: Serial::random().expect("serial"),
+    };
+    let root = spec(CaKind::Root)
+        .self_signed(PrivateKey::generate(KeyType::P256).expect("key"))
+        .expect("root")
+        .into_signer()
+        .expect("signer");
+    let ca = spec(CaKind::Intermediate)
+        .signed_by(PrivateKey::generate(KeyType::P256).expect("key"), &root)
+        .expect("intermediate")
+        .into_signer()
+        .expect("signer");
+    let n = threads();
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for t in 0..n {
+            let ca = &ca;
+            scope.spawn(move || {
+                for (i, der) in csrs.iter().enumerate().skip(t).step_by(n) {
+                    let node = format!("node-{i}");
+                    let csr = kith_pki::parse_csr(der).expect("csr");
+                    let extra = csr
+                        .approve(&Default::default(), "bench.example", "worker", &node)
+                        .expect("approve");
+                    LeafSpec {
+                        cluster: "bench.example".into(),
+                        node,
+                        role: "worker".into(),
+                        profile: Profile::Peer,
+                        extra_sans: extra,
+                        ttl: time::Duration::days(90),
+                        serial: Serial::random().expect("serial"),
+                        crl_urls: Vec::new(),
+                    }
+                    .sign(&csr.public_key, ca, now)
+                    .expect("leaf");
+                }
+            });
+        }
+    });
+    csrs.len() as f64 / start.elapsed().as_secs_f64()
+}
+
 /// `openssl speed -multi N ecdsap256` as sign+verify pairs per second.
 fn openssl_pairs_per_sec() -> Option<(f64, f64, f64)> {
     let n = threads().to_string();
@@ -110,6 +164,7 @@ fn main() {
         })
         .collect();
 
+    let csrs_for_ceiling = csrs.clone();
     let dir = tempfile::tempdir().expect("tempdir");
     let (elapsed, recorded, cpu) = runtime.block_on(async {
         let store: Arc<dyn kith_store::Store> =
@@ -131,7 +186,7 @@ fn main() {
         )
         .await
         .expect("init");
-        let csrs = Arc::new(csrs);
+        let csrs = Arc::new(csrs.clone());
         let next = Arc::new(AtomicU64::new(0));
         let cpu0 = cpu_seconds();
         let start = Instant::now();
@@ -173,6 +228,7 @@ fn main() {
     assert_eq!(recorded, n, "every issuance is recorded");
     let issued_per_sec = n as f64 / elapsed.as_secs_f64();
     let raw = raw_pairs_per_sec(3.0);
+    let x509 = x509_path_per_sec(&csrs_for_ceiling);
 
     println!("P-256 CSR issuance through kith-authority (durable redb records, c={concurrency}, {} cores)", threads());
     println!(
@@ -188,6 +244,12 @@ fn main() {
     println!(
         "  ratio (issuance/raw):   {:.0}%",
         100.0 * issued_per_sec / raw
+    );
+    println!(
+        "  X.509 path alone:       {x509:.0}/s on plain threads, no authority or store \
+         ({:.0}% of raw; issuance reaches {:.0}% of it)",
+        100.0 * x509 / raw,
+        100.0 * issued_per_sec / x509
     );
     match openssl_pairs_per_sec() {
         Some((s, v, pairs)) => {
