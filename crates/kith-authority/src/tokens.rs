@@ -165,6 +165,21 @@ impl Authority {
     /// left. The use is spent with compare-and-swap. Returns the record as it
     /// was before this use was spent.
     pub async fn redeem_token(&self, token: &JoinToken) -> Result<TokenRecord, Error> {
+        self.redeem_token_with(token, |_| Ok(()))
+            .await
+            .map(|(record, ())| record)
+    }
+
+    /// Like [`Authority::redeem_token`], but spends the use only if `check`
+    /// accepts the request the token is about to authorise (its CSRs, the
+    /// node name): a bad request is refused with `check`'s error and spends
+    /// nothing. `check` sees the token's record (role, fixed name, allowed
+    /// SANs) and may run again if a concurrent redemption forces a retry.
+    pub async fn redeem_token_with<T>(
+        &self,
+        token: &JoinToken,
+        mut check: impl FnMut(&TokenRecord) -> Result<T, Error>,
+    ) -> Result<(TokenRecord, T), Error> {
         let key = token_key(&token.id);
         let presented = kith_pki::sha256(token.secret.as_ref());
         for _attempt in 0..64 {
@@ -190,6 +205,7 @@ impl Authority {
             if record.uses_left == 0 {
                 return Err(Error::TokenUsedUp);
             }
+            let accepted = check(&record)?;
             let spent = TokenRecord {
                 uses_left: record.uses_left - 1,
                 ..record.clone()
@@ -199,7 +215,7 @@ impl Authority {
                 .update(&key, to_json(&spent)?, entry.revision)
                 .await
             {
-                Ok(_) => return Ok(record),
+                Ok(_) => return Ok((record, accepted)),
                 // Someone else spent or changed it meanwhile: look again.
                 Err(kith_store::Error::RevisionMismatch { .. }) => continue,
                 Err(e) => return Err(e.into()),

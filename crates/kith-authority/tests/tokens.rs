@@ -243,3 +243,31 @@ async fn bad_specs_are_refused() {
     }
     assert!(list_tokens(&*store).await.expect("list").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_token_would_authorise_but_fails_its_check_spends_nothing() {
+    let (_d, store, _c, authority) = setup().await;
+    let (_, token) = authority
+        .create_token(spec(1), "test")
+        .await
+        .expect("create");
+    let refused = authority
+        .redeem_token_with(&token, |record| {
+            assert_eq!(record.role, "worker");
+            Err::<(), _>(Error::Invalid("the CSR was refused".into()))
+        })
+        .await
+        .expect_err("check refuses");
+    assert_eq!(refused.code(), "invalid-argument");
+    assert_eq!(
+        uses_left(&*store).await,
+        1,
+        "a refused request spends no use"
+    );
+    let (_, value) = authority
+        .redeem_token_with(&token, |_| Ok(42))
+        .await
+        .expect("accepted");
+    assert_eq!(value, 42);
+    assert_eq!(uses_left(&*store).await, 0);
+}
