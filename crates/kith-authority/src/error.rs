@@ -45,6 +45,45 @@ pub enum Error {
     /// The token has no use left.
     #[error("the token has been used as many times as it allows; ask the operator for a new one")]
     TokenUsedUp,
+    /// The node name is held by a live certificate over another key.
+    #[error("node name {0:?} is taken by a live certificate with another key; revoke it, or mint a token for that name")]
+    NodeNameTaken(String),
+    /// The token fixes a node name and the request asked for another.
+    #[error("this token is for node {token:?}, not {asked:?}")]
+    NodeNameMismatch {
+        /// The token's name.
+        token: String,
+        /// The name asked for.
+        asked: String,
+    },
+    /// A profile that cannot be asked for here (admin by join, or not granted).
+    #[error("profile {0:?} is not allowed here")]
+    ProfileNotAllowed(String),
+    /// The CSRs of one request are over different keys.
+    #[error("all CSRs of one request must be over the same key")]
+    CsrKeyMismatch,
+    /// The presented certificate is revoked.
+    #[error("certificate {0} is revoked; this node needs a new token to rejoin")]
+    CertificateRevoked(String),
+    /// The node was removed by an operator.
+    #[error("node {0:?} was removed; it needs a new token to rejoin")]
+    NodeRemoved(String),
+    /// The certificate expired longer ago than the grace window allows.
+    #[error("the certificate expired at {expired}, more than {grace_days} days ago: ask the operator to mint a token (`kith token create`) and join again")]
+    RenewalWindowPassed {
+        /// When it expired.
+        expired: time::OffsetDateTime,
+        /// The grace window, in days.
+        grace_days: i64,
+    },
+    /// A renewal named another node than its client certificate.
+    #[error("the client certificate is node {certificate:?}'s; it cannot renew {asked:?}")]
+    IdentityMismatch {
+        /// The certificate's node.
+        certificate: String,
+        /// The node asked for.
+        asked: String,
+    },
     /// A CSR was refused by policy.
     #[error("CSR refused: {0}")]
     Csr(#[from] CsrRejection),
@@ -94,6 +133,14 @@ impl Error {
             Self::TokenRevoked(_) => "token-revoked",
             Self::TokenExpired(_) => "token-expired",
             Self::TokenUsedUp => "token-used-up",
+            Self::NodeNameTaken(_) => "node-name-taken",
+            Self::NodeNameMismatch { .. } => "node-name-mismatch",
+            Self::ProfileNotAllowed(_) => "profile-not-allowed",
+            Self::CsrKeyMismatch => "csr-key-mismatch",
+            Self::CertificateRevoked(_) => "certificate-revoked",
+            Self::NodeRemoved(_) => "node-removed",
+            Self::RenewalWindowPassed { .. } => "renewal-window-passed",
+            Self::IdentityMismatch { .. } => "identity-mismatch",
             Self::Csr(r) => r.kind.code(),
             Self::Invalid(_) => "invalid-argument",
             Self::Integrity(_) => "integrity-error",

@@ -12,6 +12,7 @@
 
 mod clock;
 mod error;
+mod nodes;
 mod records;
 mod tokens;
 mod vault;
@@ -30,6 +31,7 @@ use zeroize::Zeroizing;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
+pub use nodes::{list_nodes, NodeRecord, NodeState, DEFAULT_RENEW_GRACE, MAX_CSRS};
 pub use records::{
     AuditRecord, AuthorityRecord, CertRecord, ClusterRecord, CrlRecord, RevokedRecord,
 };

@@ -181,40 +181,14 @@ impl Authority {
         mut check: impl FnMut(&TokenRecord) -> Result<T, Error>,
     ) -> Result<(TokenRecord, T), Error> {
         let key = token_key(&token.id);
-        let presented = kith_pki::sha256(token.secret.as_ref());
         for _attempt in 0..64 {
-            let Some(entry) = self.store().get(&key).await? else {
-                return Err(Error::InvalidToken);
-            };
-            let record: TokenRecord = from_json(&key, &entry.value)?;
-            let stored = hex::decode(&record.secret_sha256)
-                .map_err(|_| Error::Integrity(format!("{key}: bad secret hash")))?;
-            if !bool::from(stored.as_slice().ct_eq(&presented)) {
-                return Err(Error::InvalidToken);
-            }
-            let pin = kith_pki::spki_pin(&self.root_cert(&record.authority)?)?;
-            if pin != token.pin {
-                return Err(Error::TokenWrongCluster);
-            }
-            if let Some(at) = record.revoked_at {
-                return Err(Error::TokenRevoked(at));
-            }
-            if self.now() >= record.expires {
-                return Err(Error::TokenExpired(record.expires));
-            }
-            if record.uses_left == 0 {
-                return Err(Error::TokenUsedUp);
-            }
+            let (record, revision) = self.valid_token(token).await?;
             let accepted = check(&record)?;
             let spent = TokenRecord {
                 uses_left: record.uses_left - 1,
                 ..record.clone()
             };
-            match self
-                .store()
-                .update(&key, to_json(&spent)?, entry.revision)
-                .await
-            {
+            match self.store().update(&key, to_json(&spent)?, revision).await {
                 Ok(_) => return Ok((record, accepted)),
                 // Someone else spent or changed it meanwhile: look again.
                 Err(kith_store::Error::RevisionMismatch { .. }) => continue,
@@ -222,6 +196,40 @@ impl Authority {
             }
         }
         Err(Error::Contended(key))
+    }
+
+    /// Every check of [`Authority::redeem_token`] without spending a use:
+    /// the record and its revision if the token could be redeemed now.
+    pub async fn check_token(&self, token: &JoinToken) -> Result<TokenRecord, Error> {
+        self.valid_token(token).await.map(|(r, _)| r)
+    }
+
+    async fn valid_token(&self, token: &JoinToken) -> Result<(TokenRecord, u64), Error> {
+        let key = token_key(&token.id);
+        let presented = kith_pki::sha256(token.secret.as_ref());
+        let Some(entry) = self.store().get(&key).await? else {
+            return Err(Error::InvalidToken);
+        };
+        let record: TokenRecord = from_json(&key, &entry.value)?;
+        let stored = hex::decode(&record.secret_sha256)
+            .map_err(|_| Error::Integrity(format!("{key}: bad secret hash")))?;
+        if !bool::from(stored.as_slice().ct_eq(&presented)) {
+            return Err(Error::InvalidToken);
+        }
+        let pin = kith_pki::spki_pin(&self.root_cert(&record.authority)?)?;
+        if pin != token.pin {
+            return Err(Error::TokenWrongCluster);
+        }
+        if let Some(at) = record.revoked_at {
+            return Err(Error::TokenRevoked(at));
+        }
+        if self.now() >= record.expires {
+            return Err(Error::TokenExpired(record.expires));
+        }
+        if record.uses_left == 0 {
+            return Err(Error::TokenUsedUp);
+        }
+        Ok((record, entry.revision))
     }
 
     /// Revoke a token so it can no longer be redeemed. Revoking twice is a no-op.

@@ -7,7 +7,7 @@ use x509_parser::prelude::FromDer;
 
 use crate::error::{CsrRejection, CsrRejectionKind as K};
 use crate::pem_util::looks_like_pem;
-use crate::{spiffe_id, PublicKey, San};
+use crate::{spiffe_id, Error, PrivateKey, PublicKey, San};
 
 /// CSRs larger than this are refused before parsing (a real one is ~1 KiB;
 /// RSA-8192 with many SANs stays well below).
@@ -407,4 +407,33 @@ impl Csr {
             _ => Ok(()),
         }
     }
+}
+
+/// Build a PKCS#10 request (DER) over `key` asking for `sans`, with
+/// `common_name` as its subject. The CA ignores the subject and decides the
+/// identity itself; the common name only helps a human reading the CSR.
+pub fn build_csr(key: &PrivateKey, common_name: &str, sans: &[San]) -> Result<Vec<u8>, Error> {
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, common_name);
+    for san in sans {
+        params.subject_alt_names.push(match san {
+            San::Dns(d) => rcgen::SanType::DnsName(
+                d.clone()
+                    .try_into()
+                    .map_err(|e| Error::build("CSR", format!("{d}: {e}")))?,
+            ),
+            San::Ip(ip) => rcgen::SanType::IpAddress(*ip),
+            San::Uri(u) => rcgen::SanType::URI(
+                u.clone()
+                    .try_into()
+                    .map_err(|e| Error::build("CSR", format!("{u}: {e}")))?,
+            ),
+        });
+    }
+    let csr = params
+        .serialize_request(key.pair())
+        .map_err(|e| Error::build("CSR", e))?;
+    Ok(csr.der().to_vec())
 }

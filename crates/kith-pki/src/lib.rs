@@ -25,7 +25,7 @@ mod verify;
 
 pub use ca::{second_precision, CaCertificate, CaKind, CaSpec, SigningCa};
 pub use crl::{CrlSpec, RevocationReason, RevokedEntry};
-pub use csr::{parse_csr, Csr, CsrPolicy, KeyDescription, MAX_CSR_BYTES};
+pub use csr::{build_csr, parse_csr, Csr, CsrPolicy, KeyDescription, MAX_CSR_BYTES};
 pub use error::{CsrRejection, CsrRejectionKind, Error};
 pub use inspect::{inspect, CertificateInfo, CrlEntryInfo, CrlInfo, CsrInfo, Inspected, KeyInfo};
 pub use key::{KeyType, PrivateKey, PublicKey};
@@ -42,6 +42,23 @@ pub fn spki_pin(cert_der: &[u8]) -> Result<[u8; 32], Error> {
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
         .map_err(|e| Error::parse("certificate", e))?;
     Ok(sha256(cert.tbs_certificate.subject_pki.raw))
+}
+
+/// The serial number of a DER certificate.
+pub fn certificate_serial(cert_der: &[u8]) -> Result<Serial, Error> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
+        .map_err(|e| Error::parse("certificate", e))?;
+    Serial::from_der_integer(cert.raw_serial())
+}
+
+/// The validity (notBefore, notAfter) of a DER certificate.
+pub fn certificate_validity(
+    cert_der: &[u8],
+) -> Result<(time::OffsetDateTime, time::OffsetDateTime), Error> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
+        .map_err(|e| Error::parse("certificate", e))?;
+    let v = cert.validity();
+    Ok((v.not_before.to_datetime(), v.not_after.to_datetime()))
 }
 
 /// SHA-256 of `data`.

@@ -7,7 +7,9 @@ use time::Duration;
 use crate::Error;
 
 /// How a leaf is cut: its key usages, extended key usages and default lifetime.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Profile {

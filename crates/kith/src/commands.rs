@@ -68,6 +68,26 @@ pub(crate) struct InitArgs {
     pub(crate) json: bool,
 }
 
+/// `init` for `serve --dev`: P-256, the Argon2id minimum (the passphrase
+/// is random and the CA throwaway), passphrase from `passphrase_file`.
+pub(crate) async fn init_quiet(
+    dir: &Path,
+    cluster: &str,
+    passphrase_file: &Path,
+) -> Result<(), CliError> {
+    init(
+        dir,
+        InitArgs {
+            cluster: cluster.to_string(),
+            key_type: KeyType::P256,
+            passphrase_file: Some(passphrase_file.to_path_buf()),
+            kdf_memory_mib: 19,
+            json: false,
+        },
+    )
+    .await
+}
+
 pub(crate) async fn init(dir: &Path, a: InitArgs) -> Result<(), CliError> {
     kith_pki::validate_cluster_name(&a.cluster)?;
     // No prompt: without a file or variable, init generates the passphrase.
@@ -1025,11 +1045,14 @@ pub(crate) struct RevokeArgs {
     /// superseded, cessation-of-operation, privilege-withdrawn.
     #[arg(long, default_value = "unspecified", value_parser = reason_parser)]
     reason: RevocationReason,
-    /// CRL validity for the CRL published after the revocation, e.g. 7d.
+    /// CRL validity for the CRL published after the revocation, e.g. 7d
+    /// (offline only: a server uses its own).
     #[arg(long, value_parser = parse_duration, default_value = "7d")]
     crl_validity: Duration,
     #[command(flatten)]
     pass: PassphraseArg,
+    #[command(flatten)]
+    admin: crate::online::AdminArgs,
     /// Print JSON instead of text.
     #[arg(long)]
     pub(crate) json: bool,
@@ -1039,6 +1062,20 @@ pub(crate) async fn revoke(dir: &Path, a: RevokeArgs) -> Result<(), CliError> {
     let serial = a.serial.as_deref().map(Serial::parse).transpose()?;
     if let Some(n) = &a.node {
         kith_pki::validate_label("node name", n)?;
+    }
+    // A running server owns the store: go through it when one is configured.
+    if crate::online::revoke_online(
+        dir,
+        &a.admin,
+        serial.as_ref().map(Serial::to_hex).as_deref(),
+        a.node.as_deref(),
+        a.reason.as_str(),
+        a.json,
+    )
+    .await?
+    .is_some()
+    {
+        return Ok(());
     }
     let settings = Settings {
         crl_validity: a.crl_validity,

@@ -2,6 +2,7 @@
 //! work is done by kith-authority (CA engine), kith-pki and kith-nodedir.
 
 mod commands;
+mod online;
 mod output;
 mod util;
 
@@ -43,6 +44,40 @@ enum Command {
     Revoke(commands::RevokeArgs),
     /// Write the current CRL of an authority (DER by default).
     Crl(commands::CrlArgs),
+    /// Run the CA server: join, renewal, CRLs, operator API (HTTPS, mutual TLS).
+    Serve(online::ServeArgs),
+    /// Join tokens (through the server, with the operator credential).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Nodes (through the server, with the operator credential).
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Authorities, validity left, nodes by state, tokens, CRL numbers.
+    Status(online::AdminJsonArgs),
+    /// Join a cluster with a token: key made here, certificate from the server.
+    Join(online::JoinArgs),
+    /// Renew this node's certificate now.
+    Renew(online::RenewArgs),
+    /// Keep this node's certificate, CA bundle and CRL fresh, forever.
+    Agent(online::AgentArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Mint a join token (printed once; only its hash is kept).
+    Create(online::TokenCreateArgs),
+    /// List tokens (never their secrets).
+    Ls(online::AdminJsonArgs),
+    /// Revoke a token so it can no longer be used.
+    Revoke(online::TokenRevokeArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum NodeCommand {
+    /// Nodes: name, role, state, serial, expiry, last renewal.
+    Ls(online::AdminJsonArgs),
+    /// Remove a node: revoke its certificates; it can never renew again.
+    Rm(online::NodeRmArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -83,10 +118,15 @@ struct JsonFlag {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Long-running commands say what they do; one-shot commands only warn.
+    let default_level = match cli.command {
+        Command::Serve(_) | Command::Agent(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KITH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -122,6 +162,14 @@ fn cli_wants_json(cmd: &Command) -> bool {
         Command::Cert(CertCommand::Verify(a)) => a.json,
         Command::Cert(CertCommand::Ls(a)) => a.json,
         Command::Revoke(a) => a.json,
+        Command::Token(TokenCommand::Create(a)) => a.json,
+        Command::Token(TokenCommand::Ls(a)) => a.json,
+        Command::Token(TokenCommand::Revoke(a)) => a.json,
+        Command::Node(NodeCommand::Ls(a)) => a.json,
+        Command::Node(NodeCommand::Rm(a)) => a.json,
+        Command::Status(a) => a.json,
+        Command::Join(a) => a.json,
+        Command::Renew(a) => a.json,
         _ => false,
     }
 }
@@ -140,5 +188,15 @@ async fn run(cmd: Command, data_dir: Option<PathBuf>) -> Result<(), CliError> {
         Command::Cert(CertCommand::Ls(a)) => commands::cert_ls(&dir, a).await,
         Command::Revoke(a) => commands::revoke(&dir, a).await,
         Command::Crl(a) => commands::crl(&dir, a).await,
+        Command::Serve(a) => online::serve(&dir, a).await,
+        Command::Token(TokenCommand::Create(a)) => online::token_create(&dir, a).await,
+        Command::Token(TokenCommand::Ls(a)) => online::token_ls(&dir, a).await,
+        Command::Token(TokenCommand::Revoke(a)) => online::token_revoke(&dir, a).await,
+        Command::Node(NodeCommand::Ls(a)) => online::node_ls(&dir, a).await,
+        Command::Node(NodeCommand::Rm(a)) => online::node_rm(&dir, a).await,
+        Command::Status(a) => online::status(&dir, a).await,
+        Command::Join(a) => online::join(a).await,
+        Command::Renew(a) => online::renew(a).await,
+        Command::Agent(a) => online::agent(a).await,
     }
 }

@@ -81,3 +81,29 @@ pub(crate) fn print_json(v: &serde_json::Value) {
         Err(e) => eprintln!("error[internal]: cannot encode JSON: {e}"),
     }
 }
+
+impl From<kith_agent::Error> for CliError {
+    fn from(e: kith_agent::Error) -> Self {
+        let hint = if e.needs_new_token() {
+            Some("only a new token can help: ask the operator for one (`kith token create --role ROLE --name NODE`) and run `kith join` again")
+        } else {
+            match e.code() {
+                "pin-mismatch" => Some(
+                    "the token belongs to another cluster or the address reaches another server",
+                ),
+                "unreachable" => Some("is the server running and reachable at that address?"),
+                "invalid-token" => Some("check that the token was copied whole"),
+                "token-expired" | "token-used-up" | "token-revoked" => {
+                    Some("ask the operator for a new token")
+                }
+                "client-certificate-required" | "admin-required" => {
+                    Some("use the admin/ credential that `kith init` wrote (--admin-dir)")
+                }
+                _ => None,
+            }
+        };
+        let mut out = CliError::new(e.code(), &e);
+        out.hint = hint.map(str::to_string);
+        out
+    }
+}

@@ -1,0 +1,256 @@
+//! The agent loop: renew at about two thirds of the lifetime (with jitter),
+//! retry with capped exponential backoff, refresh the CA bundle and CRL on
+//! an interval, run the hook after every change, renew at once on SIGHUP,
+//! and stop with a clear error when only a new token can help.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::node::{refresh, renew, NodeIdentity};
+use crate::Error;
+
+/// What to do after the node's files change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Hook {
+    /// Run a shell command (`sh -c`).
+    Exec(String),
+    /// Send a signal to a process.
+    Signal {
+        /// Process id.
+        pid: i32,
+        /// Signal name without `SIG` (`HUP`, `USR1`, …).
+        signal: String,
+    },
+}
+
+impl Hook {
+    /// Parse `PID:SIGNAL` (`1234:HUP`).
+    pub fn parse_signal(s: &str) -> Result<Self, Error> {
+        let (pid, sig) = s
+            .split_once(':')
+            .ok_or_else(|| Error::Invalid(format!("--signal {s:?}: expected PID:SIGNAL")))?;
+        let pid: i32 = pid
+            .parse()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| Error::Invalid(format!("--signal {s:?}: bad pid")))?;
+        let signal = sig.trim_start_matches("SIG").to_ascii_uppercase();
+        signal_of(&signal)?;
+        Ok(Self::Signal { pid, signal })
+    }
+
+    /// Run the hook; a failing hook is logged, never fatal.
+    pub async fn run(&self) {
+        match self {
+            Hook::Exec(cmd) => {
+                match tokio::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(cmd)
+                    .status()
+                    .await
+                {
+                    Ok(st) if st.success() => tracing::info!(%cmd, "hook ran"),
+                    Ok(st) => tracing::warn!(%cmd, status = %st, "hook failed"),
+                    Err(e) => tracing::warn!(%cmd, error = %e, "hook could not start"),
+                }
+            }
+            Hook::Signal { pid, signal } => {
+                let result = signal_of(signal).and_then(|sig| {
+                    let pid = rustix::process::Pid::from_raw(*pid)
+                        .ok_or_else(|| Error::Invalid("pid 0".into()))?;
+                    rustix::process::kill_process(pid, sig)
+                        .map_err(|e| Error::Invalid(format!("kill: {e}")))
+                });
+                match result {
+                    Ok(()) => tracing::info!(pid, %signal, "hook signalled"),
+                    Err(e) => tracing::warn!(pid, %signal, error = %e, "hook signal failed"),
+                }
+            }
+        }
+    }
+}
+
+fn signal_of(name: &str) -> Result<rustix::process::Signal, Error> {
+    use rustix::process::Signal as S;
+    Ok(match name {
+        "HUP" => S::HUP,
+        "INT" => S::INT,
+        "TERM" => S::TERM,
+        "USR1" => S::USR1,
+        "USR2" => S::USR2,
+        "QUIT" => S::QUIT,
+        other => return Err(Error::Invalid(format!("unsupported signal {other:?}"))),
+    })
+}
+
+/// How the agent behaves.
+#[derive(Clone, Debug)]
+pub struct AgentOptions {
+    /// Node directory.
+    pub dir: PathBuf,
+    /// Run after every change of the files.
+    pub hook: Option<Hook>,
+    /// How often to refresh the CA bundle and CRL.
+    pub refresh_every: Duration,
+    /// First retry delay; doubles per failure.
+    pub backoff_base: Duration,
+    /// Longest retry delay.
+    pub backoff_cap: Duration,
+}
+
+impl AgentOptions {
+    /// Defaults: refresh every 5 minutes, backoff 1 s doubling to 5 minutes.
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            hook: None,
+            refresh_every: Duration::from_secs(300),
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A number in [0, 1) that differs between calls and processes: enough to
+/// spread renewals and retries; nothing secret depends on it.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn backoff(opts: &AgentOptions, failures: u32) -> Duration {
+    let exp = opts
+        .backoff_base
+        .saturating_mul(1u32 << failures.min(20))
+        .min(opts.backoff_cap);
+    // Full jitter in the upper half: never hammer, never synchronise.
+    exp.mul_f64(0.5 + 0.5 * jitter())
+}
+
+/// Run until SIGTERM/SIGINT (Ok) or until only a new token can help (Err).
+pub async fn run(opts: AgentOptions) -> Result<(), Error> {
+    let mut hup = signal(SignalKind::hangup())
+        .map_err(|e| Error::Invalid(format!("cannot watch SIGHUP: {e}")))?;
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| Error::Invalid(format!("cannot watch SIGTERM: {e}")))?;
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|e| Error::Invalid(format!("cannot watch SIGINT: {e}")))?;
+    let mut failures: u32 = 0;
+    let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut next_refresh = tokio::time::Instant::now() + opts.refresh_every;
+    // Spread the renewal point by up to 5 % of the lifetime, earlier only.
+    let spread = jitter();
+    let identity = NodeIdentity::load(&opts.dir)?;
+    tracing::info!(
+        node = %identity.node, serial = %identity.serial, not_after = %identity.not_after,
+        "agent started"
+    );
+    loop {
+        let identity = NodeIdentity::load(&opts.dir)?;
+        let lifetime = identity.not_after - identity.not_before;
+        let renew_at = identity.renew_at() - lifetime * (0.05 * spread);
+        let wait_renew = match retry_at {
+            Some(t) => t.saturating_duration_since(tokio::time::Instant::now()),
+            None => {
+                let d = renew_at - time::OffsetDateTime::now_utc();
+                Duration::try_from(d).unwrap_or(Duration::ZERO)
+            }
+        };
+        enum Step {
+            Renew(&'static str),
+            Refresh,
+            Stop,
+        }
+        let step = tokio::select! {
+            _ = tokio::time::sleep(wait_renew) => Step::Renew("due"),
+            _ = tokio::time::sleep_until(next_refresh) => Step::Refresh,
+            _ = hup.recv() => Step::Renew("SIGHUP"),
+            _ = term.recv() => Step::Stop,
+            _ = int.recv() => Step::Stop,
+        };
+        match step {
+            Step::Stop => {
+                tracing::info!("agent stopping");
+                return Ok(());
+            }
+            Step::Refresh => {
+                next_refresh = tokio::time::Instant::now() + opts.refresh_every;
+                match refresh(&opts.dir).await {
+                    Ok(true) => {
+                        tracing::info!("CA bundle or CRL updated");
+                        if let Some(h) = &opts.hook {
+                            h.run().await;
+                        }
+                    }
+                    Ok(false) => tracing::debug!("CA bundle and CRL unchanged"),
+                    Err(e) if e.needs_new_token() => return Err(e),
+                    Err(e) => tracing::warn!(error = %e, "refresh failed; will retry"),
+                }
+            }
+            Step::Renew(why) => match renew(&opts.dir).await {
+                Ok(id) => {
+                    failures = 0;
+                    retry_at = None;
+                    tracing::info!(why, serial = %id.serial, not_after = %id.not_after, "renewed");
+                    if let Some(h) = &opts.hook {
+                        h.run().await;
+                    }
+                }
+                Err(e) if e.needs_new_token() => return Err(e),
+                Err(e) => {
+                    let delay = backoff(&opts, failures);
+                    failures = failures.saturating_add(1);
+                    retry_at = Some(tokio::time::Instant::now() + delay);
+                    tracing::warn!(error = %e, retry_in = ?delay, failures, "renewal failed");
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let mut o = AgentOptions::new(PathBuf::from("/nonexistent"));
+        o.backoff_base = Duration::from_secs(1);
+        o.backoff_cap = Duration::from_secs(60);
+        let b0 = backoff(&o, 0);
+        assert!(b0 >= Duration::from_millis(500) && b0 <= Duration::from_secs(1));
+        let b3 = backoff(&o, 3);
+        assert!(b3 >= Duration::from_secs(4) && b3 <= Duration::from_secs(8));
+        for f in [10, 31, 1000] {
+            let b = backoff(&o, f);
+            assert!(
+                b >= Duration::from_secs(30) && b <= Duration::from_secs(60),
+                "{b:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn signal_hooks() {
+        assert_eq!(
+            Hook::parse_signal("42:SIGHUP").unwrap(),
+            Hook::Signal {
+                pid: 42,
+                signal: "HUP".into()
+            }
+        );
+        for bad in ["42", "0:HUP", "x:HUP", "42:KILLME"] {
+            assert!(Hook::parse_signal(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! A small HTTPS client over rustls and hyper: one connection, keep-alive,
+//! JSON in and out. The agent talks to one server at a time, so it needs no
+//! pool; the load driver reuses one [`Connection`] per worker.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::Error;
+
+/// The default port of `kith serve`.
+pub const DEFAULT_PORT: u16 = 7443;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_RESPONSE: usize = 16 * 1024 * 1024;
+
+/// A server address: `host`, `host:port` or `https://host[:port][/]`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ServerAddr {
+    /// DNS name or IP address (brackets stripped).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+impl ServerAddr {
+    /// Parse an address as users write it.
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        let bad = |why: &str| Error::Invalid(format!("server address {s:?}: {why}"));
+        let mut rest = s.trim();
+        if let Some(r) = rest.strip_prefix("https://") {
+            rest = r;
+        } else if rest.contains("://") {
+            return Err(bad("only https:// is spoken"));
+        }
+        let rest = rest.trim_end_matches('/');
+        if rest.is_empty() || rest.contains('/') {
+            return Err(bad("expected host[:port]"));
+        }
+        let (host, port) = if let Some(r) = rest.strip_prefix('[') {
+            let (h, tail) = r.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
+            let port = match tail.strip_prefix(':') {
+                Some(p) => p.parse().map_err(|_| bad("bad port"))?,
+                None if tail.is_empty() => DEFAULT_PORT,
+                None => return Err(bad("junk after ']'")),
+            };
+            (h.to_string(), port)
+        } else if rest.matches(':').count() > 1 {
+            (rest.to_string(), DEFAULT_PORT) // a bare IPv6 address
+        } else if let Some((h, p)) = rest.split_once(':') {
+            (h.to_string(), p.parse().map_err(|_| bad("bad port"))?)
+        } else {
+            (rest.to_string(), DEFAULT_PORT)
+        };
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        ServerName::try_from(host.clone()).map_err(|_| bad("not a DNS name or IP address"))?;
+        Ok(Self { host, port })
+    }
+
+    /// `https://host:port`.
+    pub fn url(&self) -> String {
+        if self.host.contains(':') {
+            format!("https://[{}]:{}", self.host, self.port)
+        } else {
+            format!("https://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl std::fmt::Display for ServerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.url())
+    }
+}
+
+/// One TLS connection to the server, reusable for many requests.
+pub struct Connection {
+    server: ServerAddr,
+    sender: SendRequest<Full<Bytes>>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// Connect and finish the TLS handshake with `config`.
+    pub async fn open(server: &ServerAddr, config: Arc<ClientConfig>) -> Result<Self, Error> {
+        let transport = |detail: String| Error::Transport {
+            server: server.to_string(),
+            detail,
+        };
+        let tcp = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            TcpStream::connect((server.host.as_str(), server.port)),
+        )
+        .await
+        .map_err(|_| transport("connection timed out".into()))?
+        .map_err(|e| transport(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let name = ServerName::try_from(server.host.clone())
+            .map_err(|e| Error::Invalid(format!("server name {}: {e}", server.host)))?;
+        let tls = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            TlsConnector::from(config).connect(name, tcp),
+        )
+        .await
+        .map_err(|_| transport("TLS handshake timed out".into()))?
+        .map_err(|e| transport(format!("TLS: {e}")))?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| transport(format!("HTTP: {e}")))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Self {
+            server: server.clone(),
+            sender,
+        })
+    }
+
+    /// Send a request; the raw status, content type and body.
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(StatusCode, Bytes), Error> {
+        let transport = |detail: String| Error::Transport {
+            server: self.server.to_string(),
+            detail,
+        };
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, self.server.host.as_str());
+        if body.is_some() {
+            req = req.header(hyper::header::CONTENT_TYPE, kith_api::JSON);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| Error::Invalid(format!("request: {e}")))?;
+        self.sender
+            .ready()
+            .await
+            .map_err(|e| transport(e.to_string()))?;
+        let resp = tokio::time::timeout(REQUEST_TIMEOUT, self.sender.send_request(req))
+            .await
+            .map_err(|_| transport("no answer in time".into()))?
+            .map_err(|e| transport(e.to_string()))?;
+        let status = resp.status();
+        let bytes = Limited::new(resp.into_body(), MAX_RESPONSE)
+            .collect()
+            .await
+            .map_err(|e| transport(format!("reading the answer: {e}")))?
+            .to_bytes();
+        Ok((status, bytes))
+    }
+
+    /// Send JSON (or nothing) and decode a JSON answer; an error status
+    /// becomes [`Error::Api`] with the server's code and message.
+    pub async fn json<T: DeserializeOwned>(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, Error> {
+        let body = match body {
+            Some(b) => {
+                Some(serde_json::to_vec(b).map_err(|e| Error::Invalid(format!("encoding: {e}")))?)
+            }
+            None => None,
+        };
+        let (status, bytes) = self.send(method, path, body).await?;
+        check_status(status, &bytes)?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::BadResponse(format!("{path}: undecodable answer: {e}")))
+    }
+
+    /// GET raw bytes (a CRL).
+    pub async fn get_bytes(&mut self, path: &str) -> Result<Bytes, Error> {
+        let (status, bytes) = self.send(Method::GET, path, None).await?;
+        check_status(status, &bytes)?;
+        Ok(bytes)
+    }
+}
+
+fn check_status(status: StatusCode, bytes: &[u8]) -> Result<(), Error> {
+    if status.is_success() {
+        return Ok(());
+    }
+    let (code, message) = match serde_json::from_slice::<kith_api::wire::ErrorBody>(bytes) {
+        Ok(b) => (b.code, b.message),
+        Err(_) => (
+            "http-error".to_string(),
+            String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
+        ),
+    };
+    Err(Error::Api {
+        status: status.as_u16(),
+        code,
+        message,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        let a = ServerAddr::parse("ca.example").unwrap();
+        assert_eq!((a.host.as_str(), a.port), ("ca.example", DEFAULT_PORT));
+        let a = ServerAddr::parse("https://ca.example:9000/").unwrap();
+        assert_eq!((a.host.as_str(), a.port), ("ca.example", 9000));
+        let a = ServerAddr::parse("[::1]:7000").unwrap();
+        assert_eq!((a.host.as_str(), a.port), ("::1", 7000));
+        assert_eq!(a.url(), "https://[::1]:7000");
+        let a = ServerAddr::parse("127.0.0.1:7443").unwrap();
+        assert_eq!(a.host, "127.0.0.1");
+        for bad in ["", "http://x", "x:port", "https://x/path", "[::1", "a b"] {
+            assert!(ServerAddr::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,419 @@
+//! Join, renew and refresh: the node side of the protocol, writing the node
+//! directory of DESIGN.md atomically.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hyper::Method;
+use kith_api::wire::{CaResponse, CsrSubmission, IssueResponse, JoinRequest, RenewRequest};
+use kith_api::JoinToken;
+use kith_nodedir as nodedir;
+use kith_pki::{KeyType, PrivateKey, Profile, San};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::client::{Connection, ServerAddr};
+use crate::tls::{pinned_config, server_api_config, PinVerifier};
+use crate::Error;
+
+/// `identity.json`: what the node is and where it renews.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeIdentity {
+    /// Cluster name.
+    pub cluster: String,
+    /// Node name.
+    pub node: String,
+    /// Role.
+    pub role: String,
+    /// Issuing authority.
+    pub authority: String,
+    /// The server it joined (and renews with).
+    pub server: ServerAddr,
+    /// Profiles it holds; the first is `cert.pem`, others `<profile>-cert.pem`.
+    pub profiles: Vec<Profile>,
+    /// Serial of `cert.pem`.
+    pub serial: String,
+    /// Start of validity of `cert.pem`.
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_before: OffsetDateTime,
+    /// End of validity of `cert.pem`.
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    /// Key type used for new keys.
+    pub key_type: KeyType,
+    /// Extra SANs asked for at join (asked again at each renewal).
+    pub sans: Vec<String>,
+    /// CRL path on the server.
+    pub crl_path: String,
+    /// Whether this host's interface addresses go into the certificate.
+    #[serde(default)]
+    pub interface_ips: bool,
+}
+
+impl NodeIdentity {
+    /// Read `identity.json` from `dir`.
+    pub fn load(dir: &Path) -> Result<Self, Error> {
+        let path = dir.join(nodedir::IDENTITY);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            Error::NodeDir(format!(
+                "{}: {e} (has this node joined? run `kith join`)",
+                path.display()
+            ))
+        })?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::NodeDir(format!("{}: {e}", path.display())))
+    }
+
+    /// When the agent should renew: two thirds into the lifetime.
+    pub fn renew_at(&self) -> OffsetDateTime {
+        self.not_before + (self.not_after - self.not_before) * 2 / 3
+    }
+}
+
+/// What `kith join` needs.
+#[derive(Clone, Debug)]
+pub struct JoinOptions {
+    /// Where the server is.
+    pub server: ServerAddr,
+    /// The token.
+    pub token: String,
+    /// Node name; default the host name's first label.
+    pub node: Option<String>,
+    /// Extra SANs (DNS names or IPs).
+    pub sans: Vec<String>,
+    /// Node directory to write.
+    pub dir: PathBuf,
+    /// Profiles to ask for (default `peer`).
+    pub profiles: Vec<Profile>,
+    /// Key type (default P-256).
+    pub key_type: KeyType,
+    /// Whether to add this host's interface addresses as IP SANs.
+    pub interface_ips: bool,
+}
+
+/// The file names of one profile's certificate.
+pub fn profile_files(identity_profiles: &[Profile], p: Profile) -> (String, String) {
+    if identity_profiles.first() == Some(&p) {
+        (nodedir::CERT.into(), nodedir::FULLCHAIN.into())
+    } else {
+        (
+            format!("{}-{}", p.as_str(), nodedir::CERT),
+            format!("{}-{}", p.as_str(), nodedir::FULLCHAIN),
+        )
+    }
+}
+
+/// This host's name, as a node name: the first label, lowercase.
+pub fn default_node_name() -> Option<String> {
+    let h = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())?;
+    let first = h.trim().split('.').next()?.to_ascii_lowercase();
+    kith_pki::validate_label("node name", &first).ok()?;
+    Some(first)
+}
+
+fn sans_for(node: &str, extra: &[String], interface_ips: bool) -> Result<Vec<San>, Error> {
+    let mut sans = vec![San::Dns(node.to_string()), San::Dns("localhost".into())];
+    if interface_ips {
+        if let Ok(ifs) = if_addrs::get_if_addrs() {
+            for i in ifs {
+                let ip = i.ip();
+                let link_local = match ip {
+                    IpAddr::V4(v4) => v4.is_link_local(),
+                    IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+                };
+                if !link_local {
+                    sans.push(San::Ip(ip));
+                }
+            }
+        }
+    }
+    for s in extra {
+        let san = match s.parse::<IpAddr>() {
+            Ok(ip) => San::Ip(ip),
+            Err(_) => s.parse::<San>()?,
+        };
+        sans.push(san);
+    }
+    let mut out: Vec<San> = Vec::new();
+    for s in sans {
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+fn csrs(
+    key: &PrivateKey,
+    node: &str,
+    profiles: &[Profile],
+    sans: &[San],
+) -> Result<Vec<CsrSubmission>, Error> {
+    let der = kith_pki::build_csr(key, node, sans)?;
+    let pem = kith_pki::pem_encode("CERTIFICATE REQUEST", &der);
+    Ok(profiles
+        .iter()
+        .map(|p| CsrSubmission {
+            profile: p.as_str().to_string(),
+            csr: pem.clone(),
+        })
+        .collect())
+}
+
+fn pem_certs(pem: &str) -> Result<Vec<Vec<u8>>, Error> {
+    kith_pki::certs_from_pem_or_der(pem.as_bytes()).map_err(Error::from)
+}
+
+/// Check an issue answer against what was asked: each certificate is over
+/// our key, chains to the bundle, and is for the node we expect.
+fn check_answer(
+    answer: &IssueResponse,
+    key: &PrivateKey,
+    profiles: &[Profile],
+    expected_node: Option<&str>,
+) -> Result<Vec<Vec<u8>>, Error> {
+    let bad = |m: String| Error::BadResponse(m);
+    if answer.certificates.len() != profiles.len() {
+        return Err(bad(format!(
+            "asked for {} certificates, got {}",
+            profiles.len(),
+            answer.certificates.len()
+        )));
+    }
+    if let Some(n) = expected_node {
+        if answer.node != n {
+            return Err(bad(format!("issued to {:?}, not {n:?}", answer.node)));
+        }
+    }
+    let roots = pem_certs(&answer.ca_bundle)?;
+    let our_spki = kith_pki::sha256(key.public_key().spki_der());
+    let now = OffsetDateTime::now_utc();
+    let mut leaves = Vec::new();
+    for (c, p) in answer.certificates.iter().zip(profiles) {
+        if c.profile != p.as_str() {
+            return Err(bad(format!("asked for {p}, got {}", c.profile)));
+        }
+        let leaf = pem_certs(&c.certificate)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| bad("an empty certificate".into()))?;
+        if kith_pki::spki_pin(&leaf)? != our_spki {
+            return Err(bad("a certificate is not over the key we generated".into()));
+        }
+        kith_pki::verify_chain(&leaf, &pem_certs(&c.chain)?, &roots, &[], now, *p)
+            .map_err(|e| bad(format!("the {p} certificate does not verify: {e}")))?;
+        leaves.push(leaf);
+    }
+    Ok(leaves)
+}
+
+/// Stage every file of the node directory from an answer, then commit.
+fn write_node_dir(
+    dir: &Path,
+    key: &PrivateKey,
+    answer: &IssueResponse,
+    identity: &NodeIdentity,
+    crl_pem: Option<&str>,
+) -> Result<(), Error> {
+    nodedir::create_dir(dir)?;
+    let batch = nodedir::Batch::new();
+    batch.stage(
+        dir,
+        nodedir::KEY,
+        key.pkcs8_pem().as_bytes(),
+        nodedir::KEY_MODE,
+    )?;
+    for (c, p) in answer.certificates.iter().zip(&identity.profiles) {
+        let (cert, full) = profile_files(&identity.profiles, *p);
+        batch.stage(dir, &cert, c.certificate.as_bytes(), nodedir::PUBLIC_MODE)?;
+        batch.stage(
+            dir,
+            &full,
+            format!("{}{}", c.certificate, c.chain).as_bytes(),
+            nodedir::PUBLIC_MODE,
+        )?;
+        if identity.profiles.first() == Some(p) {
+            batch.stage(
+                dir,
+                nodedir::CHAIN,
+                c.chain.as_bytes(),
+                nodedir::PUBLIC_MODE,
+            )?;
+        }
+    }
+    batch.stage(
+        dir,
+        nodedir::CA,
+        answer.ca_bundle.as_bytes(),
+        nodedir::PUBLIC_MODE,
+    )?;
+    if let Some(crl) = crl_pem {
+        batch.stage(dir, nodedir::CRL, crl.as_bytes(), nodedir::PUBLIC_MODE)?;
+    }
+    let json = serde_json::to_vec_pretty(identity)
+        .map_err(|e| Error::NodeDir(format!("encoding identity: {e}")))?;
+    batch.stage(dir, nodedir::IDENTITY, &json, nodedir::PUBLIC_MODE)?;
+    batch.commit()?;
+    Ok(())
+}
+
+fn identity_from(
+    answer: &IssueResponse,
+    server: &ServerAddr,
+    profiles: &[Profile],
+    key_type: KeyType,
+    sans: &[String],
+    interface_ips: bool,
+) -> Result<NodeIdentity, Error> {
+    let first = &answer.certificates[0];
+    let parse = |s: &str| {
+        OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| Error::BadResponse(format!("time {s:?}: {e}")))
+    };
+    Ok(NodeIdentity {
+        cluster: answer.cluster.clone(),
+        node: answer.node.clone(),
+        role: answer.role.clone(),
+        authority: answer.authority.clone(),
+        server: server.clone(),
+        profiles: profiles.to_vec(),
+        serial: first.serial.clone(),
+        not_before: parse(&first.not_before)?,
+        not_after: parse(&first.not_after)?,
+        key_type,
+        sans: sans.to_vec(),
+        crl_path: answer.crl_path.clone(),
+        interface_ips,
+    })
+}
+
+async fn fetch_crl_pem(conn: &mut Connection, path: &str) -> Result<String, Error> {
+    let der = conn.get_bytes(path).await?;
+    match kith_pki::inspect(&der) {
+        Ok(v) if matches!(v.first(), Some(kith_pki::Inspected::Crl(_))) => {}
+        _ => return Err(Error::BadResponse(format!("{path} is not a CRL"))),
+    }
+    Ok(kith_pki::pem_encode("X509 CRL", &der))
+}
+
+/// Join the cluster: verify the server against the token's pin (sending
+/// nothing before that), generate the key here, send CSRs and the token,
+/// verify the answer, and write the node directory.
+pub async fn join(opts: &JoinOptions) -> Result<NodeIdentity, Error> {
+    let token = JoinToken::parse(&opts.token).map_err(|e| Error::Invalid(e.to_string()))?;
+    let verifier = Arc::new(PinVerifier::new(token.pin));
+    let config = pinned_config(verifier.clone())?;
+    let mut conn = match Connection::open(&opts.server, config).await {
+        Ok(c) => c,
+        Err(e) if verifier.mismatch.load(std::sync::atomic::Ordering::SeqCst) => {
+            let _ = e;
+            return Err(Error::PinMismatch {
+                server: opts.server.to_string(),
+                expected: hex::encode(token.pin),
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    let ca: CaResponse = conn.json(Method::GET, "/v1/ca", None::<&()>).await?;
+    let bundle = pem_certs(&ca.bundle)?;
+    if !bundle
+        .iter()
+        .any(|r| kith_pki::spki_pin(r).is_ok_and(|p| p == token.pin))
+    {
+        return Err(Error::BadResponse(
+            "the server's CA bundle does not contain the pinned root".into(),
+        ));
+    }
+    let node = match &opts.node {
+        Some(n) => n.clone(),
+        None => default_node_name().ok_or_else(|| {
+            Error::Invalid("cannot derive a node name from the host name: pass --name".into())
+        })?,
+    };
+    kith_pki::validate_label("node name", &node)?;
+    let profiles = if opts.profiles.is_empty() {
+        vec![Profile::Peer]
+    } else {
+        opts.profiles.clone()
+    };
+    let key = PrivateKey::generate(opts.key_type)?;
+    let sans = sans_for(&node, &opts.sans, opts.interface_ips)?;
+    let body = JoinRequest {
+        token: opts.token.trim().to_string(),
+        node: Some(node.clone()),
+        csrs: csrs(&key, &node, &profiles, &sans)?,
+    };
+    let answer: IssueResponse = conn.json(Method::POST, "/v1/join", Some(&body)).await?;
+    check_answer(&answer, &key, &profiles, None)?;
+    let crl = fetch_crl_pem(&mut conn, &answer.crl_path).await.ok();
+    let identity = identity_from(
+        &answer,
+        &opts.server,
+        &profiles,
+        opts.key_type,
+        &opts.sans,
+        opts.interface_ips,
+    )?;
+    write_node_dir(&opts.dir, &key, &answer, &identity, crl.as_deref())?;
+    Ok(identity)
+}
+
+/// Renew now over mutual TLS with the current certificate: a new key, the
+/// same identity and profiles; the directory is rewritten atomically.
+pub async fn renew(dir: &Path) -> Result<NodeIdentity, Error> {
+    let identity = NodeIdentity::load(dir)?;
+    let config = server_api_config(dir)?;
+    let mut conn = Connection::open(&identity.server, config).await?;
+    let key = PrivateKey::generate(identity.key_type)?;
+    let sans = sans_for(&identity.node, &identity.sans, identity.interface_ips)?;
+    let body = RenewRequest {
+        node: Some(identity.node.clone()),
+        csrs: csrs(&key, &identity.node, &identity.profiles, &sans)?,
+    };
+    let answer: IssueResponse = conn.json(Method::POST, "/v1/renew", Some(&body)).await?;
+    check_answer(&answer, &key, &identity.profiles, Some(&identity.node))?;
+    let crl = fetch_crl_pem(&mut conn, &answer.crl_path).await.ok();
+    let fresh = identity_from(
+        &answer,
+        &identity.server,
+        &identity.profiles,
+        identity.key_type,
+        &identity.sans,
+        identity.interface_ips,
+    )?;
+    write_node_dir(dir, &key, &answer, &fresh, crl.as_deref())?;
+    Ok(fresh)
+}
+
+/// Refresh the CA bundle and the CRL. Returns whether a file changed.
+pub async fn refresh(dir: &Path) -> Result<bool, Error> {
+    let identity = NodeIdentity::load(dir)?;
+    let config = server_api_config(dir)?;
+    let mut conn = Connection::open(&identity.server, config).await?;
+    let ca: CaResponse = conn.json(Method::GET, "/v1/ca", None::<&()>).await?;
+    // The bundle may grow (a new authority) but must keep the roots we trust.
+    let old =
+        std::fs::read(dir.join(nodedir::CA)).map_err(|e| Error::NodeDir(format!("ca.pem: {e}")))?;
+    let old_roots = kith_pki::certs_from_pem_or_der(&old)?;
+    let new_roots = pem_certs(&ca.bundle)?;
+    if !old_roots.iter().all(|r| new_roots.contains(r)) {
+        return Err(Error::BadResponse(
+            "the server's bundle drops a root this node trusts; not replacing ca.pem".into(),
+        ));
+    }
+    let crl = fetch_crl_pem(&mut conn, &identity.crl_path).await?;
+    let mut changed = false;
+    if old_roots != new_roots {
+        nodedir::write_atomic(dir, nodedir::CA, ca.bundle.as_bytes(), nodedir::PUBLIC_MODE)?;
+        changed = true;
+    }
+    let old_crl = std::fs::read(dir.join(nodedir::CRL)).unwrap_or_default();
+    if old_crl != crl.as_bytes() {
+        nodedir::write_atomic(dir, nodedir::CRL, crl.as_bytes(), nodedir::PUBLIC_MODE)?;
+        changed = true;
+    }
+    Ok(changed)
+}

@@ -1,0 +1,538 @@
+//! rustls configurations built from a node directory, and a watcher that
+//! rebuilds them when the agent writes a renewed certificate or a new CRL.
+//!
+//! Peers are verified against the cluster roots (`ca.pem`) and the current
+//! CRL (`crl.pem`), and optionally required to be a given node or role.
+//! A rebuilt configuration is published only after it checks out (the key
+//! matches the certificate, the chain leads to a root, the certificate is
+//! valid now), so a half-written directory never reaches a handshake.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore,
+    ServerConfig, SignatureScheme,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
+use tokio::sync::watch;
+
+use crate::Error;
+
+pub(crate) fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// Which peers to accept beyond "holds a valid, unrevoked certificate of
+/// this cluster".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerPolicy {
+    /// Only this node name (the certificate's CN, which kith sets to the node).
+    pub node: Option<String>,
+    /// Only this role (the certificate's OU).
+    pub role: Option<String>,
+}
+
+impl PeerPolicy {
+    /// Accept any node of the cluster.
+    pub fn any() -> Self {
+        Self::default()
+    }
+
+    fn check(&self, der: &[u8]) -> Result<(), rustls::Error> {
+        if self.node.is_none() && self.role.is_none() {
+            return Ok(());
+        }
+        let refused = |why: String| {
+            rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(
+                Arc::new(PolicyRefusal(why)),
+            )))
+        };
+        let info = match kith_pki::inspect(der) {
+            Ok(mut v) if v.len() == 1 => match v.remove(0) {
+                kith_pki::Inspected::Certificate(info) => info,
+                _ => return Err(refused("not a certificate".into())),
+            },
+            _ => return Err(refused("unparsable certificate".into())),
+        };
+        if let Some(n) = &self.node {
+            if info.common_name.as_deref() != Some(n.as_str()) {
+                return Err(refused(format!(
+                    "peer is node {:?}, expected {n:?}",
+                    info.common_name.unwrap_or_default()
+                )));
+            }
+        }
+        if let Some(r) = &self.role {
+            if info.organizational_unit.as_deref() != Some(r.as_str()) {
+                return Err(refused(format!(
+                    "peer has role {:?}, expected {r:?}",
+                    info.organizational_unit.unwrap_or_default()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct PolicyRefusal(String);
+
+impl std::fmt::Display for PolicyRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "peer refused by policy: {}", self.0)
+    }
+}
+
+impl std::error::Error for PolicyRefusal {}
+
+/// The PEM material of a node directory.
+struct Material {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    roots: Vec<CertificateDer<'static>>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+}
+
+fn read_material(dir: &Path) -> Result<Material, Error> {
+    let nd = |what: &str, e: &dyn std::fmt::Display| {
+        Error::NodeDir(format!("{}: {what}: {e}", dir.display()))
+    };
+    let certs = |name: &str| -> Result<Vec<CertificateDer<'static>>, Error> {
+        let path = dir.join(name);
+        CertificateDer::pem_file_iter(&path)
+            .map_err(|e| nd(name, &e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| nd(name, &e))
+    };
+    let chain = certs(kith_nodedir::FULLCHAIN)?;
+    let roots = certs(kith_nodedir::CA)?;
+    if chain.is_empty() || roots.is_empty() {
+        return Err(Error::NodeDir(format!(
+            "{}: fullchain.pem and ca.pem must each hold a certificate",
+            dir.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(dir.join(kith_nodedir::KEY))
+        .map_err(|e| nd(kith_nodedir::KEY, &e))?;
+    let crl_path = dir.join(kith_nodedir::CRL);
+    let crls = if crl_path.exists() {
+        CertificateRevocationListDer::pem_file_iter(&crl_path)
+            .map_err(|e| nd(kith_nodedir::CRL, &e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| nd(kith_nodedir::CRL, &e))?
+    } else {
+        Vec::new()
+    };
+    Ok(Material {
+        chain,
+        key,
+        roots,
+        crls,
+    })
+}
+
+impl Material {
+    /// The checks a configuration must pass before it is published.
+    fn check(&self, provider: &CryptoProvider) -> Result<(), Error> {
+        let signing = provider
+            .key_provider
+            .load_private_key(self.key.clone_key())?;
+        let leaf = &self.chain[0];
+        let spki = signing
+            .public_key()
+            .ok_or_else(|| Error::NodeDir("cannot derive the public key of key.pem".into()))?;
+        if kith_pki::sha256(spki.as_ref()) != kith_pki::spki_pin(leaf)? {
+            return Err(Error::NodeDir(
+                "key.pem does not match the certificate in fullchain.pem".into(),
+            ));
+        }
+        let (not_before, not_after) = kith_pki::certificate_validity(leaf)?;
+        let now = time::OffsetDateTime::now_utc();
+        if now < not_before || now > not_after {
+            return Err(Error::NodeDir(format!(
+                "the certificate is valid from {not_before} to {not_after}, not now"
+            )));
+        }
+        let inter: Vec<Vec<u8>> = self.chain[1..].iter().map(|c| c.to_vec()).collect();
+        let roots: Vec<Vec<u8>> = self.roots.iter().map(|c| c.to_vec()).collect();
+        kith_pki::verify_chain(leaf, &inter, &roots, &[], now, kith_pki::Profile::Client).or_else(
+            |_| kith_pki::verify_chain(leaf, &inter, &roots, &[], now, kith_pki::Profile::Server),
+        )?;
+        Ok(())
+    }
+
+    fn roots(&self) -> Result<Arc<RootCertStore>, Error> {
+        let mut roots = RootCertStore::empty();
+        for r in &self.roots {
+            roots.add(r.clone())?;
+        }
+        Ok(Arc::new(roots))
+    }
+}
+
+/// A client-certificate verifier for servers: cluster roots, CRL, policy.
+#[derive(Debug)]
+struct PolicyClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    policy: PeerPolicy,
+}
+
+impl ClientCertVerifier for PolicyClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let ok = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        self.policy.check(end_entity)?;
+        Ok(ok)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// A server verifier for clients: cluster roots, CRL, policy.
+#[derive(Debug)]
+struct PolicyServerVerifier {
+    inner: Arc<dyn ServerCertVerifier>,
+    policy: PeerPolicy,
+}
+
+impl ServerCertVerifier for PolicyServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let ok =
+            self.inner
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
+        self.policy.check(end_entity)?;
+        Ok(ok)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+fn build_server(m: &Material, policy: &PeerPolicy) -> Result<Arc<ServerConfig>, Error> {
+    let p = provider();
+    let mut b = WebPkiClientVerifier::builder_with_provider(m.roots()?, p.clone());
+    if !m.crls.is_empty() {
+        b = b
+            .with_crls(m.crls.clone())
+            .only_check_end_entity_revocation();
+    }
+    let inner = b
+        .build()
+        .map_err(|e| Error::NodeDir(format!("client verifier: {e}")))?;
+    let verifier = Arc::new(PolicyClientVerifier {
+        inner,
+        policy: policy.clone(),
+    });
+    let cfg = ServerConfig::builder_with_provider(p)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(m.chain.clone(), m.key.clone_key())?;
+    Ok(Arc::new(cfg))
+}
+
+fn build_client(m: &Material, policy: &PeerPolicy) -> Result<Arc<ClientConfig>, Error> {
+    let p = provider();
+    let mut b = WebPkiServerVerifier::builder_with_provider(m.roots()?, p.clone());
+    if !m.crls.is_empty() {
+        b = b
+            .with_crls(m.crls.clone())
+            .only_check_end_entity_revocation();
+    }
+    let inner = b
+        .build()
+        .map_err(|e| Error::NodeDir(format!("server verifier: {e}")))?;
+    let verifier = Arc::new(PolicyServerVerifier {
+        inner,
+        policy: policy.clone(),
+    });
+    let cfg = ClientConfig::builder_with_provider(p)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_auth_cert(m.chain.clone(), m.key.clone_key())?;
+    Ok(Arc::new(cfg))
+}
+
+/// A rustls `ServerConfig` from node directory `dir`: presents the node's
+/// certificate, requires client certificates of the cluster, checks the CRL.
+pub fn server_config(dir: &Path, policy: &PeerPolicy) -> Result<Arc<ServerConfig>, Error> {
+    let m = read_material(dir)?;
+    m.check(&provider())?;
+    build_server(&m, policy)
+}
+
+/// A rustls `ClientConfig` from node directory `dir`: presents the node's
+/// certificate, trusts the cluster roots, checks the CRL.
+pub fn client_config(dir: &Path, policy: &PeerPolicy) -> Result<Arc<ClientConfig>, Error> {
+    let m = read_material(dir)?;
+    m.check(&provider())?;
+    build_client(&m, policy)
+}
+
+/// A client configuration trusting the cluster roots of `dir` and
+/// presenting its certificate, without a peer policy or CRL: what the agent
+/// uses to talk to the kith server.
+pub(crate) fn server_api_config(dir: &Path) -> Result<Arc<ClientConfig>, Error> {
+    let m = read_material(dir)?;
+    let p = provider();
+    let cfg = ClientConfig::builder_with_provider(p)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(m.roots()?)
+        .with_client_auth_cert(m.chain.clone(), m.key.clone_key())?;
+    Ok(Arc::new(cfg))
+}
+
+/// Live rustls configurations for a node directory: every read of
+/// [`TlsWatch::server`] or [`TlsWatch::client`] gives the newest verified
+/// one, so each new connection uses the newest certificate and CRL.
+#[derive(Debug)]
+pub struct TlsWatch {
+    server: watch::Receiver<Arc<ServerConfig>>,
+    client: watch::Receiver<Arc<ClientConfig>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TlsWatch {
+    /// Load `dir` now (an error if it does not check out) and re-read it
+    /// every `every`, publishing new configurations when the files changed
+    /// and verify.
+    pub fn start(dir: PathBuf, policy: PeerPolicy, every: Duration) -> Result<Self, Error> {
+        let m = read_material(&dir)?;
+        m.check(&provider())?;
+        let (stx, srx) = watch::channel(build_server(&m, &policy)?);
+        let (ctx, crx) = watch::channel(build_client(&m, &policy)?);
+        let mut last = fingerprint(&dir);
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let now = fingerprint(&dir);
+                if now == last {
+                    continue;
+                }
+                let built = read_material(&dir).and_then(|m| {
+                    m.check(&provider())?;
+                    Ok((build_server(&m, &policy)?, build_client(&m, &policy)?))
+                });
+                match built {
+                    Ok((s, c)) => {
+                        last = now;
+                        let _ = stx.send(s);
+                        let _ = ctx.send(c);
+                        tracing::info!(dir = %dir.display(), "TLS configuration reloaded");
+                    }
+                    // Mid-write or bad: keep serving the last good one, look again next tick.
+                    Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "not reloading yet"),
+                }
+            }
+        });
+        Ok(Self {
+            server: srx,
+            client: crx,
+            task,
+        })
+    }
+
+    /// The newest server configuration.
+    pub fn server(&self) -> Arc<ServerConfig> {
+        self.server.borrow().clone()
+    }
+
+    /// The newest client configuration.
+    pub fn client(&self) -> Arc<ClientConfig> {
+        self.client.borrow().clone()
+    }
+
+    /// A receiver that sees every new server configuration.
+    pub fn server_updates(&self) -> watch::Receiver<Arc<ServerConfig>> {
+        self.server.clone()
+    }
+
+    /// A receiver that sees every new client configuration.
+    pub fn client_updates(&self) -> watch::Receiver<Arc<ClientConfig>> {
+        self.client.clone()
+    }
+}
+
+impl Drop for TlsWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Contents hash of the files a configuration is built from.
+fn fingerprint(dir: &Path) -> [u8; 32] {
+    let mut all = Vec::new();
+    for name in [
+        kith_nodedir::KEY,
+        kith_nodedir::FULLCHAIN,
+        kith_nodedir::CA,
+        kith_nodedir::CRL,
+    ] {
+        all.extend_from_slice(name.as_bytes());
+        if let Ok(b) = std::fs::read(dir.join(name)) {
+            all.extend_from_slice(&kith_pki::sha256(&b));
+        }
+    }
+    kith_pki::sha256(&all)
+}
+
+/// Verifies the kith server during a join: its chain must end in a root
+/// whose SPKI SHA-256 is the token's pin, and name the server. Nothing is
+/// sent before this passes.
+#[derive(Debug)]
+pub(crate) struct PinVerifier {
+    pin: [u8; 32],
+    provider: Arc<CryptoProvider>,
+    pub(crate) mismatch: std::sync::atomic::AtomicBool,
+}
+
+impl PinVerifier {
+    pub(crate) fn new(pin: [u8; 32]) -> Self {
+        Self {
+            pin,
+            provider: provider(),
+            mismatch: Default::default(),
+        }
+    }
+}
+
+impl ServerCertVerifier for PinVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let root = intermediates
+            .iter()
+            .find(|c| kith_pki::spki_pin(c).is_ok_and(|p| p == self.pin));
+        let Some(root) = root else {
+            self.mismatch
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer,
+            ));
+        };
+        let mut roots = RootCertStore::empty();
+        roots.add(root.clone().into_owned())?;
+        let verifier =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+                .build()
+                .map_err(|e| rustls::Error::General(e.to_string()))?;
+        verifier.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A client configuration that trusts only a server proving the pin.
+pub(crate) fn pinned_config(verifier: Arc<PinVerifier>) -> Result<Arc<ClientConfig>, Error> {
+    let cfg = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
+}

@@ -1,0 +1,265 @@
+//! JSON bodies of the `/v1` HTTP API. Requests refuse unknown fields, so a
+//! typo in a client is an error rather than a silently ignored option.
+//! Times are RFC 3339 strings; certificates are PEM.
+
+use serde::{Deserialize, Serialize};
+
+/// Largest request body the server reads (a join with a few CSRs is ~2 KiB).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The body of every error answer, whatever the status.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    /// Stable machine-readable code (`invalid-token`, `san-not-allowed`, …).
+    pub code: String,
+    /// What went wrong and, where it helps, what to do.
+    pub message: String,
+}
+
+/// One CSR and the profile it asks for.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CsrSubmission {
+    /// `peer`, `server` or `client`.
+    pub profile: String,
+    /// PKCS#10 request, PEM.
+    pub csr: String,
+}
+
+/// `POST /v1/join`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    /// The whole `KITH1-…` token.
+    pub token: String,
+    /// Node name asked for; a token minted for a name decides it instead.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// One CSR per profile, all over the node's one key.
+    pub csrs: Vec<CsrSubmission>,
+}
+
+/// `POST /v1/renew` (mutual TLS: the identity is the client certificate's).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequest {
+    /// If present, must be the node of the client certificate.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// One CSR per profile the node holds.
+    pub csrs: Vec<CsrSubmission>,
+}
+
+/// A certificate issued by a join or a renewal.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IssuedCertificate {
+    /// Profile it was cut for.
+    pub profile: String,
+    /// Serial, 32 lowercase hex digits.
+    pub serial: String,
+    /// Start of validity (RFC 3339).
+    pub not_before: String,
+    /// End of validity (RFC 3339).
+    pub not_after: String,
+    /// The leaf, PEM.
+    pub certificate: String,
+    /// Intermediates, leaf's issuer first, PEM.
+    pub chain: String,
+    /// True when the lifetime was cut short to the issuer's expiry.
+    pub truncated: bool,
+}
+
+/// Answer to a join or a renewal.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IssueResponse {
+    /// Cluster name.
+    pub cluster: String,
+    /// Node name the server chose.
+    pub node: String,
+    /// Role granted.
+    pub role: String,
+    /// Authority that signed.
+    pub authority: String,
+    /// One per CSR, in request order.
+    pub certificates: Vec<IssuedCertificate>,
+    /// Roots to trust, PEM.
+    pub ca_bundle: String,
+    /// Path of the CRL of the signing authority (`/v1/crl/<authority>`).
+    pub crl_path: String,
+}
+
+/// One authority in `GET /v1/ca`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuthorityView {
+    /// Name.
+    pub name: String,
+    /// Root, PEM.
+    pub root: String,
+    /// Intermediate, PEM.
+    pub intermediate: String,
+    /// SHA-256 of the root's SubjectPublicKeyInfo, hex.
+    pub pin: String,
+}
+
+/// `GET /v1/ca`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CaResponse {
+    /// Cluster name.
+    pub cluster: String,
+    /// Every authority.
+    pub authorities: Vec<AuthorityView>,
+    /// Every root, PEM: what a node writes to `ca.pem`.
+    pub bundle: String,
+}
+
+/// `POST /v1/admin/tokens`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenCreateRequest {
+    /// Role granted.
+    pub role: String,
+    /// The only node name it can join as.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// Lifetime in seconds (default one hour).
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+    /// Joins allowed (default 1).
+    #[serde(default)]
+    pub uses: Option<u32>,
+    /// DNS names a node may ask for besides its own.
+    #[serde(default)]
+    pub allow_sans: Vec<String>,
+    /// Authority signing its nodes (default `cluster`).
+    #[serde(default)]
+    pub authority: Option<String>,
+}
+
+/// A token as listed (never its secret).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenView {
+    /// Id, 16 hex digits.
+    pub id: String,
+    /// Role granted.
+    pub role: String,
+    /// Fixed node name.
+    pub node: Option<String>,
+    /// Extra DNS names allowed.
+    pub allow_sans: Vec<String>,
+    /// Authority.
+    pub authority: String,
+    /// Created (RFC 3339).
+    pub created: String,
+    /// Expires (RFC 3339).
+    pub expires: String,
+    /// Uses granted.
+    pub uses: u32,
+    /// Uses left.
+    pub uses_left: u32,
+    /// `active`, `expired`, `used-up` or `revoked`.
+    pub state: String,
+}
+
+/// Answer to a token creation: the only time the secret is shown.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenCreated {
+    /// The token to hand to the node.
+    pub token: String,
+    /// Its record.
+    pub info: TokenView,
+}
+
+/// A node as listed.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeView {
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: String,
+    /// Profiles it holds.
+    pub profiles: Vec<String>,
+    /// Serial of its newest certificate.
+    pub serial: String,
+    /// Expiry of its newest certificate (RFC 3339).
+    pub not_after: String,
+    /// Joined (RFC 3339).
+    pub joined: String,
+    /// Last join or renewal (RFC 3339).
+    pub last_renewal: String,
+    /// `active`, `expired`, `revoked` or `removed`.
+    pub state: String,
+}
+
+/// `POST /v1/admin/revoke`: exactly one of `serial` and `node`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    /// A certificate serial.
+    #[serde(default)]
+    pub serial: Option<String>,
+    /// Every live certificate of a node.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// RFC 5280 reason (`key-compromise`, `superseded`, …); default unspecified.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// With `node`: also remove the node, so it can never renew.
+    #[serde(default)]
+    pub remove: bool,
+}
+
+/// One revoked certificate.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RevokedView {
+    /// Serial.
+    pub serial: String,
+    /// Node.
+    pub node: String,
+    /// Reason.
+    pub reason: String,
+    /// When (RFC 3339).
+    pub revoked_at: String,
+    /// False when it was revoked already (the first reason stands).
+    pub newly_revoked: bool,
+}
+
+/// Answer to a revocation.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RevokeResponse {
+    /// What was revoked.
+    pub revoked: Vec<RevokedView>,
+    /// CRL number now published, per authority touched.
+    pub crl_numbers: Vec<(String, u64)>,
+}
+
+/// An authority in `GET /v1/admin/status`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuthorityStatus {
+    /// Name.
+    pub name: String,
+    /// Root expiry (RFC 3339).
+    pub root_not_after: String,
+    /// Intermediate expiry (RFC 3339).
+    pub intermediate_not_after: String,
+    /// Current CRL number (0 before the first CRL).
+    pub crl_number: u64,
+    /// Entries in the current CRL.
+    pub crl_entries: usize,
+}
+
+/// `GET /v1/admin/status`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StatusResponse {
+    /// Cluster name.
+    pub cluster: String,
+    /// Server version.
+    pub version: String,
+    /// Server time (RFC 3339).
+    pub now: String,
+    /// Authorities.
+    pub authorities: Vec<AuthorityStatus>,
+    /// Nodes by state (`active`, `expired`, `revoked`, `removed`).
+    pub nodes: Vec<(String, usize)>,
+    /// Tokens by state.
+    pub tokens: Vec<(String, usize)>,
+}

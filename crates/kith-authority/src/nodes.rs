@@ -1,0 +1,473 @@
+//! Nodes: joining with a token and renewing over mutual TLS.
+//!
+//! A node is a name, a role and the certificates issued to it. Its record,
+//! `node/<name>`, holds what renewal needs (role, profiles, allowed extra
+//! SANs, current serial per profile) and is written with create-only or
+//! compare-and-swap, so two joins racing for one name cannot both win.
+
+use std::collections::BTreeMap;
+
+use kith_api::JoinToken;
+use kith_pki::{parse_csr, Profile, PublicKey, RevocationReason, San, Serial};
+use kith_store::{Revision, Store};
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+
+use crate::records::{from_json, to_json};
+use crate::{find_certificate, Authority, Error, Identity, IssueRequest, Issued, TokenRecord};
+
+/// Default grace window: a certificate that expired less than this long ago
+/// still renews (the TLS handshake proves the old key).
+pub const DEFAULT_RENEW_GRACE: Duration = Duration::days(7);
+/// Most CSRs in one join or renewal (one per joinable profile).
+pub const MAX_CSRS: usize = 3;
+
+fn node_key(name: &str) -> String {
+    format!("node/{name}")
+}
+
+/// A node as stored.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeRecord {
+    /// Name (DNS label).
+    pub name: String,
+    /// Role.
+    pub role: String,
+    /// Issuing authority.
+    pub authority: String,
+    /// Profiles it was granted at join.
+    pub profiles: Vec<Profile>,
+    /// Extra DNS names its token allowed (renewals keep them).
+    pub allow_sans: Vec<String>,
+    /// Id of the token it joined with.
+    pub token: String,
+    /// When it joined.
+    #[serde(with = "time::serde::rfc3339")]
+    pub joined: OffsetDateTime,
+    /// Last join or renewal.
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_renewal: OffsetDateTime,
+    /// Current certificate serial per profile.
+    pub serials: BTreeMap<Profile, String>,
+    /// Latest expiry among its current certificates.
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    /// SHA-256 of its current public key (SPKI), hex.
+    pub spki_sha256: String,
+    /// Set by `node rm`: it can never renew again (a new token re-admits it).
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub removed_at: Option<OffsetDateTime>,
+}
+
+/// Where a node stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum NodeState {
+    /// Holds a valid certificate.
+    Active,
+    /// Its certificates expired.
+    Expired,
+    /// Its current certificates were revoked.
+    Revoked,
+    /// Removed by an operator.
+    Removed,
+}
+
+impl NodeState {
+    /// Wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+            Self::Removed => "removed",
+        }
+    }
+}
+
+/// Every node with its state, in name order.
+pub async fn list_nodes(
+    store: &dyn Store,
+    now: OffsetDateTime,
+) -> Result<Vec<(NodeRecord, NodeState)>, Error> {
+    let revoked: std::collections::BTreeSet<String> = store
+        .list("revoked/")
+        .await?
+        .into_iter()
+        .filter_map(|e| e.key.rsplit('/').next().map(str::to_string))
+        .collect();
+    let mut out = Vec::new();
+    for e in store.list("node/").await? {
+        let n: NodeRecord = from_json(&e.key, &e.value)?;
+        let state = if n.removed_at.is_some() {
+            NodeState::Removed
+        } else if !n.serials.is_empty() && n.serials.values().all(|s| revoked.contains(s)) {
+            NodeState::Revoked
+        } else if n.not_after <= now {
+            NodeState::Expired
+        } else {
+            NodeState::Active
+        };
+        out.push((n, state));
+    }
+    Ok(out)
+}
+
+/// A CSR approved for a profile.
+struct Approved {
+    profile: Profile,
+    public_key: PublicKey,
+    extra_sans: Vec<San>,
+}
+
+impl Authority {
+    /// Check a set of (profile, CSR) pairs for `node`: profiles joinable and
+    /// distinct, every CSR valid under the policy widened by `allow_sans`,
+    /// all over one key.
+    fn approve_csrs(
+        &self,
+        node: &str,
+        role: &str,
+        allowed_profiles: Option<&[Profile]>,
+        allow_sans: &[String],
+        csrs: &[(Profile, Vec<u8>)],
+    ) -> Result<Vec<Approved>, Error> {
+        if csrs.is_empty() {
+            return Err(Error::Invalid("send at least one CSR".into()));
+        }
+        if csrs.len() > MAX_CSRS {
+            return Err(Error::Invalid(format!(
+                "at most {MAX_CSRS} CSRs per request"
+            )));
+        }
+        let mut policy = self.settings().policy.clone();
+        policy.allowed_dns.extend(allow_sans.iter().cloned());
+        let mut out: Vec<Approved> = Vec::new();
+        for (profile, der) in csrs {
+            let ok = match allowed_profiles {
+                Some(list) => list.contains(profile),
+                None => matches!(profile, Profile::Peer | Profile::Server | Profile::Client),
+            };
+            if !ok {
+                return Err(Error::ProfileNotAllowed(profile.as_str().to_string()));
+            }
+            if out.iter().any(|a| a.profile == *profile) {
+                return Err(Error::Invalid(format!("profile {profile} asked for twice")));
+            }
+            let csr = parse_csr(der)?;
+            let extra_sans = csr.approve(&policy, self.cluster(), role, node)?;
+            if let Some(first) = out.first() {
+                if first.public_key.spki_der() != csr.public_key.spki_der() {
+                    return Err(Error::CsrKeyMismatch);
+                }
+            }
+            out.push(Approved {
+                profile: *profile,
+                public_key: csr.public_key,
+                extra_sans,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Join: redeem `token` and issue one certificate per CSR to the node it
+    /// names (or, for a token without a fixed name, to `asked_node`).
+    /// Nothing is spent or written unless every check passes; a node name
+    /// held by a live certificate over another key is refused unless the
+    /// token was minted for that name.
+    pub async fn join(
+        &self,
+        token: &JoinToken,
+        asked_node: Option<&str>,
+        csrs: &[(Profile, Vec<u8>)],
+        peer: &str,
+    ) -> Result<(NodeRecord, Vec<Issued>), Error> {
+        let rec = self.check_token(token).await?;
+        let node = match (&rec.node, asked_node) {
+            (Some(fixed), Some(asked)) if fixed != asked => {
+                return Err(Error::NodeNameMismatch {
+                    token: fixed.clone(),
+                    asked: asked.to_string(),
+                })
+            }
+            (Some(fixed), _) => fixed.clone(),
+            (None, Some(asked)) => asked.to_string(),
+            (None, None) => {
+                return Err(Error::Invalid(
+                    "this token has no fixed node name: say which name to join as".into(),
+                ))
+            }
+        };
+        kith_pki::validate_label("node name", &node)?;
+        let approved = self.approve_csrs(&node, &rec.role, None, &rec.allow_sans, csrs)?;
+        let spki = hex::encode(kith_pki::sha256(approved[0].public_key.spki_der()));
+        let existing = self.name_claimable(&node, &rec, &spki).await?;
+        let (rec, ()) = self.redeem_token_with(token, |_| Ok(())).await?;
+
+        let now = self.now();
+        let claim = NodeRecord {
+            name: node.clone(),
+            role: rec.role.clone(),
+            authority: rec.authority.clone(),
+            profiles: approved.iter().map(|a| a.profile).collect(),
+            allow_sans: rec.allow_sans.clone(),
+            token: rec.id.clone(),
+            joined: kith_pki::second_precision(now),
+            last_renewal: kith_pki::second_precision(now),
+            serials: BTreeMap::new(),
+            not_after: kith_pki::second_precision(now),
+            spki_sha256: spki,
+            removed_at: None,
+        };
+        let key = node_key(&node);
+        let claimed = match existing {
+            None => self.store().create(&key, to_json(&claim)?).await,
+            Some(rev) => self.store().update(&key, to_json(&claim)?, rev).await,
+        };
+        let revision = match claimed {
+            Ok(r) => r,
+            Err(kith_store::Error::AlreadyExists { .. })
+            | Err(kith_store::Error::RevisionMismatch { .. }) => {
+                // A concurrent join took the name between our check and our claim.
+                return Err(Error::NodeNameTaken(node));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let issued = self.issue_approved(&claim, approved).await?;
+        self.publish_node(claim, revision, &issued).await?;
+        let record = self.node(&node).await?;
+        self.audit(
+            &format!("token:{}", rec.id),
+            "join",
+            &node,
+            &format!("role {} from {peer}", rec.role),
+        )
+        .await?;
+        Ok((record, issued))
+    }
+
+    /// Renew over mutual TLS. `client_cert` is the certificate the client
+    /// presented (its key was proven by the handshake); the identity is its
+    /// record's, never the body's. Refused for certificates this cluster did
+    /// not issue, revoked ones, removed nodes, and certificates expired more
+    /// than `grace` ago.
+    pub async fn renew(
+        &self,
+        client_cert: &[u8],
+        asked_node: Option<&str>,
+        csrs: &[(Profile, Vec<u8>)],
+        grace: Duration,
+    ) -> Result<(NodeRecord, Vec<Issued>), Error> {
+        let cert = self.recorded_certificate(client_cert).await?;
+        if let Some(asked) = asked_node {
+            if asked != cert.node {
+                return Err(Error::IdentityMismatch {
+                    certificate: cert.node.clone(),
+                    asked: asked.to_string(),
+                });
+            }
+        }
+        let key = node_key(&cert.node);
+        let Some(entry) = self.store().get(&key).await? else {
+            return Err(Error::UnknownNode(cert.node.clone()));
+        };
+        let node: NodeRecord = from_json(&key, &entry.value)?;
+        if node.removed_at.is_some() {
+            return Err(Error::NodeRemoved(node.name));
+        }
+        let now = self.now();
+        if now > cert.not_after + grace {
+            return Err(Error::RenewalWindowPassed {
+                expired: cert.not_after,
+                grace_days: grace.whole_days(),
+            });
+        }
+        let approved = self.approve_csrs(
+            &node.name,
+            &node.role,
+            Some(&node.profiles),
+            &node.allow_sans,
+            csrs,
+        )?;
+        let issued = self.issue_approved(&node, approved).await?;
+        self.publish_node(node.clone(), entry.revision, &issued)
+            .await?;
+        let record = self.node(&node.name).await?;
+        self.audit(
+            &format!("node:{}", node.name),
+            "renew",
+            &node.name,
+            &format!("with {}", cert.serial),
+        )
+        .await?;
+        Ok((record, issued))
+    }
+
+    /// The record of a certificate a client presented: issued here (serial
+    /// and fingerprint match) and not revoked.
+    pub async fn recorded_certificate(
+        &self,
+        client_cert: &[u8],
+    ) -> Result<crate::CertRecord, Error> {
+        let serial = kith_pki::certificate_serial(client_cert)
+            .map_err(|_| Error::UnknownCertificate("(unparsable)".into()))?;
+        let (cert, revoked) = find_certificate(&**self.store(), &serial).await?;
+        if cert.fingerprint != kith_pki::fingerprint(client_cert) {
+            return Err(Error::UnknownCertificate(serial.to_hex()));
+        }
+        if revoked.is_some() {
+            return Err(Error::CertificateRevoked(cert.serial));
+        }
+        Ok(cert)
+    }
+
+    /// The stored record of node `name`.
+    pub async fn node(&self, name: &str) -> Result<NodeRecord, Error> {
+        let key = node_key(name);
+        let e = self
+            .store()
+            .get(&key)
+            .await?
+            .ok_or_else(|| Error::UnknownNode(name.to_string()))?;
+        from_json(&key, &e.value)
+    }
+
+    /// Remove a node: revoke its live certificates and mark it so it can
+    /// never renew. Removing twice is a no-op.
+    pub async fn remove_node(
+        &self,
+        name: &str,
+        reason: RevocationReason,
+        actor: &str,
+    ) -> Result<Vec<crate::RevokeOutcome>, Error> {
+        kith_pki::validate_label("node name", name)?;
+        let key = node_key(name);
+        loop {
+            let Some(entry) = self.store().get(&key).await? else {
+                return Err(Error::UnknownNode(name.to_string()));
+            };
+            let mut node: NodeRecord = from_json(&key, &entry.value)?;
+            if node.removed_at.is_some() {
+                break;
+            }
+            node.removed_at = Some(kith_pki::second_precision(self.now()));
+            match self
+                .store()
+                .update(&key, to_json(&node)?, entry.revision)
+                .await
+            {
+                Ok(_) => {
+                    self.audit(actor, "node-remove", name, "").await?;
+                    break;
+                }
+                Err(kith_store::Error::RevisionMismatch { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match self.revoke_node(name, reason, actor).await {
+            Ok(v) => Ok(v),
+            Err(Error::UnknownNode(_)) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `node` may be (re)claimed by a join with `token`: free, removed,
+    /// holding no live certificate, the same key, or the token names it.
+    /// Returns the revision to compare-and-swap against, if a record exists.
+    async fn name_claimable(
+        &self,
+        node: &str,
+        token: &TokenRecord,
+        spki: &str,
+    ) -> Result<Option<Revision>, Error> {
+        let key = node_key(node);
+        let Some(entry) = self.store().get(&key).await? else {
+            return Ok(None);
+        };
+        let existing: NodeRecord = from_json(&key, &entry.value)?;
+        if existing.removed_at.is_some()
+            || token.node.as_deref() == Some(node)
+            || existing.spki_sha256 == spki
+        {
+            return Ok(Some(entry.revision));
+        }
+        let now = self.now();
+        for serial in existing.serials.values() {
+            let (cert, revoked) =
+                find_certificate(&**self.store(), &Serial::parse(serial)?).await?;
+            if revoked.is_none() && cert.not_after > now {
+                return Err(Error::NodeNameTaken(node.to_string()));
+            }
+        }
+        // A join that claimed the name but has not yet recorded its
+        // certificates holds it for a minute.
+        if existing.serials.is_empty() && now - existing.last_renewal < Duration::minutes(1) {
+            return Err(Error::NodeNameTaken(node.to_string()));
+        }
+        Ok(Some(entry.revision))
+    }
+
+    async fn issue_approved(
+        &self,
+        node: &NodeRecord,
+        approved: Vec<Approved>,
+    ) -> Result<Vec<Issued>, Error> {
+        let mut out = Vec::with_capacity(approved.len());
+        for a in approved {
+            out.push(
+                self.issue(IssueRequest {
+                    identity: Identity {
+                        node: node.name.clone(),
+                        role: node.role.clone(),
+                        profile: a.profile,
+                        authority: Some(node.authority.clone()),
+                        ttl: None,
+                    },
+                    public_key: a.public_key,
+                    extra_sans: a.extra_sans,
+                })
+                .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Record the new serials in the node record (compare-and-swap, retried
+    /// on the fields this call owns).
+    async fn publish_node(
+        &self,
+        mut node: NodeRecord,
+        mut revision: Revision,
+        issued: &[Issued],
+    ) -> Result<(), Error> {
+        let key = node_key(&node.name);
+        let now = kith_pki::second_precision(self.now());
+        for _attempt in 0..64 {
+            for i in issued {
+                node.serials
+                    .insert(i.record.profile, i.record.serial.clone());
+                node.spki_sha256 = hex::encode(kith_pki::spki_pin(&i.record.der)?);
+            }
+            node.not_after = issued
+                .iter()
+                .map(|i| i.record.not_after)
+                .max()
+                .unwrap_or(node.not_after);
+            node.last_renewal = now;
+            match self.store().update(&key, to_json(&node)?, revision).await {
+                Ok(_) => return Ok(()),
+                Err(kith_store::Error::RevisionMismatch { .. }) => {
+                    let e = self
+                        .store()
+                        .get(&key)
+                        .await?
+                        .ok_or_else(|| Error::UnknownNode(node.name.clone()))?;
+                    node = from_json(&key, &e.value)?;
+                    revision = e.revision;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Contended(key))
+    }
+}

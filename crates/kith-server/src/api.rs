@@ -1,0 +1,514 @@
+//! The `/v1` routes: thin handlers that decode, call the authority, encode.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Extension, Json, Router};
+use kith_api::wire::{
+    AuthorityStatus, AuthorityView, CaResponse, IssueResponse, IssuedCertificate, JoinRequest,
+    NodeView, RenewRequest, RevokeRequest, RevokeResponse, RevokedView, StatusResponse,
+    TokenCreateRequest, TokenCreated, TokenView, MAX_BODY_BYTES,
+};
+use kith_api::{JoinToken, TokenId};
+use kith_authority::{Authority, Issued, NodeRecord, RevokeOutcome, TokenRecord};
+use kith_pki::{pem_encode, pem_encode_many, Profile, RevocationReason, Serial};
+use serde::de::DeserializeOwned;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::error::ApiError;
+
+/// Who is on the other end of a connection: its address and the client
+/// certificate it presented, if any (the handshake proved its key).
+#[derive(Clone, Debug)]
+pub(crate) struct Peer {
+    pub(crate) addr: SocketAddr,
+    pub(crate) cert: Option<Arc<Vec<u8>>>,
+}
+
+pub(crate) struct AppState {
+    pub(crate) authority: Authority,
+    pub(crate) renew_grace: time::Duration,
+}
+
+type St = State<Arc<AppState>>;
+
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/ca", get(ca))
+        .route("/v1/crl/{authority}", get(crl))
+        .route("/v1/join", post(join))
+        .route("/v1/renew", post(renew))
+        .route("/v1/admin/tokens", post(token_create).get(token_list))
+        .route("/v1/admin/tokens/{id}", delete(token_revoke))
+        .route("/v1/admin/nodes", get(node_list))
+        .route("/v1/admin/nodes/{name}", delete(node_remove))
+        .route("/v1/admin/revoke", post(revoke))
+        .route("/v1/admin/status", get(status))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "this endpoint does not take that method",
+            )
+        })
+        .with_state(state)
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+/// Read a JSON body: the right media type, at most [`MAX_BODY_BYTES`], well formed.
+async fn read_json<T: DeserializeOwned>(req: Request) -> Result<T, ApiError> {
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = ct.split(';').next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case(kith_api::JSON) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            format!("send the body as {} (got {ct:?})", kith_api::JSON),
+        ));
+    }
+    let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+        .await
+        .map_err(|e| {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                || e.to_string().contains("length limit");
+            if too_large {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body-too-large",
+                    format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+                )
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed-request",
+                    format!("the body could not be read: {e}"),
+                )
+            }
+        })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-request",
+            format!("the body is not a valid request: {e}"),
+        )
+    })
+}
+
+/// Parse the (profile, CSR) pairs of a request; the profile names are the
+/// caller's, so bad ones are refused here.
+fn csr_pairs(csrs: &[kith_api::wire::CsrSubmission]) -> Result<Vec<(Profile, Vec<u8>)>, ApiError> {
+    csrs.iter()
+        .map(|c| {
+            let p: Profile = c.profile.parse().map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "unknown-profile",
+                    format!("unknown profile {:?} (peer, server or client)", c.profile),
+                )
+            })?;
+            Ok((p, c.csr.as_bytes().to_vec()))
+        })
+        .collect()
+}
+
+fn issue_response(authority: &Authority, node: &NodeRecord, issued: &[Issued]) -> IssueResponse {
+    let certificates = issued
+        .iter()
+        .map(|i| IssuedCertificate {
+            profile: i.record.profile.as_str().to_string(),
+            serial: i.record.serial.clone(),
+            not_before: rfc3339(i.record.not_before),
+            not_after: rfc3339(i.record.not_after),
+            certificate: pem_encode("CERTIFICATE", &i.record.der),
+            chain: pem_encode_many("CERTIFICATE", i.chain.iter().map(Vec::as_slice)),
+            truncated: i.truncated,
+        })
+        .collect();
+    IssueResponse {
+        cluster: authority.cluster().to_string(),
+        node: node.name.clone(),
+        role: node.role.clone(),
+        authority: node.authority.clone(),
+        certificates,
+        ca_bundle: bundle(authority),
+        crl_path: format!("/v1/crl/{}", node.authority),
+    }
+}
+
+fn bundle(authority: &Authority) -> String {
+    let roots: Vec<Vec<u8>> = authority
+        .authority_names()
+        .iter()
+        .filter_map(|n| authority.root_cert(n).ok())
+        .collect();
+    pem_encode_many("CERTIFICATE", roots.iter().map(Vec::as_slice))
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(State(s): St) -> Response {
+    match s.authority.store().get("cluster/meta").await {
+        Ok(Some(_)) => Json(serde_json::json!({ "status": "ready" })).into_response(),
+        Ok(None) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            "the store has no cluster",
+        )
+        .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-ready",
+                "the store does not answer",
+            )
+            .into_response()
+        }
+    }
+}
+
+async fn ca(State(s): St) -> Result<Json<CaResponse>, ApiError> {
+    let a = &s.authority;
+    let mut authorities = Vec::new();
+    for name in a.authority_names() {
+        let root = a.root_cert(&name)?;
+        authorities.push(AuthorityView {
+            pin: hex::encode(kith_pki::spki_pin(&root).map_err(kith_authority::Error::from)?),
+            root: pem_encode("CERTIFICATE", &root),
+            intermediate: pem_encode("CERTIFICATE", &a.intermediate_cert(&name)?),
+            name,
+        });
+    }
+    Ok(Json(CaResponse {
+        cluster: a.cluster().to_string(),
+        authorities,
+        bundle: bundle(a),
+    }))
+}
+
+async fn crl(State(s): St, Path(authority): Path<String>) -> Result<Response, ApiError> {
+    kith_pki::validate_label("authority", &authority).map_err(kith_authority::Error::from)?;
+    let rec = s.authority.crl(&authority).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, kith_api::PKIX_CRL.to_string()),
+            (header::CACHE_CONTROL, "no-cache".to_string()),
+        ],
+        rec.der,
+    )
+        .into_response())
+}
+
+async fn join(
+    State(s): St,
+    Extension(peer): Extension<Peer>,
+    req: Request,
+) -> Result<Json<IssueResponse>, ApiError> {
+    let body: JoinRequest = read_json(req).await?;
+    let token = JoinToken::parse(&body.token)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
+    let csrs = csr_pairs(&body.csrs)?;
+    let (node, issued) = s
+        .authority
+        .join(&token, body.node.as_deref(), &csrs, &peer.addr.to_string())
+        .await?;
+    tracing::info!(node = %node.name, role = %node.role, peer = %peer.addr, "joined");
+    Ok(Json(issue_response(&s.authority, &node, &issued)))
+}
+
+fn client_cert(peer: &Peer) -> Result<&[u8], ApiError> {
+    peer.cert.as_deref().map(Vec::as_slice).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "client-certificate-required",
+            "this endpoint needs mutual TLS with a certificate from this cluster",
+        )
+    })
+}
+
+async fn renew(
+    State(s): St,
+    Extension(peer): Extension<Peer>,
+    req: Request,
+) -> Result<Json<IssueResponse>, ApiError> {
+    let cert = client_cert(&peer)?;
+    let body: RenewRequest = read_json(req).await?;
+    let csrs = csr_pairs(&body.csrs)?;
+    let (node, issued) = s
+        .authority
+        .renew(cert, body.node.as_deref(), &csrs, s.renew_grace)
+        .await?;
+    tracing::info!(node = %node.name, peer = %peer.addr, "renewed");
+    Ok(Json(issue_response(&s.authority, &node, &issued)))
+}
+
+/// The operator behind an admin request: a live `admin` certificate of this cluster.
+async fn admin(s: &AppState, peer: &Peer) -> Result<String, ApiError> {
+    let der = client_cert(peer)?;
+    let rec = s.authority.recorded_certificate(der).await?;
+    if rec.profile != Profile::Admin {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "admin-required",
+            format!(
+                "this endpoint needs an admin certificate; {} holds a {} certificate",
+                rec.node, rec.profile
+            ),
+        ));
+    }
+    if s.authority.now() > rec.not_after {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "certificate-expired",
+            format!(
+                "the admin certificate expired at {}",
+                rfc3339(rec.not_after)
+            ),
+        ));
+    }
+    Ok(format!("admin:{}", rec.node))
+}
+
+fn token_view(t: &TokenRecord, now: OffsetDateTime) -> TokenView {
+    let state = if t.revoked_at.is_some() {
+        "revoked"
+    } else if now >= t.expires {
+        "expired"
+    } else if t.uses_left == 0 {
+        "used-up"
+    } else {
+        "active"
+    };
+    TokenView {
+        id: t.id.clone(),
+        role: t.role.clone(),
+        node: t.node.clone(),
+        allow_sans: t.allow_sans.clone(),
+        authority: t.authority.clone(),
+        created: rfc3339(t.created),
+        expires: rfc3339(t.expires),
+        uses: t.uses,
+        uses_left: t.uses_left,
+        state: state.to_string(),
+    }
+}
+
+async fn token_create(
+    State(s): St,
+    Extension(peer): Extension<Peer>,
+    req: Request,
+) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
+    let actor = admin(&s, &peer).await?;
+    let body: TokenCreateRequest = read_json(req).await?;
+    let ttl = match body.ttl_seconds {
+        Some(secs) => time::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX)),
+        None => kith_authority::DEFAULT_TOKEN_TTL,
+    };
+    let (record, token) = s
+        .authority
+        .create_token(
+            kith_authority::TokenSpec {
+                role: body.role,
+                node: body.node,
+                ttl,
+                uses: body.uses.unwrap_or(1),
+                allow_sans: body.allow_sans,
+                authority: body.authority,
+            },
+            &actor,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenCreated {
+            token: token.encode().to_string(),
+            info: token_view(&record, s.authority.now()),
+        }),
+    ))
+}
+
+async fn token_list(
+    State(s): St,
+    Extension(peer): Extension<Peer>,
+) -> Result<Json<Vec<TokenView>>, ApiError> {
+    admin(&s, &peer).await?;
+    let now = s.authority.now();
+    let tokens = kith_authority::list_tokens(&**s.authority.store()).await?;
+    Ok(Json(tokens.iter().map(|t| token_view(t, now)).collect()))
+}
+
+async fn token_revoke(
+    State(s): St,
+    Extension(peer): Extension<Peer>,
+    Path(id): Path<String>,
+) -> Result<Json<TokenView>, ApiError> {
+    let actor = admin(&s, &peer).await?;
+    let id = TokenId::parse(&id)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
+    let rec = s.authority.revoke_token(&id, &actor).await?;
+    Ok(Json(token_view(&rec, s.authority.now())))
+}
+
+async fn node_list(
+    State(s): St,
+    Extension(peer): Extension<Peer>,
+) -> Result<Json<Vec<NodeView>>, ApiError> {
+    admin(&s, &peer).await?;
+    let nodes = kith_authority::list_nodes(&**s.authority.store(), s.authority.now()).await?;
+    Ok(Json(
+        nodes
+            .into_iter()
+            .map(|(n, state)| NodeView {
+                serial: n.serials.values().next_back().cloned().unwrap_or_default(),
+                profiles: n.profiles.iter().map(|p| p.as_str().to_string()).collect(),
+                not_after: rfc3339(n.not_after),
+                joined: rfc3339(n.joined),
+                last_renewal: rfc3339(n.last_renewal),
+                state: state.as_str().to_string(),
+                name: n.name,
+                role: n.role,
+            })
+            .collect(),
+    ))
+}
+
+fn revoked_views(outcomes: &[RevokeOutcome]) -> Vec<RevokedView> {
+    outcomes
+        .iter()
+        .map(|o| {
+            let r = o.record();
+            RevokedView {
+                serial: r.serial.clone(),
+                node: r.node.clone(),
+                reason: r.reason.as_str().to_string(),
+                revoked_at: rfc3339(r.revoked_at),
+                newly_revoked: matches!(o, RevokeOutcome::Revoked(_)),
+            }
+        })
+        .collect()
+}
+
+async fn crl_numbers(s: &AppState, outcomes: &[RevokeOutcome]) -> Vec<(String, u64)> {
+    let mut names: Vec<String> = outcomes
+        .iter()
+        .map(|o| o.record().authority.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut out = Vec::new();
+    for n in names {
+        if let Ok(Some(c)) = kith_authority::stored_crl(&**s.authority.store(), &n).await {
+            out.push((n, c.number));
+        }
+    }
+    out
+}
+
+async fn node_remove(
+    State(s): St,
+    Extension(peer): Extension<Peer>,
+    Path(name): Path<String>,
+) -> Result<Json<RevokeResponse>, ApiError> {
+    let actor = admin(&s, &peer).await?;
+    let outcomes = s
+        .authority
+        .remove_node(&name, RevocationReason::CessationOfOperation, &actor)
+        .await?;
+    Ok(Json(RevokeResponse {
+        revoked: revoked_views(&outcomes),
+        crl_numbers: crl_numbers(&s, &outcomes).await,
+    }))
+}
+
+async fn revoke(
+    State(s): St,
+    Extension(peer): Extension<Peer>,
+    req: Request,
+) -> Result<Json<RevokeResponse>, ApiError> {
+    let actor = admin(&s, &peer).await?;
+    let body: RevokeRequest = read_json(req).await?;
+    let reason: RevocationReason = match &body.reason {
+        Some(r) => r.parse().map_err(kith_authority::Error::from)?,
+        None => RevocationReason::Unspecified,
+    };
+    let outcomes = match (&body.serial, &body.node) {
+        (Some(serial), None) if !body.remove => {
+            let serial = Serial::parse(serial).map_err(kith_authority::Error::from)?;
+            vec![s.authority.revoke(&serial, reason, &actor).await?]
+        }
+        (None, Some(node)) if body.remove => s.authority.remove_node(node, reason, &actor).await?,
+        (None, Some(node)) => s.authority.revoke_node(node, reason, &actor).await?,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-argument",
+                "name exactly one of serial and node (remove goes with node)",
+            ))
+        }
+    };
+    Ok(Json(RevokeResponse {
+        revoked: revoked_views(&outcomes),
+        crl_numbers: crl_numbers(&s, &outcomes).await,
+    }))
+}
+
+async fn status(
+    State(s): St,
+    Extension(peer): Extension<Peer>,
+) -> Result<Json<StatusResponse>, ApiError> {
+    admin(&s, &peer).await?;
+    let a = &s.authority;
+    let store = &**a.store();
+    let now = a.now();
+    let mut authorities = Vec::new();
+    for name in a.authority_names() {
+        let (_, root_na) = kith_pki::certificate_validity(&a.root_cert(&name)?)
+            .map_err(kith_authority::Error::from)?;
+        let (_, int_na) = kith_pki::certificate_validity(&a.intermediate_cert(&name)?)
+            .map_err(kith_authority::Error::from)?;
+        let crl = kith_authority::stored_crl(store, &name).await?;
+        authorities.push(AuthorityStatus {
+            root_not_after: rfc3339(root_na),
+            intermediate_not_after: rfc3339(int_na),
+            crl_number: crl.as_ref().map_or(0, |c| c.number),
+            crl_entries: crl.as_ref().map_or(0, |c| c.entries),
+            name,
+        });
+    }
+    let mut nodes = std::collections::BTreeMap::<String, usize>::new();
+    for (_, st) in kith_authority::list_nodes(store, now).await? {
+        *nodes.entry(st.as_str().to_string()).or_default() += 1;
+    }
+    let mut tokens = std::collections::BTreeMap::<String, usize>::new();
+    for t in kith_authority::list_tokens(store).await? {
+        *tokens.entry(token_view(&t, now).state).or_default() += 1;
+    }
+    Ok(Json(StatusResponse {
+        cluster: a.cluster().to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        now: rfc3339(now),
+        authorities,
+        nodes: nodes.into_iter().collect(),
+        tokens: tokens.into_iter().collect(),
+    }))
+}

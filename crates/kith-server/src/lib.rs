@@ -1,0 +1,258 @@
+//! kith's HTTPS API server.
+//!
+//! A thin layer over [`kith_authority::Authority`]: rustls terminates TLS
+//! (client certificates optional, verified against the cluster roots), axum
+//! routes `/v1`, and every handler decodes, calls the authority and encodes.
+//! The server issues its own certificate from the cluster CA at start (its
+//! key never leaves memory), renews it before it expires, and keeps each
+//! authority's CRL fresh.
+//!
+//! ```text
+//! GET  /healthz, /readyz                 public
+//! GET  /v1/ca                            public: roots, intermediates, pins
+//! GET  /v1/crl/{authority}               public: DER, application/pkix-crl
+//! POST /v1/join                          a join token and CSRs
+//! POST /v1/renew                         mutual TLS with the node's certificate
+//! /v1/admin/{tokens,nodes,revoke,status} mutual TLS with an admin certificate
+//! ```
+
+mod api;
+mod error;
+mod tls;
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use kith_authority::Authority;
+use kith_pki::San;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+pub use kith_authority::DEFAULT_RENEW_GRACE;
+
+/// How long a client may take to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send request headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the server needs besides the authority.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Address to listen on (port 0 picks one; see [`Server::local_addr`]).
+    pub listen: SocketAddr,
+    /// Names (DNS or IP) the server's certificate carries besides the
+    /// listen address; the host of `--advertise` belongs here.
+    pub names: Vec<String>,
+    /// How long after expiry a certificate may still renew.
+    pub renew_grace: time::Duration,
+    /// How often to check the server certificate and the CRLs for renewal.
+    pub maintenance_interval: Duration,
+}
+
+impl Options {
+    /// Defaults for `listen`: grace 7 days, maintenance every minute.
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            names: Vec::new(),
+            renew_grace: DEFAULT_RENEW_GRACE,
+            maintenance_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Binding or accepting failed.
+    #[error("network: {0}")]
+    Io(#[from] std::io::Error),
+    /// The authority failed (issuing the server's certificate, reading the store).
+    #[error(transparent)]
+    Authority(#[from] kith_authority::Error),
+    /// rustls refused a key or certificate.
+    #[error("TLS: {0}")]
+    Tls(rustls::Error),
+    /// Something else in the setup.
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl From<kith_pki::Error> for Error {
+    fn from(e: kith_pki::Error) -> Self {
+        Self::Authority(e.into())
+    }
+}
+
+/// A bound server, ready to [`Server::run`].
+pub struct Server {
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    cert: Arc<tls::ServerCert>,
+    state: Arc<api::AppState>,
+    maintenance_interval: Duration,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("listener", &self.listener)
+            .finish_non_exhaustive()
+    }
+}
+
+fn server_sans(opts: &Options) -> Result<Vec<San>, Error> {
+    let mut names: Vec<String> = opts.names.clone();
+    let ip = opts.listen.ip();
+    if ip.is_unspecified() {
+        names.extend(["localhost".into(), "127.0.0.1".into(), "::1".into()]);
+    } else {
+        names.push(ip.to_string());
+    }
+    let mut sans = Vec::new();
+    for n in names {
+        let san = match n.parse::<IpAddr>() {
+            Ok(ip) => San::Ip(ip),
+            Err(_) => San::Dns(n.to_ascii_lowercase()),
+        };
+        if let San::Dns(d) = &san {
+            // Validate through the same parser the CLI uses for --san.
+            d.parse::<San>()?;
+        }
+        if !sans.contains(&san) {
+            sans.push(san);
+        }
+    }
+    Ok(sans)
+}
+
+impl Server {
+    /// Bind, issue the server's certificate, build the TLS configuration.
+    pub async fn bind(authority: Authority, opts: Options) -> Result<Self, Error> {
+        let sans = server_sans(&opts)?;
+        let cert = Arc::new(tls::ServerCert::issue(&authority, sans).await?);
+        let info = kith_authority::ClusterInfo::load(&**authority.store()).await?;
+        let verifier = Arc::new(tls::ClientVerifier::new(&info.roots())?);
+        let mut config = rustls::ServerConfig::builder_with_provider(tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(Error::Tls)?
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(cert.clone());
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let listener = TcpListener::bind(opts.listen).await?;
+        Ok(Self {
+            listener,
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+            cert,
+            state: Arc::new(api::AppState {
+                authority,
+                renew_grace: opts.renew_grace,
+            }),
+            maintenance_interval: opts.maintenance_interval,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Serve until `shutdown` completes.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+        let maintenance = tokio::spawn(maintain(
+            self.state.authority.clone(),
+            self.cert.clone(),
+            self.maintenance_interval,
+        ));
+        let router = api::router(self.state.clone());
+        tokio::pin!(shutdown);
+        loop {
+            let (tcp, addr) = tokio::select! {
+                _ = &mut shutdown => break,
+                r = self.listener.accept() => match r {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // EMFILE and friends: back off rather than spin.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = self.acceptor.clone();
+            let router = router.clone();
+            tokio::spawn(async move {
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(peer = %addr, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(peer = %addr, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                let cert = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| Arc::new(c.to_vec()));
+                let peer = api::Peer { addr, cert };
+                let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                    req.extensions_mut().insert(peer.clone());
+                    router.clone().oneshot(req.map(axum::body::Body::new))
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(tls), svc);
+                if let Err(e) = conn.await {
+                    tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
+                }
+            });
+        }
+        maintenance.abort();
+        Ok(())
+    }
+}
+
+/// Renew the server's certificate at two thirds of its life and re-sign
+/// each CRL before it goes stale (the authority re-signs one past half its
+/// validity).
+async fn maintain(authority: Authority, cert: Arc<tls::ServerCert>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match cert.renew_if_due(&authority).await {
+            Ok(true) => tracing::info!("server certificate renewed"),
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "renewing the server certificate failed"),
+        }
+        for name in authority.authority_names() {
+            if let Err(e) = authority.crl(&name).await {
+                tracing::error!(authority = %name, error = %e, "refreshing the CRL failed");
+            }
+        }
+    }
+}
+
+/// Loopback addresses, for callers that want the server reachable locally.
+pub fn loopback_names() -> Vec<String> {
+    vec![
+        "localhost".into(),
+        Ipv4Addr::LOCALHOST.to_string(),
+        Ipv6Addr::LOCALHOST.to_string(),
+    ]
+}

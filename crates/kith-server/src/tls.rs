@@ -1,0 +1,199 @@
+//! The server's TLS: its own certificate (issued by the cluster CA at start
+//! and renewed by the server itself) and the client-certificate verifier.
+
+use std::sync::{Arc, RwLock};
+
+use kith_authority::{Authority, Identity, IssueRequest};
+use kith_pki::{KeyType, PrivateKey, Profile, San};
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::CryptoProvider;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
+use time::OffsetDateTime;
+
+use crate::Error;
+
+/// Node name the server's own certificates are issued to.
+pub(crate) const SERVER_NODE: &str = "kith-server";
+/// Lifetime of the server's own certificate; renewed at two thirds.
+pub(crate) const SERVER_CERT_TTL: time::Duration = time::Duration::days(30);
+
+pub(crate) fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// The server's current certificate, swapped in place when renewed.
+#[derive(Debug)]
+pub(crate) struct ServerCert {
+    current: RwLock<(Arc<CertifiedKey>, OffsetDateTime, OffsetDateTime)>,
+    sans: Vec<San>,
+}
+
+impl ServerCert {
+    pub(crate) async fn issue(authority: &Authority, sans: Vec<San>) -> Result<Self, Error> {
+        let current = issue_server_cert(authority, &sans).await?;
+        Ok(Self {
+            current: RwLock::new(current),
+            sans,
+        })
+    }
+
+    /// Renew when two thirds of the lifetime are gone. Returns whether it did.
+    pub(crate) async fn renew_if_due(&self, authority: &Authority) -> Result<bool, Error> {
+        let (nb, na) = {
+            let g = self.current.read().unwrap_or_else(|p| p.into_inner());
+            (g.1, g.2)
+        };
+        if authority.now() < nb + (na - nb) * 2 / 3 {
+            return Ok(false);
+        }
+        let fresh = issue_server_cert(authority, &self.sans).await?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(true)
+    }
+}
+
+impl ResolvesServerCert for ServerCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .0
+                .clone(),
+        )
+    }
+}
+
+async fn issue_server_cert(
+    authority: &Authority,
+    sans: &[San],
+) -> Result<(Arc<CertifiedKey>, OffsetDateTime, OffsetDateTime), Error> {
+    // The key lives only in this process's memory: a restart makes a new one.
+    let key = PrivateKey::generate(KeyType::P256)?;
+    let issued = authority
+        .issue(IssueRequest {
+            identity: Identity {
+                node: SERVER_NODE.into(),
+                role: "kith".into(),
+                profile: Profile::Server,
+                authority: None,
+                ttl: Some(SERVER_CERT_TTL),
+            },
+            public_key: key.public_key(),
+            extra_sans: sans.to_vec(),
+        })
+        .await?;
+    // Leaf, intermediate and root: a joining node has only the root's pin,
+    // so the root must come with the chain for it to check.
+    let mut chain = vec![CertificateDer::from(issued.record.der.clone())];
+    chain.extend(issued.chain.iter().map(|c| CertificateDer::from(c.clone())));
+    chain.push(CertificateDer::from(issued.root.clone()));
+    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.pkcs8_der().to_vec()));
+    let signing = provider()
+        .key_provider
+        .load_private_key(der)
+        .map_err(Error::Tls)?;
+    tracing::info!(
+        serial = %issued.record.serial,
+        not_after = %issued.record.not_after,
+        "server certificate issued"
+    );
+    Ok((
+        Arc::new(CertifiedKey::new(chain, signing)),
+        issued.record.not_before,
+        issued.record.not_after,
+    ))
+}
+
+/// Client certificates are optional (join and the CA bundle are public).
+/// A presented chain must lead to a cluster root; one that fails only
+/// because it has expired is let through, so that the renewal handler can
+/// apply the grace window: the handshake has proven the old key either way,
+/// and every handler that acts on a client certificate checks its record,
+/// revocation and validity itself.
+#[derive(Debug)]
+pub(crate) struct ClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+}
+
+impl ClientVerifier {
+    pub(crate) fn new(roots: &[Vec<u8>]) -> Result<Self, Error> {
+        let mut store = rustls::RootCertStore::empty();
+        for r in roots {
+            store
+                .add(CertificateDer::from(r.clone()))
+                .map_err(Error::Tls)?;
+        }
+        let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| Error::Setup(format!("client verifier: {e}")))?;
+        Ok(Self { inner })
+    }
+}
+
+impl ClientCertVerifier for ClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        match self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::Expired | CertificateError::ExpiredContext { .. },
+            )) => {
+                // Verify everything else as of the last second of its validity.
+                let (_, not_after) = kith_pki::certificate_validity(end_entity).map_err(|_| {
+                    rustls::Error::InvalidCertificate(CertificateError::BadEncoding)
+                })?;
+                let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                    (not_after.unix_timestamp() - 1).max(0) as u64,
+                ));
+                self.inner.verify_client_cert(end_entity, intermediates, at)
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}

@@ -1,0 +1,616 @@
+//! The online commands: `serve`, the admin commands that talk to a running
+//! server over mutual TLS (`token`, `node`, `status`, online `revoke`), and
+//! the node commands (`join`, `renew`, `agent`). Wiring only: the server is
+//! kith-server, the node side kith-agent.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use hyper::Method;
+use kith_agent::{Connection, ServerAddr};
+use kith_api::wire::{
+    NodeView, RevokeRequest, RevokeResponse, StatusResponse, TokenCreateRequest, TokenCreated,
+    TokenView,
+};
+use kith_authority::{Settings, TokenSpec, LOCAL_OPERATOR};
+use kith_pki::{KeyType, Profile};
+use serde_json::json;
+use time::Duration;
+
+use crate::output::{print_json, CliError};
+use crate::util::{self, parse_duration};
+
+/// Written by `serve` in its data directory so admin commands on the same
+/// machine find it.
+const SERVER_FILE: &str = "server.json";
+
+fn key_type_parser(s: &str) -> Result<KeyType, String> {
+    s.parse().map_err(|e: kith_pki::Error| e.to_string())
+}
+
+fn profile_parser(s: &str) -> Result<Profile, String> {
+    s.trim().parse().map_err(|e: kith_pki::Error| e.to_string())
+}
+
+fn std_duration(d: Duration) -> std::time::Duration {
+    std::time::Duration::try_from(d).unwrap_or(std::time::Duration::ZERO)
+}
+
+// ---------------------------------------------------------------- serve
+
+#[derive(Args, Debug)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:7443")]
+    listen: SocketAddr,
+    /// The URL nodes use to reach this server (its host goes into the
+    /// server certificate), e.g. https://ca.example:7443.
+    #[arg(long, value_name = "URL")]
+    advertise: Option<String>,
+    /// File holding the CA passphrase (else KITH_PASSPHRASE, else a prompt).
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+    /// A throwaway CA in a temporary directory, no passphrase to manage;
+    /// prints a join token and the next commands.
+    #[arg(long)]
+    dev: bool,
+    /// How long after expiry a certificate may still renew (proving its old key).
+    #[arg(long, value_parser = parse_duration, default_value = "7d")]
+    renew_grace: Duration,
+}
+
+pub(crate) async fn serve(dir: &Path, a: ServeArgs) -> Result<(), CliError> {
+    let (dir, authority, dev_token) = if a.dev {
+        let (dir, authority, token) = dev_setup().await?;
+        (dir, authority, Some(token))
+    } else {
+        let authority =
+            util::unlock(dir, a.passphrase_file.as_deref(), Settings::default()).await?;
+        (dir.to_path_buf(), authority, None)
+    };
+    let mut names = Vec::new();
+    let advertised = match &a.advertise {
+        Some(url) => {
+            let addr = ServerAddr::parse(url).map_err(CliError::from)?;
+            names.push(addr.host.clone());
+            Some(addr)
+        }
+        None => None,
+    };
+    if let Some(h) = kith_agent::default_node_name() {
+        names.push(h);
+    }
+    let mut opts = kith_server::Options::new(a.listen);
+    opts.names = names;
+    opts.renew_grace = a.renew_grace;
+    let server = kith_server::Server::bind(authority.clone(), opts)
+        .await
+        .map_err(|e| CliError::new("serve-failed", e))?;
+    let local = server
+        .local_addr()
+        .map_err(|e| CliError::new("serve-failed", e))?;
+    let reach = match advertised {
+        Some(a) => a,
+        None => ServerAddr {
+            host: if local.ip().is_unspecified() {
+                "127.0.0.1".into()
+            } else {
+                local.ip().to_string()
+            },
+            port: local.port(),
+        },
+    };
+    let server_file = dir.join(SERVER_FILE);
+    let info =
+        json!({ "server": reach.url(), "listen": local.to_string(), "pid": std::process::id() });
+    kith_nodedir::write_atomic(&dir, SERVER_FILE, info.to_string().as_bytes(), 0o644)?;
+    eprintln!(
+        "kith: serving cluster {} on {} (listening on {local})",
+        authority.cluster(),
+        reach.url()
+    );
+    if let Some(token) = dev_token {
+        let d = dir.display();
+        println!(
+            "\nDevelopment CA in {d} (throwaway: keys are not protected by a passphrase you keep).\n\n\
+             Join a node (token valid 1 hour, 10 uses):\n\n  \
+             kith join --server {server} --token {token} --name node-1 --dir ./node-1\n\n\
+             Then keep it renewed:   kith agent --dir ./node-1\n\
+             Operator commands:      KITH_DATA_DIR={d} kith status | kith node ls | kith token create --role worker\n",
+            server = reach.url(),
+        );
+    }
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler only fails if signals are unusable");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    let result = server.run(shutdown).await;
+    let _ = std::fs::remove_file(&server_file);
+    eprintln!("kith: server stopped");
+    result.map_err(|e| CliError::new("serve-failed", e))
+}
+
+async fn dev_setup() -> Result<(PathBuf, kith_authority::Authority, String), CliError> {
+    let dir = std::env::temp_dir().join(format!("kith-dev-{}", std::process::id()));
+    kith_nodedir::create_dir(&dir)?;
+    let pass = util::generate_passphrase()?;
+    kith_nodedir::write_atomic(&dir, "passphrase", pass.as_bytes(), 0o600)?;
+    crate::commands::init_quiet(&dir, "dev.kith", &dir.join("passphrase")).await?;
+    let authority = util::unlock(&dir, Some(&dir.join("passphrase")), Settings::default()).await?;
+    let (_, token) = authority
+        .create_token(
+            TokenSpec {
+                role: "worker".into(),
+                node: None,
+                ttl: Duration::hours(1),
+                uses: 10,
+                allow_sans: Vec::new(),
+                authority: None,
+            },
+            LOCAL_OPERATOR,
+        )
+        .await?;
+    Ok((dir, authority, token.encode().to_string()))
+}
+
+// ---------------------------------------------------------------- admin connection
+
+/// How admin commands find the server and the operator credential.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct AdminArgs {
+    /// Server address (else KITH_SERVER, else the server.json that `kith
+    /// serve` writes in the data directory).
+    #[arg(long, env = "KITH_SERVER", value_name = "ADDR")]
+    server: Option<String>,
+    /// Operator credential directory (else KITH_ADMIN_DIR, else <data-dir>/admin).
+    #[arg(long, env = "KITH_ADMIN_DIR", value_name = "DIR")]
+    admin_dir: Option<PathBuf>,
+}
+
+impl AdminArgs {
+    /// The server to talk to, if one is configured anywhere.
+    fn server(&self, data_dir: &Path) -> Result<Option<ServerAddr>, CliError> {
+        if let Some(s) = &self.server {
+            return Ok(Some(ServerAddr::parse(s)?));
+        }
+        let f = data_dir.join(SERVER_FILE);
+        let Ok(bytes) = std::fs::read(&f) else {
+            return Ok(None);
+        };
+        let v: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| CliError::new("invalid-config", format!("{}: {e}", f.display())))?;
+        let url = v["server"].as_str().ok_or_else(|| {
+            CliError::new("invalid-config", format!("{}: no \"server\"", f.display()))
+        })?;
+        Ok(Some(ServerAddr::parse(url)?))
+    }
+
+    async fn connect_to(
+        &self,
+        data_dir: &Path,
+        server: &ServerAddr,
+    ) -> Result<Connection, CliError> {
+        let admin = self
+            .admin_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("admin"));
+        if !admin.join(kith_nodedir::KEY).exists() {
+            return Err(CliError::new(
+                "no-admin-credential",
+                format!("no operator credential in {}", admin.display()),
+            )
+            .hint("pass --admin-dir (the admin/ folder `kith init` wrote) or set KITH_ADMIN_DIR"));
+        }
+        let config = kith_agent::api_client_config(&admin)?;
+        Ok(Connection::open(server, config).await?)
+    }
+
+    async fn connect(&self, data_dir: &Path) -> Result<Connection, CliError> {
+        let server = self.server(data_dir)?.ok_or_else(|| {
+            CliError::new("no-server", "which server? none is configured")
+                .hint("pass --server HOST:PORT or set KITH_SERVER (run `kith serve` first)")
+        })?;
+        self.connect_to(data_dir, &server).await
+    }
+}
+
+// ---------------------------------------------------------------- token
+
+#[derive(Args, Debug)]
+pub(crate) struct TokenCreateArgs {
+    /// Role of the nodes that join with it.
+    #[arg(long)]
+    role: String,
+    /// The only node name it can join as.
+    #[arg(long)]
+    name: Option<String>,
+    /// Lifetime, e.g. 1h, 30m, 2d (at most 30d).
+    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    ttl: Duration,
+    /// How many joins it allows.
+    #[arg(long, default_value_t = 1)]
+    uses: u32,
+    /// A DNS name joining nodes may ask for besides their own (repeatable).
+    #[arg(long = "allow-san", value_name = "DNS")]
+    allow_san: Vec<String>,
+    /// Authority that signs its nodes (default cluster).
+    #[arg(long)]
+    authority: Option<String>,
+    #[command(flatten)]
+    admin: AdminArgs,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+pub(crate) async fn token_create(dir: &Path, a: TokenCreateArgs) -> Result<(), CliError> {
+    let mut conn = a.admin.connect(dir).await?;
+    let body = TokenCreateRequest {
+        role: a.role,
+        node: a.name,
+        ttl_seconds: Some(u64::try_from(a.ttl.whole_seconds()).unwrap_or(0)),
+        uses: Some(a.uses),
+        allow_sans: a.allow_san,
+        authority: a.authority,
+    };
+    let created: TokenCreated = conn
+        .json(Method::POST, "/v1/admin/tokens", Some(&body))
+        .await?;
+    if a.json {
+        print_json(&serde_json::to_value(&created).unwrap_or_default());
+    } else {
+        println!("{}", created.token);
+        eprintln!(
+            "token {} for role {}{}: {} use(s), expires {}",
+            created.info.id,
+            created.info.role,
+            created
+                .info
+                .node
+                .as_ref()
+                .map(|n| format!(" (node {n} only)"))
+                .unwrap_or_default(),
+            created.info.uses,
+            created.info.expires
+        );
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct AdminJsonArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+pub(crate) async fn token_ls(dir: &Path, a: AdminJsonArgs) -> Result<(), CliError> {
+    let mut conn = a.admin.connect(dir).await?;
+    let tokens: Vec<TokenView> = conn
+        .json(Method::GET, "/v1/admin/tokens", None::<&()>)
+        .await?;
+    if a.json {
+        print_json(&serde_json::to_value(&tokens).unwrap_or_default());
+        return Ok(());
+    }
+    println!(
+        "{:<16}  {:<10}  {:<12}  {:<8}  {:<5}  EXPIRES",
+        "ID", "ROLE", "NODE", "STATE", "USES"
+    );
+    for t in tokens {
+        println!(
+            "{:<16}  {:<10}  {:<12}  {:<8}  {:>2}/{:<2}  {}",
+            t.id,
+            t.role,
+            t.node.as_deref().unwrap_or("-"),
+            t.state,
+            t.uses_left,
+            t.uses,
+            t.expires
+        );
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct TokenRevokeArgs {
+    /// Token id (16 hex digits, as `kith token ls` shows).
+    id: String,
+    #[command(flatten)]
+    admin: AdminArgs,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+pub(crate) async fn token_revoke(dir: &Path, a: TokenRevokeArgs) -> Result<(), CliError> {
+    kith_api::TokenId::parse(&a.id).map_err(|e| CliError::new(e.code(), e))?;
+    let mut conn = a.admin.connect(dir).await?;
+    let t: TokenView = conn
+        .json(
+            Method::DELETE,
+            &format!("/v1/admin/tokens/{}", a.id),
+            None::<&()>,
+        )
+        .await?;
+    if a.json {
+        print_json(&serde_json::to_value(&t).unwrap_or_default());
+    } else {
+        println!("token {} is {}", t.id, t.state);
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- node, status
+
+pub(crate) async fn node_ls(dir: &Path, a: AdminJsonArgs) -> Result<(), CliError> {
+    let mut conn = a.admin.connect(dir).await?;
+    let nodes: Vec<NodeView> = conn
+        .json(Method::GET, "/v1/admin/nodes", None::<&()>)
+        .await?;
+    if a.json {
+        print_json(&serde_json::to_value(&nodes).unwrap_or_default());
+        return Ok(());
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let parse = |s: &str| {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+    };
+    println!(
+        "{:<16}  {:<10}  {:<8}  {:<32}  {:<14}  LAST RENEWAL",
+        "NAME", "ROLE", "STATE", "SERIAL", "EXPIRES IN"
+    );
+    for n in nodes {
+        let exp = parse(&n.not_after)
+            .map(|t| util::relative(t, now))
+            .unwrap_or_else(|| n.not_after.clone());
+        println!(
+            "{:<16}  {:<10}  {:<8}  {:<32}  {:<14}  {}",
+            n.name, n.role, n.state, n.serial, exp, n.last_renewal
+        );
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct NodeRmArgs {
+    /// Node name.
+    name: String,
+    #[command(flatten)]
+    admin: AdminArgs,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+pub(crate) async fn node_rm(dir: &Path, a: NodeRmArgs) -> Result<(), CliError> {
+    kith_pki::validate_label("node name", &a.name)?;
+    let mut conn = a.admin.connect(dir).await?;
+    let r: RevokeResponse = conn
+        .json(
+            Method::DELETE,
+            &format!("/v1/admin/nodes/{}", a.name),
+            None::<&()>,
+        )
+        .await?;
+    if a.json {
+        print_json(&serde_json::to_value(&r).unwrap_or_default());
+    } else {
+        println!(
+            "node {} removed; {} certificate(s) revoked",
+            a.name,
+            r.revoked.iter().filter(|v| v.newly_revoked).count()
+        );
+    }
+    Ok(())
+}
+
+pub(crate) async fn status(dir: &Path, a: AdminJsonArgs) -> Result<(), CliError> {
+    let mut conn = a.admin.connect(dir).await?;
+    let s: StatusResponse = conn
+        .json(Method::GET, "/v1/admin/status", None::<&()>)
+        .await?;
+    if a.json {
+        print_json(&serde_json::to_value(&s).unwrap_or_default());
+        return Ok(());
+    }
+    println!(
+        "cluster {} (kith {}), server time {}",
+        s.cluster, s.version, s.now
+    );
+    for au in &s.authorities {
+        println!(
+            "  authority {:<10} root until {}, intermediate until {}, CRL #{} ({} entries)",
+            au.name, au.root_not_after, au.intermediate_not_after, au.crl_number, au.crl_entries
+        );
+    }
+    let fmt = |v: &[(String, usize)]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.iter()
+                .map(|(k, n)| format!("{n} {k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    println!("  nodes:  {}", fmt(&s.nodes));
+    println!("  tokens: {}", fmt(&s.tokens));
+    Ok(())
+}
+
+/// `kith revoke` through a running server, if one is configured. Returns
+/// `None` when no server is configured (the caller revokes offline).
+pub(crate) async fn revoke_online(
+    dir: &Path,
+    admin: &AdminArgs,
+    serial: Option<&str>,
+    node: Option<&str>,
+    reason: &str,
+    json_out: bool,
+) -> Result<Option<()>, CliError> {
+    let explicit = admin.server.is_some();
+    let Some(server) = admin.server(dir)? else {
+        return Ok(None);
+    };
+    let mut conn = match admin.connect_to(dir, &server).await {
+        Ok(c) => c,
+        // A server.json left by a server that is gone: work offline.
+        Err(e) if !explicit && e.code == "unreachable" => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let body = RevokeRequest {
+        serial: serial.map(str::to_string),
+        node: node.map(str::to_string),
+        reason: Some(reason.to_string()),
+        remove: false,
+    };
+    let r: RevokeResponse = conn
+        .json(Method::POST, "/v1/admin/revoke", Some(&body))
+        .await?;
+    if json_out {
+        print_json(&serde_json::to_value(&r).unwrap_or_default());
+        return Ok(Some(()));
+    }
+    for v in &r.revoked {
+        if v.newly_revoked {
+            println!(
+                "revoked {} (node {}, reason {})",
+                v.serial, v.node, v.reason
+            );
+        } else {
+            println!(
+                "{} (node {}) was already revoked at {} with reason {}; nothing changed",
+                v.serial, v.node, v.revoked_at, v.reason
+            );
+        }
+    }
+    for (a, n) in &r.crl_numbers {
+        println!("CRL of authority {a} is now number {n}; peers see it at their next refresh");
+    }
+    Ok(Some(()))
+}
+
+// ---------------------------------------------------------------- node side
+
+#[derive(Args, Debug)]
+pub(crate) struct JoinArgs {
+    /// Server address: host[:port] or https://host[:port].
+    #[arg(long, env = "KITH_SERVER")]
+    server: String,
+    /// The join token (KITH1-…); else KITH_TOKEN.
+    #[arg(long, env = "KITH_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Node name (default: this host's name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Extra name for the certificate, DNS or IP (repeatable).
+    #[arg(long)]
+    san: Vec<String>,
+    /// Node directory to write.
+    #[arg(long, default_value = "/var/lib/kith")]
+    dir: PathBuf,
+    /// Profiles, comma-separated: peer, server, client.
+    #[arg(long, default_value = "peer", value_delimiter = ',', value_parser = profile_parser)]
+    profile: Vec<Profile>,
+    /// Key type for the node key.
+    #[arg(long, default_value = "p256", value_parser = key_type_parser)]
+    key_type: KeyType,
+    /// Do not put this host's interface addresses in the certificate.
+    #[arg(long)]
+    no_interface_ips: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+fn print_identity(id: &kith_agent::NodeIdentity, dir: &Path, verb: &str, json_out: bool) {
+    if json_out {
+        print_json(&json!({
+            "node": id.node, "role": id.role, "cluster": id.cluster, "serial": id.serial,
+            "not_after": util::rfc3339(id.not_after), "dir": dir, "server": id.server.url(),
+            "profiles": id.profiles,
+        }));
+    } else {
+        println!(
+            "{verb} {} as {} (role {}), certificate {} valid until {}; files in {}",
+            id.cluster,
+            id.node,
+            id.role,
+            id.serial,
+            util::rfc3339(id.not_after),
+            dir.display()
+        );
+    }
+}
+
+pub(crate) async fn join(a: JoinArgs) -> Result<(), CliError> {
+    let server = ServerAddr::parse(&a.server)?;
+    let opts = kith_agent::JoinOptions {
+        server,
+        token: a.token,
+        node: a.name,
+        sans: a.san,
+        dir: a.dir.clone(),
+        profiles: a.profile,
+        key_type: a.key_type,
+        interface_ips: !a.no_interface_ips,
+    };
+    let id = kith_agent::join(&opts).await?;
+    print_identity(&id, &a.dir, "joined", a.json);
+    if !a.json {
+        println!("keep it renewed: kith agent --dir {}", a.dir.display());
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct RenewArgs {
+    /// Node directory.
+    #[arg(long, default_value = "/var/lib/kith")]
+    dir: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+pub(crate) async fn renew(a: RenewArgs) -> Result<(), CliError> {
+    let id = kith_agent::renew(&a.dir).await?;
+    print_identity(&id, &a.dir, "renewed", a.json);
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct AgentArgs {
+    /// Node directory.
+    #[arg(long, default_value = "/var/lib/kith")]
+    dir: PathBuf,
+    /// Shell command to run after the files change (e.g. "systemctl reload myapp").
+    #[arg(long, conflicts_with = "signal")]
+    exec: Option<String>,
+    /// Signal a process after the files change: PID:SIGNAL (e.g. 1234:HUP).
+    #[arg(long)]
+    signal: Option<String>,
+    /// How often to refresh the CA bundle and CRL.
+    #[arg(long, value_parser = parse_duration, default_value = "5m")]
+    refresh: Duration,
+}
+
+pub(crate) async fn agent(a: AgentArgs) -> Result<(), CliError> {
+    let mut opts = kith_agent::agent::AgentOptions::new(a.dir);
+    opts.refresh_every = std_duration(a.refresh).max(std::time::Duration::from_secs(1));
+    opts.hook = match (a.exec, a.signal) {
+        (Some(cmd), _) => Some(kith_agent::agent::Hook::Exec(cmd)),
+        (None, Some(s)) => Some(kith_agent::agent::Hook::parse_signal(&s)?),
+        (None, None) => None,
+    };
+    kith_agent::agent::run(opts).await?;
+    Ok(())
+}
