@@ -136,12 +136,25 @@ impl Connection {
         })
     }
 
-    /// Send a request; the raw status, content type and body.
+    /// Send a request (JSON body if any); the raw status and body.
     pub async fn send(
         &mut self,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
+    ) -> Result<(StatusCode, Bytes), Error> {
+        let ct = body.as_ref().map(|_| kith_api::JSON);
+        self.send_raw(method, path, ct, body.unwrap_or_default())
+            .await
+    }
+
+    /// Send a request with any content type (or none); the raw status and body.
+    pub async fn send_raw(
+        &mut self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
     ) -> Result<(StatusCode, Bytes), Error> {
         let transport = |detail: String| Error::Transport {
             server: self.server.to_string(),
@@ -151,11 +164,11 @@ impl Connection {
             .method(method)
             .uri(path)
             .header(hyper::header::HOST, self.server.host.as_str());
-        if body.is_some() {
-            req = req.header(hyper::header::CONTENT_TYPE, kith_api::JSON);
+        if let Some(ct) = content_type {
+            req = req.header(hyper::header::CONTENT_TYPE, ct);
         }
         let req = req
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .body(Full::new(Bytes::from(body)))
             .map_err(|e| Error::Invalid(format!("request: {e}")))?;
         self.sender
             .ready()

@@ -66,6 +66,9 @@ pub(crate) struct InitArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Set by `serve --dev`, which prints its own next steps.
+    #[arg(skip)]
+    dev: bool,
 }
 
 /// `init` for `serve --dev`: P-256, the Argon2id minimum (the passphrase
@@ -83,6 +86,7 @@ pub(crate) async fn init_quiet(
             passphrase_file: Some(passphrase_file.to_path_buf()),
             kdf_memory_mib: 19,
             json: false,
+            dev: true,
         },
     )
     .await
@@ -177,6 +181,9 @@ pub(crate) async fn init(dir: &Path, a: InitArgs) -> Result<(), CliError> {
             println!();
             println!("Store it in your password manager now. Every command that uses the CA");
             println!("keys reads it from --passphrase-file FILE or the KITH_PASSPHRASE variable.");
+        }
+        if a.dev {
+            return Ok(());
         }
         println!();
         println!("Next:");
