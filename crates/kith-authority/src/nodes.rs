@@ -233,16 +233,17 @@ impl Authority {
             }
             Err(e) => return Err(e.into()),
         };
-        let issued = self.issue_approved(&claim, approved).await?;
-        self.publish_node(claim, revision, &issued).await?;
-        let record = self.node(&node).await?;
-        self.audit(
-            &format!("token:{}", rec.id),
-            "join",
-            &node,
-            &format!("role {} from {peer}", rec.role),
-        )
-        .await?;
+        let issued = self.sign_approved(&claim, approved)?;
+        let record = self
+            .commit_issued(
+                claim,
+                revision,
+                &issued,
+                &format!("token:{}", rec.id),
+                "join",
+                &format!("role {} from {peer}", rec.role),
+            )
+            .await?;
         Ok((record, issued))
     }
 
@@ -289,17 +290,18 @@ impl Authority {
             &node.allow_sans,
             csrs,
         )?;
-        let issued = self.issue_approved(&node, approved).await?;
-        self.publish_node(node.clone(), entry.revision, &issued)
+        let issued = self.sign_approved(&node, approved)?;
+        let actor = format!("node:{}", node.name);
+        let record = self
+            .commit_issued(
+                node,
+                entry.revision,
+                &issued,
+                &actor,
+                "renew",
+                &format!("with {}", cert.serial),
+            )
             .await?;
-        let record = self.node(&node.name).await?;
-        self.audit(
-            &format!("node:{}", node.name),
-            "renew",
-            &node.name,
-            &format!("with {}", cert.serial),
-        )
-        .await?;
         Ok((record, issued))
     }
 
@@ -407,15 +409,16 @@ impl Authority {
         Ok(Some(entry.revision))
     }
 
-    async fn issue_approved(
+    /// Sign one certificate per approved CSR (CPU only; nothing recorded yet).
+    fn sign_approved(
         &self,
         node: &NodeRecord,
         approved: Vec<Approved>,
     ) -> Result<Vec<Issued>, Error> {
-        let mut out = Vec::with_capacity(approved.len());
-        for a in approved {
-            out.push(
-                self.issue(IssueRequest {
+        approved
+            .into_iter()
+            .map(|a| {
+                self.sign(&IssueRequest {
                     identity: Identity {
                         node: node.name.clone(),
                         role: node.role.clone(),
@@ -426,10 +429,41 @@ impl Authority {
                     public_key: a.public_key,
                     extra_sans: a.extra_sans,
                 })
-                .await?,
-            );
+            })
+            .collect()
+    }
+
+    /// Make an issuance durable in one commit wave: the certificates and
+    /// their index entries, the node record (compare-and-swap) and the audit
+    /// line are written concurrently, so the store's group commit carries
+    /// them together. If the node was removed meanwhile, the certificates
+    /// just recorded are revoked and the request fails.
+    async fn commit_issued(
+        &self,
+        node: NodeRecord,
+        revision: Revision,
+        issued: &[Issued],
+        actor: &str,
+        action: &str,
+        detail: &str,
+    ) -> Result<NodeRecord, Error> {
+        let records = futures::future::try_join_all(issued.iter().map(|i| self.record(i)));
+        let published = self.publish_node(node, revision, issued);
+        let audit = self.audit(actor, action, &issued[0].record.node, detail);
+        let (r, p, a) = futures::join!(records, published, audit);
+        r?;
+        a?;
+        match p {
+            Err(Error::NodeRemoved(name)) => {
+                for i in issued {
+                    let serial = kith_pki::Serial::parse(&i.record.serial)?;
+                    self.revoke(&serial, RevocationReason::CessationOfOperation, actor)
+                        .await?;
+                }
+                Err(Error::NodeRemoved(name))
+            }
+            other => other,
         }
-        Ok(out)
     }
 
     /// Record the new serials in the node record (compare-and-swap, retried
@@ -439,7 +473,7 @@ impl Authority {
         mut node: NodeRecord,
         mut revision: Revision,
         issued: &[Issued],
-    ) -> Result<(), Error> {
+    ) -> Result<NodeRecord, Error> {
         let key = node_key(&node.name);
         let now = kith_pki::second_precision(self.now());
         for _attempt in 0..64 {
@@ -455,7 +489,7 @@ impl Authority {
                 .unwrap_or(node.not_after);
             node.last_renewal = now;
             match self.store().update(&key, to_json(&node)?, revision).await {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(node),
                 Err(kith_store::Error::RevisionMismatch { .. }) => {
                     let e = self
                         .store()
@@ -464,6 +498,9 @@ impl Authority {
                         .ok_or_else(|| Error::UnknownNode(node.name.clone()))?;
                     node = from_json(&key, &e.value)?;
                     revision = e.revision;
+                    if node.removed_at.is_some() {
+                        return Err(Error::NodeRemoved(node.name));
+                    }
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -116,6 +116,14 @@ impl RedbStore {
         &self,
         f: impl FnOnce(&Database) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        // A read is a few microseconds of page-cache work: on a multi-thread
+        // runtime run it in place (tokio moves this worker's other tasks
+        // away meanwhile) instead of paying two thread hand-offs for it.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+                return tokio::task::block_in_place(|| f(&self.db));
+            }
+        }
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || f(&db))
             .await
