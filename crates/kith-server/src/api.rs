@@ -70,6 +70,18 @@ fn rfc3339(t: OffsetDateTime) -> String {
 
 /// Read a JSON body: the right media type, at most [`MAX_BODY_BYTES`], well formed.
 async fn read_json<T: DeserializeOwned>(req: Request) -> Result<T, ApiError> {
+    let bytes = read_body(req).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-request",
+            format!("the body is not a valid request: {e}"),
+        )
+    })
+}
+
+/// The raw body of a JSON request: the right media type, at most [`MAX_BODY_BYTES`].
+async fn read_body(req: Request) -> Result<bytes::Bytes, ApiError> {
     let ct = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -103,13 +115,7 @@ async fn read_json<T: DeserializeOwned>(req: Request) -> Result<T, ApiError> {
                 )
             }
         })?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed-request",
-            format!("the body is not a valid request: {e}"),
-        )
-    })
+    Ok(bytes)
 }
 
 /// Parse the (profile, CSR) pairs of a request; the profile names are the
@@ -219,18 +225,43 @@ async fn crl(State(s): St, Path(authority): Path<String>) -> Result<Response, Ap
         .into_response())
 }
 
+/// A join request as the handler hands it to the authority.
+pub(crate) struct DecodedJoin {
+    pub(crate) token: JoinToken,
+    pub(crate) node: Option<String>,
+    pub(crate) csrs: Vec<(Profile, Vec<u8>)>,
+}
+
+/// Decode a join body: JSON shape, token syntax, profile names. Pure, so
+/// that the fuzz target runs exactly what the handler runs.
+pub(crate) fn decode_join(bytes: &[u8]) -> Result<DecodedJoin, ApiError> {
+    let body: JoinRequest = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-request",
+            format!("the body is not a valid request: {e}"),
+        )
+    })?;
+    let token = JoinToken::parse(&body.token)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
+    let csrs = csr_pairs(&body.csrs)?;
+    Ok(DecodedJoin {
+        token,
+        node: body.node,
+        csrs,
+    })
+}
+
 async fn join(
     State(s): St,
     Extension(peer): Extension<Peer>,
     req: Request,
 ) -> Result<Json<IssueResponse>, ApiError> {
-    let body: JoinRequest = read_json(req).await?;
-    let token = JoinToken::parse(&body.token)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
-    let csrs = csr_pairs(&body.csrs)?;
+    let bytes = read_body(req).await?;
+    let d = decode_join(&bytes)?;
     let (node, issued) = s
         .authority
-        .join(&token, body.node.as_deref(), &csrs, &peer.addr.to_string())
+        .join(&d.token, d.node.as_deref(), &d.csrs, &peer.addr.to_string())
         .await?;
     tracing::info!(node = %node.name, role = %node.role, peer = %peer.addr, "joined");
     Ok(Json(issue_response(&s.authority, &node, &issued)))

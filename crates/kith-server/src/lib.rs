@@ -248,6 +248,24 @@ async fn maintain(authority: Authority, cert: Arc<tls::ServerCert>, every: Durat
     }
 }
 
+/// Decode a `POST /v1/join` body exactly as the handler does (JSON shape,
+/// token syntax, profile names); `Err` carries the answer's status and code.
+/// Public for the fuzz target, not a stable API.
+#[doc(hidden)]
+pub fn decode_join_request(body: &[u8]) -> Result<DecodedJoinRequest, (u16, &'static str)> {
+    api::decode_join(body)
+        .map(|d| (d.token, d.node, d.csrs))
+        .map_err(|e| (e.status.as_u16(), e.code))
+}
+
+/// A decoded join body: token, node name asked for, (profile, CSR) pairs.
+#[doc(hidden)]
+pub type DecodedJoinRequest = (
+    kith_api::JoinToken,
+    Option<String>,
+    Vec<(kith_pki::Profile, Vec<u8>)>,
+);
+
 /// Loopback addresses, for callers that want the server reachable locally.
 pub fn loopback_names() -> Vec<String> {
     vec![

@@ -131,6 +131,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let json = cli_wants_json(&cli.command);
+    let is_agent = matches!(cli.command, Command::Agent(_));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -147,7 +148,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             e.report(json);
-            ExitCode::FAILURE
+            // The agent says "only a new token can help" with its own
+            // status, so a service manager knows not to restart it.
+            if is_agent && e.needs_new_token {
+                ExitCode::from(3)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

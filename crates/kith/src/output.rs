@@ -11,6 +11,8 @@ pub(crate) struct CliError {
     pub(crate) hint: Option<String>,
     /// The command already printed its JSON result (which names the problem).
     pub(crate) json_printed: bool,
+    /// Only a new join token can fix this (revoked, removed, past the grace window).
+    pub(crate) needs_new_token: bool,
 }
 
 impl CliError {
@@ -20,6 +22,7 @@ impl CliError {
             message: message.to_string(),
             hint: None,
             json_printed: false,
+            needs_new_token: false,
         }
     }
 
@@ -104,6 +107,7 @@ impl From<kith_agent::Error> for CliError {
         };
         let mut out = CliError::new(e.code(), &e);
         out.hint = hint.map(str::to_string);
+        out.needs_new_token = e.needs_new_token();
         out
     }
 }

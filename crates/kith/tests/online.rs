@@ -326,7 +326,18 @@ fn serve_join_three_nodes_mtls_renew_revoke_restart() {
         Duration::from_secs(20),
         || agent3.try_wait().expect("wait"),
     );
-    assert_eq!(status.code(), Some(1));
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "exit status 3: only a new token can help"
+    );
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut agent3.stderr.take().expect("stderr"), &mut err)
+        .expect("agent stderr");
+    assert!(
+        err.contains("error[certificate-revoked]") && err.contains("kith join"),
+        "{err}"
+    );
 
     // curl with the operator credential against the admin API; without it, 401 JSON.
     let curl = tool("curl");
