@@ -736,6 +736,18 @@ impl Authority {
         Ok(outcome)
     }
 
+    /// Revoke one certificate without re-signing its CRL: for a caller that
+    /// batches CRL updates (the server debounces them). Call
+    /// [`Authority::regenerate_crl`] for the record's authority afterwards.
+    pub async fn revoke_deferred(
+        &self,
+        serial: &Serial,
+        reason: RevocationReason,
+        actor: &str,
+    ) -> Result<RevokeOutcome, Error> {
+        self.record_revocation(serial, reason, actor).await
+    }
+
     /// Write the revocation record and its audit line; the caller re-signs the CRL.
     async fn record_revocation(
         &self,
@@ -788,28 +800,41 @@ impl Authority {
         reason: RevocationReason,
         actor: &str,
     ) -> Result<Vec<RevokeOutcome>, Error> {
+        let out = self.revoke_node_deferred(node, reason, actor).await?;
+        let mut changed = std::collections::BTreeSet::new();
+        for o in &out {
+            if let RevokeOutcome::Revoked(r) = o {
+                changed.insert(r.authority.clone());
+            }
+        }
+        for authority in changed {
+            self.regenerate_crl(&authority).await?;
+        }
+        Ok(out)
+    }
+
+    /// [`Authority::revoke_node`] without re-signing the CRLs (see
+    /// [`Authority::revoke_deferred`]).
+    pub async fn revoke_node_deferred(
+        &self,
+        node: &str,
+        reason: RevocationReason,
+        actor: &str,
+    ) -> Result<Vec<RevokeOutcome>, Error> {
         kith_pki::validate_label("node name", node)?;
         let now = self.now();
         let prefix = format!("nodecert/{node}/");
         let mut out = Vec::new();
-        let mut changed = std::collections::BTreeSet::new();
         for e in self.inner.store.list(&prefix).await? {
             let idx: NodeCertIndex = from_json(&e.key, &e.value)?;
             if idx.not_after <= now {
                 continue;
             }
             let serial = Serial::parse(&e.key[prefix.len()..])?;
-            let outcome = self.record_revocation(&serial, reason, actor).await?;
-            if let RevokeOutcome::Revoked(r) = &outcome {
-                changed.insert(r.authority.clone());
-            }
-            out.push(outcome);
+            out.push(self.record_revocation(&serial, reason, actor).await?);
         }
         if out.is_empty() {
             return Err(Error::UnknownNode(node.to_string()));
-        }
-        for authority in changed {
-            self.regenerate_crl(&authority).await?;
         }
         Ok(out)
     }
@@ -818,13 +843,25 @@ impl Authority {
     /// its validity left, otherwise a freshly signed one.
     pub async fn crl(&self, authority: &str) -> Result<CrlRecord, Error> {
         self.signer(authority)?;
-        if let Some(current) = stored_crl(&*self.inner.store, authority).await? {
+        let stored = stored_crl(&*self.inner.store, authority).await?;
+        if let Some(current) = &stored {
             let half = (current.next_update - current.this_update) / 2;
             if self.now() < current.this_update + half {
-                return Ok(current);
+                return Ok(current.clone());
             }
         }
-        self.regenerate_crl(authority).await
+        match self.regenerate_crl(authority).await {
+            // Others kept re-signing it meanwhile: theirs is fresh enough.
+            Err(Error::Contended(_)) => match stored {
+                Some(c) if self.now() < c.next_update => {
+                    Ok(stored_crl(&*self.inner.store, authority)
+                        .await?
+                        .unwrap_or(c))
+                }
+                _ => Err(Error::Contended(records::crl_key(authority))),
+            },
+            other => other,
+        }
     }
 
     /// Sign a new CRL for `authority` now: unexpired revocations only, the

@@ -335,6 +335,23 @@ impl Authority {
     }
 
     /// Remove a node: revoke its live certificates and mark it so it can
+    /// never renew. Removing twice is a no-op. The CRLs are not re-signed:
+    /// call [`Authority::regenerate_crl`] for the authorities of the outcomes.
+    pub async fn remove_node_deferred(
+        &self,
+        name: &str,
+        reason: RevocationReason,
+        actor: &str,
+    ) -> Result<Vec<crate::RevokeOutcome>, Error> {
+        self.mark_removed(name, actor).await?;
+        match self.revoke_node_deferred(name, reason, actor).await {
+            Ok(v) => Ok(v),
+            Err(Error::UnknownNode(_)) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Remove a node: revoke its live certificates and mark it so it can
     /// never renew. Removing twice is a no-op.
     pub async fn remove_node(
         &self,
@@ -342,6 +359,15 @@ impl Authority {
         reason: RevocationReason,
         actor: &str,
     ) -> Result<Vec<crate::RevokeOutcome>, Error> {
+        self.mark_removed(name, actor).await?;
+        match self.revoke_node(name, reason, actor).await {
+            Ok(v) => Ok(v),
+            Err(Error::UnknownNode(_)) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn mark_removed(&self, name: &str, actor: &str) -> Result<(), Error> {
         kith_pki::validate_label("node name", name)?;
         let key = node_key(name);
         loop {
@@ -366,11 +392,7 @@ impl Authority {
                 Err(e) => return Err(e.into()),
             }
         }
-        match self.revoke_node(name, reason, actor).await {
-            Ok(v) => Ok(v),
-            Err(Error::UnknownNode(_)) => Ok(Vec::new()),
-            Err(e) => Err(e),
-        }
+        Ok(())
     }
 
     /// Whether `node` may be (re)claimed by a join with `token`: free, removed,

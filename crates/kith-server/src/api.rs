@@ -33,6 +33,25 @@ pub(crate) struct Peer {
 pub(crate) struct AppState {
     pub(crate) authority: Authority,
     pub(crate) renew_grace: time::Duration,
+    pub(crate) crls: Arc<crate::crl::CrlPublisher>,
+}
+
+impl AppState {
+    /// Publish the CRLs touched by `outcomes` (debounced), then report
+    /// each touched authority's CRL number.
+    async fn publish(&self, outcomes: &[RevokeOutcome]) -> Result<Vec<(String, u64)>, ApiError> {
+        let mut touched: Vec<&str> = outcomes
+            .iter()
+            .filter(|o| matches!(o, RevokeOutcome::Revoked(_)))
+            .map(|o| o.record().authority.as_str())
+            .collect();
+        touched.sort_unstable();
+        touched.dedup();
+        for name in touched {
+            self.crls.changed(&self.authority, name).await?;
+        }
+        Ok(crl_numbers(self, outcomes).await)
+    }
 }
 
 type St = State<Arc<AppState>>;
@@ -214,7 +233,7 @@ async fn ca(State(s): St) -> Result<Json<CaResponse>, ApiError> {
 
 async fn crl(State(s): St, Path(authority): Path<String>) -> Result<Response, ApiError> {
     kith_pki::validate_label("authority", &authority).map_err(kith_authority::Error::from)?;
-    let rec = s.authority.crl(&authority).await?;
+    let rec = s.crls.current(&s.authority, &authority).await?;
     Ok((
         [
             (header::CONTENT_TYPE, kith_api::PKIX_CRL.to_string()),
@@ -463,11 +482,11 @@ async fn node_remove(
     let actor = admin(&s, &peer).await?;
     let outcomes = s
         .authority
-        .remove_node(&name, RevocationReason::CessationOfOperation, &actor)
+        .remove_node_deferred(&name, RevocationReason::CessationOfOperation, &actor)
         .await?;
     Ok(Json(RevokeResponse {
         revoked: revoked_views(&outcomes),
-        crl_numbers: crl_numbers(&s, &outcomes).await,
+        crl_numbers: s.publish(&outcomes).await?,
     }))
 }
 
@@ -485,10 +504,18 @@ async fn revoke(
     let outcomes = match (&body.serial, &body.node) {
         (Some(serial), None) if !body.remove => {
             let serial = Serial::parse(serial).map_err(kith_authority::Error::from)?;
-            vec![s.authority.revoke(&serial, reason, &actor).await?]
+            vec![s.authority.revoke_deferred(&serial, reason, &actor).await?]
         }
-        (None, Some(node)) if body.remove => s.authority.remove_node(node, reason, &actor).await?,
-        (None, Some(node)) => s.authority.revoke_node(node, reason, &actor).await?,
+        (None, Some(node)) if body.remove => {
+            s.authority
+                .remove_node_deferred(node, reason, &actor)
+                .await?
+        }
+        (None, Some(node)) => {
+            s.authority
+                .revoke_node_deferred(node, reason, &actor)
+                .await?
+        }
         _ => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -499,7 +526,7 @@ async fn revoke(
     };
     Ok(Json(RevokeResponse {
         revoked: revoked_views(&outcomes),
-        crl_numbers: crl_numbers(&s, &outcomes).await,
+        crl_numbers: s.publish(&outcomes).await?,
     }))
 }
 

@@ -17,6 +17,7 @@
 //! ```
 
 mod api;
+mod crl;
 mod error;
 mod tls;
 
@@ -153,6 +154,7 @@ impl Server {
             state: Arc::new(api::AppState {
                 authority,
                 renew_grace: opts.renew_grace,
+                crls: Arc::new(crl::CrlPublisher::default()),
             }),
             maintenance_interval: opts.maintenance_interval,
         })
@@ -168,6 +170,7 @@ impl Server {
         let maintenance = tokio::spawn(maintain(
             self.state.authority.clone(),
             self.cert.clone(),
+            self.state.crls.clone(),
             self.maintenance_interval,
         ));
         let router = api::router(self.state.clone());
@@ -230,7 +233,12 @@ impl Server {
 /// Renew the server's certificate at two thirds of its life and re-sign
 /// each CRL before it goes stale (the authority re-signs one past half its
 /// validity).
-async fn maintain(authority: Authority, cert: Arc<tls::ServerCert>, every: Duration) {
+async fn maintain(
+    authority: Authority,
+    cert: Arc<tls::ServerCert>,
+    crls: Arc<crl::CrlPublisher>,
+    every: Duration,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -241,7 +249,7 @@ async fn maintain(authority: Authority, cert: Arc<tls::ServerCert>, every: Durat
             Err(e) => tracing::error!(error = %e, "renewing the server certificate failed"),
         }
         for name in authority.authority_names() {
-            if let Err(e) = authority.crl(&name).await {
+            if let Err(e) = crls.current(&authority, &name).await {
                 tracing::error!(authority = %name, error = %e, "refreshing the CRL failed");
             }
         }

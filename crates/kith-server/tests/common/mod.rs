@@ -1,0 +1,262 @@
+//! Shared by the server tests: a real server on a real port over a real
+//! redb store, with an injected clock, and TLS clients for it.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use hyper::Method;
+use kith_agent::{Connection, ServerAddr};
+use kith_api::wire::{CsrSubmission, IssueResponse, JoinRequest};
+use kith_authority::{Authority, InitOptions, KdfParams, ManualClock, Settings, TokenSpec};
+use kith_pki::{KeyType, PrivateKey, Profile, San};
+use kith_store::{RedbStore, Store};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use time::{Duration, OffsetDateTime};
+
+pub const PASS: &[u8] = b"correct horse battery staple";
+
+pub struct Env {
+    pub _tmp: tempfile::TempDir,
+    pub clock: Arc<ManualClock>,
+    pub authority: Authority,
+    pub addr: SocketAddr,
+    pub root: Vec<u8>,
+}
+
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// A node's credentials as the tests hold them.
+pub struct Creds {
+    pub key: PrivateKey,
+    pub chain: Vec<Vec<u8>>,
+    pub serial: String,
+}
+
+impl Env {
+    pub async fn start() -> Self {
+        Self::start_with(|o| o).await
+    }
+
+    pub async fn start_with(
+        tune: impl FnOnce(kith_server::Options) -> kith_server::Options,
+    ) -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> =
+            Arc::new(RedbStore::open(&tmp.path().join("kith.redb")).expect("open redb"));
+        let now = OffsetDateTime::now_utc();
+        // The CA predates every certificate the tests backdate.
+        let clock = Arc::new(ManualClock::new(now - Duration::days(400)));
+        let authority = Authority::init(
+            store,
+            clock.clone(),
+            InitOptions {
+                cluster: "test.example".into(),
+                key_type: KeyType::P256,
+                kdf: KdfParams {
+                    m_kib: 19 * 1024,
+                    t: 2,
+                    p: 1,
+                },
+            },
+            PASS,
+            Settings::default(),
+        )
+        .await
+        .expect("init");
+        clock.set(now);
+        let opts = tune(kith_server::Options::new(
+            "127.0.0.1:0".parse().expect("addr"),
+        ));
+        let server = kith_server::Server::bind(authority.clone(), opts)
+            .await
+            .expect("bind");
+        let addr = server.local_addr().expect("addr");
+        tokio::spawn(server.run(std::future::pending()));
+        let root = authority.root_cert("cluster").expect("root");
+        Self {
+            _tmp: tmp,
+            clock,
+            authority,
+            addr,
+            root,
+        }
+    }
+
+    pub fn server(&self) -> ServerAddr {
+        ServerAddr {
+            host: "127.0.0.1".into(),
+            port: self.addr.port(),
+        }
+    }
+
+    pub fn roots(&self) -> Arc<rustls::RootCertStore> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from(self.root.clone()))
+            .expect("root");
+        Arc::new(roots)
+    }
+
+    pub async fn public(&self) -> Connection {
+        let cfg = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(self.roots())
+            .with_no_client_auth();
+        Connection::open(&self.server(), Arc::new(cfg))
+            .await
+            .expect("connect")
+    }
+
+    pub async fn mtls(&self, creds: &Creds) -> Connection {
+        Connection::open(&self.server(), self.mtls_config(creds))
+            .await
+            .expect("connect with a client certificate")
+    }
+
+    pub fn mtls_config(&self, creds: &Creds) -> Arc<rustls::ClientConfig> {
+        let chain = creds
+            .chain
+            .iter()
+            .map(|c| CertificateDer::from(c.clone()))
+            .collect();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(creds.key.pkcs8_der().to_vec()));
+        let cfg = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(self.roots())
+            .with_client_auth_cert(chain, key)
+            .expect("client cert");
+        Arc::new(cfg)
+    }
+
+    /// Every key and revision in the store: "nothing changed" means equal snapshots.
+    pub async fn snapshot(&self) -> Vec<(String, u64)> {
+        self.authority
+            .store()
+            .list("")
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|e| (e.key, e.revision))
+            .collect()
+    }
+
+    pub async fn token(&self, role: &str, node: Option<&str>, uses: u32) -> String {
+        let (_, t) = self
+            .authority
+            .create_token(
+                TokenSpec {
+                    role: role.into(),
+                    node: node.map(str::to_string),
+                    ttl: Duration::hours(1),
+                    uses,
+                    allow_sans: Vec::new(),
+                    authority: None,
+                },
+                "test",
+            )
+            .await
+            .expect("token");
+        t.encode().to_string()
+    }
+
+    /// Join over the API; the credentials on success.
+    pub async fn join_ok(&self, node: &str) -> Creds {
+        let token = self.token("worker", None, 1).await;
+        let key = PrivateKey::generate(KeyType::P256).expect("key");
+        let body = JoinRequest {
+            token,
+            node: Some(node.into()),
+            csrs: vec![csr_for(&key, node, &[], Profile::Peer)],
+        };
+        let mut c = self.public().await;
+        let r: IssueResponse = c
+            .json(Method::POST, "/v1/join", Some(&body))
+            .await
+            .expect("join");
+        creds_from(key, &r)
+    }
+}
+
+pub fn creds_from(key: PrivateKey, r: &IssueResponse) -> Creds {
+    let mut chain =
+        kith_pki::certs_from_pem_or_der(r.certificates[0].certificate.as_bytes()).expect("leaf");
+    chain.extend(
+        kith_pki::certs_from_pem_or_der(r.certificates[0].chain.as_bytes()).expect("chain"),
+    );
+    Creds {
+        key,
+        chain,
+        serial: r.certificates[0].serial.clone(),
+    }
+}
+
+pub fn csr_for(key: &PrivateKey, node: &str, extra: &[San], profile: Profile) -> CsrSubmission {
+    let mut sans = vec![San::Dns(node.into())];
+    sans.extend(extra.iter().cloned());
+    let der = kith_pki::build_csr(key, node, &sans).expect("csr");
+    CsrSubmission {
+        profile: profile.as_str().into(),
+        csr: kith_pki::pem_encode("CERTIFICATE REQUEST", &der),
+    }
+}
+
+/// A CSR made by openssl (for what our own builder refuses to make).
+pub fn openssl_csr(dir: &Path, newkey: &str, extra: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-nodes",
+            "-newkey",
+            newkey,
+            "-subj",
+            "/CN=node-x",
+        ])
+        .arg("-keyout")
+        .arg(dir.join("k.pem"))
+        .args(extra)
+        .output()
+        .expect("openssl must be installed: the test suite setup (scripts/test.sh) installs it");
+    assert!(
+        out.status.success(),
+        "openssl req: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("PEM")
+}
+
+impl Env {
+    /// An operator credential (admin profile), issued directly by the authority.
+    pub async fn admin(&self) -> Creds {
+        let key = PrivateKey::generate(KeyType::P256).expect("key");
+        let issued = self
+            .authority
+            .issue(kith_authority::IssueRequest {
+                identity: kith_authority::Identity {
+                    node: "admin".into(),
+                    role: "admin".into(),
+                    profile: Profile::Admin,
+                    authority: None,
+                    ttl: None,
+                },
+                public_key: key.public_key(),
+                extra_sans: vec![],
+            })
+            .await
+            .expect("admin cert");
+        let mut chain = vec![issued.record.der.clone()];
+        chain.extend(issued.chain);
+        Creds {
+            key,
+            chain,
+            serial: issued.record.serial,
+        }
+    }
+}
