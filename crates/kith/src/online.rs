@@ -6,6 +6,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use std::io::Write;
+
 use clap::Args;
 use hyper::Method;
 use kith_agent::{Connection, ServerAddr};
@@ -105,14 +107,17 @@ pub(crate) async fn serve(dir: &Path, a: ServeArgs) -> Result<(), CliError> {
     let info =
         json!({ "server": reach.url(), "listen": local.to_string(), "pid": std::process::id() });
     kith_nodedir::write_atomic(&dir, SERVER_FILE, info.to_string().as_bytes(), 0o644)?;
-    eprintln!(
+    let _ = writeln!(
+        std::io::stderr(),
         "kith: serving cluster {} on {} (listening on {local})",
         authority.cluster(),
         reach.url()
     );
     if let Some(token) = dev_token {
         let d = dir.display();
-        println!(
+        // A server must outlive whoever reads its stdout: ignore a closed pipe.
+        let _ = writeln!(
+            std::io::stdout().lock(),
             "\nDevelopment CA in {d} (throwaway: keys are not protected by a passphrase you keep).\n\n\
              Join a node (token valid 1 hour, 10 uses):\n\n  \
              kith join --server {server} --token {token} --name node-1 --dir ./node-1\n\n\
@@ -120,6 +125,7 @@ pub(crate) async fn serve(dir: &Path, a: ServeArgs) -> Result<(), CliError> {
              Operator commands:      KITH_DATA_DIR={d} kith status | kith node ls | kith token create --role worker\n",
             server = reach.url(),
         );
+        let _ = std::io::stdout().flush();
     }
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -135,7 +141,7 @@ pub(crate) async fn serve(dir: &Path, a: ServeArgs) -> Result<(), CliError> {
         // Throwaway means throwaway: the keys go with the process.
         let _ = std::fs::remove_dir_all(&dir);
     }
-    eprintln!("kith: server stopped");
+    let _ = writeln!(std::io::stderr(), "kith: server stopped");
     result.map_err(|e| CliError::new("serve-failed", e))
 }
 

@@ -494,7 +494,8 @@ fn s_client(port: u16, ca: &Path, node: Option<&Path>) -> (bool, String) {
 
 /// The README quickstart: `kith serve --dev` prints a token and the join
 /// command; the join works; the operator commands work with the printed
-/// data directory; SIGTERM removes the throwaway CA.
+/// data directory; SIGTERM removes the throwaway CA. The test stops reading
+/// the server's stdout early: a closed pipe must not stop a server.
 #[test]
 fn dev_quickstart() {
     let tmp = tempfile::tempdir().expect("tempdir");
