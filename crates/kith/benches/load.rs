@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! cargo bench -p kith --bench load                 # c = 1, 16, 64; 5 s per cell
-//! KITH_LOAD_SECS=10 KITH_LOAD_C=1,64 cargo bench -p kith --bench load
+//! KITH_LOAD_SECS=10 KITH_LOAD_C=1,64 KITH_LOAD_OPS=renew,cfssl cargo bench -p kith --bench load
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -169,6 +169,8 @@ async fn main() {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     let max_c = cs.iter().copied().max().unwrap_or(1);
+    let ops = std::env::var("KITH_LOAD_OPS").unwrap_or_else(|_| "join,renew,cfssl".into());
+    let want = |op: &str| ops.split(',').any(|o| o.trim() == op);
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
     let pass = tmp.path().join("pass");
@@ -308,194 +310,203 @@ async fn main() {
     let mut summary = Vec::new();
     for &c in &cs {
         // Joins: a fresh TCP + TLS connection for each.
-        let (w2, t2, p2, s2) = (
-            workers.clone(),
-            tokens.clone(),
-            public.clone(),
-            server.clone(),
-        );
-        let mut cell = run_cell(c, secs, move |w| {
-            let (workers, tokens, public, server) =
-                (w2.clone(), t2.clone(), p2.clone(), s2.clone());
-            async move {
-                let mut i = 0u64;
-                Box::new(move || {
-                    i += 1;
-                    let body = JoinRequest {
-                        token: tokens[w].clone(),
-                        node: Some(format!("j{c}-{w}-{i}")),
-                        csrs: vec![CsrSubmission {
-                            profile: "peer".into(),
-                            csr: workers[w].csr_pem.clone(),
-                        }],
-                    };
-                    let (public, server) = (public.clone(), server.clone());
-                    Box::pin(async move {
-                        let Ok(mut conn) = Connection::open(&server, public).await else {
-                            return false;
+        if want("join") {
+            let (w2, t2, p2, s2) = (
+                workers.clone(),
+                tokens.clone(),
+                public.clone(),
+                server.clone(),
+            );
+            let mut cell = run_cell(c, secs, move |w| {
+                let (workers, tokens, public, server) =
+                    (w2.clone(), t2.clone(), p2.clone(), s2.clone());
+                async move {
+                    let mut i = 0u64;
+                    Box::new(move || {
+                        i += 1;
+                        let body = JoinRequest {
+                            token: tokens[w].clone(),
+                            node: Some(format!("j{c}-{w}-{i}")),
+                            csrs: vec![CsrSubmission {
+                                profile: "peer".into(),
+                                csr: workers[w].csr_pem.clone(),
+                            }],
                         };
-                        conn.json::<IssueResponse>(Method::POST, "/v1/join", Some(&body))
-                            .await
-                            .is_ok()
-                    })
-                        as std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
-                }) as Op
-            }
-        })
-        .await;
-        println!(
-            "{:<28} {:>4} {:>10.0} {:>9.2} {:>9.2} {:>7}",
-            "kith join (new TLS each)",
-            c,
-            cell.rate(),
-            cell.pct(0.5),
-            cell.pct(0.99),
-            cell.errors
-        );
-        summary.push(("join", c, cell.rate(), cell.pct(0.99)));
+                        let (public, server) = (public.clone(), server.clone());
+                        Box::pin(async move {
+                            let Ok(mut conn) = Connection::open(&server, public).await else {
+                                return false;
+                            };
+                            conn.json::<IssueResponse>(Method::POST, "/v1/join", Some(&body))
+                                .await
+                                .is_ok()
+                        })
+                            as std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
+                    }) as Op
+                }
+            })
+            .await;
+            println!(
+                "{:<28} {:>4} {:>10.0} {:>9.2} {:>9.2} {:>7}",
+                "kith join (new TLS each)",
+                c,
+                cell.rate(),
+                cell.pct(0.5),
+                cell.pct(0.99),
+                cell.errors
+            );
+            summary.push(("join", c, cell.rate(), cell.pct(0.99)));
+        }
 
         // Renewals: join once, then renew over one keep-alive mTLS connection.
-        let (w2, t2, p2, s2, ca2) = (
-            workers.clone(),
-            tokens.clone(),
-            public.clone(),
-            server.clone(),
-            ca_pem.clone(),
-        );
-        let mut cell = run_cell(c, secs, move |w| {
-            let (workers, tokens, public, server, ca_pem) =
-                (w2.clone(), t2.clone(), p2.clone(), s2.clone(), ca2.clone());
-            async move {
-                let node = format!("r{c}-{w}");
-                let csr = CsrSubmission {
-                    profile: "peer".into(),
-                    csr: workers[w].csr_pem.clone(),
-                };
-                let mut conn = Connection::open(&server, public).await.expect("connect");
-                let joined: IssueResponse = conn
-                    .json(
-                        Method::POST,
-                        "/v1/join",
-                        Some(&JoinRequest {
-                            token: tokens[w].clone(),
-                            node: Some(node.clone()),
-                            csrs: vec![csr.clone()],
-                        }),
-                    )
-                    .await
-                    .expect("join for renewals");
-                let mut chain =
-                    kith_pki::certs_from_pem_or_der(joined.certificates[0].certificate.as_bytes())
-                        .expect("leaf");
-                chain.extend(
-                    kith_pki::certs_from_pem_or_der(joined.certificates[0].chain.as_bytes())
-                        .expect("chain"),
-                );
-                let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
-                    workers[w].key.pkcs8_der().to_vec(),
-                ));
-                let cfg = Arc::new(
-                    rustls::ClientConfig::builder_with_provider(provider())
-                        .with_safe_default_protocol_versions()
-                        .expect("versions")
-                        .with_root_certificates(roots(&ca_pem))
-                        .with_client_auth_cert(
-                            chain.into_iter().map(CertificateDer::from).collect(),
-                            key,
+        if want("renew") {
+            let (w2, t2, p2, s2, ca2) = (
+                workers.clone(),
+                tokens.clone(),
+                public.clone(),
+                server.clone(),
+                ca_pem.clone(),
+            );
+            let mut cell = run_cell(c, secs, move |w| {
+                let (workers, tokens, public, server, ca_pem) =
+                    (w2.clone(), t2.clone(), p2.clone(), s2.clone(), ca2.clone());
+                async move {
+                    let node = format!("r{c}-{w}");
+                    let csr = CsrSubmission {
+                        profile: "peer".into(),
+                        csr: workers[w].csr_pem.clone(),
+                    };
+                    let mut conn = Connection::open(&server, public).await.expect("connect");
+                    let joined: IssueResponse = conn
+                        .json(
+                            Method::POST,
+                            "/v1/join",
+                            Some(&JoinRequest {
+                                token: tokens[w].clone(),
+                                node: Some(node.clone()),
+                                csrs: vec![csr.clone()],
+                            }),
                         )
-                        .expect("client cert"),
-                );
-                let conn = Arc::new(tokio::sync::Mutex::new(
-                    Connection::open(&server, cfg).await.expect("mTLS"),
-                ));
-                let body = RenewRequest {
-                    node: Some(node),
-                    csrs: vec![csr],
-                };
-                Box::new(move || {
-                    let (conn, body) = (conn.clone(), body.clone());
-                    Box::pin(async move {
-                        conn.lock()
-                            .await
-                            .json::<IssueResponse>(Method::POST, "/v1/renew", Some(&body))
-                            .await
-                            .is_ok()
-                    })
-                        as std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
-                }) as Op
-            }
-        })
-        .await;
-        println!(
-            "{:<28} {:>4} {:>10.0} {:>9.2} {:>9.2} {:>7}",
-            "kith renew (keep-alive mTLS)",
-            c,
-            cell.rate(),
-            cell.pct(0.5),
-            cell.pct(0.99),
-            cell.errors
-        );
-        summary.push(("renew", c, cell.rate(), cell.pct(0.99)));
+                        .await
+                        .expect("join for renewals");
+                    let mut chain = kith_pki::certs_from_pem_or_der(
+                        joined.certificates[0].certificate.as_bytes(),
+                    )
+                    .expect("leaf");
+                    chain.extend(
+                        kith_pki::certs_from_pem_or_der(joined.certificates[0].chain.as_bytes())
+                            .expect("chain"),
+                    );
+                    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+                        workers[w].key.pkcs8_der().to_vec(),
+                    ));
+                    let cfg = Arc::new(
+                        rustls::ClientConfig::builder_with_provider(provider())
+                            .with_safe_default_protocol_versions()
+                            .expect("versions")
+                            .with_root_certificates(roots(&ca_pem))
+                            .with_client_auth_cert(
+                                chain.into_iter().map(CertificateDer::from).collect(),
+                                key,
+                            )
+                            .expect("client cert"),
+                    );
+                    let conn = Arc::new(tokio::sync::Mutex::new(
+                        Connection::open(&server, cfg).await.expect("mTLS"),
+                    ));
+                    let body = RenewRequest {
+                        node: Some(node),
+                        csrs: vec![csr],
+                    };
+                    Box::new(move || {
+                        let (conn, body) = (conn.clone(), body.clone());
+                        Box::pin(async move {
+                            conn.lock()
+                                .await
+                                .json::<IssueResponse>(Method::POST, "/v1/renew", Some(&body))
+                                .await
+                                .is_ok()
+                        })
+                            as std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
+                    }) as Op
+                }
+            })
+            .await;
+            println!(
+                "{:<28} {:>4} {:>10.0} {:>9.2} {:>9.2} {:>7}",
+                "kith renew (keep-alive mTLS)",
+                c,
+                cell.rate(),
+                cell.pct(0.5),
+                cell.pct(0.99),
+                cell.errors
+            );
+            summary.push(("renew", c, cell.rate(), cell.pct(0.99)));
+        }
 
         // cfssl: keep-alive plain HTTP, the same CSRs.
-        let w2 = workers.clone();
-        let mut cell = run_cell(c, secs, move |w| {
-            let workers = w2.clone();
-            async move {
-                let tcp = tokio::net::TcpStream::connect(("127.0.0.1", cf_port))
-                    .await
-                    .expect("cfssl connect");
-                let _ = tcp.set_nodelay(true);
-                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-                    .await
-                    .expect("cfssl http");
-                tokio::spawn(conn);
-                let sender = Arc::new(tokio::sync::Mutex::new(sender));
-                let body = Bytes::from(
-                    serde_json::to_vec(
-                        &serde_json::json!({ "certificate_request": workers[w].csr_pem }),
-                    )
-                    .expect("json"),
-                );
-                Box::new(move || {
-                    let (sender, body) = (sender.clone(), body.clone());
-                    Box::pin(async move {
-                        let req = Request::builder()
-                            .method(Method::POST)
-                            .uri("/api/v1/cfssl/sign")
-                            .header("host", "127.0.0.1")
-                            .header("content-type", "application/json")
-                            .body(Full::new(body))
-                            .expect("request");
-                        let mut s = sender.lock().await;
-                        if s.ready().await.is_err() {
-                            return false;
-                        }
-                        match s.send_request(req).await {
-                            Ok(resp) => {
-                                let ok = resp.status().is_success();
-                                let body = resp.into_body().collect().await.map(|b| b.to_bytes());
-                                ok && body
-                                    .is_ok_and(|b| b.windows(14).any(|w| w == b"\"success\":true"))
+        if want("cfssl") {
+            let w2 = workers.clone();
+            let mut cell = run_cell(c, secs, move |w| {
+                let workers = w2.clone();
+                async move {
+                    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", cf_port))
+                        .await
+                        .expect("cfssl connect");
+                    let _ = tcp.set_nodelay(true);
+                    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+                        .await
+                        .expect("cfssl http");
+                    tokio::spawn(conn);
+                    let sender = Arc::new(tokio::sync::Mutex::new(sender));
+                    let body = Bytes::from(
+                        serde_json::to_vec(
+                            &serde_json::json!({ "certificate_request": workers[w].csr_pem }),
+                        )
+                        .expect("json"),
+                    );
+                    Box::new(move || {
+                        let (sender, body) = (sender.clone(), body.clone());
+                        Box::pin(async move {
+                            let req = Request::builder()
+                                .method(Method::POST)
+                                .uri("/api/v1/cfssl/sign")
+                                .header("host", "127.0.0.1")
+                                .header("content-type", "application/json")
+                                .body(Full::new(body))
+                                .expect("request");
+                            let mut s = sender.lock().await;
+                            if s.ready().await.is_err() {
+                                return false;
                             }
-                            Err(_) => false,
-                        }
-                    })
-                        as std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
-                }) as Op
-            }
-        })
-        .await;
-        println!(
-            "{:<28} {:>4} {:>10.0} {:>9.2} {:>9.2} {:>7}",
-            "cfssl sign (keep-alive HTTP)",
-            c,
-            cell.rate(),
-            cell.pct(0.5),
-            cell.pct(0.99),
-            cell.errors
-        );
-        summary.push(("cfssl", c, cell.rate(), cell.pct(0.99)));
+                            match s.send_request(req).await {
+                                Ok(resp) => {
+                                    let ok = resp.status().is_success();
+                                    let body =
+                                        resp.into_body().collect().await.map(|b| b.to_bytes());
+                                    ok && body.is_ok_and(|b| {
+                                        b.windows(14).any(|w| w == b"\"success\":true")
+                                    })
+                                }
+                                Err(_) => false,
+                            }
+                        })
+                            as std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
+                    }) as Op
+                }
+            })
+            .await;
+            println!(
+                "{:<28} {:>4} {:>10.0} {:>9.2} {:>9.2} {:>7}",
+                "cfssl sign (keep-alive HTTP)",
+                c,
+                cell.rate(),
+                cell.pct(0.5),
+                cell.pct(0.99),
+                cell.errors
+            );
+            summary.push(("cfssl", c, cell.rate(), cell.pct(0.99)));
+        }
     }
     let find = |op: &str, c: usize| summary.iter().find(|s| s.0 == op && s.1 == c).map(|s| s.2);
     for &c in &cs {
