@@ -84,6 +84,45 @@ pub enum Error {
         /// The node asked for.
         asked: String,
     },
+    /// No secret of that name (operators only: nodes get `SecretForbidden`).
+    #[error("no secret named {0:?}")]
+    UnknownSecret(String),
+    /// The secret exists but not that version.
+    #[error("secret {name:?} has no version {version}")]
+    UnknownSecretVersion {
+        /// Secret name.
+        name: String,
+        /// Version asked for.
+        version: u64,
+    },
+    /// The reader's role and name are not in the secret's policy.
+    #[error(
+        "{reader} may not read secret {name:?}: its policy names neither this node nor its role"
+    )]
+    SecretForbidden {
+        /// Who asked.
+        reader: String,
+        /// Which secret.
+        name: String,
+    },
+    /// A secret value over the size limit.
+    #[error("the value is {size} bytes; secrets are limited to {max} bytes")]
+    SecretTooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A write based on a version that is no longer the latest.
+    #[error("secret {name:?} is at version {current}, not {expected}: someone else changed it; read it again and retry")]
+    SecretConflict {
+        /// Secret name.
+        name: String,
+        /// The version the writer based its change on.
+        expected: u64,
+        /// The latest version now.
+        current: u64,
+    },
     /// A CSR was refused by policy.
     #[error("CSR refused: {0}")]
     Csr(#[from] CsrRejection),
@@ -141,6 +180,11 @@ impl Error {
             Self::NodeRemoved(_) => "node-removed",
             Self::RenewalWindowPassed { .. } => "renewal-window-passed",
             Self::IdentityMismatch { .. } => "identity-mismatch",
+            Self::UnknownSecret(_) => "unknown-secret",
+            Self::UnknownSecretVersion { .. } => "unknown-secret-version",
+            Self::SecretForbidden { .. } => "secret-forbidden",
+            Self::SecretTooLarge { .. } => "secret-too-large",
+            Self::SecretConflict { .. } => "secret-conflict",
             Self::Csr(r) => r.kind.code(),
             Self::Invalid(_) => "invalid-argument",
             Self::Integrity(_) => "integrity-error",

@@ -14,6 +14,8 @@ mod clock;
 mod error;
 mod nodes;
 mod records;
+mod rekey;
+mod secrets;
 mod tokens;
 mod vault;
 
@@ -33,7 +35,13 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
 pub use nodes::{list_nodes, NodeRecord, NodeState, DEFAULT_RENEW_GRACE, MAX_CSRS};
 pub use records::{
-    AuditRecord, AuthorityRecord, CertRecord, ClusterRecord, CrlRecord, RevokedRecord,
+    AuditRecord, AuthorityRecord, CertRecord, ClusterRecord, CrlRecord, PendingMaster,
+    RevokedRecord,
+};
+pub use rekey::RotationReport;
+pub use secrets::{
+    list_secrets, validate_secret_name, Reader, SecretRecord, SecretUpdate, SecretVersion,
+    DEFAULT_KEEP_VERSIONS, DEFAULT_SECRET_MAX_BYTES,
 };
 pub use tokens::{list_tokens, TokenRecord, TokenSpec, DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL};
 pub use vault::KdfParams;
@@ -70,6 +78,10 @@ pub struct Settings {
     pub crl_validity: Duration,
     /// Default CSR policy.
     pub policy: CsrPolicy,
+    /// Largest secret value accepted, in bytes.
+    pub secret_max_bytes: usize,
+    /// Versions kept per secret; older ones are deleted.
+    pub keep_versions: usize,
 }
 
 impl Default for Settings {
@@ -77,6 +89,8 @@ impl Default for Settings {
         Self {
             crl_validity: DEFAULT_CRL_VALIDITY,
             policy: CsrPolicy::default(),
+            secret_max_bytes: DEFAULT_SECRET_MAX_BYTES,
+            keep_versions: DEFAULT_KEEP_VERSIONS,
         }
     }
 }
@@ -272,6 +286,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     cluster: ClusterRecord,
     master: SealKey,
+    /// The next master key while a rotation is unfinished.
+    pending: Option<(u32, SealKey)>,
     signers: std::sync::RwLock<BTreeMap<String, Arc<Signer>>>,
     settings: Settings,
 }
@@ -290,11 +306,11 @@ impl std::fmt::Debug for Authority {
     }
 }
 
-fn master_aad(cluster: &str, version: u32) -> String {
+pub(crate) fn master_aad(cluster: &str, version: u32) -> String {
     format!("kith:{cluster}:{}:master:v{version}", records::CLUSTER_KEY)
 }
 
-fn ca_key_aad(cluster: &str, authority: &str, kind: CaKind, key_version: u32) -> String {
+pub(crate) fn ca_key_aad(cluster: &str, authority: &str, kind: CaKind, key_version: u32) -> String {
     format!(
         "kith:{cluster}:{}:{}:v{key_version}",
         records::authority_key(authority),
@@ -338,6 +354,7 @@ impl Authority {
             salt,
             master_version: 1,
             wrapped_master: kek.seal(&master_aad(&opts.cluster, 1), master.bytes())?,
+            pending_master: None,
         };
         match store.create(records::CLUSTER_KEY, to_json(&cluster)?).await {
             Ok(_) => {}
@@ -352,6 +369,7 @@ impl Authority {
                 clock,
                 cluster,
                 master,
+                pending: None,
                 signers: Default::default(),
                 settings,
             }),
@@ -391,17 +409,25 @@ impl Authority {
                 &cluster.wrapped_master,
             )
             .ok_or(Error::WrongPassphrase)?;
-        let bytes: [u8; 32] = raw
-            .as_slice()
-            .try_into()
-            .map_err(|_| Error::Integrity("master key has the wrong length".into()))?;
-        let master = SealKey::from_bytes(Zeroizing::new(bytes));
+        let master = key_from(&raw)?;
+        let pending = match &cluster.pending_master {
+            Some(p) => {
+                let raw = kek
+                    .open(&master_aad(&cluster.cluster, p.version), &p.wrapped)
+                    .ok_or_else(|| {
+                        Error::Integrity("the pending master key does not decrypt".into())
+                    })?;
+                Some((p.version, key_from(&raw)?))
+            }
+            None => None,
+        };
         let authority = Self {
             inner: Arc::new(Inner {
                 store,
                 clock,
                 cluster,
                 master,
+                pending,
                 signers: Default::default(),
                 settings,
             }),
@@ -433,19 +459,40 @@ impl Authority {
         &self.inner.settings
     }
 
+    fn inner_master_version(&self) -> u32 {
+        self.inner.cluster.master_version
+    }
+
+    /// The master key of `version`: the current one, or the pending one of
+    /// an unfinished rotation.
+    fn master_for(&self, version: u32) -> Result<&SealKey, Error> {
+        if version == self.inner.cluster.master_version {
+            return Ok(&self.inner.master);
+        }
+        match &self.inner.pending {
+            Some((v, k)) if *v == version => Ok(k),
+            _ => Err(Error::Integrity(format!(
+                "a record is sealed by master key version {version}, which this cluster does not hold"
+            ))),
+        }
+    }
+
     fn open_ca_key(&self, record: &AuthorityRecord, kind: CaKind) -> Result<PrivateKey, Error> {
         let sealed = match kind {
             CaKind::Root => &record.root_key,
             CaKind::Intermediate => &record.intermediate_key,
         };
         let aad = ca_key_aad(self.cluster(), &record.name, kind, record.key_version);
-        let der = self.inner.master.open(&aad, sealed).ok_or_else(|| {
-            Error::Integrity(format!(
+        let der = self
+            .master_for(record.master_version)?
+            .open(&aad, sealed)
+            .ok_or_else(|| {
+                Error::Integrity(format!(
                 "the {} key of authority {:?} does not decrypt: the record was altered or moved",
                 kind.as_str(),
                 record.name
             ))
-        })?;
+            })?;
         Ok(PrivateKey::from_pkcs8_der(record.key_type, &der)?)
     }
 
@@ -967,8 +1014,15 @@ impl Authority {
     }
 }
 
+fn key_from(raw: &[u8]) -> Result<SealKey, Error> {
+    let bytes: [u8; 32] = raw
+        .try_into()
+        .map_err(|_| Error::Integrity("master key has the wrong length".into()))?;
+    Ok(SealKey::from_bytes(Zeroizing::new(bytes)))
+}
+
 /// A passphrase shorter than 12 bytes is refused: it guards every CA key.
-fn check_passphrase_strength(p: &[u8]) -> Result<(), Error> {
+pub(crate) fn check_passphrase_strength(p: &[u8]) -> Result<(), Error> {
     if p.len() < 12 {
         return Err(Error::Invalid(
             "the passphrase must be at least 12 characters".into(),

@@ -65,6 +65,21 @@ pub struct ClusterRecord {
     /// The master key sealed under the passphrase-derived key.
     #[serde(with = "b64")]
     pub wrapped_master: Vec<u8>,
+    /// A rotation in progress: the next master key (its version and its
+    /// wrapping under the passphrase-derived key). Records sealed by either
+    /// key open while it is set; `vault rotate` finishes it.
+    #[serde(default)]
+    pub pending_master: Option<PendingMaster>,
+}
+
+/// The next master key while `vault rotate` runs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PendingMaster {
+    /// Its version.
+    pub version: u32,
+    /// Sealed under the passphrase-derived key.
+    #[serde(with = "b64")]
+    pub wrapped: Vec<u8>,
 }
 
 /// One CA hierarchy: its root and intermediate certificates and sealed keys.

@@ -1,0 +1,340 @@
+//! Changing the passphrase (rewraps the master key only) and rotating the
+//! master key (rewraps every CA key and every secret's data key).
+//!
+//! Rotation never needs a transaction across keys: the next master key is
+//! first stored beside the current one (`pending_master` in the cluster
+//! record), then each record is resealed on its own (compare-and-swap),
+//! recording which master version sealed it, and finally the cluster record
+//! swaps the keys. A crash anywhere leaves every record readable (each says
+//! which of the two keys sealed it) and `vault rotate` resumes.
+
+use std::sync::Arc;
+
+use kith_pki::CaKind;
+use zeroize::Zeroizing;
+
+use crate::records::{self, from_json, to_json, AuthorityRecord, ClusterRecord, PendingMaster};
+use crate::secrets::SecretValueRecord;
+use crate::vault::{self, KdfParams, SealKey};
+use crate::{ca_key_aad, check_passphrase_strength, master_aad, Authority, Error};
+
+/// What a rotation did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RotationReport {
+    /// The new master key version.
+    pub master_version: u32,
+    /// CA key records resealed.
+    pub authorities: usize,
+    /// Secret versions whose data key was rewrapped.
+    pub secret_versions: usize,
+}
+
+fn kek_for(kdf: KdfParams, passphrase: &[u8], salt: &[u8]) -> Result<SealKey, Error> {
+    Ok(SealKey::from_bytes(kdf.derive(passphrase, salt)?))
+}
+
+async fn derive(kdf: KdfParams, passphrase: &[u8], salt: Vec<u8>) -> Result<SealKey, Error> {
+    let pass = Zeroizing::new(passphrase.to_vec());
+    tokio::task::spawn_blocking(move || kek_for(kdf, &pass, &salt))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+}
+
+impl Authority {
+    async fn cluster_record(&self) -> Result<(ClusterRecord, u64), Error> {
+        let e = self
+            .store()
+            .get(records::CLUSTER_KEY)
+            .await?
+            .ok_or(Error::NotInitialized)?;
+        Ok((from_json(records::CLUSTER_KEY, &e.value)?, e.revision))
+    }
+
+    /// Wrap the master key under a new passphrase (new salt; Argon2id
+    /// parameters `kdf`). Nothing else changes. Reopen the authority with the
+    /// new passphrase afterwards.
+    pub async fn change_passphrase(
+        &self,
+        new_passphrase: &[u8],
+        kdf: KdfParams,
+    ) -> Result<(), Error> {
+        check_passphrase_strength(new_passphrase)?;
+        kdf.check()?;
+        let (mut cluster, rev) = self.cluster_record().await?;
+        if cluster.pending_master.is_some() {
+            return Err(Error::Invalid(
+                "a master key rotation is unfinished: run `kith vault rotate` first".into(),
+            ));
+        }
+        if cluster.master_version != self.inner_master_version() {
+            return Err(Error::Invalid(
+                "the master key changed since this process opened the cluster; reopen and retry"
+                    .into(),
+            ));
+        }
+        let mut salt = vec![0u8; 16];
+        vault::random_fill(&mut salt)?;
+        let kek = derive(kdf, new_passphrase, salt.clone()).await?;
+        cluster.kdf = kdf;
+        cluster.salt = salt;
+        cluster.wrapped_master = kek.seal(
+            &master_aad(&cluster.cluster, cluster.master_version),
+            self.master_for(cluster.master_version)?.bytes(),
+        )?;
+        match self
+            .store()
+            .update(records::CLUSTER_KEY, to_json(&cluster)?, rev)
+            .await
+        {
+            Ok(_) => {}
+            Err(kith_store::Error::RevisionMismatch { .. }) => {
+                return Err(Error::Contended(records::CLUSTER_KEY.into()))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.audit(
+            crate::LOCAL_OPERATOR,
+            "passphrase-change",
+            &cluster.cluster,
+            "",
+        )
+        .await
+    }
+
+    /// Replace the master key: a new random key, every CA key and every
+    /// secret data key resealed under it, the old key dropped. `passphrase`
+    /// (the current one) wraps the new key. `progress(done, total)` is
+    /// called per record. Resumes an interrupted rotation. Reopen the
+    /// authority afterwards: this one still holds the old key.
+    pub async fn rotate_master(
+        &self,
+        passphrase: &[u8],
+        progress: Arc<dyn Fn(usize, usize) + Send + Sync>,
+    ) -> Result<RotationReport, Error> {
+        let (mut cluster, rev) = self.cluster_record().await?;
+        let kek = derive(cluster.kdf, passphrase, cluster.salt.clone()).await?;
+        // The passphrase must open the current key, or it is the wrong one.
+        kek.open(
+            &master_aad(&cluster.cluster, cluster.master_version),
+            &cluster.wrapped_master,
+        )
+        .ok_or(Error::WrongPassphrase)?;
+        let old_version = cluster.master_version;
+        let (new_version, new_key) = match &cluster.pending_master {
+            Some(p) => {
+                let raw = kek
+                    .open(&master_aad(&cluster.cluster, p.version), &p.wrapped)
+                    .ok_or_else(|| {
+                        Error::Integrity("the pending master key does not decrypt".into())
+                    })?;
+                let bytes: [u8; 32] = raw
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| Error::Integrity("pending master key length".into()))?;
+                (p.version, SealKey::from_bytes(Zeroizing::new(bytes)))
+            }
+            None => {
+                let key = SealKey::random()?;
+                let version = old_version + 1;
+                cluster.pending_master = Some(PendingMaster {
+                    version,
+                    wrapped: kek.seal(&master_aad(&cluster.cluster, version), key.bytes())?,
+                });
+                match self
+                    .store()
+                    .update(records::CLUSTER_KEY, to_json(&cluster)?, rev)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(kith_store::Error::RevisionMismatch { .. }) => {
+                        return Err(Error::Contended(records::CLUSTER_KEY.into()))
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                (version, key)
+            }
+        };
+        // The old key: the one this authority opened with, whichever it is now.
+        let old_key = self.master_for(old_version)?;
+        let store = self.store().clone();
+        let authorities = store.list("authority/").await?;
+        let values = store.list("secretval/").await?;
+        let total = authorities.len() + values.len();
+        let mut done = 0;
+        let mut report = RotationReport {
+            master_version: new_version,
+            ..Default::default()
+        };
+        for e in authorities {
+            let mut r: AuthorityRecord = from_json(&e.key, &e.value)?;
+            if r.master_version != new_version {
+                for kind in [CaKind::Root, CaKind::Intermediate] {
+                    let aad = ca_key_aad(self.cluster(), &r.name, kind, r.key_version);
+                    let field = match kind {
+                        CaKind::Root => &mut r.root_key,
+                        CaKind::Intermediate => &mut r.intermediate_key,
+                    };
+                    let plain = old_key.open(&aad, field).ok_or_else(|| {
+                        Error::Integrity(format!("{}: a CA key does not decrypt", e.key))
+                    })?;
+                    *field = new_key.seal(&aad, &plain)?;
+                }
+                r.master_version = new_version;
+                self.reseal_write(&e.key, to_json(&r)?, e.revision).await?;
+                report.authorities += 1;
+            }
+            done += 1;
+            progress(done, total);
+        }
+        for e in values {
+            let mut r: SecretValueRecord = from_json(&e.key, &e.value)?;
+            if r.master_version != new_version {
+                let (name, version) = parse_value_key(&e.key)?;
+                let plain = old_key
+                    .open(
+                        &crate::secrets::dek_aad(self.cluster(), name, version, r.master_version),
+                        &r.data_key,
+                    )
+                    .ok_or_else(|| {
+                        Error::Integrity(format!("{}: the data key does not decrypt", e.key))
+                    })?;
+                r.data_key = new_key.seal(
+                    &crate::secrets::dek_aad(self.cluster(), name, version, new_version),
+                    &plain,
+                )?;
+                r.master_version = new_version;
+                self.reseal_write(&e.key, to_json(&r)?, e.revision).await?;
+                report.secret_versions += 1;
+            }
+            done += 1;
+            progress(done, total);
+        }
+        // Swap: the pending key becomes the master; the old one is gone.
+        let (mut cluster, rev) = self.cluster_record().await?;
+        let pending = cluster
+            .pending_master
+            .take()
+            .ok_or_else(|| Error::Integrity("the pending master key vanished".into()))?;
+        cluster.master_version = pending.version;
+        cluster.wrapped_master = pending.wrapped;
+        match self
+            .store()
+            .update(records::CLUSTER_KEY, to_json(&cluster)?, rev)
+            .await
+        {
+            Ok(_) => {}
+            Err(kith_store::Error::RevisionMismatch { .. }) => {
+                return Err(Error::Contended(records::CLUSTER_KEY.into()))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.audit(
+            crate::LOCAL_OPERATOR,
+            "vault-rotate",
+            &cluster.cluster,
+            &format!(
+                "master v{old_version} -> v{new_version}: {} authorities, {} secret versions",
+                report.authorities, report.secret_versions
+            ),
+        )
+        .await?;
+        Ok(report)
+    }
+
+    async fn reseal_write(&self, key: &str, value: Vec<u8>, rev: u64) -> Result<(), Error> {
+        match self.store().update(key, value, rev).await {
+            Ok(_) => Ok(()),
+            Err(kith_store::Error::RevisionMismatch { .. }) => Err(Error::Invalid(format!(
+                "{key} changed during the rotation; run `kith vault rotate` again to finish"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn parse_value_key(key: &str) -> Result<(&str, u64), Error> {
+    let rest = key
+        .strip_prefix("secretval/")
+        .ok_or_else(|| Error::Integrity(format!("{key}: not a secret value")))?;
+    let (name, v) = rest
+        .rsplit_once('/')
+        .ok_or_else(|| Error::Integrity(format!("{key}: no version")))?;
+    let v = v
+        .parse()
+        .map_err(|_| Error::Integrity(format!("{key}: bad version")))?;
+    Ok((name, v))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{InitOptions, ManualClock, SecretUpdate, Settings};
+
+    /// After a rotation, the old key's bytes open no sealed field of any
+    /// record, under any master version's associated data.
+    #[tokio::test]
+    async fn the_old_master_key_opens_nothing_after_rotation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn kith_store::Store> =
+            Arc::new(kith_store::RedbStore::open(&dir.path().join("kith.redb")).expect("open"));
+        let pass = b"a passphrase for tests";
+        let a = Authority::init(
+            store.clone(),
+            Arc::new(ManualClock::new(time::OffsetDateTime::now_utc())),
+            InitOptions {
+                cluster: "test.example".into(),
+                key_type: kith_pki::KeyType::P256,
+                kdf: KdfParams {
+                    m_kib: 19 * 1024,
+                    t: 1,
+                    p: 1,
+                },
+            },
+            pass,
+            Settings::default(),
+        )
+        .await
+        .expect("init");
+        for i in 0..3 {
+            a.put_secret(&format!("s{i}"), b"v", SecretUpdate::default(), "t")
+                .await
+                .expect("put");
+        }
+        let old = SealKey::from_bytes(Zeroizing::new(*a.inner.master.bytes()));
+        a.rotate_master(pass, Arc::new(|_, _| {}))
+            .await
+            .expect("rotate");
+        let cluster = a.cluster().to_string();
+        let mut tried = 0;
+        for e in store.list("authority/").await.expect("list") {
+            let r: AuthorityRecord = from_json(&e.key, &e.value).expect("record");
+            for (kind, field) in [
+                (CaKind::Root, &r.root_key),
+                (CaKind::Intermediate, &r.intermediate_key),
+            ] {
+                let aad = ca_key_aad(&cluster, &r.name, kind, r.key_version);
+                assert!(old.open(&aad, field).is_none(), "old key opens {}", e.key);
+                tried += 1;
+            }
+        }
+        for e in store.list("secretval/").await.expect("list") {
+            let r: SecretValueRecord = from_json(&e.key, &e.value).expect("record");
+            let (name, version) = parse_value_key(&e.key).expect("key");
+            for mv in [1, 2] {
+                let aad = crate::secrets::dek_aad(&cluster, name, version, mv);
+                assert!(
+                    old.open(&aad, &r.data_key).is_none(),
+                    "old key opens {}",
+                    e.key
+                );
+            }
+            tried += 1;
+        }
+        let (c, _) = a.cluster_record().await.expect("cluster");
+        assert!(c.pending_master.is_none());
+        assert_eq!(c.master_version, 2);
+        assert_eq!(tried, 2 + 3);
+    }
+}

@@ -1,0 +1,470 @@
+//! Cluster secrets: envelope-encrypted, versioned, readable only by the
+//! nodes a secret's policy names.
+//!
+//! Each version has its own random 256-bit data key. The value is sealed
+//! with AES-256-GCM under it (random 96-bit nonce; stored nonce ‖
+//! ciphertext ‖ tag) with associated data binding cluster, name and
+//! version; the data key is sealed under the master key with associated
+//! data binding the same and the master key's version. A ciphertext copied
+//! to another name or version does not open. Records, one key each:
+//!
+//! - `secret/<name>`: policy, description, the list of live versions
+//!   (written with create-only / update-if-revision: the check-and-set);
+//! - `secretval/<name>/<version>`: the sealed data key and value
+//!   (create-only; readers trust only versions the `secret/` record lists).
+
+use kith_store::{Revision, Store};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use crate::records::{b64, from_json, to_json};
+use crate::vault::SealKey;
+use crate::{Authority, Error};
+
+/// Default largest value: 1 MiB.
+pub const DEFAULT_SECRET_MAX_BYTES: usize = 1 << 20;
+/// Default number of versions kept per secret.
+pub const DEFAULT_KEEP_VERSIONS: usize = 10;
+const MAX_NAME: usize = 128;
+
+fn meta_key(name: &str) -> String {
+    format!("secret/{name}")
+}
+
+fn value_prefix(name: &str) -> String {
+    format!("secretval/{name}/")
+}
+
+fn value_key(name: &str, version: u64) -> String {
+    format!("secretval/{name}/{version:020}")
+}
+
+fn value_aad(cluster: &str, name: &str, version: u64) -> String {
+    format!("kith:{cluster}:secret:{name}:v{version}:value")
+}
+
+pub(crate) fn dek_aad(cluster: &str, name: &str, version: u64, master_version: u32) -> String {
+    format!("kith:{cluster}:secret:{name}:v{version}:data-key:m{master_version}")
+}
+
+/// Check a secret name: 1–128 of `[A-Za-z0-9_-]`, starting with a letter or digit.
+pub fn validate_secret_name(name: &str) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid secret name {name:?}: use 1 to {MAX_NAME} letters, digits, '-' or '_', starting with a letter or digit"
+        )))
+    }
+}
+
+/// One kept version of a secret (never its value).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SecretVersion {
+    /// Version number (grows by one per write).
+    pub version: u64,
+    /// Size of the value in bytes.
+    pub size: usize,
+    /// When it was written.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: OffsetDateTime,
+    /// Who wrote it.
+    pub created_by: String,
+}
+
+/// A secret's metadata and policy.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SecretRecord {
+    /// Name.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Roles whose nodes may read it.
+    pub allow_roles: Vec<String>,
+    /// Node names that may read it.
+    pub allow_nodes: Vec<String>,
+    /// Kept versions, oldest first.
+    pub versions: Vec<SecretVersion>,
+    /// When it was created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: OffsetDateTime,
+    /// Last change (value or policy).
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated: OffsetDateTime,
+}
+
+impl SecretRecord {
+    /// The newest version number (0 if none).
+    pub fn latest(&self) -> u64 {
+        self.versions.last().map_or(0, |v| v.version)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct SecretValueRecord {
+    /// Master key version that sealed `data_key`.
+    pub(crate) master_version: u32,
+    #[serde(with = "b64")]
+    pub(crate) data_key: Vec<u8>,
+    #[serde(with = "b64")]
+    pub(crate) value: Vec<u8>,
+}
+
+/// What a write changes besides the value.
+#[derive(Clone, Debug, Default)]
+pub struct SecretUpdate {
+    /// New description (kept if `None`).
+    pub description: Option<String>,
+    /// New allowed roles (kept if `None`).
+    pub allow_roles: Option<Vec<String>>,
+    /// New allowed node names (kept if `None`).
+    pub allow_nodes: Option<Vec<String>>,
+    /// Check-and-set: refuse unless the latest version is this one (0: the
+    /// secret must not exist yet).
+    pub if_version: Option<u64>,
+}
+
+/// Who reads a secret.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub enum Reader<'a> {
+    /// An operator (admin certificate or the CA machine): reads everything.
+    Admin(&'a str),
+    /// A node, by name and role (from its certificate's record).
+    Node {
+        /// Node name.
+        name: &'a str,
+        /// Node role.
+        role: &'a str,
+    },
+}
+
+impl Reader<'_> {
+    fn actor(&self) -> String {
+        match self {
+            Reader::Admin(a) => a.to_string(),
+            Reader::Node { name, .. } => format!("node:{name}"),
+        }
+    }
+}
+
+/// Every secret's metadata, in name order (never values).
+pub async fn list_secrets(store: &dyn Store) -> Result<Vec<SecretRecord>, Error> {
+    store
+        .list("secret/")
+        .await?
+        .iter()
+        .map(|e| from_json(&e.key, &e.value))
+        .collect()
+}
+
+async fn load_meta(
+    store: &dyn Store,
+    name: &str,
+) -> Result<Option<(SecretRecord, Revision)>, Error> {
+    let key = meta_key(name);
+    match store.get(&key).await? {
+        Some(e) => Ok(Some((from_json(&key, &e.value)?, e.revision))),
+        None => Ok(None),
+    }
+}
+
+impl Authority {
+    /// Write a new version of secret `name` (creating it if needed). The
+    /// value is sealed before anything is stored; `update` may change the
+    /// policy and description and ask for check-and-set.
+    pub async fn put_secret(
+        &self,
+        name: &str,
+        value: &[u8],
+        update: SecretUpdate,
+        actor: &str,
+    ) -> Result<SecretRecord, Error> {
+        validate_secret_name(name)?;
+        let max = self.settings().secret_max_bytes;
+        if value.len() > max {
+            return Err(Error::SecretTooLarge {
+                size: value.len(),
+                max,
+            });
+        }
+        for r in update.allow_roles.iter().flatten() {
+            kith_pki::validate_label("role", r)?;
+        }
+        for n in update.allow_nodes.iter().flatten() {
+            kith_pki::validate_label("node name", n)?;
+        }
+        let store = self.store();
+        for _attempt in 0..32 {
+            let current = load_meta(&**store, name).await?;
+            let latest = current.as_ref().map_or(0, |(m, _)| m.latest());
+            if let Some(expected) = update.if_version {
+                if expected != latest {
+                    return Err(Error::SecretConflict {
+                        name: name.into(),
+                        expected,
+                        current: latest,
+                    });
+                }
+            }
+            // Numbers past every value record, even an orphan of a crashed write.
+            let highest_stored = store
+                .list(&value_prefix(name))
+                .await?
+                .iter()
+                .filter_map(|e| e.key.rsplit('/').next()?.parse::<u64>().ok())
+                .max()
+                .unwrap_or(0);
+            let version = latest.max(highest_stored) + 1;
+            let sealed = self.seal_secret(name, version, value)?;
+            match store
+                .create(&value_key(name, version), to_json(&sealed)?)
+                .await
+            {
+                Ok(_) => {}
+                Err(kith_store::Error::AlreadyExists { .. }) => continue, // a racing write took it
+                Err(e) => return Err(e.into()),
+            }
+            let now = kith_pki::second_precision(self.now());
+            let mut meta = match &current {
+                Some((m, _)) => m.clone(),
+                None => SecretRecord {
+                    name: name.to_string(),
+                    description: String::new(),
+                    allow_roles: Vec::new(),
+                    allow_nodes: Vec::new(),
+                    versions: Vec::new(),
+                    created: now,
+                    updated: now,
+                },
+            };
+            if let Some(d) = &update.description {
+                meta.description = d.clone();
+            }
+            if let Some(r) = &update.allow_roles {
+                meta.allow_roles = r.clone();
+            }
+            if let Some(n) = &update.allow_nodes {
+                meta.allow_nodes = n.clone();
+            }
+            meta.versions.push(SecretVersion {
+                version,
+                size: value.len(),
+                created: now,
+                created_by: actor.to_string(),
+            });
+            meta.updated = now;
+            let keep = self.settings().keep_versions.max(1);
+            let dropped: Vec<u64> = if meta.versions.len() > keep {
+                let n = meta.versions.len() - keep;
+                meta.versions.drain(..n).map(|v| v.version).collect()
+            } else {
+                Vec::new()
+            };
+            let written = match &current {
+                None => store.create(&meta_key(name), to_json(&meta)?).await,
+                Some((_, rev)) => store.update(&meta_key(name), to_json(&meta)?, *rev).await,
+            };
+            match written {
+                Ok(_) => {}
+                Err(kith_store::Error::AlreadyExists { .. })
+                | Err(kith_store::Error::RevisionMismatch { .. }) => {
+                    // Another writer got there first: withdraw our value record.
+                    store.delete(&value_key(name, version)).await?;
+                    if let Some(expected) = update.if_version {
+                        let now_latest = load_meta(&**store, name)
+                            .await?
+                            .map_or(0, |(m, _)| m.latest());
+                        return Err(Error::SecretConflict {
+                            name: name.into(),
+                            expected,
+                            current: now_latest,
+                        });
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            for v in dropped {
+                store.delete(&value_key(name, v)).await?;
+            }
+            self.audit(
+                actor,
+                "secret-put",
+                name,
+                &format!("version {version}, {} bytes", value.len()),
+            )
+            .await?;
+            return Ok(meta);
+        }
+        Err(Error::Contended(meta_key(name)))
+    }
+
+    fn seal_secret(
+        &self,
+        name: &str,
+        version: u64,
+        value: &[u8],
+    ) -> Result<SecretValueRecord, Error> {
+        let cluster = self.cluster();
+        let data_key = SealKey::random()?;
+        let value = data_key.seal(&value_aad(cluster, name, version), value)?;
+        let mv = self.inner_master_version();
+        let data_key = self
+            .master_for(mv)?
+            .seal(&dek_aad(cluster, name, version, mv), data_key.bytes())?;
+        Ok(SecretValueRecord {
+            master_version: mv,
+            data_key,
+            value,
+        })
+    }
+
+    /// Open a stored value record of `name`/`version` (the names come from
+    /// the key asked for, so a record moved elsewhere fails).
+    pub(crate) fn open_secret(
+        &self,
+        name: &str,
+        version: u64,
+        rec: &SecretValueRecord,
+    ) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let cluster = self.cluster();
+        let broken = || {
+            Error::Integrity(format!(
+                "secret {name:?} version {version} does not decrypt: the stored record was altered or moved"
+            ))
+        };
+        let raw = self
+            .master_for(rec.master_version)?
+            .open(
+                &dek_aad(cluster, name, version, rec.master_version),
+                &rec.data_key,
+            )
+            .ok_or_else(broken)?;
+        let bytes: [u8; 32] = raw.as_slice().try_into().map_err(|_| broken())?;
+        let data_key = SealKey::from_bytes(Zeroizing::new(bytes));
+        data_key
+            .open(&value_aad(cluster, name, version), &rec.value)
+            .ok_or_else(broken)
+    }
+
+    /// Read a secret (the latest version unless one is named). Nodes may
+    /// read only secrets whose policy names their role or name; a refusal is
+    /// recorded, and a node cannot tell a missing secret from a forbidden one.
+    pub async fn get_secret(
+        &self,
+        name: &str,
+        version: Option<u64>,
+        reader: Reader<'_>,
+    ) -> Result<(u64, Zeroizing<Vec<u8>>), Error> {
+        validate_secret_name(name)?;
+        let store = self.store();
+        let meta = load_meta(&**store, name).await?;
+        if let Reader::Node { name: node, role } = reader {
+            let allowed = meta.as_ref().is_some_and(|(m, _)| {
+                m.allow_roles.iter().any(|r| r == role) || m.allow_nodes.iter().any(|n| n == node)
+            });
+            if !allowed {
+                self.audit(&reader.actor(), "secret-denied", name, "")
+                    .await?;
+                return Err(Error::SecretForbidden {
+                    reader: format!("node {node} (role {role})"),
+                    name: name.to_string(),
+                });
+            }
+        }
+        let (meta, _) = meta.ok_or_else(|| Error::UnknownSecret(name.to_string()))?;
+        let v = version.unwrap_or_else(|| meta.latest());
+        if !meta.versions.iter().any(|x| x.version == v) {
+            return Err(Error::UnknownSecretVersion {
+                name: name.to_string(),
+                version: v,
+            });
+        }
+        let key = value_key(name, v);
+        let entry = store
+            .get(&key)
+            .await?
+            .ok_or_else(|| Error::Integrity(format!("{key} is listed but missing")))?;
+        let rec: SecretValueRecord = from_json(&key, &entry.value)?;
+        let plain = self.open_secret(name, v, &rec)?;
+        self.audit(
+            &reader.actor(),
+            "secret-read",
+            name,
+            &format!("version {v}"),
+        )
+        .await?;
+        Ok((v, plain))
+    }
+
+    /// A secret's metadata (operators).
+    pub async fn secret_info(&self, name: &str) -> Result<SecretRecord, Error> {
+        validate_secret_name(name)?;
+        load_meta(&**self.store(), name)
+            .await?
+            .map(|(m, _)| m)
+            .ok_or_else(|| Error::UnknownSecret(name.to_string()))
+    }
+
+    /// Delete a secret, or one of its versions. Deleting the last version
+    /// deletes the secret.
+    pub async fn delete_secret(
+        &self,
+        name: &str,
+        version: Option<u64>,
+        actor: &str,
+    ) -> Result<(), Error> {
+        validate_secret_name(name)?;
+        let store = self.store();
+        for _attempt in 0..32 {
+            let (mut meta, rev) = load_meta(&**store, name)
+                .await?
+                .ok_or_else(|| Error::UnknownSecret(name.to_string()))?;
+            let removed: Vec<u64> = match version {
+                None => meta.versions.iter().map(|v| v.version).collect(),
+                Some(v) => {
+                    if !meta.versions.iter().any(|x| x.version == v) {
+                        return Err(Error::UnknownSecretVersion {
+                            name: name.to_string(),
+                            version: v,
+                        });
+                    }
+                    vec![v]
+                }
+            };
+            meta.versions.retain(|v| !removed.contains(&v.version));
+            // The update is the check-and-set; an emptied secret then goes.
+            let written = match store.update(&meta_key(name), to_json(&meta)?, rev).await {
+                Ok(_) if meta.versions.is_empty() => store.delete(&meta_key(name)).await,
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            };
+            match written {
+                Ok(_) => {}
+                Err(kith_store::Error::RevisionMismatch { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            for e in store.list(&value_prefix(name)).await? {
+                let v = e.key.rsplit('/').next().and_then(|v| v.parse::<u64>().ok());
+                if version.is_none() || v.is_some_and(|v| removed.contains(&v)) {
+                    store.delete(&e.key).await?;
+                }
+            }
+            let what = match version {
+                Some(v) => format!("version {v}"),
+                None => "all versions".to_string(),
+            };
+            self.audit(actor, "secret-delete", name, &what).await?;
+            return Ok(());
+        }
+        Err(Error::Contended(meta_key(name)))
+    }
+}
