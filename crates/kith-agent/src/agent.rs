@@ -99,6 +99,11 @@ pub struct AgentOptions {
     pub backoff_base: Duration,
     /// Longest retry delay.
     pub backoff_cap: Duration,
+    /// Secrets to keep in `secrets_dir`, refreshed with the CA bundle and CRL.
+    pub secrets: Vec<String>,
+    /// Where secret files go (0400 each; the directory must be private,
+    /// ideally tmpfs such as /run).
+    pub secrets_dir: Option<PathBuf>,
 }
 
 impl AgentOptions {
@@ -110,6 +115,8 @@ impl AgentOptions {
             refresh_every: Duration::from_secs(300),
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(300),
+            secrets: Vec::new(),
+            secrets_dir: None,
         }
     }
 }
@@ -151,6 +158,28 @@ pub async fn run(opts: AgentOptions) -> Result<(), Error> {
     // Spread the renewal point by up to 5 % of the lifetime, earlier only.
     let spread = jitter();
     let identity = NodeIdentity::load(&opts.dir)?;
+    let secrets_dir = match (&opts.secrets_dir, opts.secrets.is_empty()) {
+        (_, true) => None,
+        (None, false) => {
+            return Err(Error::Invalid(
+                "secrets need a directory to go to (--secrets-dir)".into(),
+            ))
+        }
+        (Some(d), false) => {
+            for n in &opts.secrets {
+                kith_api::validate_secret_name(n).map_err(Error::Invalid)?;
+            }
+            if !crate::secrets::prepare_secrets_dir(d)? {
+                tracing::warn!(
+                    dir = %d.display(),
+                    "the secrets directory is not on tmpfs: secrets will reach the disk (use /run/...)"
+                );
+            }
+            // A secret this node may not read is a configuration error: say so now.
+            crate::secrets::sync_secrets(&opts.dir, &opts.secrets, d).await?;
+            Some(d.clone())
+        }
+    };
     tracing::info!(
         node = %identity.node, serial = %identity.serial, not_after = %identity.not_after,
         "agent started"
@@ -185,16 +214,32 @@ pub async fn run(opts: AgentOptions) -> Result<(), Error> {
             }
             Step::Refresh => {
                 next_refresh = tokio::time::Instant::now() + opts.refresh_every;
-                match refresh(&opts.dir).await {
+                let mut changed = match refresh(&opts.dir).await {
                     Ok(true) => {
                         tracing::info!("CA bundle or CRL updated");
-                        if let Some(h) = &opts.hook {
-                            h.run().await;
-                        }
+                        true
                     }
-                    Ok(false) => tracing::debug!("CA bundle and CRL unchanged"),
+                    Ok(false) => {
+                        tracing::debug!("CA bundle and CRL unchanged");
+                        false
+                    }
                     Err(e) if e.needs_new_token() => return Err(e),
-                    Err(e) => tracing::warn!(error = %e, "refresh failed; will retry"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "refresh failed; will retry");
+                        false
+                    }
+                };
+                if let Some(d) = &secrets_dir {
+                    match crate::secrets::sync_secrets(&opts.dir, &opts.secrets, d).await {
+                        Ok(written) => changed |= !written.is_empty(),
+                        Err(e) if e.needs_new_token() => return Err(e),
+                        Err(e) => tracing::warn!(error = %e, "secret refresh failed; will retry"),
+                    }
+                }
+                if changed {
+                    if let Some(h) = &opts.hook {
+                        h.run().await;
+                    }
                 }
             }
             Step::Renew(why) => match renew(&opts.dir).await {

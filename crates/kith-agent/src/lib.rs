@@ -16,6 +16,7 @@ pub mod agent;
 mod client;
 mod error;
 mod node;
+pub mod secrets;
 mod tls;
 
 pub use client::{Connection, ServerAddr, DEFAULT_PORT};

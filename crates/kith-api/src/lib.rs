@@ -16,3 +16,25 @@ pub use token::{JoinToken, TokenId, TokenParseError, TOKEN_PREFIX};
 pub const JSON: &str = "application/json";
 /// Media type of a DER CRL.
 pub const PKIX_CRL: &str = "application/pkix-crl";
+
+/// Longest secret name.
+pub const MAX_SECRET_NAME: usize = 128;
+
+/// Check a secret name: 1–128 of `[A-Za-z0-9_-]`, starting with a letter or
+/// digit. The same rule on both sides of the wire; it also makes a name
+/// safe as a file name in the agent's secrets directory.
+pub fn validate_secret_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_SECRET_NAME
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid secret name {name:?}: use 1 to {MAX_SECRET_NAME} letters, digits, '-' or '_', starting with a letter or digit"
+        ))
+    }
+}

@@ -263,3 +263,84 @@ pub struct StatusResponse {
     /// Tokens by state.
     pub tokens: Vec<(String, usize)>,
 }
+
+/// `PUT /v1/admin/secrets/{name}`: a new version.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SecretPutRequest {
+    /// The value, base64 (standard, padded).
+    pub value: String,
+    /// New description (kept if absent).
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Roles whose nodes may read it (kept if absent).
+    #[serde(default)]
+    pub allow_roles: Option<Vec<String>>,
+    /// Node names that may read it (kept if absent).
+    #[serde(default)]
+    pub allow_nodes: Option<Vec<String>>,
+    /// Check-and-set: only if the latest version is this one (0: must not exist).
+    #[serde(default)]
+    pub if_version: Option<u64>,
+}
+
+/// A secret as listed: never its value.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SecretInfo {
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Roles allowed to read.
+    pub allow_roles: Vec<String>,
+    /// Nodes allowed to read.
+    pub allow_nodes: Vec<String>,
+    /// Versions kept.
+    pub versions: usize,
+    /// Latest version.
+    pub latest: u64,
+    /// Size of the latest version in bytes.
+    pub size: usize,
+    /// Last change (RFC 3339).
+    pub updated: String,
+}
+
+/// One version in a secret's history.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SecretVersionView {
+    /// Version.
+    pub version: u64,
+    /// Size in bytes.
+    pub size: usize,
+    /// Written (RFC 3339).
+    pub created: String,
+    /// By whom.
+    pub created_by: String,
+}
+
+/// `GET /v1/secrets/{name}`: a value.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SecretValue {
+    /// Name.
+    pub name: String,
+    /// Version read.
+    pub version: u64,
+    /// The value, base64.
+    pub value: String,
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretValue")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("value", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Drop for SecretValue {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.value);
+    }
+}

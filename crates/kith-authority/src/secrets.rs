@@ -26,7 +26,6 @@ use crate::{Authority, Error};
 pub const DEFAULT_SECRET_MAX_BYTES: usize = 1 << 20;
 /// Default number of versions kept per secret.
 pub const DEFAULT_KEEP_VERSIONS: usize = 10;
-const MAX_NAME: usize = 128;
 
 fn meta_key(name: &str) -> String {
     format!("secret/{name}")
@@ -48,21 +47,9 @@ pub(crate) fn dek_aad(cluster: &str, name: &str, version: u64, master_version: u
     format!("kith:{cluster}:secret:{name}:v{version}:data-key:m{master_version}")
 }
 
-/// Check a secret name: 1–128 of `[A-Za-z0-9_-]`, starting with a letter or digit.
+/// Check a secret name (the rule of [`kith_api::validate_secret_name`]).
 pub fn validate_secret_name(name: &str) -> Result<(), Error> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_NAME
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Invalid(format!(
-            "invalid secret name {name:?}: use 1 to {MAX_NAME} letters, digits, '-' or '_', starting with a letter or digit"
-        )))
-    }
+    kith_api::validate_secret_name(name).map_err(Error::Invalid)
 }
 
 /// One kept version of a secret (never its value).

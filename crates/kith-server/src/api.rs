@@ -10,8 +10,9 @@ use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use kith_api::wire::{
     AuthorityStatus, AuthorityView, CaResponse, IssueResponse, IssuedCertificate, JoinRequest,
-    NodeView, RenewRequest, RevokeRequest, RevokeResponse, RevokedView, StatusResponse,
-    TokenCreateRequest, TokenCreated, TokenView, MAX_BODY_BYTES,
+    NodeView, RenewRequest, RevokeRequest, RevokeResponse, RevokedView, SecretInfo,
+    SecretPutRequest, SecretValue, SecretVersionView, StatusResponse, TokenCreateRequest,
+    TokenCreated, TokenView, MAX_BODY_BYTES,
 };
 use kith_api::{JoinToken, TokenId};
 use kith_authority::{Authority, Issued, NodeRecord, RevokeOutcome, TokenRecord};
@@ -70,6 +71,13 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/admin/nodes/{name}", delete(node_remove))
         .route("/v1/admin/revoke", post(revoke))
         .route("/v1/admin/status", get(status))
+        .route("/v1/admin/secrets", get(secret_list))
+        .route(
+            "/v1/admin/secrets/{name}",
+            axum::routing::put(secret_put).delete(secret_delete),
+        )
+        .route("/v1/admin/secrets/{name}/history", get(secret_history))
+        .route("/v1/secrets/{name}", get(secret_get))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint")
         })
@@ -89,7 +97,11 @@ fn rfc3339(t: OffsetDateTime) -> String {
 
 /// Read a JSON body: the right media type, at most [`MAX_BODY_BYTES`], well formed.
 async fn read_json<T: DeserializeOwned>(req: Request) -> Result<T, ApiError> {
-    let bytes = read_body(req).await?;
+    read_json_limited(req, MAX_BODY_BYTES).await
+}
+
+async fn read_json_limited<T: DeserializeOwned>(req: Request, limit: usize) -> Result<T, ApiError> {
+    let bytes = read_body_limited(req, limit).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -101,6 +113,10 @@ async fn read_json<T: DeserializeOwned>(req: Request) -> Result<T, ApiError> {
 
 /// The raw body of a JSON request: the right media type, at most [`MAX_BODY_BYTES`].
 async fn read_body(req: Request) -> Result<bytes::Bytes, ApiError> {
+    read_body_limited(req, MAX_BODY_BYTES).await
+}
+
+async fn read_body_limited(req: Request, limit: usize) -> Result<bytes::Bytes, ApiError> {
     let ct = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -114,7 +130,7 @@ async fn read_body(req: Request) -> Result<bytes::Bytes, ApiError> {
             format!("send the body as {} (got {ct:?})", kith_api::JSON),
         ));
     }
-    let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+    let bytes = axum::body::to_bytes(req.into_body(), limit)
         .await
         .map_err(|e| {
             let too_large = std::error::Error::source(&e)
@@ -124,7 +140,7 @@ async fn read_body(req: Request) -> Result<bytes::Bytes, ApiError> {
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "body-too-large",
-                    format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+                    format!("the body is larger than {limit} bytes"),
                 )
             } else {
                 ApiError::new(
@@ -568,5 +584,179 @@ async fn status(
         authorities,
         nodes: nodes.into_iter().collect(),
         tokens: tokens.into_iter().collect(),
+    }))
+}
+
+// ---------------------------------------------------------------- secrets
+
+fn secret_info(m: &kith_authority::SecretRecord) -> SecretInfo {
+    SecretInfo {
+        name: m.name.clone(),
+        description: m.description.clone(),
+        allow_roles: m.allow_roles.clone(),
+        allow_nodes: m.allow_nodes.clone(),
+        versions: m.versions.len(),
+        latest: m.latest(),
+        size: m.versions.last().map_or(0, |v| v.size),
+        updated: rfc3339(m.updated),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct VersionQuery {
+    version: Option<u64>,
+}
+
+fn version_query(uri: &axum::http::Uri) -> Result<Option<u64>, ApiError> {
+    match uri.query() {
+        None => Ok(None),
+        Some(q) => serde_urlencoded_version(q),
+    }
+}
+
+/// `version=N` and nothing else.
+fn serde_urlencoded_version(q: &str) -> Result<Option<u64>, ApiError> {
+    let bad = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-argument",
+            "the only query parameter is version=N",
+        )
+    };
+    let mut out = VersionQuery { version: None };
+    for pair in q.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').ok_or_else(bad)?;
+        if k != "version" || out.version.is_some() {
+            return Err(bad());
+        }
+        out.version = Some(v.parse().map_err(|_| bad())?);
+    }
+    Ok(out.version)
+}
+
+async fn secret_put(
+    State(s): St,
+    Extension(peer): Extension<Peer>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Result<Json<SecretInfo>, ApiError> {
+    let actor = admin(&s, &peer).await?;
+    // base64 grows a value by 4/3; leave room for the JSON around it.
+    let limit = s.authority.settings().secret_max_bytes / 3 * 4 + 8 + MAX_BODY_BYTES;
+    let body: SecretPutRequest = read_json_limited(req, limit).await?;
+    use base64::Engine;
+    let value = zeroize::Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(body.value.as_bytes())
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed-request",
+                    format!("value is not base64: {e}"),
+                )
+            })?,
+    );
+    let meta = s
+        .authority
+        .put_secret(
+            &name,
+            &value,
+            kith_authority::SecretUpdate {
+                description: body.description.clone(),
+                allow_roles: body.allow_roles.clone(),
+                allow_nodes: body.allow_nodes.clone(),
+                if_version: body.if_version,
+            },
+            &actor,
+        )
+        .await?;
+    Ok(Json(secret_info(&meta)))
+}
+
+async fn secret_list(
+    State(s): St,
+    Extension(peer): Extension<Peer>,
+) -> Result<Json<Vec<SecretInfo>>, ApiError> {
+    admin(&s, &peer).await?;
+    let all = kith_authority::list_secrets(&**s.authority.store()).await?;
+    Ok(Json(all.iter().map(secret_info).collect()))
+}
+
+async fn secret_history(
+    State(s): St,
+    Extension(peer): Extension<Peer>,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<SecretVersionView>>, ApiError> {
+    admin(&s, &peer).await?;
+    let meta = s.authority.secret_info(&name).await?;
+    Ok(Json(
+        meta.versions
+            .iter()
+            .map(|v| SecretVersionView {
+                version: v.version,
+                size: v.size,
+                created: rfc3339(v.created),
+                created_by: v.created_by.clone(),
+            })
+            .collect(),
+    ))
+}
+
+async fn secret_delete(
+    State(s): St,
+    Extension(peer): Extension<Peer>,
+    Path(name): Path<String>,
+    uri: axum::http::Uri,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let actor = admin(&s, &peer).await?;
+    let version = version_query(&uri)?;
+    s.authority.delete_secret(&name, version, &actor).await?;
+    Ok(Json(
+        serde_json::json!({ "deleted": name, "version": version }),
+    ))
+}
+
+/// A secret's value: for an admin certificate, or a node whose role or
+/// name the secret's policy lists. The node's certificate must be live and
+/// its node not removed.
+async fn secret_get(
+    State(s): St,
+    Extension(peer): Extension<Peer>,
+    Path(name): Path<String>,
+    uri: axum::http::Uri,
+) -> Result<Json<SecretValue>, ApiError> {
+    let version = version_query(&uri)?;
+    let der = client_cert(&peer)?;
+    let rec = s.authority.recorded_certificate(der).await?;
+    if s.authority.now() > rec.not_after {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "certificate-expired",
+            format!(
+                "the client certificate expired at {}",
+                rfc3339(rec.not_after)
+            ),
+        ));
+    }
+    let actor;
+    let reader = if rec.profile == Profile::Admin {
+        actor = format!("admin:{}", rec.node);
+        kith_authority::Reader::Admin(&actor)
+    } else {
+        let node = s.authority.node(&rec.node).await?;
+        if node.removed_at.is_some() {
+            return Err(kith_authority::Error::NodeRemoved(node.name).into());
+        }
+        kith_authority::Reader::Node {
+            name: &rec.node,
+            role: &rec.role,
+        }
+    };
+    let (v, plain) = s.authority.get_secret(&name, version, reader).await?;
+    use base64::Engine;
+    Ok(Json(SecretValue {
+        name,
+        version: v,
+        value: base64::engine::general_purpose::STANDARD.encode(plain.as_slice()),
     }))
 }

@@ -42,7 +42,14 @@ pub(crate) fn status_of(code: &str) -> StatusCode {
             StatusCode::FORBIDDEN
         }
         "csr-too-large" => StatusCode::PAYLOAD_TOO_LARGE,
-        "unknown-node" | "unknown-token" | "unknown-authority" => StatusCode::NOT_FOUND,
+        "unknown-node"
+        | "unknown-token"
+        | "unknown-authority"
+        | "unknown-secret"
+        | "unknown-secret-version" => StatusCode::NOT_FOUND,
+        "secret-forbidden" => StatusCode::FORBIDDEN,
+        "secret-too-large" => StatusCode::PAYLOAD_TOO_LARGE,
+        "secret-conflict" => StatusCode::CONFLICT,
         "contended" | "store-locked" => StatusCode::SERVICE_UNAVAILABLE,
         "store-error" | "integrity-error" | "internal" | "wrong-passphrase" | "not-initialized" => {
             StatusCode::INTERNAL_SERVER_ERROR

@@ -621,7 +621,7 @@ pub(crate) async fn cert_issue(dir: &Path, a: IssueArgs) -> Result<(), CliError>
     Ok(())
 }
 
-fn progress_bar(len: u64, visible: bool) -> indicatif::ProgressBar {
+pub(crate) fn progress_bar(len: u64, visible: bool) -> indicatif::ProgressBar {
     if !visible {
         return indicatif::ProgressBar::hidden();
     }

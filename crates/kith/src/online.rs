@@ -60,15 +60,34 @@ pub(crate) struct ServeArgs {
     /// How long after expiry a certificate may still renew (proving its old key).
     #[arg(long, value_parser = parse_duration, default_value = "7d")]
     renew_grace: Duration,
+    /// Largest secret value accepted: bytes, or with K/M (KiB/MiB), e.g. 1M.
+    #[arg(long, value_parser = parse_size, default_value = "1M")]
+    secret_max_size: usize,
+}
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    let (num, mult) = match s.as_bytes().last() {
+        Some(b'K' | b'k') => (&s[..s.len() - 1], 1usize << 10),
+        Some(b'M' | b'm') => (&s[..s.len() - 1], 1usize << 20),
+        _ => (s, 1),
+    };
+    num.parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|n| *n > 0 && *n <= 64 << 20)
+        .ok_or_else(|| format!("{s:?}: expected a size such as 1M, 256K or 4096 (at most 64M)"))
 }
 
 pub(crate) async fn serve(dir: &Path, a: ServeArgs) -> Result<(), CliError> {
+    let settings = Settings {
+        secret_max_bytes: a.secret_max_size,
+        ..Settings::default()
+    };
     let (dir, authority, dev_token) = if a.dev {
-        let (dir, authority, token) = dev_setup().await?;
+        let (dir, authority, token) = dev_setup(settings).await?;
         (dir, authority, Some(token))
     } else {
-        let authority =
-            util::unlock(dir, a.passphrase_file.as_deref(), Settings::default()).await?;
+        let authority = util::unlock(dir, a.passphrase_file.as_deref(), settings).await?;
         (dir.to_path_buf(), authority, None)
     };
     let mut names = Vec::new();
@@ -145,13 +164,15 @@ pub(crate) async fn serve(dir: &Path, a: ServeArgs) -> Result<(), CliError> {
     result.map_err(|e| CliError::new("serve-failed", e))
 }
 
-async fn dev_setup() -> Result<(PathBuf, kith_authority::Authority, String), CliError> {
+async fn dev_setup(
+    settings: Settings,
+) -> Result<(PathBuf, kith_authority::Authority, String), CliError> {
     let dir = std::env::temp_dir().join(format!("kith-dev-{}", std::process::id()));
     kith_nodedir::create_dir(&dir)?;
     let pass = util::generate_passphrase()?;
     kith_nodedir::write_atomic(&dir, "passphrase", pass.as_bytes(), 0o600)?;
     crate::commands::init_quiet(&dir, "dev.kith", &dir.join("passphrase")).await?;
-    let authority = util::unlock(&dir, Some(&dir.join("passphrase")), Settings::default()).await?;
+    let authority = util::unlock(&dir, Some(&dir.join("passphrase")), settings).await?;
     let (_, token) = authority
         .create_token(
             TokenSpec {
@@ -220,7 +241,7 @@ impl AdminArgs {
         Ok(Connection::open(server, config).await?)
     }
 
-    async fn connect(&self, data_dir: &Path) -> Result<Connection, CliError> {
+    pub(crate) async fn connect(&self, data_dir: &Path) -> Result<Connection, CliError> {
         let server = self.server(data_dir)?.ok_or_else(|| {
             CliError::new("no-server", "which server? none is configured")
                 .hint("pass --server HOST:PORT or set KITH_SERVER (run `kith serve` first)")
@@ -608,14 +629,23 @@ pub(crate) struct AgentArgs {
     /// Signal a process after the files change: PID:SIGNAL (e.g. 1234:HUP).
     #[arg(long)]
     signal: Option<String>,
-    /// How often to refresh the CA bundle and CRL.
+    /// How often to refresh the CA bundle, the CRL and the secrets.
     #[arg(long, value_parser = parse_duration, default_value = "5m")]
     refresh: Duration,
+    /// Secrets to keep as files in --secrets-dir, comma-separated.
+    #[arg(long, value_delimiter = ',', requires = "secrets_dir")]
+    secrets: Vec<String>,
+    /// Where the secret files go (0400 each; the directory must be private;
+    /// use tmpfs, e.g. /run/kith/secrets).
+    #[arg(long, value_name = "DIR")]
+    secrets_dir: Option<PathBuf>,
 }
 
 pub(crate) async fn agent(a: AgentArgs) -> Result<(), CliError> {
     let mut opts = kith_agent::agent::AgentOptions::new(a.dir);
     opts.refresh_every = std_duration(a.refresh).max(std::time::Duration::from_secs(1));
+    opts.secrets = a.secrets;
+    opts.secrets_dir = a.secrets_dir;
     opts.hook = match (a.exec, a.signal) {
         (Some(cmd), _) => Some(kith_agent::agent::Hook::Exec(cmd)),
         (None, Some(s)) => Some(kith_agent::agent::Hook::parse_signal(&s)?),
