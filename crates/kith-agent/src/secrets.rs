@@ -71,6 +71,8 @@ pub fn prepare_secrets_dir(dir: &Path) -> Result<bool, Error> {
             dir.display()
         )));
     }
+    // TMPFS_MAGIC; f_type's integer type differs between platforms.
+    #[allow(clippy::unnecessary_cast)]
     let tmpfs = rustix::fs::statfs(dir)
         .map(|s| s.f_type as i64 == 0x0102_1994)
         .unwrap_or(false);

@@ -44,7 +44,7 @@ pub use secrets::{
     DEFAULT_KEEP_VERSIONS, DEFAULT_SECRET_MAX_BYTES,
 };
 pub use tokens::{list_tokens, TokenRecord, TokenSpec, DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL};
-pub use vault::KdfParams;
+pub use vault::{KdfParams, SecretBytes};
 
 use records::{from_json, to_json, NodeCertIndex};
 use vault::SealKey;

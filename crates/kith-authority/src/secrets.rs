@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use crate::records::{b64, from_json, to_json};
-use crate::vault::SealKey;
+use crate::vault::{SealKey, SecretBytes};
 use crate::{Authority, Error};
 
 /// Default largest value: 1 MiB.
@@ -320,8 +320,8 @@ impl Authority {
         &self,
         name: &str,
         version: u64,
-        rec: &SecretValueRecord,
-    ) -> Result<Zeroizing<Vec<u8>>, Error> {
+        rec: SecretValueRecord,
+    ) -> Result<SecretBytes, Error> {
         let cluster = self.cluster();
         let broken = || {
             Error::Integrity(format!(
@@ -338,7 +338,7 @@ impl Authority {
         let bytes: [u8; 32] = raw.as_slice().try_into().map_err(|_| broken())?;
         let data_key = SealKey::from_bytes(Zeroizing::new(bytes));
         data_key
-            .open(&value_aad(cluster, name, version), &rec.value)
+            .open_owned(&value_aad(cluster, name, version), rec.value)
             .ok_or_else(broken)
     }
 
@@ -350,7 +350,7 @@ impl Authority {
         name: &str,
         version: Option<u64>,
         reader: Reader<'_>,
-    ) -> Result<(u64, Zeroizing<Vec<u8>>), Error> {
+    ) -> Result<(u64, SecretBytes), Error> {
         validate_secret_name(name)?;
         let store = self.store();
         let meta = load_meta(&**store, name).await?;
@@ -381,7 +381,7 @@ impl Authority {
             .await?
             .ok_or_else(|| Error::Integrity(format!("{key} is listed but missing")))?;
         let rec: SecretValueRecord = from_json(&key, &entry.value)?;
-        let plain = self.open_secret(name, v, &rec)?;
+        let plain = self.open_secret(name, v, rec)?;
         self.audit(
             &reader.actor(),
             "secret-read",
@@ -453,5 +453,37 @@ impl Authority {
             return Ok(());
         }
         Err(Error::Contended(meta_key(name)))
+    }
+}
+
+/// A sealed value outside the store, for the benchmark.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct SealedForBench(SecretValueRecord);
+
+impl Authority {
+    /// Seal as `put_secret` does (fresh data key, value sealed, data key
+    /// wrapped), without the store. For `benches/secrets.rs`.
+    #[doc(hidden)]
+    pub fn seal_for_bench(
+        &self,
+        name: &str,
+        version: u64,
+        value: &[u8],
+    ) -> Result<SealedForBench, Error> {
+        self.seal_secret(name, version, value).map(SealedForBench)
+    }
+
+    /// Open as `get_secret` does, without the store. For
+    /// `benches/secrets.rs`; the copy of the record stands for the one
+    /// `get_secret` decodes from the store.
+    #[doc(hidden)]
+    pub fn open_for_bench(
+        &self,
+        name: &str,
+        version: u64,
+        sealed: &SealedForBench,
+    ) -> Result<SecretBytes, Error> {
+        self.open_secret(name, version, sealed.0.clone())
     }
 }

@@ -77,18 +77,20 @@ impl SealKey {
         &self.0
     }
 
-    /// nonce ‖ ciphertext ‖ tag, the nonce random (96 bits).
+    /// nonce ‖ ciphertext ‖ tag, the nonce random (96 bits). The plaintext
+    /// is copied once, into the output, and encrypted there.
     pub(crate) fn seal(&self, aad: &str, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
         let key = RandomizedNonceKey::new(&AES_256_GCM, self.0.as_ref())
             .map_err(|_| Error::Internal("AES-256-GCM key".into()))?;
-        let mut buf = plaintext.to_vec();
-        let nonce = key
-            .seal_in_place_append_tag(Aad::from(aad.as_bytes()), &mut buf)
+        let tag_len = AES_256_GCM.tag_len();
+        let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + tag_len);
+        out.resize(NONCE_LEN, 0);
+        out.extend_from_slice(plaintext);
+        let (nonce, tag) = key
+            .seal_in_place_separate_tag(Aad::from(aad.as_bytes()), &mut out[NONCE_LEN..])
             .map_err(|_| Error::Internal("AES-256-GCM seal".into()))?;
-        let mut out = Vec::with_capacity(NONCE_LEN + buf.len());
-        out.extend_from_slice(nonce.as_ref());
-        out.extend_from_slice(&buf);
-        zeroize::Zeroize::zeroize(&mut buf);
+        out[..NONCE_LEN].copy_from_slice(nonce.as_ref());
+        out.extend_from_slice(tag.as_ref());
         Ok(out)
     }
 
@@ -108,6 +110,75 @@ impl SealKey {
         buf.truncate(len);
         Some(buf)
     }
+}
+
+impl SealKey {
+    /// [`SealKey::open`] on a buffer the caller owns (a record just read
+    /// from the store): decrypted where it lies, no copy of the value.
+    pub(crate) fn open_owned(&self, aad: &str, sealed: Vec<u8>) -> Option<SecretBytes> {
+        // Wiped on every path out, whether it opens or not.
+        let mut buf = SecretBytes {
+            buf: sealed,
+            len: 0,
+        };
+        if buf.buf.len() < NONCE_LEN + AES_256_GCM.tag_len() {
+            return None;
+        }
+        let key = aws_lc_rs::aead::LessSafeKey::new(
+            aws_lc_rs::aead::UnboundKey::new(&AES_256_GCM, self.0.as_ref()).ok()?,
+        );
+        let nonce =
+            aws_lc_rs::aead::Nonce::try_assume_unique_for_key(&buf.buf[..NONCE_LEN]).ok()?;
+        buf.len = key
+            .open_within(nonce, Aad::from(aad.as_bytes()), &mut buf.buf, NONCE_LEN..)
+            .ok()?
+            .len();
+        Some(buf)
+    }
+}
+
+/// A decrypted secret value. The whole buffer it was decrypted in (value,
+/// and the bytes the in-place decryption left behind it) is wiped on drop,
+/// eight bytes per volatile store instead of one, so wiping a large value
+/// costs a fraction of decrypting it.
+pub struct SecretBytes {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl SecretBytes {
+    /// The value.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl std::ops::Deref for SecretBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl std::fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretBytes({} bytes, redacted)", self.len)
+    }
+}
+
+impl Drop for SecretBytes {
+    fn drop(&mut self) {
+        wipe(&mut self.buf);
+    }
+}
+
+/// Zeroize `buf` with volatile stores of the widest aligned words.
+pub(crate) fn wipe(buf: &mut [u8]) {
+    use zeroize::Zeroize;
+    let (head, words, tail) = bytemuck::pod_align_to_mut::<u8, u64>(buf);
+    head.zeroize();
+    words.zeroize();
+    tail.zeroize();
 }
 
 pub(crate) fn random_fill(buf: &mut [u8]) -> Result<(), Error> {
@@ -132,5 +203,26 @@ mod tests {
         assert!(k.open("authority/a:root:v1", &flipped).is_none());
         let other = SealKey::random().unwrap();
         assert!(other.open("authority/a:root:v1", &sealed).is_none());
+        assert_eq!(
+            k.open_owned("authority/a:root:v1", sealed.clone())
+                .unwrap()
+                .as_slice(),
+            b"secret"
+        );
+        assert!(k
+            .open_owned("authority/b:root:v1", sealed.clone())
+            .is_none());
+        assert!(k.open_owned("authority/a:root:v1", flipped).is_none());
+        assert!(k.open_owned("authority/a:root:v1", vec![0; 27]).is_none());
+    }
+
+    #[test]
+    fn wipe_clears_every_byte_whatever_the_alignment() {
+        for len in [0, 1, 7, 8, 9, 63, 64, 1000, 4099] {
+            let mut v = vec![0xa5u8; len + 3];
+            wipe(&mut v[3..]);
+            assert!(v[3..].iter().all(|b| *b == 0), "{len}");
+            assert!(v[..3].iter().all(|b| *b == 0xa5));
+        }
     }
 }

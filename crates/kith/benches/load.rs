@@ -7,6 +7,7 @@
 //! ```text
 //! cargo bench -p kith --bench load                 # c = 1, 16, 64; 5 s per cell
 //! KITH_LOAD_SECS=10 KITH_LOAD_C=1,64 KITH_LOAD_OPS=renew,cfssl cargo bench -p kith --bench load
+//! KITH_LOAD_C=16 KITH_LOAD_OPS=secret cargo bench -p kith --bench load   # secret reads
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -169,7 +170,7 @@ async fn main() {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     let max_c = cs.iter().copied().max().unwrap_or(1);
-    let ops = std::env::var("KITH_LOAD_OPS").unwrap_or_else(|_| "join,renew,cfssl".into());
+    let ops = std::env::var("KITH_LOAD_OPS").unwrap_or_else(|_| "join,renew,secret,cfssl".into());
     let want = |op: &str| ops.split(',').any(|o| o.trim() == op);
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
@@ -300,6 +301,21 @@ async fn main() {
         tokens.push(t.token);
     }
     let tokens = Arc::new(tokens);
+    let _: kith_api::wire::SecretInfo = admin
+        .json(
+            Method::PUT,
+            "/v1/admin/secrets/bench-secret",
+            Some(&kith_api::wire::SecretPutRequest {
+                value: {
+                    use base64::Engine;
+                    base64::engine::general_purpose::STANDARD.encode([7u8; 1024])
+                },
+                allow_roles: Some(vec!["bench".into()]),
+                ..Default::default()
+            }),
+        )
+        .await
+        .expect("bench secret");
     let public = public_config(&ca_pem);
 
     println!("kith load driver: {secs} s per cell, same P-256 CSRs for kith and cfssl (cfssl {cf_port}, kith {port})");
@@ -442,6 +458,87 @@ async fn main() {
                 cell.errors
             );
             summary.push(("renew", c, cell.rate(), cell.pct(0.99)));
+        }
+
+        // Secret reads: a node reads a 1 KiB secret over keep-alive mTLS
+        // (policy check, unwrap, decrypt, audit record per read).
+        if want("secret") {
+            let (w2, t2, p2, s2, ca2) = (
+                workers.clone(),
+                tokens.clone(),
+                public.clone(),
+                server.clone(),
+                ca_pem.clone(),
+            );
+            let mut cell = run_cell(c, secs, move |w| {
+                let (workers, tokens, public, server, ca_pem) =
+                    (w2.clone(), t2.clone(), p2.clone(), s2.clone(), ca2.clone());
+                async move {
+                    let node = format!("s{c}-{w}");
+                    let csr = CsrSubmission {
+                        profile: "peer".into(),
+                        csr: workers[w].csr_pem.clone(),
+                    };
+                    let mut conn = Connection::open(&server, public).await.expect("connect");
+                    let joined: IssueResponse = conn
+                        .json(
+                            Method::POST,
+                            "/v1/join",
+                            Some(&JoinRequest {
+                                token: tokens[w].clone(),
+                                node: Some(node.clone()),
+                                csrs: vec![csr],
+                            }),
+                        )
+                        .await
+                        .expect("join for secret reads");
+                    let mut chain = kith_pki::certs_from_pem_or_der(
+                        joined.certificates[0].certificate.as_bytes(),
+                    )
+                    .expect("leaf");
+                    chain.extend(
+                        kith_pki::certs_from_pem_or_der(joined.certificates[0].chain.as_bytes())
+                            .expect("chain"),
+                    );
+                    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+                        workers[w].key.pkcs8_der().to_vec(),
+                    ));
+                    let cfg = Arc::new(
+                        rustls::ClientConfig::builder_with_provider(provider())
+                            .with_safe_default_protocol_versions()
+                            .expect("versions")
+                            .with_root_certificates(roots(&ca_pem))
+                            .with_client_auth_cert(
+                                chain.into_iter().map(CertificateDer::from).collect(),
+                                key,
+                            )
+                            .expect("client cert"),
+                    );
+                    let conn = Arc::new(tokio::sync::Mutex::new(
+                        Connection::open(&server, cfg).await.expect("mTLS"),
+                    ));
+                    Box::new(move || {
+                        let conn = conn.clone();
+                        Box::pin(async move {
+                            let mut c = conn.lock().await;
+                            kith_agent::secrets::fetch_with(&mut c, "bench-secret", None)
+                                .await
+                                .is_ok_and(|(_, v)| v.len() == 1024)
+                        })
+                            as std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
+                    }) as Op
+                }
+            })
+            .await;
+            println!(
+                "{:<28} {:>4} {:>10.0} {:>9.2} {:>9.2} {:>7}",
+                "kith secret read (mTLS)",
+                c,
+                cell.rate(),
+                cell.pct(0.5),
+                cell.pct(0.99),
+                cell.errors
+            );
         }
 
         // cfssl: keep-alive plain HTTP, the same CSRs.
