@@ -78,13 +78,21 @@ impl Env {
         let addr = server.local_addr().expect("addr");
         tokio::spawn(server.run(std::future::pending()));
         let root = authority.root_cert("cluster").expect("root");
-        Self {
+        let env = Self {
             _tmp: tmp,
             clock,
             authority,
             addr,
             root,
-        }
+        };
+        // The first CRL is signed on first demand (or by the maintenance
+        // task): make that happen now, not in the middle of a store snapshot.
+        env.public()
+            .await
+            .get_bytes("/v1/crl/cluster")
+            .await
+            .expect("first CRL");
+        env
     }
 
     pub fn server(&self) -> ServerAddr {
