@@ -411,14 +411,7 @@ impl Authority {
             .ok_or(Error::WrongPassphrase)?;
         let master = key_from(&raw)?;
         let pending = match &cluster.pending_master {
-            Some(p) => {
-                let raw = kek
-                    .open(&master_aad(&cluster.cluster, p.version), &p.wrapped)
-                    .ok_or_else(|| {
-                        Error::Integrity("the pending master key does not decrypt".into())
-                    })?;
-                Some((p.version, key_from(&raw)?))
-            }
+            Some(p) => Some((p.version, unwrap_pending(&kek, &cluster.cluster, p)?)),
             None => None,
         };
         let authority = Self {
@@ -1012,6 +1005,18 @@ impl Authority {
         self.inner.store.create(&key, to_json(&rec)?).await?;
         Ok(())
     }
+}
+
+/// The next master key of an unfinished rotation, unwrapped with the KEK.
+pub(crate) fn unwrap_pending(
+    kek: &SealKey,
+    cluster: &str,
+    pending: &records::PendingMaster,
+) -> Result<SealKey, Error> {
+    let raw = kek
+        .open(&master_aad(cluster, pending.version), &pending.wrapped)
+        .ok_or_else(|| Error::Integrity("the pending master key does not decrypt".into()))?;
+    key_from(&raw)
 }
 
 fn key_from(raw: &[u8]) -> Result<SealKey, Error> {

@@ -81,17 +81,7 @@ impl Authority {
             &master_aad(&cluster.cluster, cluster.master_version),
             self.master_for(cluster.master_version)?.bytes(),
         )?;
-        match self
-            .store()
-            .update(records::CLUSTER_KEY, to_json(&cluster)?, rev)
-            .await
-        {
-            Ok(_) => {}
-            Err(kith_store::Error::RevisionMismatch { .. }) => {
-                return Err(Error::Contended(records::CLUSTER_KEY.into()))
-            }
-            Err(e) => return Err(e.into()),
-        }
+        self.write_cluster(&cluster, rev).await?;
         self.audit(
             crate::LOCAL_OPERATOR,
             "passphrase-change",
@@ -121,18 +111,7 @@ impl Authority {
         .ok_or(Error::WrongPassphrase)?;
         let old_version = cluster.master_version;
         let (new_version, new_key) = match &cluster.pending_master {
-            Some(p) => {
-                let raw = kek
-                    .open(&master_aad(&cluster.cluster, p.version), &p.wrapped)
-                    .ok_or_else(|| {
-                        Error::Integrity("the pending master key does not decrypt".into())
-                    })?;
-                let bytes: [u8; 32] = raw
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| Error::Integrity("pending master key length".into()))?;
-                (p.version, SealKey::from_bytes(Zeroizing::new(bytes)))
-            }
+            Some(p) => (p.version, crate::unwrap_pending(&kek, &cluster.cluster, p)?),
             None => {
                 let key = SealKey::random()?;
                 let version = old_version + 1;
@@ -140,17 +119,7 @@ impl Authority {
                     version,
                     wrapped: kek.seal(&master_aad(&cluster.cluster, version), key.bytes())?,
                 });
-                match self
-                    .store()
-                    .update(records::CLUSTER_KEY, to_json(&cluster)?, rev)
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(kith_store::Error::RevisionMismatch { .. }) => {
-                        return Err(Error::Contended(records::CLUSTER_KEY.into()))
-                    }
-                    Err(e) => return Err(e.into()),
-                }
+                self.write_cluster(&cluster, rev).await?;
                 (version, key)
             }
         };
@@ -217,17 +186,7 @@ impl Authority {
             .ok_or_else(|| Error::Integrity("the pending master key vanished".into()))?;
         cluster.master_version = pending.version;
         cluster.wrapped_master = pending.wrapped;
-        match self
-            .store()
-            .update(records::CLUSTER_KEY, to_json(&cluster)?, rev)
-            .await
-        {
-            Ok(_) => {}
-            Err(kith_store::Error::RevisionMismatch { .. }) => {
-                return Err(Error::Contended(records::CLUSTER_KEY.into()))
-            }
-            Err(e) => return Err(e.into()),
-        }
+        self.write_cluster(&cluster, rev).await?;
         self.audit(
             crate::LOCAL_OPERATOR,
             "vault-rotate",
@@ -239,6 +198,21 @@ impl Authority {
         )
         .await?;
         Ok(report)
+    }
+
+    /// Replace the cluster record if nobody changed it since `rev`.
+    async fn write_cluster(&self, cluster: &ClusterRecord, rev: u64) -> Result<(), Error> {
+        match self
+            .store()
+            .update(records::CLUSTER_KEY, to_json(cluster)?, rev)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kith_store::Error::RevisionMismatch { .. }) => {
+                Err(Error::Contended(records::CLUSTER_KEY.into()))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn reseal_write(&self, key: &str, value: Vec<u8>, rev: u64) -> Result<(), Error> {

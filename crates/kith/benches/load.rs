@@ -155,6 +155,50 @@ where
     cell
 }
 
+/// Join as `node` with the worker's CSR, then open a keep-alive mutual-TLS
+/// connection with the certificate it got.
+async fn joined_connection(
+    server: &ServerAddr,
+    public: Arc<rustls::ClientConfig>,
+    ca_pem: &Path,
+    token: &str,
+    node: &str,
+    worker: &Worker,
+) -> Connection {
+    let csr = CsrSubmission {
+        profile: "peer".into(),
+        csr: worker.csr_pem.clone(),
+    };
+    let mut conn = Connection::open(server, public).await.expect("connect");
+    let joined: IssueResponse = conn
+        .json(
+            Method::POST,
+            "/v1/join",
+            Some(&JoinRequest {
+                token: token.to_string(),
+                node: Some(node.to_string()),
+                csrs: vec![csr],
+            }),
+        )
+        .await
+        .expect("join");
+    let mut chain = kith_pki::certs_from_pem_or_der(joined.certificates[0].certificate.as_bytes())
+        .expect("leaf");
+    chain.extend(
+        kith_pki::certs_from_pem_or_der(joined.certificates[0].chain.as_bytes()).expect("chain"),
+    );
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(worker.key.pkcs8_der().to_vec()));
+    let cfg = Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots(ca_pem))
+            .with_client_auth_cert(chain.into_iter().map(CertificateDer::from).collect(), key)
+            .expect("client cert"),
+    );
+    Connection::open(server, cfg).await.expect("mTLS")
+}
+
 type Op =
     Box<dyn FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>> + Send>;
 
@@ -392,43 +436,9 @@ async fn main() {
                         profile: "peer".into(),
                         csr: workers[w].csr_pem.clone(),
                     };
-                    let mut conn = Connection::open(&server, public).await.expect("connect");
-                    let joined: IssueResponse = conn
-                        .json(
-                            Method::POST,
-                            "/v1/join",
-                            Some(&JoinRequest {
-                                token: tokens[w].clone(),
-                                node: Some(node.clone()),
-                                csrs: vec![csr.clone()],
-                            }),
-                        )
-                        .await
-                        .expect("join for renewals");
-                    let mut chain = kith_pki::certs_from_pem_or_der(
-                        joined.certificates[0].certificate.as_bytes(),
-                    )
-                    .expect("leaf");
-                    chain.extend(
-                        kith_pki::certs_from_pem_or_der(joined.certificates[0].chain.as_bytes())
-                            .expect("chain"),
-                    );
-                    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
-                        workers[w].key.pkcs8_der().to_vec(),
-                    ));
-                    let cfg = Arc::new(
-                        rustls::ClientConfig::builder_with_provider(provider())
-                            .with_safe_default_protocol_versions()
-                            .expect("versions")
-                            .with_root_certificates(roots(&ca_pem))
-                            .with_client_auth_cert(
-                                chain.into_iter().map(CertificateDer::from).collect(),
-                                key,
-                            )
-                            .expect("client cert"),
-                    );
                     let conn = Arc::new(tokio::sync::Mutex::new(
-                        Connection::open(&server, cfg).await.expect("mTLS"),
+                        joined_connection(&server, public, &ca_pem, &tokens[w], &node, &workers[w])
+                            .await,
                     ));
                     let body = RenewRequest {
                         node: Some(node),
@@ -475,47 +485,9 @@ async fn main() {
                     (w2.clone(), t2.clone(), p2.clone(), s2.clone(), ca2.clone());
                 async move {
                     let node = format!("s{c}-{w}");
-                    let csr = CsrSubmission {
-                        profile: "peer".into(),
-                        csr: workers[w].csr_pem.clone(),
-                    };
-                    let mut conn = Connection::open(&server, public).await.expect("connect");
-                    let joined: IssueResponse = conn
-                        .json(
-                            Method::POST,
-                            "/v1/join",
-                            Some(&JoinRequest {
-                                token: tokens[w].clone(),
-                                node: Some(node.clone()),
-                                csrs: vec![csr],
-                            }),
-                        )
-                        .await
-                        .expect("join for secret reads");
-                    let mut chain = kith_pki::certs_from_pem_or_der(
-                        joined.certificates[0].certificate.as_bytes(),
-                    )
-                    .expect("leaf");
-                    chain.extend(
-                        kith_pki::certs_from_pem_or_der(joined.certificates[0].chain.as_bytes())
-                            .expect("chain"),
-                    );
-                    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
-                        workers[w].key.pkcs8_der().to_vec(),
-                    ));
-                    let cfg = Arc::new(
-                        rustls::ClientConfig::builder_with_provider(provider())
-                            .with_safe_default_protocol_versions()
-                            .expect("versions")
-                            .with_root_certificates(roots(&ca_pem))
-                            .with_client_auth_cert(
-                                chain.into_iter().map(CertificateDer::from).collect(),
-                                key,
-                            )
-                            .expect("client cert"),
-                    );
                     let conn = Arc::new(tokio::sync::Mutex::new(
-                        Connection::open(&server, cfg).await.expect("mTLS"),
+                        joined_connection(&server, public, &ca_pem, &tokens[w], &node, &workers[w])
+                            .await,
                     ));
                     Box::new(move || {
                         let conn = conn.clone();

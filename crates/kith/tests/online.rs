@@ -7,57 +7,10 @@ mod common;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{kith, openssl, tool, Ca};
+use common::{kith, openssl, start_server, tool, wait_for, Ca, Proc};
 use serde_json::Value;
-
-/// A child process killed (SIGKILL) when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Start `kith serve`; returns the process and the URL it advertises.
-fn start_server(ca: &Ca, listen: &str) -> (Proc, String) {
-    let info = ca.data.join("server.json");
-    let _ = std::fs::remove_file(&info);
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(ca.path("serve.log"))
-        .expect("log file");
-    let child = kith(&ca.data)
-        .args(["serve", "--listen", listen, "--passphrase-file"])
-        .arg(&ca.pass)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn kith serve");
-    let pid = child.id();
-    let proc = Proc(child);
-    let url = wait_for("server.json", Duration::from_secs(60), || {
-        let v: Value = serde_json::from_slice(&std::fs::read(&info).ok()?).ok()?;
-        (v["pid"].as_u64() == Some(u64::from(pid)))
-            .then(|| v["server"].as_str().map(String::from))?
-    });
-    (proc, url)
-}
 
 fn port_of(url: &str) -> u16 {
     url.rsplit(':')
@@ -127,7 +80,7 @@ fn identity(dir: &Path) -> Value {
 #[test]
 fn serve_join_three_nodes_mtls_renew_revoke_restart() {
     let ca = Ca::init("p256");
-    let (server, url) = start_server(&ca, "127.0.0.1:0");
+    let (server, url) = start_server(&ca, "127.0.0.1:0", &ca.pass);
     let port = port_of(&url);
 
     // An operator mints one token for three joins (admin API over mTLS,
@@ -417,7 +370,7 @@ fn serve_join_three_nodes_mtls_renew_revoke_restart() {
 
     // kill -9 and restart on the same port: everything persisted.
     drop(server);
-    let (_server, url2) = start_server(&ca, &format!("127.0.0.1:{port}"));
+    let (_server, url2) = start_server(&ca, &format!("127.0.0.1:{port}"), &ca.pass);
     assert_eq!(url2, url);
     let listed = json(&ca, &["node", "ls", "--json"]);
     assert_eq!(listed.as_array().map(Vec::len), Some(3));

@@ -7,51 +7,11 @@ mod common;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{kith, tool, Ca};
+use common::{kith, start_server, tool, wait_for, Ca, Proc};
 use serde_json::Value;
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn start_server(ca: &Ca, listen: &str, pass: &Path) -> (Proc, String) {
-    let info = ca.data.join("server.json");
-    let _ = std::fs::remove_file(&info);
-    let child = kith(&ca.data)
-        .args(["serve", "--listen", listen, "--passphrase-file"])
-        .arg(pass)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn kith serve");
-    let pid = child.id();
-    let proc = Proc(child);
-    let url = wait_for("server.json", Duration::from_secs(60), || {
-        let v: Value = serde_json::from_slice(&std::fs::read(&info).ok()?).ok()?;
-        (v["pid"].as_u64() == Some(u64::from(pid)))
-            .then(|| v["server"].as_str().map(String::from))?
-    });
-    (proc, url)
-}
 
 /// kith with this CA's data dir and `stdin` fed in.
 fn run_in(ca: &Ca, args: &[&str], stdin: &[u8]) -> Output {

@@ -3,7 +3,8 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub const PASS: &str = "correct horse battery staple";
 
@@ -198,4 +199,54 @@ pub fn pkilint(linter: &str, extra: &[&str], file: &Path) -> Vec<Finding> {
 /// uses a scheme allow-list without `spiffe` (see docs/CONFORMANCE.md).
 pub fn is_known_spiffe_false_positive(f: &Finding) -> bool {
     f.code == "pkix.invalid_uri_syntax" && f.message.contains("\"spiffe://")
+}
+
+/// A child process killed (SIGKILL) when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Poll `f` every 100 ms until it gives a value; panic after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Start `kith serve` on `listen` with passphrase file `pass` (its log goes
+/// to `serve.log` beside the data directory); returns the process and the
+/// URL it advertises, once it has written `server.json`.
+pub fn start_server(ca: &Ca, listen: &str, pass: &Path) -> (Proc, String) {
+    let info = ca.data.join("server.json");
+    let _ = std::fs::remove_file(&info);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(ca.path("serve.log"))
+        .expect("log file");
+    let child = kith(&ca.data)
+        .args(["serve", "--listen", listen, "--passphrase-file"])
+        .arg(pass)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn kith serve");
+    let pid = child.id();
+    let proc = Proc(child);
+    let url = wait_for("server.json", Duration::from_secs(60), || {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&info).ok()?).ok()?;
+        (v["pid"].as_u64() == Some(u64::from(pid)))
+            .then(|| v["server"].as_str().map(String::from))?
+    });
+    (proc, url)
 }
