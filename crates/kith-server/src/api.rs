@@ -743,9 +743,14 @@ async fn secret_get(
         actor = format!("admin:{}", rec.node);
         kith_authority::Reader::Admin(&actor)
     } else {
-        let node = s.authority.node(&rec.node).await?;
-        if node.removed_at.is_some() {
-            return Err(kith_authority::Error::NodeRemoved(node.name).into());
+        // Certificates cut offline (`kith cert issue`) have no node record;
+        // a node that joined and was removed reads nothing.
+        match s.authority.node(&rec.node).await {
+            Ok(node) if node.removed_at.is_some() => {
+                return Err(kith_authority::Error::NodeRemoved(node.name).into())
+            }
+            Ok(_) | Err(kith_authority::Error::UnknownNode(_)) => {}
+            Err(e) => return Err(e.into()),
         }
         kith_authority::Reader::Node {
             name: &rec.node,

@@ -165,3 +165,50 @@ async fn the_server_renews_its_own_certificate_at_two_thirds() {
         "the new certificate starts later and ends later"
     );
 }
+
+/// A certificate cut offline (`kith cert issue`: no node record) reads the
+/// secrets its role is allowed, like a joined node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_issued_certificates_read_secrets_by_role() {
+    let env = Env::start().await;
+    env.authority
+        .put_secret(
+            "shared",
+            b"for workers",
+            kith_authority::SecretUpdate {
+                allow_roles: Some(vec!["worker".into()]),
+                ..Default::default()
+            },
+            "test",
+        )
+        .await
+        .expect("put");
+    let key = kith_pki::PrivateKey::generate(kith_pki::KeyType::P256).expect("key");
+    let issued = env
+        .authority
+        .issue(kith_authority::IssueRequest {
+            identity: kith_authority::Identity {
+                node: "offline-1".into(),
+                role: "worker".into(),
+                profile: kith_pki::Profile::Peer,
+                authority: None,
+                ttl: None,
+            },
+            public_key: key.public_key(),
+            extra_sans: vec![],
+        })
+        .await
+        .expect("issue");
+    let mut chain = vec![issued.record.der.clone()];
+    chain.extend(issued.chain);
+    let creds = Creds {
+        key,
+        chain,
+        serial: issued.record.serial,
+    };
+    let mut c = env.mtls(&creds).await;
+    let (v, value) = kith_agent::secrets::fetch_with(&mut c, "shared", None)
+        .await
+        .expect("read");
+    assert_eq!((v, value.as_slice()), (1, &b"for workers"[..]));
+}
