@@ -59,7 +59,7 @@ enum Command {
     Join(online::JoinArgs),
     /// Renew this node's certificate now.
     Renew(online::RenewArgs),
-    /// Keep this node's certificate, CA bundle and CRL fresh, forever.
+    /// Keep this node's certificate, CA bundle, CRL and secrets fresh, forever.
     Agent(online::AgentArgs),
     /// Cluster secrets: encrypted, versioned, readable only by the nodes allowed.
     #[command(subcommand)]

@@ -368,10 +368,28 @@ fn serve_join_three_nodes_mtls_renew_revoke_restart() {
     let (good, text) = s_client(port, &ca.data.join("ca.pem"), Some(&nodes[1]));
     assert!(good && text.contains("Verification: OK"), "{text}");
 
-    // kill -9 and restart on the same port: everything persisted.
+    // kill -9 and restart on the same port: everything persisted. Meanwhile
+    // node-2's agent is asked to renew while the server is down: it must
+    // keep running, back off, and succeed once the server is back.
     drop(server);
+    let before_outage = identity(&nodes[1])["serial"]
+        .as_str()
+        .expect("serial")
+        .to_string();
+    let mut agent2 = agent2;
+    signal(&agent2.0, "HUP");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        agent2.0.try_wait().expect("wait").is_none(),
+        "a transient failure must not stop the agent"
+    );
     let (_server, url2) = start_server(&ca, &format!("127.0.0.1:{port}"), &ca.pass);
     assert_eq!(url2, url);
+    wait_for(
+        "the agent's retry after the outage",
+        Duration::from_secs(60),
+        || (identity(&nodes[1])["serial"].as_str() != Some(before_outage.as_str())).then_some(()),
+    );
     let listed = json(&ca, &["node", "ls", "--json"]);
     assert_eq!(listed.as_array().map(Vec::len), Some(3));
     let tokens = json(&ca, &["token", "ls", "--json"]);
