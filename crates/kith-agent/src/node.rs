@@ -90,6 +90,9 @@ pub struct JoinOptions {
     pub key_type: KeyType,
     /// Whether to add this host's interface addresses as IP SANs.
     pub interface_ips: bool,
+    /// Replace an identity already in `dir` (otherwise refused before
+    /// anything is sent, so a token is not spent by mistake).
+    pub force: bool,
 }
 
 /// The file names of one profile's certificate.
@@ -304,6 +307,12 @@ async fn fetch_crl_pem(conn: &mut Connection, path: &str) -> Result<String, Erro
 /// verify the answer, and write the node directory.
 pub async fn join(opts: &JoinOptions) -> Result<NodeIdentity, Error> {
     let token = JoinToken::parse(&opts.token).map_err(|e| Error::Invalid(e.to_string()))?;
+    if !opts.force && opts.dir.join(nodedir::KEY).exists() {
+        return Err(Error::NodeDir(format!(
+            "{} already holds a node identity; pass --force to replace it (its key is overwritten)",
+            opts.dir.display()
+        )));
+    }
     let verifier = Arc::new(PinVerifier::new(token.pin));
     let config = pinned_config(verifier.clone())?;
     let mut conn = match Connection::open(&opts.server, config).await {

@@ -361,7 +361,8 @@ pub struct TlsWatch {
 impl TlsWatch {
     /// Load `dir` now (an error if it does not check out) and re-read it
     /// every `every`, publishing new configurations when the files changed
-    /// and verify.
+    /// and verify. Call it inside a Tokio runtime: the re-reading runs as a
+    /// task, stopped when the `TlsWatch` is dropped.
     pub fn start(dir: PathBuf, policy: PeerPolicy, every: Duration) -> Result<Self, Error> {
         let m = read_material(&dir)?;
         m.check(&provider())?;

@@ -683,6 +683,7 @@ async fn wrong_pin_sends_nothing() {
         profiles: vec![Profile::Peer],
         key_type: KeyType::P256,
         interface_ips: false,
+        force: false,
     })
     .await
     .expect_err("a wrong pin must fail");
@@ -703,6 +704,7 @@ async fn wrong_pin_sends_nothing() {
         profiles: vec![Profile::Peer, Profile::Client],
         key_type: KeyType::P256,
         interface_ips: false,
+        force: false,
     })
     .await
     .expect("join");
@@ -720,6 +722,24 @@ async fn wrong_pin_sends_nothing() {
     ] {
         assert!(dir.path().join("node").join(f).exists(), "{f}");
     }
+    // A second join into the same directory is refused before anything is sent.
+    let token2 = env.token("worker", None, 1).await;
+    let before = env.snapshot().await;
+    let err = kith_agent::join(&kith_agent::JoinOptions {
+        server: env.server(),
+        token: token2,
+        node: Some("node-q".into()),
+        sans: vec![],
+        dir: dir.path().join("node"),
+        profiles: vec![Profile::Peer],
+        key_type: KeyType::P256,
+        interface_ips: false,
+        force: false,
+    })
+    .await
+    .expect_err("an existing identity must not be overwritten silently");
+    assert_eq!(err.code(), "node-dir", "{err}");
+    assert_eq!(before, env.snapshot().await, "the token was not spent");
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(dir.path().join("node/key.pem"))
         .expect("key")

@@ -557,6 +557,9 @@ pub(crate) struct JoinArgs {
     /// Do not put this host's interface addresses in the certificate.
     #[arg(long)]
     no_interface_ips: bool,
+    /// Replace an identity already in --dir.
+    #[arg(long)]
+    force: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     pub(crate) json: bool,
@@ -593,6 +596,7 @@ pub(crate) async fn join(a: JoinArgs) -> Result<(), CliError> {
         profiles: a.profile,
         key_type: a.key_type,
         interface_ips: !a.no_interface_ips,
+        force: a.force,
     };
     let id = kith_agent::join(&opts).await?;
     print_identity(&id, &a.dir, "joined", a.json);
