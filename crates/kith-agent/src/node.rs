@@ -302,6 +302,19 @@ async fn fetch_crl_pem(conn: &mut Connection, path: &str) -> Result<String, Erro
     Ok(kith_pki::pem_encode("X509 CRL", &der))
 }
 
+/// The CRL, or `None` with a warning: the certificates are issued by now,
+/// so a failed CRL fetch must not lose them; the agent's next refresh
+/// fetches it (until then peers' revocations are not checked).
+async fn crl_or_warn(conn: &mut Connection, path: &str) -> Option<String> {
+    match fetch_crl_pem(conn, path).await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not fetch the CRL; the agent will retry");
+            None
+        }
+    }
+}
+
 /// Join the cluster: verify the server against the token's pin (sending
 /// nothing before that), generate the key here, send CSRs and the token,
 /// verify the answer, and write the node directory.
@@ -357,7 +370,7 @@ pub async fn join(opts: &JoinOptions) -> Result<NodeIdentity, Error> {
     };
     let answer: IssueResponse = conn.json(Method::POST, "/v1/join", Some(&body)).await?;
     check_answer(&answer, &key, &profiles, None)?;
-    let crl = fetch_crl_pem(&mut conn, &answer.crl_path).await.ok();
+    let crl = crl_or_warn(&mut conn, &answer.crl_path).await;
     let identity = identity_from(
         &answer,
         &opts.server,
@@ -384,7 +397,7 @@ pub async fn renew(dir: &Path) -> Result<NodeIdentity, Error> {
     };
     let answer: IssueResponse = conn.json(Method::POST, "/v1/renew", Some(&body)).await?;
     check_answer(&answer, &key, &identity.profiles, Some(&identity.node))?;
-    let crl = fetch_crl_pem(&mut conn, &answer.crl_path).await.ok();
+    let crl = crl_or_warn(&mut conn, &answer.crl_path).await;
     let fresh = identity_from(
         &answer,
         &identity.server,

@@ -274,7 +274,16 @@ impl ServerCertVerifier for PolicyServerVerifier {
     }
 }
 
+fn warn_without_crl(m: &Material) {
+    if m.crls.is_empty() {
+        tracing::warn!(
+            "no crl.pem: peers' revocations are not checked until the agent fetches one"
+        );
+    }
+}
+
 fn build_server(m: &Material, policy: &PeerPolicy) -> Result<Arc<ServerConfig>, Error> {
+    warn_without_crl(m);
     let p = provider();
     let mut b = WebPkiClientVerifier::builder_with_provider(m.roots()?, p.clone());
     if !m.crls.is_empty() {
@@ -297,6 +306,7 @@ fn build_server(m: &Material, policy: &PeerPolicy) -> Result<Arc<ServerConfig>, 
 }
 
 fn build_client(m: &Material, policy: &PeerPolicy) -> Result<Arc<ClientConfig>, Error> {
+    warn_without_crl(m);
     let p = provider();
     let mut b = WebPkiServerVerifier::builder_with_provider(m.roots()?, p.clone());
     if !m.crls.is_empty() {
