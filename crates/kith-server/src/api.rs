@@ -57,6 +57,28 @@ impl AppState {
 
 type St = State<Arc<AppState>>;
 
+/// A path parameter whose rejection (bad percent-encoding, not UTF-8) is a
+/// JSON error like every other, not axum's plain-text one.
+pub(crate) struct Param(String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Param {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(p)) => Ok(Param(p)),
+            Err(e) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed-request",
+                format!("bad path: {e}"),
+            )),
+        }
+    }
+}
+
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
@@ -247,7 +269,7 @@ async fn ca(State(s): St) -> Result<Json<CaResponse>, ApiError> {
     }))
 }
 
-async fn crl(State(s): St, Path(authority): Path<String>) -> Result<Response, ApiError> {
+async fn crl(State(s): St, Param(authority): Param) -> Result<Response, ApiError> {
     kith_pki::validate_label("authority", &authority).map_err(kith_authority::Error::from)?;
     let rec = s.crls.current(&s.authority, &authority).await?;
     Ok((
@@ -426,7 +448,7 @@ async fn token_list(
 async fn token_revoke(
     State(s): St,
     Extension(peer): Extension<Peer>,
-    Path(id): Path<String>,
+    Param(id): Param,
 ) -> Result<Json<TokenView>, ApiError> {
     let actor = admin(&s, &peer).await?;
     let id = TokenId::parse(&id)
@@ -493,7 +515,7 @@ async fn crl_numbers(s: &AppState, outcomes: &[RevokeOutcome]) -> Vec<(String, u
 async fn node_remove(
     State(s): St,
     Extension(peer): Extension<Peer>,
-    Path(name): Path<String>,
+    Param(name): Param,
 ) -> Result<Json<RevokeResponse>, ApiError> {
     let actor = admin(&s, &peer).await?;
     let outcomes = s
@@ -637,7 +659,7 @@ fn serde_urlencoded_version(q: &str) -> Result<Option<u64>, ApiError> {
 async fn secret_put(
     State(s): St,
     Extension(peer): Extension<Peer>,
-    Path(name): Path<String>,
+    Param(name): Param,
     req: Request,
 ) -> Result<Json<SecretInfo>, ApiError> {
     let actor = admin(&s, &peer).await?;
@@ -685,7 +707,7 @@ async fn secret_list(
 async fn secret_history(
     State(s): St,
     Extension(peer): Extension<Peer>,
-    Path(name): Path<String>,
+    Param(name): Param,
 ) -> Result<Json<Vec<SecretVersionView>>, ApiError> {
     admin(&s, &peer).await?;
     let meta = s.authority.secret_info(&name).await?;
@@ -705,7 +727,7 @@ async fn secret_history(
 async fn secret_delete(
     State(s): St,
     Extension(peer): Extension<Peer>,
-    Path(name): Path<String>,
+    Param(name): Param,
     uri: axum::http::Uri,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let actor = admin(&s, &peer).await?;
@@ -722,7 +744,7 @@ async fn secret_delete(
 async fn secret_get(
     State(s): St,
     Extension(peer): Extension<Peer>,
-    Path(name): Path<String>,
+    Param(name): Param,
     uri: axum::http::Uri,
 ) -> Result<Json<SecretValue>, ApiError> {
     let version = version_query(&uri)?;

@@ -397,6 +397,15 @@ async fn hostile_inputs_are_refused_with_exact_codes_and_change_nothing() {
     );
     cases += hostile!(
         env,
+        "path that is not UTF-8",
+        400,
+        "malformed-request",
+        c.send(Method::GET, "/v1/crl/%FF%FE", None)
+            .await
+            .expect("transport")
+    );
+    cases += hostile!(
+        env,
         "CRL of an unknown authority",
         404,
         "unknown-authority",
