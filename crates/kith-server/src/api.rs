@@ -467,7 +467,13 @@ async fn node_list(
         nodes
             .into_iter()
             .map(|(n, state)| NodeView {
-                serial: n.serials.values().next_back().cloned().unwrap_or_default(),
+                // The first profile's certificate is the node's cert.pem.
+                serial: n
+                    .profiles
+                    .first()
+                    .and_then(|p| n.serials.get(p))
+                    .cloned()
+                    .unwrap_or_default(),
                 profiles: n.profiles.iter().map(|p| p.as_str().to_string()).collect(),
                 not_after: rfc3339(n.not_after),
                 joined: rfc3339(n.joined),
