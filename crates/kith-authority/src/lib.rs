@@ -514,6 +514,17 @@ impl Authority {
             .ok_or_else(|| Error::UnknownAuthority(name.to_string()))
     }
 
+    /// Every authority's root, DER, in name order: the trust bundle.
+    pub fn roots(&self) -> Vec<Vec<u8>> {
+        self.inner
+            .signers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|s| s.record.root_cert.clone())
+            .collect()
+    }
+
     /// Names of the authorities.
     pub fn authority_names(&self) -> Vec<String> {
         self.inner

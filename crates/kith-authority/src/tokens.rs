@@ -70,6 +70,21 @@ pub struct TokenRecord {
     pub revoked_at: Option<OffsetDateTime>,
 }
 
+impl TokenRecord {
+    /// `revoked`, `expired`, `used-up` or `active`, as of `now`.
+    pub fn state(&self, now: OffsetDateTime) -> &'static str {
+        if self.revoked_at.is_some() {
+            "revoked"
+        } else if now >= self.expires {
+            "expired"
+        } else if self.uses_left == 0 {
+            "used-up"
+        } else {
+            "active"
+        }
+    }
+}
+
 /// Every token, in id order (no secrets: only their hashes are stored).
 pub async fn list_tokens(store: &dyn Store) -> Result<Vec<TokenRecord>, Error> {
     store

@@ -22,7 +22,7 @@ mod error;
 mod tls;
 
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -118,14 +118,8 @@ fn server_sans(opts: &Options) -> Result<Vec<San>, Error> {
     }
     let mut sans = Vec::new();
     for n in names {
-        let san = match n.parse::<IpAddr>() {
-            Ok(ip) => San::Ip(ip),
-            Err(_) => San::Dns(n.to_ascii_lowercase()),
-        };
-        if let San::Dns(d) = &san {
-            // Validate through the same parser the CLI uses for --san.
-            d.parse::<San>()?;
-        }
+        // The parser of --san: IP addresses, or DNS names checked and lowercased.
+        let san: San = n.parse()?;
         if !sans.contains(&san) {
             sans.push(san);
         }
@@ -138,8 +132,7 @@ impl Server {
     pub async fn bind(authority: Authority, opts: Options) -> Result<Self, Error> {
         let sans = server_sans(&opts)?;
         let cert = Arc::new(tls::ServerCert::issue(&authority, sans).await?);
-        let info = kith_authority::ClusterInfo::load(&**authority.store()).await?;
-        let verifier = Arc::new(tls::ClientVerifier::new(&info.roots())?);
+        let verifier = Arc::new(tls::ClientVerifier::new(&authority.roots())?);
         let mut config = rustls::ServerConfig::builder_with_provider(tls::provider())
             .with_safe_default_protocol_versions()
             .map_err(Error::Tls)?
@@ -273,12 +266,3 @@ pub type DecodedJoinRequest = (
     Option<String>,
     Vec<(kith_pki::Profile, Vec<u8>)>,
 );
-
-/// Loopback addresses, for callers that want the server reachable locally.
-pub fn loopback_names() -> Vec<String> {
-    vec![
-        "localhost".into(),
-        Ipv4Addr::LOCALHOST.to_string(),
-        Ipv6Addr::LOCALHOST.to_string(),
-    ]
-}

@@ -199,12 +199,7 @@ pub(crate) async fn init(dir: &Path, a: InitArgs) -> Result<(), CliError> {
 
 /// `<data-dir>/ca.pem`: every authority's root.
 fn write_bundle(dir: &Path, authority: &Authority) -> Result<(), CliError> {
-    let roots: Vec<Vec<u8>> = authority
-        .authority_names()
-        .iter()
-        .map(|n| authority.root_cert(n))
-        .collect::<Result<_, _>>()?;
-    let pem = pem_encode_many("CERTIFICATE", roots.iter().map(Vec::as_slice));
+    let pem = pem_encode_many("CERTIFICATE", authority.roots().iter().map(Vec::as_slice));
     nodedir::write_atomic(dir, nodedir::CA, pem.as_bytes(), nodedir::PUBLIC_MODE)?;
     Ok(())
 }
