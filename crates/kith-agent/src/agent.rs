@@ -3,12 +3,12 @@
 //! an interval, run the hook after every change, renew at once on SIGHUP,
 //! and stop with a clear error when only a new token can help.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::node::{refresh, renew, NodeIdentity};
+use crate::node::{refresh_with, renew, NodeIdentity};
 use crate::Error;
 
 /// What to do after the node's files change.
@@ -144,6 +144,36 @@ fn backoff(opts: &AgentOptions, failures: u32) -> Duration {
     exp.mul_f64(0.5 + 0.5 * jitter())
 }
 
+/// Refresh the CA bundle, the CRL and the secrets over one connection.
+/// Returns whether any file changed.
+async fn refresh_all(opts: &AgentOptions, secrets_dir: Option<&Path>) -> Result<bool, Error> {
+    let (identity, mut conn) = crate::node::connect(&opts.dir).await?;
+    // A failure of one part is logged and leaves the other to run.
+    let mut changed = match refresh_with(&mut conn, &identity, &opts.dir).await {
+        Ok(true) => {
+            tracing::info!("CA bundle or CRL updated");
+            true
+        }
+        Ok(false) => {
+            tracing::debug!("CA bundle and CRL unchanged");
+            false
+        }
+        Err(e) if e.needs_new_token() => return Err(e),
+        Err(e) => {
+            tracing::warn!(error = %e, "refresh failed; will retry");
+            false
+        }
+    };
+    if let Some(d) = secrets_dir {
+        match crate::secrets::sync_secrets_with(&mut conn, &opts.secrets, d).await {
+            Ok(written) => changed |= !written.is_empty(),
+            Err(e) if e.needs_new_token() => return Err(e),
+            Err(e) => tracing::warn!(error = %e, "secret refresh failed; will retry"),
+        }
+    }
+    Ok(changed)
+}
+
 /// Run until SIGTERM/SIGINT (Ok) or until only a new token can help (Err).
 pub async fn run(opts: AgentOptions) -> Result<(), Error> {
     let mut hup = signal(SignalKind::hangup())
@@ -214,28 +244,15 @@ pub async fn run(opts: AgentOptions) -> Result<(), Error> {
             }
             Step::Refresh => {
                 next_refresh = tokio::time::Instant::now() + opts.refresh_every;
-                let mut changed = match refresh(&opts.dir).await {
-                    Ok(true) => {
-                        tracing::info!("CA bundle or CRL updated");
-                        true
-                    }
-                    Ok(false) => {
-                        tracing::debug!("CA bundle and CRL unchanged");
-                        false
-                    }
+                // One connection for the bundle, the CRL and the secrets.
+                let changed = match refresh_all(&opts, secrets_dir.as_deref()).await {
+                    Ok(changed) => changed,
                     Err(e) if e.needs_new_token() => return Err(e),
                     Err(e) => {
                         tracing::warn!(error = %e, "refresh failed; will retry");
                         false
                     }
                 };
-                if let Some(d) = &secrets_dir {
-                    match crate::secrets::sync_secrets(&opts.dir, &opts.secrets, d).await {
-                        Ok(written) => changed |= !written.is_empty(),
-                        Err(e) if e.needs_new_token() => return Err(e),
-                        Err(e) => tracing::warn!(error = %e, "secret refresh failed; will retry"),
-                    }
-                }
                 if changed {
                     if let Some(h) = &opts.hook {
                         h.run().await;

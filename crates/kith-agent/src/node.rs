@@ -134,11 +134,7 @@ fn sans_for(node: &str, extra: &[String], interface_ips: bool) -> Result<Vec<San
         }
     }
     for s in extra {
-        let san = match s.parse::<IpAddr>() {
-            Ok(ip) => San::Ip(ip),
-            Err(_) => s.parse::<San>()?,
-        };
-        sans.push(san);
+        sans.push(s.parse::<San>()?);
     }
     let mut out: Vec<San> = Vec::new();
     for s in sans {
@@ -386,9 +382,7 @@ pub async fn join(opts: &JoinOptions) -> Result<NodeIdentity, Error> {
 /// Renew now over mutual TLS with the current certificate: a new key, the
 /// same identity and profiles; the directory is rewritten atomically.
 pub async fn renew(dir: &Path) -> Result<NodeIdentity, Error> {
-    let identity = NodeIdentity::load(dir)?;
-    let config = server_api_config(dir)?;
-    let mut conn = Connection::open(&identity.server, config).await?;
+    let (identity, mut conn) = connect(dir).await?;
     let key = PrivateKey::generate(identity.key_type)?;
     let sans = sans_for(&identity.node, &identity.sans, identity.interface_ips)?;
     let body = RenewRequest {
@@ -410,11 +404,26 @@ pub async fn renew(dir: &Path) -> Result<NodeIdentity, Error> {
     Ok(fresh)
 }
 
+/// A mutual-TLS connection to the server node directory `dir` joined,
+/// with the node's own certificate.
+pub async fn connect(dir: &Path) -> Result<(NodeIdentity, Connection), Error> {
+    let identity = NodeIdentity::load(dir)?;
+    let conn = Connection::open(&identity.server, server_api_config(dir)?).await?;
+    Ok((identity, conn))
+}
+
 /// Refresh the CA bundle and the CRL. Returns whether a file changed.
 pub async fn refresh(dir: &Path) -> Result<bool, Error> {
-    let identity = NodeIdentity::load(dir)?;
-    let config = server_api_config(dir)?;
-    let mut conn = Connection::open(&identity.server, config).await?;
+    let (identity, mut conn) = connect(dir).await?;
+    refresh_with(&mut conn, &identity, dir).await
+}
+
+/// [`refresh`] over an open connection.
+pub(crate) async fn refresh_with(
+    conn: &mut Connection,
+    identity: &NodeIdentity,
+    dir: &Path,
+) -> Result<bool, Error> {
     let ca: CaResponse = conn.json(Method::GET, "/v1/ca", None::<&()>).await?;
     // The bundle may grow (a new authority) but must keep the roots we trust.
     let old =
@@ -426,7 +435,7 @@ pub async fn refresh(dir: &Path) -> Result<bool, Error> {
             "the server's bundle drops a root this node trusts; not replacing ca.pem".into(),
         ));
     }
-    let crl = fetch_crl_pem(&mut conn, &identity.crl_path).await?;
+    let crl = fetch_crl_pem(conn, &identity.crl_path).await?;
     let mut changed = false;
     if old_roots != new_roots {
         nodedir::write_atomic(dir, nodedir::CA, ca.bundle.as_bytes(), nodedir::PUBLIC_MODE)?;

@@ -10,8 +10,6 @@ use kith_api::wire::SecretValue;
 use zeroize::Zeroizing;
 
 use crate::client::Connection;
-use crate::node::NodeIdentity;
-use crate::tls::server_api_config;
 use crate::Error;
 
 /// Mode of secret files.
@@ -25,8 +23,7 @@ pub async fn fetch_secret(
     version: Option<u64>,
 ) -> Result<(u64, Zeroizing<Vec<u8>>), Error> {
     kith_api::validate_secret_name(name).map_err(Error::Invalid)?;
-    let identity = NodeIdentity::load(dir)?;
-    let mut conn = Connection::open(&identity.server, server_api_config(dir)?).await?;
+    let (_, mut conn) = crate::node::connect(dir).await?;
     fetch_with(&mut conn, name, version).await
 }
 
@@ -89,11 +86,19 @@ pub async fn sync_secrets(
     if names.is_empty() {
         return Ok(Vec::new());
     }
-    let identity = NodeIdentity::load(node_dir)?;
-    let mut conn = Connection::open(&identity.server, server_api_config(node_dir)?).await?;
+    let (_, mut conn) = crate::node::connect(node_dir).await?;
+    sync_secrets_with(&mut conn, names, secrets_dir).await
+}
+
+/// [`sync_secrets`] over an open connection.
+pub(crate) async fn sync_secrets_with(
+    conn: &mut Connection,
+    names: &[String],
+    secrets_dir: &Path,
+) -> Result<Vec<String>, Error> {
     let mut written = Vec::new();
     for name in names {
-        let (version, value) = fetch_with(&mut conn, name, None).await?;
+        let (version, value) = fetch_with(conn, name, None).await?;
         let path = secrets_dir.join(name);
         let current = std::fs::read(&path).ok().map(Zeroizing::new);
         if current.as_deref().map(Vec::as_slice) != Some(value.as_slice()) {

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use base64::Engine;
 use clap::Args;
 use hyper::Method;
-use kith_agent::Connection;
 use kith_api::wire::{SecretInfo, SecretPutRequest, SecretVersionView};
 use kith_authority::{KdfParams, Settings};
 use serde_json::json;
@@ -313,9 +312,7 @@ pub(crate) async fn exec(a: ExecArgs) -> Result<(), CliError> {
         check_name(name)?;
         pairs.push((var.to_string(), name.to_string()));
     }
-    let identity = kith_agent::NodeIdentity::load(&a.dir)?;
-    let mut conn =
-        Connection::open(&identity.server, kith_agent::api_client_config(&a.dir)?).await?;
+    let (_, mut conn) = kith_agent::connect(&a.dir).await?;
     let mut cmd = std::process::Command::new(&a.command[0]);
     cmd.args(&a.command[1..]);
     for (var, name) in &pairs {
