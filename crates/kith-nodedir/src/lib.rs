@@ -7,7 +7,9 @@
 //!
 //! [`Batch`] does the same for thousands of files at a cost of two
 //! filesystem syncs instead of two per file: stage every temporary file,
-//! `syncfs` once, rename them all, `syncfs` again.
+//! `syncfs` once, rename them all, `syncfs` again. A directory that does not
+//! exist yet is staged whole, as a hidden sibling directory renamed into
+//! place in one step: it appears complete or not at all.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
@@ -113,11 +115,30 @@ fn sync_dir(dir: &Path) -> Result<(), Error> {
         .map_err(|e| Error::new("cannot sync directory", dir, e))
 }
 
+/// A temporary file or directory and where it goes.
+#[derive(Debug)]
+struct Staged {
+    tmp: PathBuf,
+    target: PathBuf,
+    is_dir: bool,
+}
+
+impl Staged {
+    /// Remove the temporary file or directory; best effort, for cleanup.
+    fn discard(&self) {
+        let _ = if self.is_dir {
+            fs::remove_dir_all(&self.tmp)
+        } else {
+            fs::remove_file(&self.tmp)
+        };
+    }
+}
+
 /// Many atomic writes with two filesystem syncs in all.
 /// Staging takes `&self`, so many threads can stage into one batch.
 #[derive(Debug, Default)]
 pub struct Batch {
-    staged: Mutex<Vec<(PathBuf, PathBuf)>>,
+    staged: Mutex<Vec<Staged>>,
     dirs: Mutex<BTreeSet<PathBuf>>,
 }
 
@@ -131,15 +152,68 @@ impl Batch {
     /// visible under `name` until [`Batch::commit`].
     pub fn stage(&self, dir: &Path, name: &str, contents: &[u8], mode: u32) -> Result<(), Error> {
         let tmp = write_temp(dir, name, contents, mode)?;
-        lock(&self.staged).push((tmp, dir.join(name)));
+        lock(&self.staged).push(Staged {
+            tmp,
+            target: dir.join(name),
+            is_dir: false,
+        });
+        self.note_dir(dir);
+        Ok(())
+    }
+
+    fn note_dir(&self, dir: &Path) {
         let mut dirs = lock(&self.dirs);
         if !dirs.contains(dir) {
             dirs.insert(dir.to_path_buf());
         }
+    }
+
+    /// Stage `files` (name, contents, mode) as the contents of `dir`. When
+    /// `dir` does not exist they are written under their own names into a
+    /// hidden sibling directory that [`Batch::commit`] renames onto `dir`:
+    /// one rename for the lot, and the directory appears whole. When it
+    /// exists, each file is staged as by [`Batch::stage`].
+    pub fn stage_dir(&self, dir: &Path, files: &[(&str, &[u8], u32)]) -> Result<(), Error> {
+        if dir.exists() {
+            for (name, contents, mode) in files {
+                self.stage(dir, name, contents, *mode)?;
+            }
+            return Ok(());
+        }
+        let parent = dir.parent().unwrap_or(Path::new("."));
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = temp_path(parent, &name);
+        fs::DirBuilder::new()
+            .mode(DIR_MODE)
+            .create(&tmp)
+            .map_err(|e| Error::new("cannot create directory", &tmp, e))?;
+        let staged = Staged {
+            tmp,
+            target: dir.to_path_buf(),
+            is_dir: true,
+        };
+        for (file, contents, mode) in files {
+            let path = staged.tmp.join(file);
+            let written = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(*mode)
+                .open(&path)
+                .and_then(|mut f| f.write_all(contents));
+            if let Err(e) = written {
+                staged.discard();
+                return Err(Error::new("cannot write", &path, e));
+            }
+        }
+        lock(&self.staged).push(staged);
+        self.note_dir(parent);
         Ok(())
     }
 
-    /// Number of staged files.
+    /// Number of staged files and whole directories.
     pub fn len(&self) -> usize {
         lock(&self.staged).len()
     }
@@ -157,23 +231,66 @@ impl Batch {
             return Ok(());
         }
         if let Err(e) = sync_filesystems(&dirs) {
-            for (tmp, _) in &staged {
-                let _ = fs::remove_file(tmp);
+            for s in &staged {
+                s.discard();
             }
             return Err(e);
         }
-        let mut staged = staged.into_iter();
-        for (tmp, target) in staged.by_ref() {
-            if let Err(e) = fs::rename(&tmp, &target) {
-                // Leave nothing behind: this one and the rest not yet renamed.
-                let _ = fs::remove_file(&tmp);
-                for (rest, _) in staged {
-                    let _ = fs::remove_file(rest);
-                }
-                return Err(Error::new("cannot rename onto", &target, e));
-            }
-        }
+        rename_all(staged)?;
         sync_filesystems(&dirs)
+    }
+}
+
+/// Rename everything staged into place, on every core: renames into
+/// different directories do not contend, and one thread leaves most of a
+/// large batch's time to the kernel's directory work. On the first failure
+/// every rename not yet done is abandoned and its temporary file removed;
+/// renames already done stay (each is a whole, durable-once-synced file).
+fn rename_all(staged: Vec<Staged>) -> Result<(), Error> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = staged.len().div_ceil(threads).max(1);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let errors: Vec<Error> = std::thread::scope(|scope| {
+        let workers: Vec<_> = staged
+            .chunks(chunk)
+            .map(|part| {
+                let failed = &failed;
+                scope.spawn(move || -> Option<Error> {
+                    let mut error = None;
+                    for s in part {
+                        if error.is_none() && !failed.load(Ordering::Relaxed) {
+                            // A staged directory replaces only an empty one
+                            // (made meanwhile); a non-empty one is an error.
+                            match fs::rename(&s.tmp, &s.target) {
+                                Ok(()) => continue,
+                                Err(e) => {
+                                    failed.store(true, Ordering::Relaxed);
+                                    error = Some(Error::new("cannot rename onto", &s.target, e));
+                                }
+                            }
+                        }
+                        // Leave nothing behind: this one and the rest not yet renamed.
+                        s.discard();
+                    }
+                    error
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .filter_map(|w| match w.join() {
+                Ok(e) => e,
+                Err(_) => Some(Error::new(
+                    "a rename thread failed under",
+                    Path::new("."),
+                    io::Error::other("panicked"),
+                )),
+            })
+            .collect()
+    });
+    match errors.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }
 
@@ -194,8 +311,8 @@ fn sync_filesystems(dirs: &BTreeSet<PathBuf>) -> Result<(), Error> {
 impl Drop for Batch {
     /// An uncommitted batch leaves no temporary files behind.
     fn drop(&mut self) {
-        for (tmp, _) in lock(&self.staged).iter() {
-            let _ = fs::remove_file(tmp);
+        for s in lock(&self.staged).iter() {
+            s.discard();
         }
     }
 }
@@ -258,5 +375,85 @@ mod tests {
             & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn failed_rename_fails_the_commit_and_leaves_no_temporary_file() {
+        let d = tempfile::tempdir().unwrap();
+        let b = Batch::new();
+        let dirs: Vec<PathBuf> = (0..40).map(|i| d.path().join(format!("n{i}"))).collect();
+        for dir in &dirs {
+            create_dir(dir).unwrap();
+            b.stage(dir, CERT, b"c", PUBLIC_MODE).unwrap();
+            b.stage(dir, KEY, b"k", KEY_MODE).unwrap();
+        }
+        // A non-empty directory where one file should go: that rename fails.
+        let blocker = dirs[17].join(CERT);
+        create_dir(&blocker.join("inside")).unwrap();
+        let err = b.commit().expect_err("a rename onto a directory fails");
+        assert!(err.to_string().contains("cannot rename onto"), "{err}");
+        for dir in &dirs {
+            for e in fs::read_dir(dir).unwrap() {
+                let name = e.unwrap().file_name().to_string_lossy().into_owned();
+                assert!(!name.ends_with(".tmp"), "{name} left in {}", dir.display());
+            }
+        }
+    }
+
+    #[test]
+    fn a_new_directory_is_staged_whole_and_an_existing_one_file_by_file() {
+        let d = tempfile::tempdir().unwrap();
+        let fresh = d.path().join("node-1");
+        let files: &[(&str, &[u8], u32)] = &[(KEY, b"k", KEY_MODE), (CERT, b"c", PUBLIC_MODE)];
+        let b = Batch::new();
+        b.stage_dir(&fresh, files).unwrap();
+        assert!(!fresh.exists(), "nothing visible before commit");
+        drop(b);
+        assert_eq!(
+            fs::read_dir(d.path()).unwrap().count(),
+            0,
+            "dropped: nothing left"
+        );
+
+        let b = Batch::new();
+        b.stage_dir(&fresh, files).unwrap();
+        b.commit().unwrap();
+        assert_eq!(fs::read(fresh.join(CERT)).unwrap(), b"c");
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&fresh.join(KEY)), 0o600);
+        assert_eq!(mode(&fresh), 0o700);
+        assert_eq!(
+            fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "no staging directory left"
+        );
+
+        // Existing directory: its files are replaced one by one, others kept.
+        fs::write(fresh.join("other"), b"o").unwrap();
+        let b = Batch::new();
+        b.stage_dir(&fresh, &[(CERT, b"c2", PUBLIC_MODE)]).unwrap();
+        b.commit().unwrap();
+        assert_eq!(fs::read(fresh.join(CERT)).unwrap(), b"c2");
+        assert_eq!(fs::read(fresh.join("other")).unwrap(), b"o");
+        assert_eq!(fs::read_dir(&fresh).unwrap().count(), 3);
+    }
+
+    #[test]
+    fn a_staged_directory_never_replaces_a_non_empty_one() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("node-1");
+        let b = Batch::new();
+        b.stage_dir(&target, &[(CERT, b"c", PUBLIC_MODE)]).unwrap();
+        // Someone fills the directory between staging and commit.
+        create_dir(&target).unwrap();
+        fs::write(target.join(KEY), b"theirs").unwrap();
+        b.commit()
+            .expect_err("a non-empty directory is not replaced");
+        assert_eq!(fs::read(target.join(KEY)).unwrap(), b"theirs");
+        assert_eq!(
+            fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "staging directory removed"
+        );
     }
 }

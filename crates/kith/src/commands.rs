@@ -137,7 +137,6 @@ pub(crate) async fn init(dir: &Path, a: InitArgs) -> Result<(), CliError> {
         })
         .await?;
     let admin_dir = dir.join("admin");
-    nodedir::create_dir(&admin_dir)?;
     let batch = nodedir::Batch::new();
     stage_node_files(&batch, &admin_dir, &key, &issued, authority.cluster())?;
     batch.commit()?;
@@ -227,22 +226,18 @@ fn stage_node_files(
     });
     let identity =
         serde_json::to_vec_pretty(&identity).map_err(|e| CliError::new("internal", e))?;
-    batch.stage(
+    let key = key.pkcs8_pem();
+    batch.stage_dir(
         dir,
-        nodedir::KEY,
-        key.pkcs8_pem().as_bytes(),
-        nodedir::KEY_MODE,
+        &[
+            (nodedir::KEY, key.as_bytes(), nodedir::KEY_MODE),
+            (nodedir::CERT, cert.as_bytes(), nodedir::PUBLIC_MODE),
+            (nodedir::CHAIN, chain.as_bytes(), nodedir::PUBLIC_MODE),
+            (nodedir::FULLCHAIN, full.as_bytes(), nodedir::PUBLIC_MODE),
+            (nodedir::CA, ca.as_bytes(), nodedir::PUBLIC_MODE),
+            (nodedir::IDENTITY, &identity, nodedir::PUBLIC_MODE),
+        ],
     )?;
-    batch.stage(dir, nodedir::CERT, cert.as_bytes(), nodedir::PUBLIC_MODE)?;
-    batch.stage(dir, nodedir::CHAIN, chain.as_bytes(), nodedir::PUBLIC_MODE)?;
-    batch.stage(
-        dir,
-        nodedir::FULLCHAIN,
-        full.as_bytes(),
-        nodedir::PUBLIC_MODE,
-    )?;
-    batch.stage(dir, nodedir::CA, ca.as_bytes(), nodedir::PUBLIC_MODE)?;
-    batch.stage(dir, nodedir::IDENTITY, &identity, nodedir::PUBLIC_MODE)?;
     Ok(())
 }
 
@@ -563,7 +558,6 @@ pub(crate) async fn cert_issue(dir: &Path, a: IssueArgs) -> Result<(), CliError>
             keys.par_iter().zip(issued.par_iter()).try_for_each(
                 |(key, iss)| -> Result<(), CliError> {
                     let node_dir = out.join(&iss.record.node);
-                    nodedir::create_dir(&node_dir)?;
                     stage_node_files(&batch, &node_dir, key, iss, &cluster)?;
                     bar.inc(1);
                     Ok(())
