@@ -242,8 +242,8 @@ impl Batch {
 }
 
 /// Rename everything staged into place, on every core: renames into
-/// different directories do not contend, and one thread leaves most of a
-/// large batch's time to the kernel's directory work. On the first failure
+/// different directories do not contend, and on one thread a large batch
+/// waits on the kernel's directory work one rename at a time. On the first failure
 /// every rename not yet done is abandoned and its temporary file removed;
 /// renames already done stay (each is a whole, durable-once-synced file).
 fn rename_all(staged: Vec<Staged>) -> Result<(), Error> {
