@@ -209,7 +209,9 @@ fn check_answer(
     Ok(leaves)
 }
 
-/// Stage every file of the node directory from an answer, then commit.
+/// Stage every file of the node directory from an answer, then commit. A
+/// directory that does not exist yet (a first join) appears whole or not at
+/// all; in an existing one each file is replaced atomically.
 fn write_node_dir(
     dir: &Path,
     key: &PrivateKey,
@@ -217,44 +219,35 @@ fn write_node_dir(
     identity: &NodeIdentity,
     crl_pem: Option<&str>,
 ) -> Result<(), Error> {
-    nodedir::create_dir(dir)?;
-    let batch = nodedir::Batch::new();
-    batch.stage(
-        dir,
-        nodedir::KEY,
-        key.pkcs8_pem().as_bytes(),
-        nodedir::KEY_MODE,
-    )?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        nodedir::create_dir(parent)?;
+    }
+    let key_pem = key.pkcs8_pem();
+    let mut public: Vec<(String, Vec<u8>)> = Vec::new();
     for (c, p) in answer.certificates.iter().zip(&identity.profiles) {
         let (cert, full) = profile_files(&identity.profiles, *p);
-        batch.stage(dir, &cert, c.certificate.as_bytes(), nodedir::PUBLIC_MODE)?;
-        batch.stage(
-            dir,
-            &full,
-            format!("{}{}", c.certificate, c.chain).as_bytes(),
-            nodedir::PUBLIC_MODE,
-        )?;
+        public.push((cert, c.certificate.as_bytes().to_vec()));
+        public.push((full, format!("{}{}", c.certificate, c.chain).into_bytes()));
         if identity.profiles.first() == Some(p) {
-            batch.stage(
-                dir,
-                nodedir::CHAIN,
-                c.chain.as_bytes(),
-                nodedir::PUBLIC_MODE,
-            )?;
+            public.push((nodedir::CHAIN.into(), c.chain.as_bytes().to_vec()));
         }
     }
-    batch.stage(
-        dir,
-        nodedir::CA,
-        answer.ca_bundle.as_bytes(),
-        nodedir::PUBLIC_MODE,
-    )?;
+    public.push((nodedir::CA.into(), answer.ca_bundle.as_bytes().to_vec()));
     if let Some(crl) = crl_pem {
-        batch.stage(dir, nodedir::CRL, crl.as_bytes(), nodedir::PUBLIC_MODE)?;
+        public.push((nodedir::CRL.into(), crl.as_bytes().to_vec()));
     }
     let json = serde_json::to_vec_pretty(identity)
         .map_err(|e| Error::NodeDir(format!("encoding identity: {e}")))?;
-    batch.stage(dir, nodedir::IDENTITY, &json, nodedir::PUBLIC_MODE)?;
+    public.push((nodedir::IDENTITY.into(), json));
+    let mut files: Vec<(&str, &[u8], u32)> =
+        vec![(nodedir::KEY, key_pem.as_bytes(), nodedir::KEY_MODE)];
+    files.extend(
+        public
+            .iter()
+            .map(|(name, contents)| (name.as_str(), contents.as_slice(), nodedir::PUBLIC_MODE)),
+    );
+    let batch = nodedir::Batch::new();
+    batch.stage_dir(dir, &files)?;
     batch.commit()?;
     Ok(())
 }

@@ -180,7 +180,11 @@ impl Batch {
             }
             return Ok(());
         }
-        let parent = dir.parent().unwrap_or(Path::new("."));
+        // `Path::parent` of a bare name is "", which names no directory.
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
