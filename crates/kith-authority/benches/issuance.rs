@@ -17,15 +17,20 @@ use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair};
 use kith_authority::{Authority, Identity, InitOptions, KdfParams, Settings, SystemClock};
 use kith_pki::{KeyType, Profile};
 
-/// CPU seconds this process has used (user + system), from /proc.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// CPU seconds (user + system) in a /proc `stat` file of a process or thread.
+fn stat_cpu_seconds(path: &std::path::Path) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the ")" that ends the command name; utime and stime are 14 and 15.
     let rest = stat.rsplit(')').next().unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
     let field = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
     // rest[0] is field 3 (state), so utime (14) is rest[11] and stime (15) rest[12].
     (field(11) + field(12)) / 100.0
+}
+
+/// CPU seconds this process has used.
+fn cpu_seconds() -> f64 {
+    stat_cpu_seconds("/proc/self/stat".as_ref())
 }
 
 fn threads() -> usize {
@@ -150,11 +155,7 @@ fn cpu_by_thread() -> std::collections::BTreeMap<String, f64> {
     for task in tasks.flatten() {
         let path = task.path();
         let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
-        let rest = stat.rsplit(')').next().unwrap_or("");
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let field = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
-        *out.entry(name.trim().to_string()).or_insert(0.0) += (field(11) + field(12)) / 100.0;
+        *out.entry(name.trim().to_string()).or_insert(0.0) += stat_cpu_seconds(&path.join("stat"));
     }
     out
 }
@@ -178,11 +179,7 @@ fn issuance_round(
             InitOptions {
                 cluster: "bench.example".into(),
                 key_type: KeyType::P256,
-                kdf: KdfParams {
-                    m_kib: 19 * 1024,
-                    t: 1,
-                    p: 1,
-                },
+                kdf: KdfParams::MINIMUM,
             },
             b"benchmark passphrase",
             Settings::default(),

@@ -65,11 +65,7 @@ async fn main() {
         InitOptions {
             cluster: "bench.example".into(),
             key_type: KeyType::P256,
-            kdf: KdfParams {
-                m_kib: 19 * 1024,
-                t: 1,
-                p: 1,
-            },
+            kdf: KdfParams::MINIMUM,
         },
         b"bench passphrase, not a secret",
         Settings::default(),

@@ -260,11 +260,7 @@ mod tests {
             InitOptions {
                 cluster: "test.example".into(),
                 key_type: kith_pki::KeyType::P256,
-                kdf: KdfParams {
-                    m_kib: 19 * 1024,
-                    t: 1,
-                    p: 1,
-                },
+                kdf: KdfParams::MINIMUM,
             },
             pass,
             Settings::default(),

@@ -32,9 +32,18 @@ impl Default for KdfParams {
 }
 
 impl KdfParams {
+    /// The cheapest parameters [`KdfParams::check`] accepts (19 MiB, 1 pass,
+    /// 1 lane): for tests and benchmarks, not for keys worth protecting.
+    pub const MINIMUM: Self = Self {
+        m_kib: 19 * 1024,
+        t: 1,
+        p: 1,
+    };
+
     /// Refuse parameters too weak to be a deliberate choice (OWASP's floor).
     pub fn check(&self) -> Result<(), Error> {
-        if self.m_kib < 19 * 1024 || self.t < 1 || self.p < 1 {
+        let min = Self::MINIMUM;
+        if self.m_kib < min.m_kib || self.t < min.t || self.p < min.p {
             return Err(Error::Invalid(
                 "Argon2id parameters below 19 MiB / 1 pass / 1 lane are refused".into(),
             ));

@@ -14,11 +14,7 @@ use time::{Duration, OffsetDateTime};
 const PASS: &[u8] = b"a passphrase for tests";
 
 fn kdf() -> KdfParams {
-    KdfParams {
-        m_kib: 19 * 1024,
-        t: 1,
-        p: 1,
-    }
+    KdfParams::MINIMUM
 }
 
 async fn setup() -> (

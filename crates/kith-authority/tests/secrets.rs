@@ -16,11 +16,7 @@ const PASS: &[u8] = b"a passphrase for tests";
 const PASS2: &[u8] = b"another passphrase, longer";
 
 fn kdf() -> KdfParams {
-    KdfParams {
-        m_kib: 19 * 1024,
-        t: 1,
-        p: 1,
-    }
+    KdfParams::MINIMUM
 }
 
 struct Env {

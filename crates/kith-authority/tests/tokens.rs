@@ -29,11 +29,7 @@ async fn setup() -> (
         InitOptions {
             cluster: "test.example".into(),
             key_type: KeyType::P256,
-            kdf: KdfParams {
-                m_kib: 19 * 1024,
-                t: 1,
-                p: 1,
-            },
+            kdf: KdfParams::MINIMUM,
         },
         b"a passphrase for tests",
         Settings::default(),

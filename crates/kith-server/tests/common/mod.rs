@@ -58,9 +58,8 @@ impl Env {
                 cluster: "test.example".into(),
                 key_type: KeyType::P256,
                 kdf: KdfParams {
-                    m_kib: 19 * 1024,
                     t: 2,
-                    p: 1,
+                    ..KdfParams::MINIMUM
                 },
             },
             PASS,
