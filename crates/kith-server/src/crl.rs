@@ -54,9 +54,7 @@ impl CrlPublisher {
         *done = covers;
         Ok(())
     }
-}
 
-impl CrlPublisher {
     /// The CRL to serve: the stored one while it has more than half its
     /// validity left (no lock, no signature), else one fresh signature per
     /// authority however many requests ask at once.
@@ -82,8 +80,8 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn unknown_authority_is_an_error_not_a_hang() {
-        // Exercised end to end in tests/; here only the bookkeeping.
+    async fn each_authority_has_one_slot() {
+        // Debouncing is exercised end to end in tests/; here only the bookkeeping.
         let p = CrlPublisher::default();
         let a = p.slot("x");
         let b = p.slot("x");

@@ -13,7 +13,8 @@
 //! GET  /v1/crl/{authority}               public: DER, application/pkix-crl
 //! POST /v1/join                          a join token and CSRs
 //! POST /v1/renew                         mutual TLS with the node's certificate
-//! /v1/admin/{tokens,nodes,revoke,status} mutual TLS with an admin certificate
+//! GET  /v1/secrets/{name}                mutual TLS, a node whose role may read it
+//! /v1/admin/{tokens,nodes,revoke,status,secrets}  mutual TLS with an admin certificate
 //! ```
 
 mod api;

@@ -743,7 +743,7 @@ pub(crate) fn cert_inspect(a: InspectArgs) -> Result<(), CliError> {
     let data = util::read_input(&a.file, 16 * 1024 * 1024)?;
     let found = kith_pki::inspect(&data)?;
     if a.json {
-        print_json(&serde_json::to_value(&found).map_err(|e| CliError::new("internal", e))?);
+        print_json(&found);
         return Ok(());
     }
     let now = OffsetDateTime::now_utc();

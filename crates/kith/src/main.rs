@@ -82,7 +82,7 @@ enum SecretCommand {
     #[command(disable_version_flag = true)]
     Get(secret_cmds::GetArgs),
     /// Secrets: name, versions, size, who may read, updated; never values.
-    Ls(secret_cmds::LsArgs),
+    Ls(online::AdminJsonArgs),
     /// A secret's versions.
     History(secret_cmds::HistoryArgs),
     /// Remove a secret, or one version.

@@ -293,7 +293,7 @@ pub(crate) async fn token_create(dir: &Path, a: TokenCreateArgs) -> Result<(), C
         .json(Method::POST, "/v1/admin/tokens", Some(&body))
         .await?;
     if a.json {
-        print_json(&serde_json::to_value(&created).unwrap_or_default());
+        print_json(&created);
     } else {
         println!("{}", created.token);
         eprintln!(
@@ -316,7 +316,7 @@ pub(crate) async fn token_create(dir: &Path, a: TokenCreateArgs) -> Result<(), C
 #[derive(Args, Debug)]
 pub(crate) struct AdminJsonArgs {
     #[command(flatten)]
-    admin: AdminArgs,
+    pub(crate) admin: AdminArgs,
     /// Print JSON instead of text.
     #[arg(long)]
     pub(crate) json: bool,
@@ -328,7 +328,7 @@ pub(crate) async fn token_ls(dir: &Path, a: AdminJsonArgs) -> Result<(), CliErro
         .json(Method::GET, "/v1/admin/tokens", None::<&()>)
         .await?;
     if a.json {
-        print_json(&serde_json::to_value(&tokens).unwrap_or_default());
+        print_json(&tokens);
         return Ok(());
     }
     println!(
@@ -372,7 +372,7 @@ pub(crate) async fn token_revoke(dir: &Path, a: TokenRevokeArgs) -> Result<(), C
         )
         .await?;
     if a.json {
-        print_json(&serde_json::to_value(&t).unwrap_or_default());
+        print_json(&t);
     } else {
         println!("token {} is {}", t.id, t.state);
     }
@@ -387,7 +387,7 @@ pub(crate) async fn node_ls(dir: &Path, a: AdminJsonArgs) -> Result<(), CliError
         .json(Method::GET, "/v1/admin/nodes", None::<&()>)
         .await?;
     if a.json {
-        print_json(&serde_json::to_value(&nodes).unwrap_or_default());
+        print_json(&nodes);
         return Ok(());
     }
     let now = time::OffsetDateTime::now_utc();
@@ -432,7 +432,7 @@ pub(crate) async fn node_rm(dir: &Path, a: NodeRmArgs) -> Result<(), CliError> {
         )
         .await?;
     if a.json {
-        print_json(&serde_json::to_value(&r).unwrap_or_default());
+        print_json(&r);
     } else {
         println!(
             "node {} removed; {} certificate(s) revoked",
@@ -449,7 +449,7 @@ pub(crate) async fn status(dir: &Path, a: AdminJsonArgs) -> Result<(), CliError>
         .json(Method::GET, "/v1/admin/status", None::<&()>)
         .await?;
     if a.json {
-        print_json(&serde_json::to_value(&s).unwrap_or_default());
+        print_json(&s);
         return Ok(());
     }
     println!(
@@ -507,7 +507,7 @@ pub(crate) async fn revoke_online(
         .json(Method::POST, "/v1/admin/revoke", Some(&body))
         .await?;
     if json_out {
-        print_json(&serde_json::to_value(&r).unwrap_or_default());
+        print_json(&r);
         return Ok(Some(()));
     }
     for v in &r.revoked {

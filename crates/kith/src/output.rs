@@ -78,7 +78,8 @@ impl From<kith_nodedir::Error> for CliError {
     }
 }
 
-pub(crate) fn print_json(v: &serde_json::Value) {
+/// Print `v` as pretty JSON on stdout (a wire type prints its fields in order).
+pub(crate) fn print_json(v: &impl serde::Serialize) {
     match serde_json::to_string_pretty(v) {
         Ok(s) => println!("{s}"),
         Err(e) => eprintln!("error[internal]: cannot encode JSON: {e}"),

@@ -12,7 +12,7 @@ use kith_authority::{KdfParams, Settings};
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use crate::online::AdminArgs;
+use crate::online::{AdminArgs, AdminJsonArgs};
 use crate::output::{print_json, CliError};
 use crate::util;
 
@@ -107,7 +107,7 @@ pub(crate) async fn put(dir: &Path, a: PutArgs) -> Result<(), CliError> {
         )
         .await?;
     if a.json {
-        print_json(&serde_json::to_value(&info).unwrap_or_default());
+        print_json(&info);
     } else {
         println!(
             "secret {} is at version {} ({} bytes)",
@@ -180,22 +180,13 @@ pub(crate) async fn get(data_dir: &Path, a: GetArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-#[derive(Args, Debug)]
-pub(crate) struct LsArgs {
-    #[command(flatten)]
-    admin: AdminArgs,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub(crate) json: bool,
-}
-
-pub(crate) async fn ls(dir: &Path, a: LsArgs) -> Result<(), CliError> {
+pub(crate) async fn ls(dir: &Path, a: AdminJsonArgs) -> Result<(), CliError> {
     let mut conn = a.admin.connect(dir).await?;
     let all: Vec<SecretInfo> = conn
         .json(Method::GET, "/v1/admin/secrets", None::<&()>)
         .await?;
     if a.json {
-        print_json(&serde_json::to_value(&all).unwrap_or_default());
+        print_json(&all);
         return Ok(());
     }
     for i in &all {
@@ -229,7 +220,7 @@ pub(crate) async fn history(dir: &Path, a: HistoryArgs) -> Result<(), CliError> 
         )
         .await?;
     if a.json {
-        print_json(&serde_json::to_value(&h).unwrap_or_default());
+        print_json(&h);
         return Ok(());
     }
     for v in &h {
