@@ -144,6 +144,18 @@ fn backoff(opts: &AgentOptions, failures: u32) -> Duration {
     exp.mul_f64(0.5 + 0.5 * jitter())
 }
 
+/// Log a failure the agent retries: an error when the server is not the CA
+/// or offered a bundle that was refused (someone may be posing as the CA),
+/// a warning otherwise.
+fn warn_or_alarm(e: &Error, what: &str) {
+    match e.code() {
+        "not-kith-server" | "bundle-refused" | "bad-response" => {
+            tracing::error!(error = %e, "{what}")
+        }
+        _ => tracing::warn!(error = %e, "{what}"),
+    }
+}
+
 /// Refresh the CA bundle, the CRL and the secrets over one connection.
 /// Returns whether any file changed.
 async fn refresh_all(opts: &AgentOptions, secrets_dir: Option<&Path>) -> Result<bool, Error> {
@@ -160,7 +172,7 @@ async fn refresh_all(opts: &AgentOptions, secrets_dir: Option<&Path>) -> Result<
         }
         Err(e) if e.needs_new_token() => return Err(e),
         Err(e) => {
-            tracing::warn!(error = %e, "refresh failed; will retry");
+            warn_or_alarm(&e, "refresh failed; will retry");
             false
         }
     };
@@ -273,7 +285,8 @@ pub async fn run(opts: AgentOptions) -> Result<(), Error> {
                     let delay = backoff(&opts, failures);
                     failures = failures.saturating_add(1);
                     retry_at = Some(tokio::time::Instant::now() + delay);
-                    tracing::warn!(error = %e, retry_in = ?delay, failures, "renewal failed");
+                    warn_or_alarm(&e, "renewal failed; will retry");
+                    tracing::debug!(retry_in = ?delay, failures, "renewal backoff");
                 }
             },
         }

@@ -123,7 +123,25 @@ impl Connection {
         )
         .await
         .map_err(|_| transport("TLS handshake timed out".into()))?
-        .map_err(|e| transport(format!("TLS: {e}")))?;
+        .map_err(|e| {
+            // A chain that verified but is not a kith server's gets its own error.
+            let not_server = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                .and_then(|tls| match tls {
+                    rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o)) => {
+                        o.0.downcast_ref::<crate::tls::NotKithServer>()
+                    }
+                    _ => None,
+                });
+            match not_server {
+                Some(n) => Error::NotKithServer {
+                    server: server.to_string(),
+                    detail: n.0.clone(),
+                },
+                None => transport(format!("TLS: {e}")),
+            }
+        })?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| transport(format!("HTTP: {e}")))?;

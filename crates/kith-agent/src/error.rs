@@ -10,6 +10,23 @@ pub enum Error {
         /// The pin, hex.
         expected: String,
     },
+    /// The server's certificate chains to the cluster's roots but is not a
+    /// kith server's (a node's, say): nothing was sent to it.
+    #[error("refusing {server}: {detail}; nothing was sent to it. Check the server address")]
+    NotKithServer {
+        /// Server address.
+        server: String,
+        /// Why.
+        detail: String,
+    },
+    /// The server offered a trust bundle this node must not accept.
+    #[error("refusing the CA bundle from {server}: {detail}; ca.pem is unchanged")]
+    BundleRefused {
+        /// Server address.
+        server: String,
+        /// Why.
+        detail: String,
+    },
     /// The server answered with an error.
     #[error("server refused ({status} {code}): {message}")]
     Api {
@@ -53,6 +70,8 @@ impl Error {
     pub fn code(&self) -> &str {
         match self {
             Self::PinMismatch { .. } => "pin-mismatch",
+            Self::NotKithServer { .. } => "not-kith-server",
+            Self::BundleRefused { .. } => "bundle-refused",
             Self::Api { code, .. } => code,
             Self::Transport { .. } => "unreachable",
             Self::BadResponse(_) => "bad-response",
@@ -69,6 +88,7 @@ impl Error {
         matches!(
             self.code(),
             "certificate-revoked"
+                | "certificate-superseded"
                 | "node-removed"
                 | "renewal-window-passed"
                 | "unknown-certificate"

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hyper::Method;
-use kith_api::wire::{CaResponse, CsrSubmission, IssueResponse, JoinRequest, RenewRequest};
+use kith_api::wire::{
+    CaResponse, CsrSubmission, IssueResponse, JoinRequest, NodeSelf, RenewRequest,
+};
 use kith_api::JoinToken;
 use kith_nodedir as nodedir;
 use kith_pki::{KeyType, PrivateKey, Profile, San};
@@ -166,13 +168,51 @@ fn pem_certs(pem: &str) -> Result<Vec<Vec<u8>>, Error> {
     kith_pki::certs_from_pem_or_der(pem.as_bytes()).map_err(Error::from)
 }
 
+/// The trust bundle to keep after an answer offering `offered` roots: the
+/// update rule of [`kith_pki::accept_bundle`] (every new root vouched for by
+/// a trusted one, never losing every trusted root), with `cross_signed`
+/// from the server's `/v1/ca`. A refusal is loud and writes nothing.
+fn accepted_roots(
+    server: &ServerAddr,
+    trusted: &[Vec<u8>],
+    offered: &[Vec<u8>],
+    cross_signed: &[Vec<u8>],
+) -> Result<Vec<Vec<u8>>, Error> {
+    kith_pki::accept_bundle(trusted, offered, cross_signed).map_err(|e| {
+        let err = Error::BundleRefused {
+            server: server.to_string(),
+            detail: e.to_string(),
+        };
+        tracing::error!(error = %err, "CA bundle refused");
+        err
+    })
+}
+
+/// The roots and cross-signed certificates `/v1/ca` lists for `authority`.
+fn authority_roots(
+    ca: &CaResponse,
+    authority: &str,
+) -> Result<(Vec<Vec<u8>>, Vec<Vec<u8>>), Error> {
+    let mut roots = Vec::new();
+    let mut cross = Vec::new();
+    for a in ca.authorities.iter().filter(|a| a.name == authority) {
+        roots.extend(pem_certs(&a.root)?);
+        for c in &a.cross_signed {
+            cross.extend(pem_certs(c)?);
+        }
+    }
+    Ok((roots, cross))
+}
+
 /// Check an issue answer against what was asked: each certificate is over
-/// our key, chains to the bundle, and is for the node we expect.
+/// our key, chains to `roots` (the bundle this node accepted), and is for
+/// the node we expect.
 fn check_answer(
     answer: &IssueResponse,
     key: &PrivateKey,
     profiles: &[Profile],
     expected_node: Option<&str>,
+    roots: &[Vec<u8>],
 ) -> Result<Vec<Vec<u8>>, Error> {
     let bad = |m: String| Error::BadResponse(m);
     if answer.certificates.len() != profiles.len() {
@@ -187,7 +227,6 @@ fn check_answer(
             return Err(bad(format!("issued to {:?}, not {n:?}", answer.node)));
         }
     }
-    let roots = pem_certs(&answer.ca_bundle)?;
     let our_spki = kith_pki::sha256(key.public_key().spki_der());
     let now = OffsetDateTime::now_utc();
     let mut leaves = Vec::new();
@@ -202,7 +241,7 @@ fn check_answer(
         if kith_pki::spki_pin(&leaf)? != our_spki {
             return Err(bad("a certificate is not over the key we generated".into()));
         }
-        kith_pki::verify_chain(&leaf, &pem_certs(&c.chain)?, &roots, &[], now, *p)
+        kith_pki::verify_chain(&leaf, &pem_certs(&c.chain)?, roots, &[], now, *p)
             .map_err(|e| bad(format!("the {p} certificate does not verify: {e}")))?;
         leaves.push(leaf);
     }
@@ -216,6 +255,7 @@ fn write_node_dir(
     dir: &Path,
     key: &PrivateKey,
     answer: &IssueResponse,
+    roots: &[Vec<u8>],
     identity: &NodeIdentity,
     crl_pem: Option<&str>,
 ) -> Result<(), Error> {
@@ -232,7 +272,8 @@ fn write_node_dir(
             public.push((nodedir::CHAIN.into(), c.chain.as_bytes().to_vec()));
         }
     }
-    public.push((nodedir::CA.into(), answer.ca_bundle.as_bytes().to_vec()));
+    let bundle = kith_pki::pem_encode_many("CERTIFICATE", roots.iter().map(Vec::as_slice));
+    public.push((nodedir::CA.into(), bundle.into_bytes()));
     if let Some(crl) = crl_pem {
         public.push((nodedir::CRL.into(), crl.as_bytes().to_vec()));
     }
@@ -328,23 +369,34 @@ pub async fn join(opts: &JoinOptions) -> Result<NodeIdentity, Error> {
         }
         Err(e) => return Err(e),
     };
+    // The handshake proved a kith server of this cluster under the pinned root.
+    let cluster = verifier
+        .cluster
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .ok_or_else(|| Error::BadResponse("the server's identity was not checked".into()))?;
     let ca: CaResponse = conn.json(Method::GET, "/v1/ca", None::<&()>).await?;
-    let bundle = pem_certs(&ca.bundle)?;
-    if !bundle
-        .iter()
-        .any(|r| kith_pki::spki_pin(r).is_ok_and(|p| p == token.pin))
-    {
-        return Err(Error::BadResponse(
-            "the server's CA bundle does not contain the pinned root".into(),
-        ));
+    if ca.cluster != cluster {
+        return Err(Error::BadResponse(format!(
+            "the server's certificate is for cluster {cluster}, its answer for {}",
+            ca.cluster
+        )));
     }
+    let pinned = pem_certs(&ca.bundle)?
+        .into_iter()
+        .find(|r| kith_pki::spki_pin(r).is_ok_and(|p| p == token.pin))
+        .ok_or_else(|| {
+            Error::BadResponse("the server's CA bundle does not contain the pinned root".into())
+        })?;
     let node = match &opts.node {
         Some(n) => n.clone(),
         None => default_node_name().ok_or_else(|| {
             Error::Invalid("cannot derive a node name from the host name: pass --name".into())
         })?,
     };
-    kith_pki::validate_label("node name", &node)?;
+    // A reserved name is refused here, before the token is sent.
+    kith_pki::validate_node_name(&node)?;
     let profiles = if opts.profiles.is_empty() {
         vec![Profile::Peer]
     } else {
@@ -358,7 +410,21 @@ pub async fn join(opts: &JoinOptions) -> Result<NodeIdentity, Error> {
         csrs: csrs(&key, &node, &profiles, &sans)?,
     };
     let answer: IssueResponse = conn.json(Method::POST, "/v1/join", Some(&body)).await?;
-    check_answer(&answer, &key, &profiles, None)?;
+    if answer.cluster != cluster {
+        return Err(Error::BadResponse(format!(
+            "joined cluster {}, but the server is {cluster}'s",
+            answer.cluster
+        )));
+    }
+    // The pinned root is the only anchor: the bundle kept is what it vouches for.
+    let (_, cross) = authority_roots(&ca, &answer.authority)?;
+    let roots = accepted_roots(
+        &opts.server,
+        std::slice::from_ref(&pinned),
+        &pem_certs(&answer.ca_bundle)?,
+        &cross,
+    )?;
+    check_answer(&answer, &key, &profiles, None, &roots)?;
     let crl = crl_or_warn(&mut conn, &answer.crl_path).await;
     let identity = identity_from(
         &answer,
@@ -368,12 +434,15 @@ pub async fn join(opts: &JoinOptions) -> Result<NodeIdentity, Error> {
         &opts.sans,
         opts.interface_ips,
     )?;
-    write_node_dir(&opts.dir, &key, &answer, &identity, crl.as_deref())?;
+    write_node_dir(&opts.dir, &key, &answer, &roots, &identity, crl.as_deref())?;
     Ok(identity)
 }
 
 /// Renew now over mutual TLS with the current certificate: a new key, the
-/// same identity and profiles; the directory is rewritten atomically.
+/// same identity and profiles; the directory is rewritten atomically. The
+/// answer is checked against the roots this node trusts (a bundle change
+/// must be vouched for), and the new certificate is presented once right
+/// away, which ends the renewal rights of the one it replaced.
 pub async fn renew(dir: &Path) -> Result<NodeIdentity, Error> {
     let (identity, mut conn) = connect(dir).await?;
     let key = PrivateKey::generate(identity.key_type)?;
@@ -383,7 +452,28 @@ pub async fn renew(dir: &Path) -> Result<NodeIdentity, Error> {
         csrs: csrs(&key, &identity.node, &identity.profiles, &sans)?,
     };
     let answer: IssueResponse = conn.json(Method::POST, "/v1/renew", Some(&body)).await?;
-    check_answer(&answer, &key, &identity.profiles, Some(&identity.node))?;
+    if answer.cluster != identity.cluster {
+        return Err(Error::BadResponse(format!(
+            "renewed in cluster {}, not {}",
+            answer.cluster, identity.cluster
+        )));
+    }
+    let trusted = trusted_roots(dir)?;
+    let offered = pem_certs(&answer.ca_bundle)?;
+    let cross = if offered == trusted {
+        Vec::new()
+    } else {
+        let ca: CaResponse = conn.json(Method::GET, "/v1/ca", None::<&()>).await?;
+        authority_roots(&ca, &identity.authority)?.1
+    };
+    let roots = accepted_roots(&identity.server, &trusted, &offered, &cross)?;
+    check_answer(
+        &answer,
+        &key,
+        &identity.profiles,
+        Some(&identity.node),
+        &roots,
+    )?;
     let crl = crl_or_warn(&mut conn, &answer.crl_path).await;
     let fresh = identity_from(
         &answer,
@@ -393,8 +483,24 @@ pub async fn renew(dir: &Path) -> Result<NodeIdentity, Error> {
         &identity.sans,
         identity.interface_ips,
     )?;
-    write_node_dir(dir, &key, &answer, &fresh, crl.as_deref())?;
+    write_node_dir(dir, &key, &answer, &roots, &fresh, crl.as_deref())?;
+    if let Err(e) = present(dir).await {
+        tracing::warn!(error = %e, "could not present the new certificate yet; the next request will");
+    }
     Ok(fresh)
+}
+
+/// Present the directory's current certificate to the server (`GET /v1/node`).
+async fn present(dir: &Path) -> Result<NodeSelf, Error> {
+    let (_, mut conn) = connect(dir).await?;
+    conn.json(Method::GET, "/v1/node", None::<&()>).await
+}
+
+/// The roots in the directory's `ca.pem`.
+fn trusted_roots(dir: &Path) -> Result<Vec<Vec<u8>>, Error> {
+    let old =
+        std::fs::read(dir.join(nodedir::CA)).map_err(|e| Error::NodeDir(format!("ca.pem: {e}")))?;
+    Ok(kith_pki::certs_from_pem_or_der(&old)?)
 }
 
 /// A mutual-TLS connection to the server node directory `dir` joined,
@@ -418,20 +524,22 @@ pub(crate) async fn refresh_with(
     dir: &Path,
 ) -> Result<bool, Error> {
     let ca: CaResponse = conn.json(Method::GET, "/v1/ca", None::<&()>).await?;
-    // The bundle may grow (a new authority) but must keep the roots we trust.
-    let old =
-        std::fs::read(dir.join(nodedir::CA)).map_err(|e| Error::NodeDir(format!("ca.pem: {e}")))?;
-    let old_roots = kith_pki::certs_from_pem_or_der(&old)?;
-    let new_roots = pem_certs(&ca.bundle)?;
-    if !old_roots.iter().all(|r| new_roots.contains(r)) {
-        return Err(Error::BadResponse(
-            "the server's bundle drops a root this node trusts; not replacing ca.pem".into(),
-        ));
+    if ca.cluster != identity.cluster {
+        return Err(Error::BadResponse(format!(
+            "the server answers for cluster {}, not {}",
+            ca.cluster, identity.cluster
+        )));
     }
+    // Only the roots of this node's own authority, and only what the
+    // roots it trusts vouch for.
+    let old_roots = trusted_roots(dir)?;
+    let (offered, cross) = authority_roots(&ca, &identity.authority)?;
+    let new_roots = accepted_roots(&identity.server, &old_roots, &offered, &cross)?;
     let crl = fetch_crl_pem(conn, &identity.crl_path).await?;
     let mut changed = false;
     if old_roots != new_roots {
-        nodedir::write_atomic(dir, nodedir::CA, ca.bundle.as_bytes(), nodedir::PUBLIC_MODE)?;
+        let bundle = kith_pki::pem_encode_many("CERTIFICATE", new_roots.iter().map(Vec::as_slice));
+        nodedir::write_atomic(dir, nodedir::CA, bundle.as_bytes(), nodedir::PUBLIC_MODE)?;
         changed = true;
     }
     let old_crl = std::fs::read(dir.join(nodedir::CRL)).unwrap_or_default();

@@ -345,17 +345,119 @@ pub fn client_config(dir: &Path, policy: &PeerPolicy) -> Result<Arc<ClientConfig
     build_client(&m, policy)
 }
 
-/// A client configuration trusting the cluster roots of `dir` and
-/// presenting its certificate, without a peer policy or CRL: what the agent
-/// uses to talk to the kith server.
+/// A client configuration trusting the roots of `dir` and presenting its
+/// certificate, that accepts only a kith server of the same cluster: what
+/// the agent, the node commands and the operator commands use to talk to
+/// the kith server. Every member of the cluster chains to the same roots,
+/// so the chain alone proves only "a member"; the server identity
+/// (`spiffe://<cluster>/kith/server/<name>`, which the CA issues to nobody
+/// else) proves "the CA". Checked in the handshake, before a byte is sent.
 pub(crate) fn server_api_config(dir: &Path) -> Result<Arc<ClientConfig>, Error> {
     let m = read_material(dir)?;
+    let cluster = kith_pki::trust_domain(&m.chain[0])?.ok_or_else(|| {
+        Error::NodeDir(format!(
+            "{}: the certificate carries no cluster identity (no spiffe:// URI)",
+            dir.display()
+        ))
+    })?;
     let p = provider();
+    let inner = WebPkiServerVerifier::builder_with_provider(m.roots()?, p.clone())
+        .build()
+        .map_err(|e| Error::NodeDir(format!("server verifier: {e}")))?;
+    let verifier = Arc::new(KithServerVerifier {
+        inner,
+        cluster: Some(cluster),
+    });
     let cfg = ClientConfig::builder_with_provider(p)
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(m.roots()?)
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
         .with_client_auth_cert(m.chain.clone(), m.key.clone_key())?;
     Ok(Arc::new(cfg))
+}
+
+/// Why a server was refused although its chain verified: it is not a kith
+/// server (a node's certificate, say).
+#[derive(Debug)]
+pub(crate) struct NotKithServer(pub(crate) String);
+
+impl std::fmt::Display for NotKithServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "not a kith server: {}", self.0)
+    }
+}
+
+impl std::error::Error for NotKithServer {}
+
+fn not_kith_server(why: String) -> rustls::Error {
+    rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(
+        NotKithServer(why),
+    ))))
+}
+
+/// Check that a verified server certificate carries a kith server identity
+/// (of `cluster`, when known). Returns the cluster it names.
+fn check_server_identity(
+    end_entity: &CertificateDer<'_>,
+    cluster: Option<&str>,
+) -> Result<String, rustls::Error> {
+    match kith_pki::server_identity(end_entity, cluster) {
+        Ok(Some((domain, _name))) => Ok(domain),
+        Ok(None) => Err(not_kith_server(match cluster {
+            Some(c) => format!(
+                "its certificate chains to the cluster roots but carries no server identity of {c} (spiffe://{c}/kith/server/...): it may be a node posing as the CA"
+            ),
+            None => "its certificate chains to the pinned root but carries no kith server identity (spiffe://<cluster>/kith/server/...): it may be a node posing as the CA".into(),
+        })),
+        Err(e) => Err(not_kith_server(format!("unreadable certificate: {e}"))),
+    }
+}
+
+/// webpki's server verification (roots, name, validity), then the kith
+/// server identity.
+#[derive(Debug)]
+struct KithServerVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    cluster: Option<String>,
+}
+
+impl ServerCertVerifier for KithServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let ok =
+            self.inner
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
+        check_server_identity(end_entity, self.cluster.as_deref())?;
+        Ok(ok)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// Live rustls configurations for a node directory: every read of
@@ -456,13 +558,16 @@ fn fingerprint(dir: &Path) -> [u8; 32] {
 }
 
 /// Verifies the kith server during a join: its chain must end in a root
-/// whose SPKI SHA-256 is the token's pin, and name the server. Nothing is
-/// sent before this passes.
+/// whose SPKI SHA-256 is the token's pin, name the server, and its
+/// certificate must carry a kith server identity (a node of the cluster
+/// chains to the pinned root too). Nothing is sent before this passes.
 #[derive(Debug)]
 pub(crate) struct PinVerifier {
     pin: [u8; 32],
     provider: Arc<CryptoProvider>,
     pub(crate) mismatch: std::sync::atomic::AtomicBool,
+    /// The cluster the server's identity names, once verified.
+    pub(crate) cluster: std::sync::Mutex<Option<String>>,
 }
 
 impl PinVerifier {
@@ -471,6 +576,7 @@ impl PinVerifier {
             pin,
             provider: provider(),
             mismatch: Default::default(),
+            cluster: Default::default(),
         }
     }
 }
@@ -500,7 +606,10 @@ impl ServerCertVerifier for PinVerifier {
             WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
                 .build()
                 .map_err(|e| rustls::Error::General(e.to_string()))?;
-        verifier.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        let ok = verifier.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
+        let cluster = check_server_identity(end_entity, None)?;
+        *self.cluster.lock().unwrap_or_else(|p| p.into_inner()) = Some(cluster);
+        Ok(ok)
     }
 
     fn verify_tls12_signature(

@@ -99,6 +99,12 @@ pub struct AuthorityView {
     pub intermediate: String,
     /// SHA-256 of the root's SubjectPublicKeyInfo, hex.
     pub pin: String,
+    /// Newer roots of this authority, each cross-signed by an older root
+    /// (PEM); empty outside a root rotation. A node adds a root to its
+    /// `ca.pem` only when one of these, signed by a root it already trusts,
+    /// vouches for it.
+    #[serde(default)]
+    pub cross_signed: Vec<String>,
 }
 
 /// `GET /v1/ca`.
@@ -110,6 +116,27 @@ pub struct CaResponse {
     pub authorities: Vec<AuthorityView>,
     /// Every root, PEM: what a node writes to `ca.pem`.
     pub bundle: String,
+}
+
+/// `GET /v1/node`: the node behind the client certificate, as the CA sees
+/// it. Presenting a current certificate here (or on any node route) is what
+/// ends the renewal rights of the certificate it replaced.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeSelf {
+    /// Cluster name.
+    pub cluster: String,
+    /// Node name.
+    pub node: String,
+    /// Role.
+    pub role: String,
+    /// Authority.
+    pub authority: String,
+    /// Serial of the certificate presented.
+    pub serial: String,
+    /// Whether it is the node's current certificate.
+    pub current: bool,
+    /// Its expiry (RFC 3339).
+    pub not_after: String,
 }
 
 /// `POST /v1/admin/tokens`.

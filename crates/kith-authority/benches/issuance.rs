@@ -110,6 +110,7 @@ fn x509_path_per_sec(csrs: &[Vec<u8>]) -> f64 {
                         .expect("approve");
                     LeafSpec {
                         cluster: "bench.example".into(),
+                        namespace: kith_pki::Namespace::Node,
                         node,
                         role: "worker".into(),
                         profile: Profile::Peer,

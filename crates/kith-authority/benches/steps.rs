@@ -83,6 +83,7 @@ fn main() {
     let leaf = |i: usize| {
         LeafSpec {
             cluster: "bench.example".into(),
+            namespace: kith_pki::Namespace::Node,
             node: "node-1".into(),
             role: "worker".into(),
             profile: Profile::Peer,
@@ -119,6 +120,7 @@ fn main() {
     per_op("LeafSpec::sign (build + sign)", |i| {
         LeafSpec {
             cluster: "bench.example".into(),
+            namespace: kith_pki::Namespace::Node,
             node: "node-1".into(),
             role: "worker".into(),
             profile: Profile::Peer,

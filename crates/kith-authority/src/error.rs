@@ -48,6 +48,27 @@ pub enum Error {
     /// The node name is held by a live certificate over another key.
     #[error("node name {0:?} is taken by a live certificate with another key; revoke it, or mint a token for that name")]
     NodeNameTaken(String),
+    /// The name belonged to a node that was revoked, removed or expired, or
+    /// to certificates issued offline: only a token minted for it can bring
+    /// it back, so a name (and what its policy grants) is never taken over.
+    #[error("node name {0:?} belonged to a node that was revoked, removed or has expired (or to certificates issued offline); only a token minted for that name brings it back: `kith token create --name {0} --role ROLE`")]
+    NodeNameRetired(String),
+    /// An IP address asked for is held by another live certificate.
+    #[error("IP address {ip} is held by {holder}'s live certificate; a node may share it only if its token allows it (`kith token create --allow-san {ip}`), or leave it out (`kith join --no-interface-ips`)")]
+    IpTaken {
+        /// The address.
+        ip: std::net::IpAddr,
+        /// Who holds it (`node node-1`, `server kith-server-ca1`).
+        holder: String,
+    },
+    /// A certificate that a renewal replaced tried to renew again.
+    #[error("certificate {serial} of node {node:?} was replaced by a renewal; only the node's current certificate renews (a node that lost it needs a new token)")]
+    CertificateSuperseded {
+        /// The presented certificate.
+        serial: String,
+        /// Its node.
+        node: String,
+    },
     /// The token fixes a node name and the request asked for another.
     #[error("this token is for node {token:?}, not {asked:?}")]
     NodeNameMismatch {
@@ -174,6 +195,9 @@ impl Error {
             Self::TokenUsedUp => "token-used-up",
             Self::NodeNameTaken(_) => "node-name-taken",
             Self::NodeNameMismatch { .. } => "node-name-mismatch",
+            Self::NodeNameRetired(_) => "node-name-retired",
+            Self::IpTaken { .. } => "ip-taken",
+            Self::CertificateSuperseded { .. } => "certificate-superseded",
             Self::ProfileNotAllowed(_) => "profile-not-allowed",
             Self::CsrKeyMismatch => "csr-key-mismatch",
             Self::CertificateRevoked(_) => "certificate-revoked",

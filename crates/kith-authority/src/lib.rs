@@ -10,6 +10,7 @@
 //! Read-only questions that need no passphrase (which authorities exist, the
 //! trust bundle, recorded certificates) are answered by [`ClusterInfo`].
 
+mod claims;
 mod clock;
 mod error;
 mod nodes;
@@ -24,8 +25,8 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 use kith_pki::{
-    parse_csr, CaKind, CaSpec, CrlSpec, CsrPolicy, KeyType, LeafSpec, PrivateKey, Profile,
-    PublicKey, RevocationReason, RevokedEntry, San, Serial, SigningCa,
+    parse_csr, CaKind, CaSpec, CrlSpec, CsrPolicy, KeyType, LeafSpec, Namespace, PrivateKey,
+    Profile, PublicKey, RevocationReason, RevokedEntry, San, Serial, SigningCa,
 };
 use kith_store::Store;
 use time::{Duration, OffsetDateTime};
@@ -626,11 +627,22 @@ impl Authority {
         Ok(())
     }
 
-    /// Sign without recording: pure CPU, safe to run on any thread.
+    /// Sign without recording: pure CPU, safe to run on any thread. An
+    /// `admin`-profile certificate is an operator's, every other one a
+    /// node's (servers have [`Authority::issue_server_certificate`]).
     fn sign(&self, req: &IssueRequest) -> Result<Issued, Error> {
+        let ns = if req.identity.profile == Profile::Admin {
+            Namespace::Operator
+        } else {
+            Namespace::Node
+        };
+        self.sign_in(req, ns)
+    }
+
+    /// Sign for a holder in name space `ns`.
+    fn sign_in(&self, req: &IssueRequest, ns: Namespace) -> Result<Issued, Error> {
         let id = &req.identity;
-        kith_pki::validate_label("node name", &id.node)?;
-        kith_pki::validate_label("role", &id.role)?;
+        kith_pki::validate_holder(ns, &id.node, &id.role)?;
         let authority = id.authority.as_deref().unwrap_or(DEFAULT_AUTHORITY);
         let signer = self.signer(authority)?;
         let ttl = id.ttl.unwrap_or_else(|| id.profile.default_ttl());
@@ -640,6 +652,7 @@ impl Authority {
         let now = self.now();
         let spec = LeafSpec {
             cluster: self.cluster().to_string(),
+            namespace: ns,
             node: id.node.clone(),
             role: id.role.clone(),
             profile: id.profile,
@@ -662,6 +675,7 @@ impl Authority {
                 sans: leaf.sans,
                 issued_at: now,
                 der: leaf.der,
+                namespace: Some(ns),
             },
             chain: vec![signer.record.intermediate_cert.clone()],
             root: signer.record.root_cert.clone(),
@@ -678,7 +692,7 @@ impl Authority {
         let store = &self.inner.store;
         let (cert_key, index_key) = (
             records::cert_key(&r.serial),
-            records::node_cert_key(&r.node, &r.serial),
+            records::holder_cert_key(r.holder(), &r.node, &r.serial),
         );
         let cert = store.create(&cert_key, to_json(r)?);
         let index = store.create(
@@ -698,6 +712,41 @@ impl Authority {
     pub async fn issue(&self, req: IssueRequest) -> Result<Issued, Error> {
         let issued = self.sign(&req)?;
         self.record(&issued).await?;
+        Ok(issued)
+    }
+
+    /// Issue a kith server its own certificate: the `server` profile with
+    /// the server identity `spiffe://<cluster>/kith/server/<name>`, which no
+    /// node or operator can be issued, so a node's certificate never passes
+    /// for the CA's. `sans` are the server's own DNS names and addresses,
+    /// from its configuration (no CSR policy applies).
+    pub async fn issue_server_certificate(
+        &self,
+        name: &str,
+        public_key: PublicKey,
+        sans: Vec<San>,
+        ttl: Duration,
+    ) -> Result<Issued, Error> {
+        // The server's configured addresses are its own: no node may hold them.
+        self.claim_ips(Namespace::Server, name, DEFAULT_AUTHORITY, &sans, &[], true)
+            .await?;
+        let issued = self.sign_in(
+            &IssueRequest {
+                identity: Identity {
+                    node: name.to_string(),
+                    role: kith_pki::RESERVED_ROLE.to_string(),
+                    profile: Profile::Server,
+                    authority: None,
+                    ttl: Some(ttl),
+                },
+                public_key,
+                extra_sans: sans,
+            },
+            Namespace::Server,
+        )?;
+        self.record(&issued).await?;
+        self.settle_ip_claims(Namespace::Server, name, std::slice::from_ref(&issued))
+            .await?;
         Ok(issued)
     }
 
@@ -759,8 +808,12 @@ impl Authority {
         identity: Identity,
         policy: Option<&CsrPolicy>,
     ) -> Result<Issued, Error> {
-        kith_pki::validate_label("node name", &identity.node)?;
-        kith_pki::validate_label("role", &identity.role)?;
+        if identity.profile == Profile::Admin {
+            return Err(Error::ProfileNotAllowed(
+                Profile::Admin.as_str().to_string(),
+            ));
+        }
+        kith_pki::validate_holder(Namespace::Node, &identity.node, &identity.role)?;
         let parsed = parse_csr(csr)?;
         let policy = policy.unwrap_or(&self.inner.settings.policy);
         let extra = parsed.approve(policy, self.cluster(), &identity.role, &identity.node)?;
@@ -872,9 +925,9 @@ impl Authority {
         reason: RevocationReason,
         actor: &str,
     ) -> Result<Vec<RevokeOutcome>, Error> {
-        kith_pki::validate_label("node name", node)?;
+        kith_pki::validate_node_name(node)?;
         let now = self.now();
-        let prefix = format!("nodecert/{node}/");
+        let prefix = records::holder_cert_prefix(Namespace::Node, node);
         let mut out = Vec::new();
         for e in self.inner.store.list(&prefix).await? {
             let idx: NodeCertIndex = from_json(&e.key, &e.value)?;
@@ -882,6 +935,12 @@ impl Authority {
                 continue;
             }
             let serial = Serial::parse(&e.key[prefix.len()..])?;
+            // Indexes written before name spaces existed share one prefix:
+            // an operator's or a server's certificate found here is skipped.
+            let (cert, _) = find_certificate(&*self.inner.store, &serial).await?;
+            if cert.holder() != Namespace::Node {
+                continue;
+            }
             out.push(self.record_revocation(&serial, reason, actor).await?);
         }
         if out.is_empty() {

@@ -8,19 +8,24 @@
 use std::collections::BTreeMap;
 
 use kith_api::JoinToken;
-use kith_pki::{parse_csr, Profile, PublicKey, RevocationReason, San, Serial};
+use kith_pki::{parse_csr, Namespace, Profile, PublicKey, RevocationReason, San, Serial};
 use kith_store::{Revision, Store};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
-use crate::records::{from_json, to_json};
-use crate::{find_certificate, Authority, Error, Identity, IssueRequest, Issued, TokenRecord};
+use crate::records::{from_json, holder_cert_prefix, to_json, NodeCertIndex};
+use crate::{
+    find_certificate, Authority, CertRecord, Error, Identity, IssueRequest, Issued, TokenRecord,
+};
 
 /// Default grace window: a certificate that expired less than this long ago
 /// still renews (the TLS handshake proves the old key).
 pub const DEFAULT_RENEW_GRACE: Duration = Duration::days(7);
 /// Most CSRs in one join or renewal (one per joinable profile).
 pub const MAX_CSRS: usize = 3;
+/// How long a join that claimed a name but has not recorded its
+/// certificates yet holds the name.
+const PENDING_NAME: Duration = Duration::minutes(1);
 
 fn node_key(name: &str) -> String {
     format!("node/{name}")
@@ -57,6 +62,27 @@ pub struct NodeRecord {
     /// Set by `node rm`: it can never renew again (a new token re-admits it).
     #[serde(with = "time::serde::rfc3339::option", default)]
     pub removed_at: Option<OffsetDateTime>,
+    /// The serials the current ones replaced, per profile. They may renew
+    /// (a renewal whose answer was lost is retried with them) only until a
+    /// current certificate has been presented once, and never after.
+    #[serde(default)]
+    pub previous_serials: BTreeMap<Profile, String>,
+    /// Whether a current certificate has been presented since it was issued.
+    #[serde(default)]
+    pub presented: bool,
+}
+
+impl NodeRecord {
+    /// Whether `serial` is one of the node's current certificates.
+    pub fn is_current(&self, serial: &str) -> bool {
+        self.serials.values().any(|s| s == serial)
+    }
+
+    /// Whether `serial` is a certificate a renewal replaced that may still
+    /// renew once: no current certificate has been presented yet.
+    pub fn may_retry_with(&self, serial: &str) -> bool {
+        !self.presented && self.previous_serials.values().any(|s| s == serial)
+    }
 }
 
 /// Where a node stands.
@@ -198,10 +224,13 @@ impl Authority {
                 ))
             }
         };
-        kith_pki::validate_label("node name", &node)?;
+        kith_pki::validate_node_name(&node)?;
         let approved = self.approve_csrs(&node, &rec.role, None, &rec.allow_sans, csrs)?;
         let spki = hex::encode(kith_pki::sha256(approved[0].public_key.spki_der()));
         let existing = self.name_claimable(&node, &rec, &spki).await?;
+        let sans: Vec<San> = approved.iter().flat_map(|a| a.extra_sans.clone()).collect();
+        self.check_ips(Namespace::Node, &node, &sans, &rec.allow_sans)
+            .await?;
         let (rec, ()) = self.redeem_token_with(token, |_| Ok(())).await?;
 
         let now = self.now();
@@ -218,6 +247,8 @@ impl Authority {
             not_after: kith_pki::second_precision(now),
             spki_sha256: spki,
             removed_at: None,
+            previous_serials: BTreeMap::new(),
+            presented: false,
         };
         let key = node_key(&node);
         let claimed = match existing {
@@ -233,12 +264,22 @@ impl Authority {
             }
             Err(e) => return Err(e.into()),
         };
+        self.claim_ips(
+            Namespace::Node,
+            &node,
+            &rec.authority,
+            &sans,
+            &rec.allow_sans,
+            false,
+        )
+        .await?;
         let issued = self.sign_approved(&claim, approved)?;
         let record = self
             .commit_issued(
                 claim,
                 revision,
                 &issued,
+                None,
                 &format!("token:{}", rec.id),
                 "join",
                 &format!("role {} from {peer}", rec.role),
@@ -276,6 +317,14 @@ impl Authority {
         if node.removed_at.is_some() {
             return Err(Error::NodeRemoved(node.name));
         }
+        // Only the current certificate renews; the one it replaced only
+        // while the current one has never been presented (a lost answer).
+        if !node.is_current(&cert.serial) && !node.may_retry_with(&cert.serial) {
+            return Err(Error::CertificateSuperseded {
+                serial: cert.serial,
+                node: node.name,
+            });
+        }
         let now = self.now();
         if now > cert.not_after + grace {
             return Err(Error::RenewalWindowPassed {
@@ -290,6 +339,16 @@ impl Authority {
             &node.allow_sans,
             csrs,
         )?;
+        let sans: Vec<San> = approved.iter().flat_map(|a| a.extra_sans.clone()).collect();
+        self.claim_ips(
+            Namespace::Node,
+            &node.name,
+            &node.authority,
+            &sans,
+            &node.allow_sans,
+            false,
+        )
+        .await?;
         let issued = self.sign_approved(&node, approved)?;
         let actor = format!("node:{}", node.name);
         let record = self
@@ -297,12 +356,52 @@ impl Authority {
                 node,
                 entry.revision,
                 &issued,
+                Some(&cert.serial),
                 &actor,
                 "renew",
                 &format!("with {}", cert.serial),
             )
             .await?;
         Ok((record, issued))
+    }
+
+    /// The holder of a client certificate on a node route: issued here, not
+    /// revoked, and for a node, its record (none for certificates issued
+    /// offline) unless it was removed. The first time a node presents a
+    /// current certificate, that is recorded: from then on the certificate
+    /// it replaced can no longer renew.
+    pub async fn present_certificate(
+        &self,
+        client_cert: &[u8],
+    ) -> Result<(CertRecord, Option<NodeRecord>), Error> {
+        let cert = self.recorded_certificate(client_cert).await?;
+        if cert.holder() != Namespace::Node {
+            return Ok((cert, None));
+        }
+        let key = node_key(&cert.node);
+        for _attempt in 0..8 {
+            let Some(entry) = self.store().get(&key).await? else {
+                return Ok((cert, None));
+            };
+            let mut node: NodeRecord = from_json(&key, &entry.value)?;
+            if node.removed_at.is_some() {
+                return Err(Error::NodeRemoved(node.name));
+            }
+            if node.presented || !node.is_current(&cert.serial) {
+                return Ok((cert, Some(node)));
+            }
+            node.presented = true;
+            match self
+                .store()
+                .update(&key, to_json(&node)?, entry.revision)
+                .await
+            {
+                Ok(_) => return Ok((cert, Some(node))),
+                Err(kith_store::Error::RevisionMismatch { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Contended(key))
     }
 
     /// The record of a certificate a client presented: issued here (serial
@@ -395,40 +494,74 @@ impl Authority {
         Ok(())
     }
 
-    /// Whether `node` may be (re)claimed by a join with `token`: free, removed,
-    /// holding no live certificate, the same key, or the token names it.
-    /// Returns the revision to compare-and-swap against, if a record exists.
+    /// Whether `node` may be (re)claimed by a join with `token` over the key
+    /// whose SPKI hash is `spki`. Returns the revision of the node record to
+    /// compare-and-swap against, if one exists.
+    ///
+    /// - A live certificate (unexpired, unrevoked) holds its name, whoever
+    ///   issued it (a join, a renewal, `cert issue`): a join over another key
+    ///   is `node-name-taken`, whatever its token.
+    /// - A name never issued is free.
+    /// - A name with a past (revoked, removed, expired, issued offline) comes
+    ///   back only through a token minted for exactly that name
+    ///   (`node-name-retired` otherwise), so nobody inherits what a policy
+    ///   grants that name by joining with a token for any name.
+    /// - The same key that holds the name live may join again.
+    /// - A join that claimed the name and never recorded a certificate
+    ///   holds it for a minute, then it is free.
     async fn name_claimable(
         &self,
         node: &str,
         token: &TokenRecord,
         spki: &str,
     ) -> Result<Option<Revision>, Error> {
-        let key = node_key(node);
-        let Some(entry) = self.store().get(&key).await? else {
-            return Ok(None);
-        };
-        let existing: NodeRecord = from_json(&key, &entry.value)?;
-        if existing.removed_at.is_some()
-            || token.node.as_deref() == Some(node)
-            || existing.spki_sha256 == spki
-        {
-            return Ok(Some(entry.revision));
-        }
         let now = self.now();
-        for serial in existing.serials.values() {
-            let (cert, revoked) =
-                find_certificate(&**self.store(), &Serial::parse(serial)?).await?;
-            if revoked.is_none() && cert.not_after > now {
+        let store = &**self.store();
+        let prefix = holder_cert_prefix(Namespace::Node, node);
+        let index = store.list(&prefix).await?;
+        let mut live_same_key = false;
+        for e in &index {
+            let idx: NodeCertIndex = from_json(&e.key, &e.value)?;
+            if idx.not_after <= now {
+                continue;
+            }
+            let serial = Serial::parse(&e.key[prefix.len()..])?;
+            let (cert, revoked) = find_certificate(store, &serial).await?;
+            if revoked.is_some() || cert.holder() != Namespace::Node {
+                continue;
+            }
+            if hex::encode(kith_pki::spki_pin(&cert.der)?) != spki {
                 return Err(Error::NodeNameTaken(node.to_string()));
             }
+            live_same_key = true;
         }
-        // A join that claimed the name but has not yet recorded its
-        // certificates holds it for a minute.
-        if existing.serials.is_empty() && now - existing.last_renewal < Duration::minutes(1) {
-            return Err(Error::NodeNameTaken(node.to_string()));
+        let key = node_key(node);
+        let entry = store.get(&key).await?;
+        let record: Option<NodeRecord> = match &entry {
+            Some(e) => Some(from_json(&key, &e.value)?),
+            None => None,
+        };
+        let revision = entry.as_ref().map(|e| e.revision);
+        if record.is_none() && index.is_empty() {
+            return Ok(None);
         }
-        Ok(Some(entry.revision))
+        if let Some(r) = &record {
+            if r.serials.is_empty() && index.is_empty() && r.removed_at.is_none() {
+                // A claim whose join never recorded a certificate.
+                if now - r.last_renewal < PENDING_NAME && r.spki_sha256 != spki {
+                    return Err(Error::NodeNameTaken(node.to_string()));
+                }
+                return Ok(revision);
+            }
+        }
+        if token.node.as_deref() == Some(node) {
+            return Ok(revision);
+        }
+        let removed = record.as_ref().is_some_and(|r| r.removed_at.is_some());
+        if live_same_key && !removed {
+            return Ok(revision);
+        }
+        Err(Error::NodeNameRetired(node.to_string()))
     }
 
     /// Sign one certificate per approved CSR (CPU only; nothing recorded yet).
@@ -460,45 +593,89 @@ impl Authority {
     /// line are written concurrently, so the store's group commit carries
     /// them together. If the node was removed meanwhile, the certificates
     /// just recorded are revoked and the request fails.
+    #[allow(clippy::too_many_arguments)]
     async fn commit_issued(
         &self,
         node: NodeRecord,
         revision: Revision,
         issued: &[Issued],
+        renewed_with: Option<&str>,
         actor: &str,
         action: &str,
         detail: &str,
     ) -> Result<NodeRecord, Error> {
         let records = futures::future::try_join_all(issued.iter().map(|i| self.record(i)));
-        let published = self.publish_node(node, revision, issued);
+        let published = self.publish_node(node, revision, issued, renewed_with);
         let audit = self.audit(actor, action, &issued[0].record.node, detail);
         let (r, p, a) = futures::join!(records, published, audit);
         r?;
         a?;
         match p {
-            Err(Error::NodeRemoved(name)) => {
+            Err(e @ (Error::NodeRemoved(_) | Error::CertificateSuperseded { .. })) => {
+                // Removed meanwhile, or a concurrent renewal replaced the
+                // certificate this one was based on: what was just recorded
+                // must not stay live.
                 for i in issued {
                     let serial = kith_pki::Serial::parse(&i.record.serial)?;
                     self.revoke(&serial, RevocationReason::CessationOfOperation, actor)
                         .await?;
                 }
-                Err(Error::NodeRemoved(name))
+                Err(e)
             }
-            other => other,
+            Ok((record, orphans)) => {
+                // A retry with the previous certificate replaces current
+                // certificates that were never presented: revoke them, so a
+                // node holds one live certificate per profile.
+                for serial in orphans {
+                    let serial = kith_pki::Serial::parse(&serial)?;
+                    self.revoke(&serial, RevocationReason::Superseded, actor)
+                        .await?;
+                }
+                self.settle_ip_claims(Namespace::Node, &record.name, issued)
+                    .await?;
+                Ok(record)
+            }
+            Err(e) => Err(e),
         }
     }
 
     /// Record the new serials in the node record (compare-and-swap, retried
     /// on the fields this call owns).
+    /// For a renewal, `renewed_with` is the serial presented: when it was
+    /// current, the current serials become the previous ones; when it was a
+    /// previous one (a retry), the previous ones stay and the unpresented
+    /// current ones are returned to be revoked. Returns the record written
+    /// and those orphans.
     async fn publish_node(
         &self,
         mut node: NodeRecord,
         mut revision: Revision,
         issued: &[Issued],
-    ) -> Result<NodeRecord, Error> {
+        renewed_with: Option<&str>,
+    ) -> Result<(NodeRecord, Vec<String>), Error> {
         let key = node_key(&node.name);
         let now = kith_pki::second_precision(self.now());
         for _attempt in 0..64 {
+            let mut orphans = Vec::new();
+            match renewed_with {
+                None => node.previous_serials.clear(),
+                Some(s) if node.is_current(s) => node.previous_serials = node.serials.clone(),
+                Some(s) if node.may_retry_with(s) => {
+                    orphans = issued
+                        .iter()
+                        .filter_map(|i| node.serials.get(&i.record.profile))
+                        .filter(|cur| !node.previous_serials.values().any(|p| p == *cur))
+                        .cloned()
+                        .collect();
+                }
+                Some(s) => {
+                    return Err(Error::CertificateSuperseded {
+                        serial: s.to_string(),
+                        node: node.name,
+                    })
+                }
+            }
+            node.presented = false;
             for i in issued {
                 node.serials
                     .insert(i.record.profile, i.record.serial.clone());
@@ -511,7 +688,7 @@ impl Authority {
                 .unwrap_or(node.not_after);
             node.last_renewal = now;
             match self.store().update(&key, to_json(&node)?, revision).await {
-                Ok(_) => return Ok(node),
+                Ok(_) => return Ok((node, orphans)),
                 Err(kith_store::Error::RevisionMismatch { .. }) => {
                     let e = self
                         .store()

@@ -1,6 +1,6 @@
 //! The typed records the authority keeps, one per store key.
 
-use kith_pki::{KeyType, Profile, RevocationReason, San};
+use kith_pki::{KeyType, Namespace, Profile, RevocationReason, San};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -15,8 +15,18 @@ pub(crate) fn authority_key(name: &str) -> String {
 pub(crate) fn cert_key(serial_hex: &str) -> String {
     format!("cert/{serial_hex}")
 }
-pub(crate) fn node_cert_key(name: &str, serial_hex: &str) -> String {
-    format!("nodecert/{name}/{serial_hex}")
+/// The index of a holder's certificates: one prefix per name space, so that
+/// listing (and revoking) a node's certificates can never reach an
+/// operator's or a server's of the same name.
+pub(crate) fn holder_cert_prefix(ns: Namespace, name: &str) -> String {
+    match ns {
+        Namespace::Operator => format!("opcert/{name}/"),
+        Namespace::Server => format!("servercert/{name}/"),
+        _ => format!("nodecert/{name}/"),
+    }
+}
+pub(crate) fn holder_cert_key(ns: Namespace, name: &str, serial_hex: &str) -> String {
+    format!("{}{serial_hex}", holder_cert_prefix(ns, name))
 }
 pub(crate) fn revoked_prefix(authority: &str) -> String {
     format!("revoked/{authority}/")
@@ -141,6 +151,24 @@ pub struct CertRecord {
     /// The certificate, DER.
     #[serde(with = "b64")]
     pub der: Vec<u8>,
+    /// The holder's name space. Records written before name spaces existed
+    /// have none: see [`CertRecord::holder`].
+    #[serde(default)]
+    pub namespace: Option<Namespace>,
+}
+
+impl CertRecord {
+    /// The holder's name space; for records older than name spaces, an
+    /// `admin`-profile certificate is an operator's and one with the
+    /// reserved role `kith` a server's.
+    pub fn holder(&self) -> Namespace {
+        match self.namespace {
+            Some(ns) => ns,
+            None if self.profile == Profile::Admin => Namespace::Operator,
+            None if self.role == kith_pki::RESERVED_ROLE => Namespace::Server,
+            None => Namespace::Node,
+        }
+    }
 }
 
 /// Index entry: `nodecert/<node>/<serial>`, so revoking a node needs no full scan.

@@ -103,9 +103,9 @@ impl Authority {
         spec: TokenSpec,
         actor: &str,
     ) -> Result<(TokenRecord, JoinToken), Error> {
-        kith_pki::validate_label("role", &spec.role)?;
+        kith_pki::validate_node_role(&spec.role)?;
         if let Some(n) = &spec.node {
-            kith_pki::validate_label("node name", n)?;
+            kith_pki::validate_node_name(n)?;
         }
         if spec.uses == 0 {
             return Err(Error::Invalid("a token needs at least one use".into()));

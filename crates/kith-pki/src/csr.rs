@@ -260,6 +260,24 @@ fn ip_from_bytes(raw: &[u8]) -> Result<IpAddr, CsrRejection> {
     }
 }
 
+/// Why an IP address never goes into a certificate, if it does not: the
+/// unspecified address, multicast and broadcast name no host.
+pub fn never_issued_ip(ip: IpAddr) -> Option<&'static str> {
+    let ip = ip.to_canonical();
+    if ip.is_unspecified() {
+        return Some("the unspecified address names no host");
+    }
+    if ip.is_multicast() {
+        return Some("a multicast address names no single host");
+    }
+    if let IpAddr::V4(v4) = ip {
+        if v4.is_broadcast() {
+            return Some("the broadcast address names no single host");
+        }
+    }
+    None
+}
+
 /// Which CSRs are acceptable and which names they may carry.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
@@ -321,6 +339,24 @@ impl Csr {
         if let Some(other) = self.other_names.first() {
             return Err(CsrRejection::new(K::SanNotAllowed, other.clone()));
         }
+        let asked = self.dns.len() + self.ips.len() + self.uris.len();
+        let asked_bytes: usize = self.dns.iter().map(String::len).sum::<usize>()
+            + self.uris.iter().map(String::len).sum::<usize>()
+            + self
+                .ips
+                .iter()
+                .map(|ip| if ip.is_ipv4() { 4 } else { 16 })
+                .sum::<usize>();
+        if asked > crate::MAX_SANS || asked_bytes > crate::MAX_SAN_BYTES {
+            return Err(CsrRejection::new(
+                K::TooManySans,
+                format!(
+                    "{asked} names of {asked_bytes} bytes asked for; a leaf carries at most {} names and {} bytes of them",
+                    crate::MAX_SANS,
+                    crate::MAX_SAN_BYTES
+                ),
+            ));
+        }
         let mut dns: Vec<&str> = self.dns.iter().map(String::as_str).collect();
         let cn_lower = self.common_name.as_ref().map(|c| c.to_ascii_lowercase());
         let no_sans = self.dns.is_empty() && self.ips.is_empty() && self.uris.is_empty();
@@ -375,7 +411,10 @@ impl Csr {
             if !policy.allow_ip {
                 return Err(CsrRejection::new(K::IpNotAllowed, ip.to_string()));
             }
-            extra.push(San::Ip(*ip));
+            if let Some(why) = never_issued_ip(*ip) {
+                return Err(CsrRejection::new(K::IpNotAllowed, format!("{ip} ({why})")));
+            }
+            extra.push(San::Ip(ip.to_canonical()));
         }
         let own_id = spiffe_id(cluster, role, node);
         for uri in &self.uris {
@@ -385,6 +424,12 @@ impl Csr {
         }
         extra.sort();
         extra.dedup();
+        if extra.len() + 2 > crate::MAX_SANS {
+            return Err(CsrRejection::new(
+                K::TooManySans,
+                format!("a leaf carries at most {} names", crate::MAX_SANS),
+            ));
+        }
         Ok(extra)
     }
 

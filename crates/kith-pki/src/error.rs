@@ -99,6 +99,8 @@ pub enum CsrRejectionKind {
     IpNotAllowed,
     /// The CSR asks for basicConstraints CA:TRUE.
     CaNotAllowed,
+    /// The CSR asks for more names, or longer ones, than a leaf may carry.
+    TooManySans,
 }
 
 impl CsrRejectionKind {
@@ -116,6 +118,7 @@ impl CsrRejectionKind {
             Self::WildcardNotAllowed => "wildcard-not-allowed",
             Self::IpNotAllowed => "ip-not-allowed",
             Self::CaNotAllowed => "ca-not-allowed",
+            Self::TooManySans => "too-many-sans",
         }
     }
 }

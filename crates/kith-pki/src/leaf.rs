@@ -2,18 +2,35 @@ use rcgen::{CertificateParams, DistinguishedName, DnType, SanType};
 use time::{Duration, OffsetDateTime};
 
 use crate::ca::second_precision;
-use crate::{fingerprint, spiffe_id, Error, Profile, PublicKey, San, Serial, SigningCa};
+use crate::{fingerprint, Error, Namespace, Profile, PublicKey, San, Serial, SigningCa};
 
 /// How far into the past a leaf's validity starts, for peers whose clocks lag.
 pub const DEFAULT_BACKDATE: Duration = Duration::minutes(5);
+/// Most SANs in one leaf, the two every leaf carries included.
+pub const MAX_SANS: usize = 64;
+/// Most bytes of SAN values in one leaf (the sum of each name's length).
+pub const MAX_SAN_BYTES: usize = 8 * 1024;
+
+/// The length of a SAN's value as it is encoded (an IP is 4 or 16 bytes).
+pub(crate) fn san_len(san: &San) -> usize {
+    match san {
+        San::Dns(d) => d.len(),
+        San::Uri(u) => u.len(),
+        San::Ip(std::net::IpAddr::V4(_)) => 4,
+        San::Ip(std::net::IpAddr::V6(_)) => 16,
+    }
+}
 
 /// Everything the CA decides about a leaf. The subject is always
 /// `O=<cluster>, OU=<role>, CN=<node>`, with the SANs `<node>.<cluster>` and
-/// `spiffe://<cluster>/<role>/<node>`, plus `extra_sans` that policy approved.
+/// the SPIFFE ID of the holder's name space (`spiffe://<cluster>/<role>/<node>`
+/// for nodes), plus `extra_sans` that policy approved.
 #[derive(Clone, Debug)]
 pub struct LeafSpec {
     /// Cluster (trust domain) name.
     pub cluster: String,
+    /// Whose name space the holder is in (node, operator, server).
+    pub namespace: Namespace,
     /// Node name (a DNS label).
     pub node: String,
     /// Role (a DNS label).
@@ -54,7 +71,10 @@ impl LeafSpec {
     pub fn all_sans(&self) -> Vec<San> {
         let mut sans = vec![
             San::Dns(format!("{}.{}", self.node, self.cluster)),
-            San::Uri(spiffe_id(&self.cluster, &self.role, &self.node)),
+            San::Uri(
+                self.namespace
+                    .spiffe_id(&self.cluster, &self.role, &self.node),
+            ),
         ];
         for san in &self.extra_sans {
             if !sans.contains(san) {
@@ -71,8 +91,7 @@ impl LeafSpec {
         ca: &SigningCa,
         now: OffsetDateTime,
     ) -> Result<IssuedLeaf, Error> {
-        crate::validate_label("node name", &self.node)?;
-        crate::validate_label("role", &self.role)?;
+        crate::validate_holder(self.namespace, &self.node, &self.role)?;
         if self.ttl <= Duration::ZERO {
             return Err(Error::build("certificate", "lifetime must be positive"));
         }
@@ -90,7 +109,24 @@ impl LeafSpec {
             return Err(Error::build("certificate", "the issuing CA has expired"));
         }
 
+        // The CA chooses the one URI a leaf carries; policy never approves others.
+        if self.extra_sans.iter().any(|s| matches!(s, San::Uri(_))) {
+            return Err(Error::build(
+                "certificate",
+                "URI SANs are chosen by the CA, not asked for",
+            ));
+        }
         let sans = self.all_sans();
+        let bytes: usize = sans.iter().map(san_len).sum();
+        if sans.len() > MAX_SANS || bytes > MAX_SAN_BYTES {
+            return Err(Error::build(
+                "certificate",
+                format!(
+                    "{} SANs of {bytes} bytes: at most {MAX_SANS} SANs and {MAX_SAN_BYTES} bytes",
+                    sans.len()
+                ),
+            ));
+        }
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, self.cluster.as_str());

@@ -25,16 +25,21 @@ mod verify;
 
 pub use ca::{second_precision, CaCertificate, CaKind, CaSpec, SigningCa};
 pub use crl::{CrlSpec, RevocationReason, RevokedEntry};
-pub use csr::{build_csr, parse_csr, Csr, CsrPolicy, KeyDescription, MAX_CSR_BYTES};
+pub use csr::{
+    build_csr, never_issued_ip, parse_csr, Csr, CsrPolicy, KeyDescription, MAX_CSR_BYTES,
+};
 pub use error::{CsrRejection, CsrRejectionKind, Error};
 pub use inspect::{inspect, CertificateInfo, CrlEntryInfo, CrlInfo, CsrInfo, Inspected, KeyInfo};
 pub use key::{KeyType, PrivateKey, PublicKey};
-pub use leaf::{IssuedLeaf, LeafSpec, DEFAULT_BACKDATE};
-pub use names::{spiffe_id, validate_cluster_name, validate_label, San};
+pub use leaf::{IssuedLeaf, LeafSpec, DEFAULT_BACKDATE, MAX_SANS, MAX_SAN_BYTES};
+pub use names::{
+    is_reserved_node_name, parse_server_id, spiffe_id, validate_cluster_name, validate_holder,
+    validate_label, validate_node_name, validate_node_role, Namespace, San, RESERVED_ROLE,
+};
 pub use pem_util::{certs_from_pem_or_der, pem_encode, pem_encode_many};
 pub use profile::Profile;
 pub use serial::Serial;
-pub use verify::{verify_chain, VerifiedChain};
+pub use verify::{accept_bundle, server_identity, trust_domain, verify_chain, VerifiedChain};
 
 /// The SHA-256 hash of a certificate's SubjectPublicKeyInfo: the pin a join
 /// token carries. It survives re-issuing a root with the same key.

@@ -51,9 +51,130 @@ pub fn validate_cluster_name(value: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// The SPIFFE ID kith puts in every leaf: `spiffe://<cluster>/<role>/<node>`.
+/// The SPIFFE ID kith puts in every node's leaf: `spiffe://<cluster>/<role>/<node>`.
 pub fn spiffe_id(cluster: &str, role: &str, node: &str) -> String {
     format!("spiffe://{cluster}/{role}/{node}")
+}
+
+/// The role reserved for kith's own identities: no node may hold it, so no
+/// node's SPIFFE ID can start with `spiffe://<cluster>/kith/`.
+pub const RESERVED_ROLE: &str = "kith";
+
+/// The three name spaces of certificate holders, kept apart so that a node
+/// can never be issued an operator's or a server's identity, and revoking a
+/// node by name never touches an operator or a server.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Namespace {
+    /// A cluster member: `spiffe://<cluster>/<role>/<node>`.
+    #[default]
+    Node,
+    /// An operator credential (`admin` profile): `spiffe://<cluster>/kith/admin/<name>`.
+    Operator,
+    /// A kith server: `spiffe://<cluster>/kith/server/<name>`.
+    Server,
+}
+
+impl Namespace {
+    /// Wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Node => "node",
+            Self::Operator => "operator",
+            Self::Server => "server",
+        }
+    }
+
+    /// The SPIFFE ID of `name` (with `role`, for nodes) in this name space.
+    pub fn spiffe_id(self, cluster: &str, role: &str, name: &str) -> String {
+        match self {
+            Self::Node => spiffe_id(cluster, role, name),
+            Self::Operator => format!("spiffe://{cluster}/{RESERVED_ROLE}/admin/{name}"),
+            Self::Server => format!("spiffe://{cluster}/{RESERVED_ROLE}/server/{name}"),
+        }
+    }
+}
+
+impl fmt::Display for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether `name` is kept out of the node name space: `admin` and `kith`
+/// (which read as the operator's or the CA's own) and every `kith-*` name.
+pub fn is_reserved_node_name(name: &str) -> bool {
+    name == "admin" || name == RESERVED_ROLE || name.starts_with("kith-")
+}
+
+/// Check a node name: a DNS label ([`validate_label`]) that is not reserved
+/// ([`is_reserved_node_name`]).
+pub fn validate_node_name(value: &str) -> Result<(), Error> {
+    validate_label("node name", value)?;
+    if is_reserved_node_name(value) {
+        return Err(Error::InvalidName {
+            what: "node name",
+            value: value.to_string(),
+            reason: "reserved for kith's own identities (admin, kith, kith-*): choose another name",
+        });
+    }
+    Ok(())
+}
+
+/// Check a node's role: a DNS label other than the reserved `kith`.
+pub fn validate_node_role(value: &str) -> Result<(), Error> {
+    validate_label("role", value)?;
+    if value == RESERVED_ROLE {
+        return Err(Error::InvalidName {
+            what: "role",
+            value: value.to_string(),
+            reason: "reserved for kith's own identities: choose another role",
+        });
+    }
+    Ok(())
+}
+
+/// Check a name and role for a certificate in name space `ns`: nodes get
+/// [`validate_node_name`] and [`validate_node_role`], operators and servers
+/// plain labels.
+pub fn validate_holder(ns: Namespace, name: &str, role: &str) -> Result<(), Error> {
+    match ns {
+        Namespace::Node => {
+            validate_node_name(name)?;
+            validate_node_role(role)
+        }
+        Namespace::Operator | Namespace::Server => {
+            validate_label("name", name)?;
+            validate_label("role", role)
+        }
+    }
+}
+
+/// The server name in a kith server SPIFFE ID of `cluster`
+/// (`spiffe://<cluster>/kith/server/<name>`), or `None` for any other URI.
+/// With `cluster` `None`, any trust domain matches and is returned too.
+pub fn parse_server_id<'a>(uri: &'a str, cluster: Option<&str>) -> Option<(&'a str, &'a str)> {
+    let rest = uri.strip_prefix("spiffe://")?;
+    let (domain, path) = rest.split_once('/')?;
+    if cluster.is_some_and(|c| c != domain) || validate_cluster_name(domain).is_err() {
+        return None;
+    }
+    let name = path.strip_prefix(RESERVED_ROLE)?.strip_prefix("/server/")?;
+    validate_label("name", name).ok()?;
+    Some((domain, name))
 }
 
 /// A subject alternative name.
@@ -149,6 +270,42 @@ mod tests {
             "a_b.c",
         ] {
             assert!(validate_cluster_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn reserved_names_and_ids() {
+        for reserved in ["admin", "kith", "kith-server", "kith-server-ca1", "kith-x"] {
+            assert!(validate_node_name(reserved).is_err(), "{reserved}");
+        }
+        for fine in ["node-1", "administrator", "kithx", "my-kith"] {
+            assert!(validate_node_name(fine).is_ok(), "{fine}");
+        }
+        assert!(validate_node_role("kith").is_err());
+        assert!(validate_holder(Namespace::Server, "kith-server", "kith").is_ok());
+        assert!(validate_holder(Namespace::Node, "kith-server", "worker").is_err());
+        let id = Namespace::Server.spiffe_id("prod.example", "kith", "kith-server");
+        assert_eq!(id, "spiffe://prod.example/kith/server/kith-server");
+        assert_eq!(
+            parse_server_id(&id, Some("prod.example")),
+            Some(("prod.example", "kith-server"))
+        );
+        assert_eq!(
+            parse_server_id(&id, None),
+            Some(("prod.example", "kith-server"))
+        );
+        assert_eq!(parse_server_id(&id, Some("other.example")), None);
+        // Node IDs, operator IDs and near misses are not server IDs.
+        for not in [
+            spiffe_id("prod.example", "worker", "node-1"),
+            spiffe_id("prod.example", "kith", "server"),
+            Namespace::Operator.spiffe_id("prod.example", "admin", "admin"),
+            "spiffe://prod.example/kith/server/".into(),
+            "spiffe://prod.example/kith/server/a/b".into(),
+            "spiffe://prod.example/kith/servers/x".into(),
+            "https://prod.example/kith/server/x".into(),
+        ] {
+            assert_eq!(parse_server_id(&not, None), None, "{not}");
         }
     }
 

@@ -110,3 +110,104 @@ fn describe(e: &webpki::Error) -> String {
         other => format!("{other:?}"),
     }
 }
+
+/// The kith server identity a certificate carries, as (cluster, server
+/// name): its URI SAN `spiffe://<cluster>/kith/server/<name>` (of `cluster`
+/// only, when given). `None` for every other certificate, nodes' and
+/// operators' included: the CA never issues that URI to anyone else, so
+/// this, on a chain that verified, tells the CA server from a member.
+pub fn server_identity(
+    cert_der: &[u8],
+    cluster: Option<&str>,
+) -> Result<Option<(String, String)>, Error> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
+        .map_err(|e| Error::parse("certificate", e))?;
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Ok(None);
+    };
+    for name in &san.value.general_names {
+        if let GeneralName::URI(uri) = name {
+            if let Some((domain, server)) = crate::parse_server_id(uri, cluster) {
+                return Ok(Some((domain.to_string(), server.to_string())));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The SPIFFE trust domain of a certificate kith issued (from its
+/// `spiffe://<domain>/...` URI SAN): the cluster it belongs to.
+pub fn trust_domain(cert_der: &[u8]) -> Result<Option<String>, Error> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
+        .map_err(|e| Error::parse("certificate", e))?;
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Ok(None);
+    };
+    for name in &san.value.general_names {
+        if let GeneralName::URI(uri) = name {
+            if let Some((domain, _)) = uri
+                .strip_prefix("spiffe://")
+                .and_then(|r| r.split_once('/'))
+            {
+                return Ok(Some(domain.to_string()));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn parse_cert(der: &[u8]) -> Result<x509_parser::prelude::X509Certificate<'_>, Error> {
+    x509_parser::parse_x509_certificate(der)
+        .map(|(_, c)| c)
+        .map_err(|e| Error::parse("certificate", e))
+}
+
+/// Decide a trust bundle update: the roots a node trusts now, the roots a
+/// (verified) CA server offers, and the cross-signed certificates it offers
+/// with them. Accepted only if every offered root is trusted already or
+/// vouched for by a trusted root, that is, one of `cross_signed` carries the
+/// new root's subject and key and is signed by a trusted root (what a root
+/// rotation publishes); and if the update keeps at least one trusted root.
+/// Returns the new bundle (the offered roots); refuses with the reason.
+pub fn accept_bundle(
+    trusted: &[Vec<u8>],
+    offered: &[Vec<u8>],
+    cross_signed: &[Vec<u8>],
+) -> Result<Vec<Vec<u8>>, Error> {
+    if offered.is_empty() {
+        return Err(Error::Verify("the offered bundle holds no root".into()));
+    }
+    if !offered.iter().any(|r| trusted.contains(r)) {
+        return Err(Error::Verify(
+            "the offered bundle drops every root this node trusts".into(),
+        ));
+    }
+    let trusted_certs = trusted
+        .iter()
+        .map(|d| parse_cert(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    for root in offered.iter().filter(|r| !trusted.contains(r)) {
+        let new = parse_cert(root)?;
+        let vouched = cross_signed.iter().any(|c| {
+            let Ok(cross) = parse_cert(c) else {
+                return false;
+            };
+            cross.subject() == new.subject()
+                && cross.public_key().raw == new.public_key().raw
+                && cross.is_ca()
+                && trusted_certs.iter().any(|t| {
+                    cross.issuer() == t.subject()
+                        && cross.verify_signature(Some(t.public_key())).is_ok()
+                })
+        });
+        if !vouched {
+            return Err(Error::Verify(format!(
+                "the offered bundle adds root {:?}, which no root this node trusts vouches for",
+                new.subject().to_string()
+            )));
+        }
+    }
+    Ok(offered.to_vec())
+}

@@ -10,7 +10,7 @@ use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use kith_api::wire::{
     AuthorityStatus, AuthorityView, CaResponse, IssueResponse, IssuedCertificate, JoinRequest,
-    NodeView, RenewRequest, RevokeRequest, RevokeResponse, RevokedView, SecretInfo,
+    NodeSelf, NodeView, RenewRequest, RevokeRequest, RevokeResponse, RevokedView, SecretInfo,
     SecretPutRequest, SecretValue, SecretVersionView, StatusResponse, TokenCreateRequest,
     TokenCreated, TokenView, MAX_BODY_BYTES,
 };
@@ -87,6 +87,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/crl/{authority}", get(crl))
         .route("/v1/join", post(join))
         .route("/v1/renew", post(renew))
+        .route("/v1/node", get(node_self))
         .route("/v1/admin/tokens", post(token_create).get(token_list))
         .route("/v1/admin/tokens/{id}", delete(token_revoke))
         .route("/v1/admin/nodes", get(node_list))
@@ -213,7 +214,12 @@ fn issue_response(authority: &Authority, node: &NodeRecord, issued: &[Issued]) -
         role: node.role.clone(),
         authority: node.authority.clone(),
         certificates,
-        ca_bundle: bundle(authority),
+        // Only the roots of the node's own authority: authorities are
+        // separate trust domains.
+        ca_bundle: authority
+            .root_cert(&node.authority)
+            .map(|r| pem_encode("CERTIFICATE", &r))
+            .unwrap_or_default(),
         crl_path: format!("/v1/crl/{}", node.authority),
     }
 }
@@ -256,6 +262,7 @@ async fn ca(State(s): St) -> Result<Json<CaResponse>, ApiError> {
             pin: hex::encode(kith_pki::spki_pin(&root).map_err(kith_authority::Error::from)?),
             root: pem_encode("CERTIFICATE", &root),
             intermediate: pem_encode("CERTIFICATE", &a.intermediate_cert(&name)?),
+            cross_signed: Vec::new(),
             name,
         });
     }
@@ -361,10 +368,39 @@ async fn live_certificate(
     Ok(rec)
 }
 
-/// The operator behind an admin request: a live `admin` certificate of this cluster.
+/// The node behind a client certificate (see [`Authority::present_certificate`]).
+async fn node_self(
+    State(s): St,
+    Extension(peer): Extension<Peer>,
+) -> Result<Json<NodeSelf>, ApiError> {
+    live_certificate(&s, &peer).await?;
+    let (cert, node) = s.authority.present_certificate(client_cert(&peer)?).await?;
+    if cert.holder() != kith_pki::Namespace::Node {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "node-required",
+            format!(
+                "this endpoint is for nodes; this is a {} certificate",
+                cert.holder()
+            ),
+        ));
+    }
+    Ok(Json(NodeSelf {
+        cluster: s.authority.cluster().to_string(),
+        current: node.as_ref().is_some_and(|n| n.is_current(&cert.serial)),
+        node: cert.node,
+        role: cert.role,
+        authority: cert.authority,
+        serial: cert.serial,
+        not_after: rfc3339(cert.not_after),
+    }))
+}
+
+/// The operator behind an admin request: a live operator (`admin`)
+/// certificate of this cluster.
 async fn admin(s: &AppState, peer: &Peer) -> Result<String, ApiError> {
     let rec = live_certificate(s, peer).await?;
-    if rec.profile != Profile::Admin {
+    if rec.profile != Profile::Admin || rec.holder() != kith_pki::Namespace::Operator {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "admin-required",
@@ -740,22 +776,26 @@ async fn secret_get(
     let version = version_query(&uri)?;
     let rec = live_certificate(&s, &peer).await?;
     let actor;
-    let reader = if rec.profile == Profile::Admin {
-        actor = format!("admin:{}", rec.node);
-        kith_authority::Reader::Admin(&actor)
-    } else {
-        // Certificates cut offline (`kith cert issue`) have no node record;
-        // a node that joined and was removed reads nothing.
-        match s.authority.node(&rec.node).await {
-            Ok(node) if node.removed_at.is_some() => {
-                return Err(kith_authority::Error::NodeRemoved(node.name).into())
-            }
-            Ok(_) | Err(kith_authority::Error::UnknownNode(_)) => {}
-            Err(e) => return Err(e.into()),
+    let reader = match rec.holder() {
+        kith_pki::Namespace::Operator if rec.profile == Profile::Admin => {
+            actor = format!("admin:{}", rec.node);
+            kith_authority::Reader::Admin(&actor)
         }
-        kith_authority::Reader::Node {
-            name: &rec.node,
-            role: &rec.role,
+        kith_pki::Namespace::Node => {
+            // Certificates cut offline (`kith cert issue`) have no node
+            // record; a node that joined and was removed reads nothing.
+            s.authority.present_certificate(client_cert(&peer)?).await?;
+            kith_authority::Reader::Node {
+                name: &rec.node,
+                role: &rec.role,
+            }
+        }
+        other => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "node-required",
+                format!("a {other} certificate reads no secrets"),
+            ))
         }
     };
     let (v, plain) = s.authority.get_secret(&name, version, reader).await?;

@@ -32,15 +32,18 @@ pub(crate) fn status_of(code: &str) -> StatusCode {
         "token-wrong-cluster" | "token-revoked" | "token-expired" | "token-used-up" => {
             StatusCode::FORBIDDEN
         }
-        "node-name-taken" => StatusCode::CONFLICT,
+        "node-name-taken" | "node-name-retired" | "ip-taken" => StatusCode::CONFLICT,
         "node-name-mismatch" | "identity-mismatch" | "profile-not-allowed" => StatusCode::FORBIDDEN,
         "certificate-revoked"
+        | "certificate-superseded"
         | "node-removed"
         | "renewal-window-passed"
         | "unknown-certificate" => StatusCode::FORBIDDEN,
-        "san-not-allowed" | "wildcard-not-allowed" | "ip-not-allowed" | "ca-not-allowed" => {
-            StatusCode::FORBIDDEN
-        }
+        "san-not-allowed"
+        | "wildcard-not-allowed"
+        | "ip-not-allowed"
+        | "ca-not-allowed"
+        | "too-many-sans" => StatusCode::FORBIDDEN,
         "csr-too-large" => StatusCode::PAYLOAD_TOO_LARGE,
         "unknown-node"
         | "unknown-token"

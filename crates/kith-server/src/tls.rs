@@ -3,8 +3,8 @@
 
 use std::sync::{Arc, RwLock};
 
-use kith_authority::{Authority, Identity, IssueRequest};
-use kith_pki::{KeyType, PrivateKey, Profile, San};
+use kith_authority::Authority;
+use kith_pki::{KeyType, PrivateKey, San};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
@@ -16,7 +16,8 @@ use time::OffsetDateTime;
 
 use crate::Error;
 
-/// Node name the server's own certificates are issued to.
+/// Name the server's own certificates are issued to, in the server name
+/// space (`spiffe://<cluster>/kith/server/kith-server`), which no node can reach.
 pub(crate) const SERVER_NODE: &str = "kith-server";
 /// Lifetime of the server's own certificate; renewed at two thirds.
 pub(crate) const SERVER_CERT_TTL: time::Duration = time::Duration::days(30);
@@ -75,17 +76,12 @@ async fn issue_server_cert(
     // The key lives only in this process's memory: a restart makes a new one.
     let key = PrivateKey::generate(KeyType::P256)?;
     let issued = authority
-        .issue(IssueRequest {
-            identity: Identity {
-                node: SERVER_NODE.into(),
-                role: "kith".into(),
-                profile: Profile::Server,
-                authority: None,
-                ttl: Some(SERVER_CERT_TTL),
-            },
-            public_key: key.public_key(),
-            extra_sans: sans.to_vec(),
-        })
+        .issue_server_certificate(
+            SERVER_NODE,
+            key.public_key(),
+            sans.to_vec(),
+            SERVER_CERT_TTL,
+        )
         .await?;
     // Leaf, intermediate and root: a joining node has only the root's pin,
     // so the root must come with the chain for it to check.

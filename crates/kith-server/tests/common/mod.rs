@@ -267,3 +267,48 @@ impl Env {
         }
     }
 }
+
+/// Assert an error answer: its status, its code, a message.
+pub fn assert_refused(what: &str, got: (hyper::StatusCode, bytes::Bytes), status: u16, code: &str) {
+    let (st, body) = got;
+    let parsed: kith_api::wire::ErrorBody = serde_json::from_slice(&body)
+        .unwrap_or_else(|e| panic!("{what}: error body is not JSON ({e}): {body:?}"));
+    assert_eq!(
+        (st.as_u16(), parsed.code.as_str()),
+        (status, code),
+        "{what}: {}",
+        parsed.message
+    );
+    assert!(!parsed.message.is_empty(), "{what}: empty message");
+}
+
+pub async fn post(
+    c: &mut kith_agent::Connection,
+    path: &str,
+    body: &impl serde::Serialize,
+) -> (hyper::StatusCode, bytes::Bytes) {
+    c.send(
+        Method::POST,
+        path,
+        Some(serde_json::to_vec(body).expect("encode")),
+    )
+    .await
+    .expect("transport")
+}
+
+/// A refused request: exact status and code, and the store unchanged.
+#[macro_export]
+macro_rules! hostile {
+    ($env:expr, $what:expr, $status:expr, $code:expr, $req:expr) => {{
+        let before = $env.snapshot().await;
+        let got = $req;
+        assert_refused($what, got, $status, $code);
+        assert_eq!(
+            before,
+            $env.snapshot().await,
+            "{}: the store changed",
+            $what
+        );
+        1usize
+    }};
+}

@@ -1,0 +1,368 @@
+//! Who may hold which name, against a real server: name spaces kept apart,
+//! names never taken over, superseded certificates never renewing, SAN caps
+//! and the IP address policy. Each case is an attack that once succeeded.
+
+mod common;
+
+use common::*;
+use hyper::Method;
+use kith_api::wire::{IssueResponse, JoinRequest, NodeSelf, RenewRequest};
+use kith_authority::TokenSpec;
+use kith_pki::{KeyType, Namespace, PrivateKey, Profile, RevocationReason, San, Serial};
+use std::net::IpAddr;
+use time::Duration;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("ip")
+}
+
+impl Env {
+    async fn token_with(&self, role: &str, node: Option<&str>, allow: &[&str]) -> String {
+        let (_, t) = self
+            .authority
+            .create_token(
+                TokenSpec {
+                    role: role.into(),
+                    node: node.map(str::to_string),
+                    ttl: Duration::hours(1),
+                    uses: 1,
+                    allow_sans: allow.iter().map(|s| s.to_string()).collect(),
+                    authority: None,
+                },
+                "test",
+            )
+            .await
+            .expect("token");
+        t.encode().to_string()
+    }
+
+    /// Join `node` with `token` asking for `extra` SANs: the raw answer.
+    async fn try_join(
+        &self,
+        token: &str,
+        node: &str,
+        key: &PrivateKey,
+        extra: &[San],
+    ) -> (hyper::StatusCode, bytes::Bytes) {
+        let body = JoinRequest {
+            token: token.into(),
+            node: Some(node.into()),
+            csrs: vec![csr_for(key, node, extra, Profile::Peer)],
+        };
+        post(&mut self.public().await, "/v1/join", &body).await
+    }
+
+    async fn renew_with(&self, creds: &Creds, node: &str) -> (hyper::StatusCode, bytes::Bytes) {
+        let key = PrivateKey::generate(KeyType::P256).expect("key");
+        let body = RenewRequest {
+            node: Some(node.into()),
+            csrs: vec![csr_for(&key, node, &[], Profile::Peer)],
+        };
+        post(&mut self.mtls(creds).await, "/v1/renew", &body).await
+    }
+
+    async fn renew_ok(&self, creds: &Creds, node: &str) -> Creds {
+        let key = PrivateKey::generate(KeyType::P256).expect("key");
+        let body = RenewRequest {
+            node: Some(node.into()),
+            csrs: vec![csr_for(&key, node, &[], Profile::Peer)],
+        };
+        let r: IssueResponse = self
+            .mtls(creds)
+            .await
+            .json(Method::POST, "/v1/renew", Some(&body))
+            .await
+            .expect("renewal");
+        creds_from(key, &r)
+    }
+
+    async fn revoked(&self, serial: &str) -> bool {
+        let serial = Serial::parse(serial).expect("serial");
+        kith_authority::find_certificate(&**self.authority.store(), &serial)
+            .await
+            .expect("certificate")
+            .1
+            .is_some()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reserved_names_are_refused_and_operators_and_servers_are_out_of_reach() {
+    let env = Env::start().await;
+    let admin = env.admin().await;
+    let key = PrivateKey::generate(KeyType::P256).expect("key");
+    // A worker token cannot join as the operator or as the CA server.
+    for name in ["admin", "kith-server", "kith"] {
+        let token = env.token("worker", None, 1).await;
+        hostile!(
+            env,
+            name,
+            400,
+            "invalid-name",
+            env.try_join(&token, name, &key, &[]).await
+        );
+    }
+    // Nor can an operator mint a token for a reserved name or role.
+    for (role, node) in [("kith", None), ("worker", Some("admin"))] {
+        let spec = TokenSpec {
+            role: role.into(),
+            node: node.map(str::to_string),
+            ttl: Duration::hours(1),
+            uses: 1,
+            allow_sans: Vec::new(),
+            authority: None,
+        };
+        let e = env.authority.create_token(spec, "test").await.unwrap_err();
+        assert_eq!(e.code(), "invalid-name", "{role} {node:?}: {e}");
+    }
+    // Revoking "the node admin" can never touch the operator's credential.
+    let e = env
+        .authority
+        .revoke_node("admin", RevocationReason::KeyCompromise, "test")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "invalid-name");
+    assert!(!env.revoked(&admin.serial).await);
+    let (st, _) = env
+        .mtls(&admin)
+        .await
+        .send(Method::GET, "/v1/admin/status", None)
+        .await
+        .expect("status");
+    assert_eq!(st, 200, "the operator credential still works");
+    // The server's own certificate carries the server identity, which no
+    // node's does.
+    let node = env.join_ok("node-1").await;
+    assert_eq!(
+        kith_pki::server_identity(&node.chain[0], None).expect("parse"),
+        None
+    );
+    let key = PrivateKey::generate(KeyType::P256).expect("key");
+    let server = env
+        .authority
+        .issue_server_certificate("kith-server-b", key.public_key(), vec![], Duration::days(1))
+        .await
+        .expect("server certificate");
+    assert_eq!(server.record.holder(), Namespace::Server);
+    assert_eq!(
+        kith_pki::server_identity(&server.record.der, Some("test.example")).expect("parse"),
+        Some(("test.example".into(), "kith-server-b".into()))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_name_is_never_taken_over() {
+    let env = Env::start().await;
+    // A live certificate issued offline holds its name against any token.
+    let offline_key = PrivateKey::generate(KeyType::P256).expect("key");
+    env.authority
+        .issue(kith_authority::IssueRequest {
+            identity: kith_authority::Identity {
+                node: "db-1".into(),
+                role: "db".into(),
+                profile: Profile::Peer,
+                authority: None,
+                ttl: None,
+            },
+            public_key: offline_key.public_key(),
+            extra_sans: vec![],
+        })
+        .await
+        .expect("offline issue");
+    let key = PrivateKey::generate(KeyType::P256).expect("key");
+    let token = env.token("worker", None, 1).await;
+    hostile!(
+        env,
+        "name of an offline certificate",
+        409,
+        "node-name-taken",
+        env.try_join(&token, "db-1", &key, &[]).await
+    );
+    let named = env.token_with("worker", Some("db-1"), &[]).await;
+    hostile!(
+        env,
+        "even a token for the name cannot take a live certificate's name",
+        409,
+        "node-name-taken",
+        env.try_join(&named, "db-1", &key, &[]).await
+    );
+
+    // A revoked node's name (and what policies grant it) is not up for grabs.
+    env.join_ok("node-1").await;
+    env.authority
+        .revoke_node("node-1", RevocationReason::KeyCompromise, "test")
+        .await
+        .expect("revoke");
+    let token = env.token("worker", None, 1).await;
+    hostile!(
+        env,
+        "revoked name, any token",
+        409,
+        "node-name-retired",
+        env.try_join(&token, "node-1", &key, &[]).await
+    );
+    // A removed one neither.
+    env.join_ok("node-2").await;
+    env.authority
+        .remove_node("node-2", RevocationReason::CessationOfOperation, "test")
+        .await
+        .expect("remove");
+    hostile!(
+        env,
+        "removed name, any token",
+        409,
+        "node-name-retired",
+        env.try_join(&token, "node-2", &key, &[]).await
+    );
+    // An expired one neither.
+    env.join_ok("node-3").await;
+    env.clock.advance(Duration::days(400));
+    let late = env.token("worker", None, 1).await;
+    hostile!(
+        env,
+        "expired name, any token",
+        409,
+        "node-name-retired",
+        env.try_join(&late, "node-3", &key, &[]).await
+    );
+    // A token minted for the name brings each back, on purpose.
+    for name in ["node-1", "node-2", "node-3"] {
+        let named = env.token_with("worker", Some(name), &[]).await;
+        let (st, body) = env.try_join(&named, name, &key, &[]).await;
+        assert_eq!(st, 200, "{name}: {}", String::from_utf8_lossy(&body));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_superseded_certificate_never_renews() {
+    let env = Env::start().await;
+    let a = env.join_ok("node-1").await;
+    let b = env.renew_ok(&a, "node-1").await;
+    // The node presents its new certificate (the agent does, right after a renewal).
+    let me: NodeSelf = env
+        .mtls(&b)
+        .await
+        .json(Method::GET, "/v1/node", None::<&()>)
+        .await
+        .expect("present");
+    assert!(me.current && me.node == "node-1" && me.serial == b.serial);
+    // The attack: the old certificate (a leaked old key) keeps minting.
+    for attempt in 0..2 {
+        hostile!(
+            env,
+            &format!("renewal with the replaced certificate, attempt {attempt}"),
+            403,
+            "certificate-superseded",
+            env.renew_with(&a, "node-1").await
+        );
+    }
+    let c = env.renew_ok(&b, "node-1").await;
+    // A lost answer: C was never presented, so B may retry once more; the
+    // unseen C is revoked so the node keeps one live certificate.
+    let d = env.renew_ok(&b, "node-1").await;
+    assert!(
+        env.revoked(&c.serial).await,
+        "the unseen certificate is revoked"
+    );
+    assert!(!env.revoked(&d.serial).await);
+    env.mtls(&d)
+        .await
+        .json::<NodeSelf>(Method::GET, "/v1/node", None::<&()>)
+        .await
+        .expect("present");
+    hostile!(
+        env,
+        "retry after the new certificate was presented",
+        403,
+        "certificate-superseded",
+        env.renew_with(&b, "node-1").await
+    );
+    env.renew_ok(&d, "node-1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sans_are_capped_and_ip_addresses_follow_policy() {
+    let env = Env::start().await;
+    let key = PrivateKey::generate(KeyType::P256).expect("key");
+    // Thousands of IP SANs (a 42 KB certificate once).
+    let many: Vec<San> = (0..3000u32)
+        .map(|i| San::Ip(IpAddr::from((0x0a00_0000u32 + i).to_be_bytes())))
+        .collect();
+    let token = env.token("worker", None, 1).await;
+    hostile!(
+        env,
+        "3000 IP SANs",
+        403,
+        "too-many-sans",
+        env.try_join(&token, "node-1", &key, &many).await
+    );
+    // Addresses that name no single host.
+    for bad in ["0.0.0.0", "::", "224.0.0.1", "ff02::1", "255.255.255.255"] {
+        hostile!(
+            env,
+            bad,
+            403,
+            "ip-not-allowed",
+            env.try_join(&token, "node-1", &key, &[San::Ip(ip(bad))])
+                .await
+        );
+    }
+    // Another live node's address.
+    let t1 = env.token("worker", None, 1).await;
+    let (st, body) = env
+        .try_join(&t1, "node-1", &key, &[San::Ip(ip("10.77.0.1"))])
+        .await;
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    let key2 = PrivateKey::generate(KeyType::P256).expect("key");
+    hostile!(
+        env,
+        "another node's IP",
+        409,
+        "ip-taken",
+        env.try_join(&token, "node-2", &key2, &[San::Ip(ip("10.77.0.1"))])
+            .await
+    );
+    // Loopback belongs to every host: never exclusive.
+    let t = env.token("worker", None, 1).await;
+    let (st, _) = env
+        .try_join(&t, "node-2", &key2, &[San::Ip(ip("127.0.0.1"))])
+        .await;
+    assert_eq!(st, 200);
+    // A token that allows the address lets a node share it (a virtual IP).
+    let shared = env.token_with("worker", None, &["10.77.0.1"]).await;
+    let key3 = PrivateKey::generate(KeyType::P256).expect("key");
+    let (st, _) = env
+        .try_join(&shared, "node-3", &key3, &[San::Ip(ip("10.77.0.1"))])
+        .await;
+    assert_eq!(st, 200);
+    // A server's own address is never a node's.
+    let skey = PrivateKey::generate(KeyType::P256).expect("key");
+    env.authority
+        .issue_server_certificate(
+            "kith-server-b",
+            skey.public_key(),
+            vec![San::Ip(ip("10.88.0.1"))],
+            Duration::days(1),
+        )
+        .await
+        .expect("server certificate");
+    let key4 = PrivateKey::generate(KeyType::P256).expect("key");
+    let t = env.token("worker", None, 1).await;
+    hostile!(
+        env,
+        "the server's IP",
+        409,
+        "ip-taken",
+        env.try_join(&t, "node-4", &key4, &[San::Ip(ip("10.88.0.1"))])
+            .await
+    );
+    // Once its holder is revoked, an address is free again.
+    env.authority
+        .revoke_node("node-1", RevocationReason::CessationOfOperation, "test")
+        .await
+        .expect("revoke");
+    let (st, body) = env
+        .try_join(&t, "node-4", &key4, &[San::Ip(ip("10.77.0.1"))])
+        .await;
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+}
