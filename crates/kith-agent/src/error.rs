@@ -12,7 +12,7 @@ pub enum Error {
     },
     /// The server's certificate chains to the cluster's roots but is not a
     /// kith server's (a node's, say): nothing was sent to it.
-    #[error("refusing {server}: {detail}; nothing was sent to it. Check the server address")]
+    #[error("refusing {server}: not a kith server: {detail}; nothing was sent to it. Check the server address")]
     NotKithServer {
         /// Server address.
         server: String,

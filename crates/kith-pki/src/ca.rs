@@ -94,6 +94,24 @@ impl CaSpec {
             .map_err(|e| Error::build("intermediate CA", e))?;
         CaCertificate::new(cert.der().to_vec(), key)
     }
+
+    /// The root this spec describes, over `key`, signed by another root
+    /// (`parent`) instead of by itself: the cross-signed certificate through
+    /// which a trusted root vouches for a new one in a root rotation (see
+    /// [`crate::accept_bundle`]). DER.
+    pub fn cross_signed_by(&self, key: &PrivateKey, parent: &SigningCa) -> Result<Vec<u8>, Error> {
+        if self.kind != CaKind::Root {
+            return Err(Error::build(
+                "cross-signed root",
+                "only a root is cross-signed",
+            ));
+        }
+        let cert = self
+            .params(key)
+            .signed_by(key.pair(), &parent.issuer)
+            .map_err(|e| Error::build("cross-signed root", e))?;
+        Ok(cert.der().to_vec())
+    }
 }
 
 /// A freshly built CA certificate together with its private key.

@@ -13,6 +13,7 @@
 //! GET  /v1/crl/{authority}               public: DER, application/pkix-crl
 //! POST /v1/join                          a join token and CSRs
 //! POST /v1/renew                         mutual TLS with the node's certificate
+//! GET  /v1/node                          mutual TLS: the node behind the certificate
 //! GET  /v1/secrets/{name}                mutual TLS, a node whose role may read it
 //! /v1/admin/{tokens,nodes,revoke,status,secrets}  mutual TLS with an admin certificate
 //! ```

@@ -366,3 +366,50 @@ async fn sans_are_capped_and_ip_addresses_follow_policy() {
         .await;
     assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_trusts_only_its_own_authority_and_only_vouched_roots() {
+    let env = Env::start().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("node-1");
+    let token = env.token("worker", None, 1).await;
+    kith_agent::join(&kith_agent::JoinOptions {
+        server: env.server(),
+        token,
+        node: Some("node-1".into()),
+        sans: vec![],
+        dir: dir.clone(),
+        profiles: vec![],
+        key_type: KeyType::P256,
+        interface_ips: false,
+        force: false,
+    })
+    .await
+    .expect("join");
+    let roots = |d: &std::path::Path| {
+        kith_pki::certs_from_pem_or_der(&std::fs::read(d.join("ca.pem")).expect("ca.pem"))
+            .expect("roots")
+    };
+    assert_eq!(roots(&dir), vec![env.root.clone()]);
+    // Another authority is another trust domain: its root never reaches
+    // this node's bundle, through a refresh or a renewal.
+    env.authority
+        .add_authority("api", KeyType::P256)
+        .await
+        .expect("authority add");
+    kith_agent::refresh(&dir).await.expect("refresh");
+    assert_eq!(roots(&dir), vec![env.root.clone()]);
+    kith_agent::renew(&dir).await.expect("renew");
+    assert_eq!(roots(&dir), vec![env.root.clone()]);
+    // The renewed certificate was presented right away: the one before it
+    // can no longer renew.
+    let me: NodeSelf = kith_agent::connect(&dir)
+        .await
+        .expect("connect")
+        .1
+        .json(Method::GET, "/v1/node", None::<&()>)
+        .await
+        .expect("node");
+    let node = env.authority.node("node-1").await.expect("node record");
+    assert!(me.current && node.presented, "{node:?}");
+}
