@@ -1,15 +1,24 @@
-//! IP addresses held by live certificates. A node may put an address in its
-//! certificate only if no other live certificate holds it, unless its token
-//! allows that address (a shared virtual IP, say); so one node cannot be
-//! issued another node's or a server's address. Loopback addresses name every
-//! host's own self and are never claimed.
+//! Names and addresses held by live certificates, so that one holder cannot
+//! be issued another's.
 //!
-//! Each held address is one record, `ipclaim/<hex of the address>`, written
-//! create-only or compare-and-swap: two joins racing for one address cannot
-//! both win. A claim is taken before signing (with no serial yet: such a claim
-//! holds for a minute, so an abandoned join frees it) and settled with the
-//! certificate's serial and expiry after the issuance is durable; from then on
-//! it holds while that certificate is unexpired and unrevoked.
+//! - An IP address (other than loopback, which names every host's own self)
+//!   in a node's certificate is held by that node while the certificate is
+//!   its current one and unrevoked: another node gets it only if its token
+//!   allows that address (a shared virtual IP). A join that asks for a held
+//!   address is refused (`ip-taken`); a renewal leaves it out of the new
+//!   certificate instead, so that a node never stops renewing over an
+//!   address.
+//! - A kith server's own addresses and DNS names are its own: a server takes
+//!   them over from anyone, and no node is issued them (nor a node name
+//!   whose `<node>.<cluster>` is one of them).
+//!
+//! Each held name is one record, `ipclaim/<hex>` or `dnsclaim/<hex>`,
+//! written create-only or compare-and-swap, so two joins racing for one
+//! address cannot both win. A claim is taken before signing (with no serial:
+//! such a claim holds for a minute, so an abandoned join frees it), and tied
+//! to the certificate after the issuance is durable. Every name is checked
+//! before any claim is written, and a holder's own settled claim is never
+//! downgraded, so a refused request frees nothing it held.
 
 use std::net::IpAddr;
 
@@ -18,17 +27,18 @@ use kith_store::Revision;
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
+use crate::nodes::NodeRecord;
 use crate::records::{from_json, revoked_key, to_json};
 use crate::{Authority, Error, Issued};
 
-/// How long a claim without a certificate yet holds its address.
+/// How long a claim without a certificate yet holds its name.
 const PENDING_CLAIM: Duration = Duration::minutes(1);
-/// Compare-and-swap attempts per address before giving up as contended.
+/// Compare-and-swap attempts per name before giving up as contended.
 const ATTEMPTS: usize = 8;
 
-/// One held address.
+/// One held name.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct IpClaim {
+struct Claim {
     holder: Namespace,
     name: String,
     /// The certificate that holds it, once issued.
@@ -40,38 +50,85 @@ struct IpClaim {
     claimed_at: OffsetDateTime,
 }
 
-fn claim_key(ip: IpAddr) -> String {
-    let octets = match ip.to_canonical() {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
-    };
-    format!("ipclaim/{}", hex::encode(octets))
+/// A name that can be held: an address, or (servers only) a DNS name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Held {
+    Ip(IpAddr),
+    Dns(String),
 }
 
-/// The addresses of `sans` that are claimed: every IP but loopback.
-fn claimable(sans: &[San]) -> Vec<IpAddr> {
-    let mut ips: Vec<IpAddr> = sans
+impl Held {
+    fn key(&self) -> String {
+        match self {
+            Held::Ip(ip) => {
+                let octets = match ip {
+                    IpAddr::V4(v4) => v4.octets().to_vec(),
+                    IpAddr::V6(v6) => v6.octets().to_vec(),
+                };
+                format!("ipclaim/{}", hex::encode(octets))
+            }
+            Held::Dns(d) => format!("dnsclaim/{}", hex::encode(d.as_bytes())),
+        }
+    }
+
+    fn error(&self, holder: &Claim) -> Error {
+        let who = format!("{} {}", holder.holder, holder.name);
+        match self {
+            Held::Ip(ip) => Error::IpTaken {
+                ip: *ip,
+                holder: who,
+            },
+            Held::Dns(d) => Error::Csr(kith_pki::CsrRejection {
+                kind: kith_pki::CsrRejectionKind::SanNotAllowed,
+                detail: format!("{d} is a name of {who}"),
+            }),
+        }
+    }
+}
+
+/// The names of `sans` a holder in `ns` holds: every IP but loopback, and
+/// for servers their DNS names too. Addresses are canonical (an
+/// IPv4-mapped IPv6 address is its IPv4 address).
+fn held_names(ns: Namespace, sans: &[San]) -> Vec<Held> {
+    let mut out: Vec<Held> = sans
         .iter()
         .filter_map(|s| match s {
-            San::Ip(ip) if !ip.to_canonical().is_loopback() => Some(ip.to_canonical()),
+            San::Ip(ip) if !ip.to_canonical().is_loopback() => Some(Held::Ip(ip.to_canonical())),
+            San::Dns(d) if ns == Namespace::Server && d != "localhost" => {
+                Some(Held::Dns(d.to_ascii_lowercase()))
+            }
             _ => None,
         })
         .collect();
-    ips.sort();
-    ips.dedup();
-    ips
+    out.sort();
+    out.dedup();
+    out
 }
 
-/// Whether the token's allowed SANs list `ip` (then it may be shared).
-fn allowed(ip: IpAddr, allow: &[String]) -> bool {
-    allow
-        .iter()
-        .any(|a| a.parse::<IpAddr>().is_ok_and(|x| x.to_canonical() == ip))
+/// Whether the token's allowed SANs list `held` (then it may be shared).
+fn allowed(held: &Held, allow: &[String]) -> bool {
+    match held {
+        Held::Ip(ip) => allow
+            .iter()
+            .any(|a| a.parse::<IpAddr>().is_ok_and(|x| x.to_canonical() == *ip)),
+        Held::Dns(_) => false,
+    }
+}
+
+/// How a node's request treats names held by others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OnHeld {
+    /// A join: refuse.
+    Refuse,
+    /// A renewal: leave them out of the new certificate.
+    LeaveOut,
 }
 
 impl Authority {
-    /// Whether `claim` still holds its address as of now.
-    async fn claim_live(&self, claim: &IpClaim) -> Result<bool, Error> {
+    /// Whether `claim` still holds its name as of now: unexpired, unrevoked,
+    /// and for a node, still its current certificate (or the one a renewal
+    /// whose answer was lost may retry with).
+    async fn claim_live(&self, claim: &Claim) -> Result<bool, Error> {
         let now = self.now();
         let Some(serial) = &claim.serial else {
             return Ok(now - claim.claimed_at < PENDING_CLAIM);
@@ -83,56 +140,92 @@ impl Authority {
             .store()
             .get(&revoked_key(&claim.authority, serial))
             .await?;
-        Ok(revoked.is_none())
+        if revoked.is_some() {
+            return Ok(false);
+        }
+        if claim.holder != Namespace::Node {
+            return Ok(true);
+        }
+        let key = format!("node/{}", claim.name);
+        let Some(e) = self.store().get(&key).await? else {
+            return Ok(true); // issued offline: held until it expires
+        };
+        let node: NodeRecord = from_json(&key, &e.value)?;
+        Ok(node.removed_at.is_none()
+            && node.revoked_at.is_none()
+            && (node.is_current(serial) || node.may_retry_with(serial, now)))
     }
 
-    /// The existing claim on `ip` by someone other than (`ns`, `name`) that
-    /// is live, if any, and the revision to write against.
+    /// The claim on `held` and its revision, if any.
+    async fn claim_of(&self, held: &Held) -> Result<Option<(Claim, Revision)>, Error> {
+        let key = held.key();
+        match self.store().get(&key).await? {
+            Some(e) => Ok(Some((from_json(&key, &e.value)?, e.revision))),
+            None => Ok(None),
+        }
+    }
+
+    /// The live claim of someone other than (`ns`, `name`) on `held`.
     async fn held_by_other(
         &self,
-        ip: IpAddr,
+        held: &Held,
         ns: Namespace,
         name: &str,
-    ) -> Result<(Option<IpClaim>, Option<Revision>), Error> {
-        let key = claim_key(ip);
-        let Some(e) = self.store().get(&key).await? else {
-            return Ok((None, None));
-        };
-        let claim: IpClaim = from_json(&key, &e.value)?;
-        let mine = claim.holder == ns && claim.name == name;
-        if !mine && self.claim_live(&claim).await? {
-            return Ok((Some(claim), Some(e.revision)));
+    ) -> Result<Option<Claim>, Error> {
+        match self.claim_of(held).await? {
+            Some((c, _)) if !(c.holder == ns && c.name == name) && self.claim_live(&c).await? => {
+                Ok(Some(c))
+            }
+            _ => Ok(None),
         }
-        Ok((None, Some(e.revision)))
     }
 
-    /// Refuse (`ip-taken`) if an address of `sans` is held by another live
-    /// certificate and `allow` does not list it. Reads only.
-    pub(crate) async fn check_ips(
+    /// Check what node `name` asks for: its own `<name>.<cluster>` and its
+    /// DNS SANs must not be a server's names, its addresses not held by
+    /// another live certificate unless `allow` lists them. Reads only.
+    /// Returns the SANs to leave out (with [`OnHeld::LeaveOut`]).
+    pub(crate) async fn check_node_sans(
         &self,
-        ns: Namespace,
         name: &str,
         sans: &[San],
         allow: &[String],
-    ) -> Result<(), Error> {
-        for ip in claimable(sans) {
-            if allowed(ip, allow) {
-                continue;
-            }
-            if let (Some(other), _) = self.held_by_other(ip, ns, name).await? {
-                return Err(Error::IpTaken {
-                    ip,
-                    holder: format!("{} {}", other.holder, other.name),
-                });
+        on_held: OnHeld,
+    ) -> Result<Vec<San>, Error> {
+        let fqdn = format!("{name}.{}", self.cluster());
+        let mut dns: Vec<Held> = sans
+            .iter()
+            .filter_map(|s| match s {
+                San::Dns(d) => Some(Held::Dns(d.to_ascii_lowercase())),
+                _ => None,
+            })
+            .collect();
+        if on_held == OnHeld::Refuse {
+            dns.push(Held::Dns(fqdn));
+        }
+        let mut leave_out = Vec::new();
+        for held in dns
+            .into_iter()
+            .chain(held_names(Namespace::Node, sans))
+            .filter(|h| !allowed(h, allow))
+        {
+            if let Some(other) = self.held_by_other(&held, Namespace::Node, name).await? {
+                match on_held {
+                    OnHeld::Refuse => return Err(held.error(&other)),
+                    OnHeld::LeaveOut => leave_out.push(match held {
+                        Held::Ip(ip) => San::Ip(ip),
+                        Held::Dns(d) => San::Dns(d),
+                    }),
+                }
             }
         }
-        Ok(())
+        Ok(leave_out)
     }
 
-    /// Claim every address of `sans` for (`ns`, `name`) that `allow` does not
-    /// list as shared; with `force` (a server's own configured addresses),
-    /// take it from whoever holds it.
-    pub(crate) async fn claim_ips(
+    /// Claim the names of `sans` for (`ns`, `name`): those `allow` does not
+    /// list as shared. Every name is checked before one is written, and a
+    /// settled claim of the holder's own is left as it is. With `force` (a
+    /// server's own configured names), take them from whoever holds them.
+    pub(crate) async fn claim_sans(
         &self,
         ns: Namespace,
         name: &str,
@@ -141,32 +234,44 @@ impl Authority {
         allow: &[String],
         force: bool,
     ) -> Result<(), Error> {
-        let now = self.now();
-        for ip in claimable(sans) {
-            if allowed(ip, allow) {
-                continue;
+        let names: Vec<Held> = held_names(ns, sans)
+            .into_iter()
+            .filter(|h| !allowed(h, allow))
+            .collect();
+        if !force {
+            for held in &names {
+                if let Some(other) = self.held_by_other(held, ns, name).await? {
+                    return Err(held.error(&other));
+                }
             }
-            let key = claim_key(ip);
-            let claim = IpClaim {
-                holder: ns,
-                name: name.to_string(),
-                serial: None,
-                authority: authority.to_string(),
-                not_after: now,
-                claimed_at: kith_pki::second_precision(now),
-            };
+        }
+        let now = self.now();
+        let pending = Claim {
+            holder: ns,
+            name: name.to_string(),
+            serial: None,
+            authority: authority.to_string(),
+            not_after: now,
+            claimed_at: kith_pki::second_precision(now),
+        };
+        for held in &names {
+            let key = held.key();
             let mut done = false;
             for _ in 0..ATTEMPTS {
-                let (other, revision) = self.held_by_other(ip, ns, name).await?;
-                if let (Some(other), false) = (other, force) {
-                    return Err(Error::IpTaken {
-                        ip,
-                        holder: format!("{} {}", other.holder, other.name),
-                    });
-                }
-                let written = match revision {
-                    None => self.store().create(&key, to_json(&claim)?).await,
-                    Some(rev) => self.store().update(&key, to_json(&claim)?, rev).await,
+                let existing = self.claim_of(held).await?;
+                let written = match existing {
+                    None => self.store().create(&key, to_json(&pending)?).await,
+                    Some((c, rev)) => {
+                        let mine = c.holder == ns && c.name == name;
+                        if mine && c.serial.is_some() && self.claim_live(&c).await? {
+                            done = true;
+                            break;
+                        }
+                        if !mine && !force && self.claim_live(&c).await? {
+                            return Err(held.error(&c));
+                        }
+                        self.store().update(&key, to_json(&pending)?, rev).await
+                    }
                 };
                 match written {
                     Ok(_) => {
@@ -185,37 +290,32 @@ impl Authority {
         Ok(())
     }
 
-    /// After an issuance is durable: tie each claimed address to the
+    /// After an issuance is durable: tie each claimed name to the
     /// certificate that carries it, so the claim lasts as long as it does.
     /// A claim someone else took meanwhile (ours had lapsed) is left alone.
-    pub(crate) async fn settle_ip_claims(
+    pub(crate) async fn settle_claims(
         &self,
         ns: Namespace,
         name: &str,
         issued: &[Issued],
     ) -> Result<(), Error> {
         for i in issued {
-            for ip in claimable(&i.record.sans) {
-                let key = claim_key(ip);
+            for held in held_names(ns, &i.record.sans) {
+                let key = held.key();
                 for _ in 0..ATTEMPTS {
-                    let Some(e) = self.store().get(&key).await? else {
+                    let Some((mut claim, rev)) = self.claim_of(&held).await? else {
                         break;
                     };
-                    let mut claim: IpClaim = from_json(&key, &e.value)?;
-                    if claim.holder != ns || claim.name != name {
-                        break;
-                    }
-                    if claim.serial.is_some() && claim.not_after >= i.record.not_after {
+                    if claim.holder != ns
+                        || claim.name != name
+                        || claim.serial.as_deref() == Some(i.record.serial.as_str())
+                    {
                         break;
                     }
                     claim.serial = Some(i.record.serial.clone());
                     claim.authority = i.record.authority.clone();
                     claim.not_after = i.record.not_after;
-                    match self
-                        .store()
-                        .update(&key, to_json(&claim)?, e.revision)
-                        .await
-                    {
+                    match self.store().update(&key, to_json(&claim)?, rev).await {
                         Ok(_) => break,
                         Err(kith_store::Error::RevisionMismatch { .. }) => continue,
                         Err(e) => return Err(e.into()),
@@ -224,6 +324,27 @@ impl Authority {
             }
         }
         Ok(())
+    }
+
+    /// Claim the addresses of a certificate issued here directly (`cert
+    /// issue`), as a join would; an operator's certificate holds none.
+    pub(crate) async fn claim_issued_ips(&self, issued: &Issued) -> Result<(), Error> {
+        let r = &issued.record;
+        if r.holder() != Namespace::Node {
+            return Ok(());
+        }
+        self.claim_sans(Namespace::Node, &r.node, &r.authority, &r.sans, &[], false)
+            .await
+    }
+
+    /// [`Authority::settle_claims`] for one certificate issued directly.
+    pub(crate) async fn settle_issued_ips(&self, issued: &Issued) -> Result<(), Error> {
+        let r = &issued.record;
+        if r.holder() != Namespace::Node {
+            return Ok(());
+        }
+        self.settle_claims(Namespace::Node, &r.node, std::slice::from_ref(issued))
+            .await
     }
 }
 
@@ -235,17 +356,24 @@ mod tests {
     fn keys_and_filters() {
         let v4: IpAddr = "10.0.0.7".parse().expect("ip");
         let mapped: IpAddr = "::ffff:10.0.0.7".parse().expect("ip");
-        assert_eq!(claim_key(v4), "ipclaim/0a000007");
-        assert_eq!(claim_key(mapped), claim_key(v4));
+        assert_eq!(Held::Ip(v4).key(), "ipclaim/0a000007");
         let sans = vec![
             San::Ip("127.0.0.1".parse().expect("ip")),
             San::Ip("::1".parse().expect("ip")),
             San::Ip(v4),
             San::Ip(mapped),
             San::Dns("node-1.prod.example".into()),
+            San::Dns("localhost".into()),
         ];
-        assert_eq!(claimable(&sans), vec![v4]);
-        assert!(allowed(v4, &["10.0.0.7".into()]));
-        assert!(!allowed(v4, &["10.0.0.8".into(), "db.example".into()]));
+        assert_eq!(held_names(Namespace::Node, &sans), vec![Held::Ip(v4)]);
+        assert_eq!(
+            held_names(Namespace::Server, &sans),
+            vec![Held::Ip(v4), Held::Dns("node-1.prod.example".into())]
+        );
+        assert!(allowed(&Held::Ip(v4), &["10.0.0.7".into()]));
+        assert!(!allowed(
+            &Held::Ip(v4),
+            &["10.0.0.8".into(), "db.example".into()]
+        ));
     }
 }

@@ -53,6 +53,14 @@ pub enum Error {
     /// it back, so a name (and what its policy grants) is never taken over.
     #[error("node name {0:?} belonged to a node that was revoked, removed or has expired (or to certificates issued offline); only a token minted for that name brings it back: `kith token create --name {0} --role ROLE`")]
     NodeNameRetired(String),
+    /// A token minted for this name can still be used: the name waits for it.
+    #[error("node name {name:?} is reserved by token {token}, minted for it: join with that token, or revoke it (`kith token revoke {token}`)")]
+    NodeNameReserved {
+        /// The name.
+        name: String,
+        /// The reserving token's id.
+        token: String,
+    },
     /// An IP address asked for is held by another live certificate.
     #[error("IP address {ip} is held by {holder}'s live certificate; a node may share it only if its token allows it (`kith token create --allow-san {ip}`), or leave it out (`kith join --no-interface-ips`)")]
     IpTaken {
@@ -196,6 +204,7 @@ impl Error {
             Self::NodeNameTaken(_) => "node-name-taken",
             Self::NodeNameMismatch { .. } => "node-name-mismatch",
             Self::NodeNameRetired(_) => "node-name-retired",
+            Self::NodeNameReserved { .. } => "node-name-reserved",
             Self::IpTaken { .. } => "ip-taken",
             Self::CertificateSuperseded { .. } => "certificate-superseded",
             Self::ProfileNotAllowed(_) => "profile-not-allowed",

@@ -34,7 +34,7 @@ use zeroize::Zeroizing;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
-pub use nodes::{list_nodes, NodeRecord, NodeState, DEFAULT_RENEW_GRACE, MAX_CSRS};
+pub use nodes::{list_nodes, NodeRecord, NodeState, DEFAULT_RENEW_GRACE, MAX_CSRS, RETRY_WINDOW};
 pub use records::{
     AuditRecord, AuthorityRecord, CertRecord, ClusterRecord, CrlRecord, PendingMaster,
     RevokedRecord,
@@ -708,10 +708,22 @@ impl Authority {
         Ok(())
     }
 
+    /// A node identity being created here (not renewed): its name and
+    /// role must not be reserved.
+    fn check_new_identity(id: &Identity) -> Result<(), Error> {
+        if id.profile != Profile::Admin {
+            kith_pki::validate_new_node(&id.node, &id.role)?;
+        }
+        Ok(())
+    }
+
     /// Issue a leaf for a public key and record it durably.
     pub async fn issue(&self, req: IssueRequest) -> Result<Issued, Error> {
+        Self::check_new_identity(&req.identity)?;
         let issued = self.sign(&req)?;
+        self.claim_issued_ips(&issued).await?;
         self.record(&issued).await?;
+        self.settle_issued_ips(&issued).await?;
         Ok(issued)
     }
 
@@ -728,7 +740,7 @@ impl Authority {
         ttl: Duration,
     ) -> Result<Issued, Error> {
         // The server's configured addresses are its own: no node may hold them.
-        self.claim_ips(Namespace::Server, name, DEFAULT_AUTHORITY, &sans, &[], true)
+        self.claim_sans(Namespace::Server, name, DEFAULT_AUTHORITY, &sans, &[], true)
             .await?;
         let issued = self.sign_in(
             &IssueRequest {
@@ -745,7 +757,7 @@ impl Authority {
             Namespace::Server,
         )?;
         self.record(&issued).await?;
-        self.settle_ip_claims(Namespace::Server, name, std::slice::from_ref(&issued))
+        self.settle_claims(Namespace::Server, name, std::slice::from_ref(&issued))
             .await?;
         Ok(issued)
     }
@@ -764,7 +776,7 @@ impl Authority {
         let signed = tokio::task::spawn_blocking(move || {
             reqs.par_iter()
                 .map(|r| {
-                    let out = this.sign(r);
+                    let out = Self::check_new_identity(&r.identity).and_then(|()| this.sign(r));
                     p();
                     out
                 })
@@ -787,7 +799,9 @@ impl Authority {
                 let progress = progress.clone();
                 async move {
                     let issued = r?;
+                    self.claim_issued_ips(&issued).await?;
                     self.record(&issued).await?;
+                    self.settle_issued_ips(&issued).await?;
                     progress();
                     Ok(issued)
                 }
@@ -813,7 +827,7 @@ impl Authority {
                 Profile::Admin.as_str().to_string(),
             ));
         }
-        kith_pki::validate_holder(Namespace::Node, &identity.node, &identity.role)?;
+        kith_pki::validate_new_node(&identity.node, &identity.role)?;
         let parsed = parse_csr(csr)?;
         let policy = policy.unwrap_or(&self.inner.settings.policy);
         let extra = parsed.approve(policy, self.cluster(), &identity.role, &identity.node)?;
@@ -925,7 +939,11 @@ impl Authority {
         reason: RevocationReason,
         actor: &str,
     ) -> Result<Vec<RevokeOutcome>, Error> {
-        kith_pki::validate_node_name(node)?;
+        // Any label: a node named before names were reserved can still be revoked.
+        kith_pki::validate_label("node name", node)?;
+        // Mark the node first: a renewal racing this sees the mark and
+        // revokes what it issued; one that finished before is in the list.
+        self.mark_revoked(node).await?;
         let now = self.now();
         let prefix = records::holder_cert_prefix(Namespace::Node, node);
         let mut out = Vec::new();

@@ -13,6 +13,7 @@ use kith_store::{Revision, Store};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
+use crate::claims::OnHeld;
 use crate::records::{from_json, holder_cert_prefix, to_json, NodeCertIndex};
 use crate::{
     find_certificate, Authority, CertRecord, Error, Identity, IssueRequest, Issued, TokenRecord,
@@ -26,6 +27,9 @@ pub const MAX_CSRS: usize = 3;
 /// How long a join that claimed a name but has not recorded its
 /// certificates yet holds the name.
 const PENDING_NAME: Duration = Duration::minutes(1);
+/// How long after a renewal the certificate it replaced may retry it (a
+/// lost answer), if the new one was not presented meanwhile.
+pub const RETRY_WINDOW: Duration = Duration::hours(1);
 
 fn node_key(name: &str) -> String {
     format!("node/{name}")
@@ -70,6 +74,13 @@ pub struct NodeRecord {
     /// Whether a current certificate has been presented since it was issued.
     #[serde(default)]
     pub presented: bool,
+    /// Whether the replaced certificates already retried once.
+    #[serde(default)]
+    pub retried: bool,
+    /// Set by `revoke --node`, before its certificates are revoked: a
+    /// renewal racing the revocation sees it and revokes what it issued.
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub revoked_at: Option<OffsetDateTime>,
 }
 
 impl NodeRecord {
@@ -78,10 +89,14 @@ impl NodeRecord {
         self.serials.values().any(|s| s == serial)
     }
 
-    /// Whether `serial` is a certificate a renewal replaced that may still
-    /// renew once: no current certificate has been presented yet.
-    pub fn may_retry_with(&self, serial: &str) -> bool {
-        !self.presented && self.previous_serials.values().any(|s| s == serial)
+    /// Whether `serial` is a certificate a renewal replaced that may renew
+    /// once more: within [`RETRY_WINDOW`] of that renewal, no current
+    /// certificate presented since, no retry made yet.
+    pub fn may_retry_with(&self, serial: &str, now: OffsetDateTime) -> bool {
+        !self.presented
+            && !self.retried
+            && now - self.last_renewal < RETRY_WINDOW
+            && self.previous_serials.values().any(|s| s == serial)
     }
 }
 
@@ -127,7 +142,9 @@ pub async fn list_nodes(
         let n: NodeRecord = from_json(&e.key, &e.value)?;
         let state = if n.removed_at.is_some() {
             NodeState::Removed
-        } else if !n.serials.is_empty() && n.serials.values().all(|s| revoked.contains(s)) {
+        } else if n.revoked_at.is_some()
+            || (!n.serials.is_empty() && n.serials.values().all(|s| revoked.contains(s)))
+        {
             NodeState::Revoked
         } else if n.not_after <= now {
             NodeState::Expired
@@ -229,7 +246,7 @@ impl Authority {
         let spki = hex::encode(kith_pki::sha256(approved[0].public_key.spki_der()));
         let existing = self.name_claimable(&node, &rec, &spki).await?;
         let sans: Vec<San> = approved.iter().flat_map(|a| a.extra_sans.clone()).collect();
-        self.check_ips(Namespace::Node, &node, &sans, &rec.allow_sans)
+        self.check_node_sans(&node, &sans, &rec.allow_sans, OnHeld::Refuse)
             .await?;
         let (rec, ()) = self.redeem_token_with(token, |_| Ok(())).await?;
 
@@ -249,6 +266,8 @@ impl Authority {
             removed_at: None,
             previous_serials: BTreeMap::new(),
             presented: false,
+            retried: false,
+            revoked_at: None,
         };
         let key = node_key(&node);
         let claimed = match existing {
@@ -264,7 +283,7 @@ impl Authority {
             }
             Err(e) => return Err(e.into()),
         };
-        self.claim_ips(
+        self.claim_sans(
             Namespace::Node,
             &node,
             &rec.authority,
@@ -317,30 +336,46 @@ impl Authority {
         if node.removed_at.is_some() {
             return Err(Error::NodeRemoved(node.name));
         }
+        if node.revoked_at.is_some() {
+            return Err(Error::CertificateRevoked(cert.serial));
+        }
+        let now = self.now();
         // Only the current certificate renews; the one it replaced only
-        // while the current one has never been presented (a lost answer).
-        if !node.is_current(&cert.serial) && !node.may_retry_with(&cert.serial) {
+        // once, shortly after, while the current one was never presented
+        // (a lost answer).
+        if !node.is_current(&cert.serial) && !node.may_retry_with(&cert.serial, now) {
             return Err(Error::CertificateSuperseded {
                 serial: cert.serial,
                 node: node.name,
             });
         }
-        let now = self.now();
         if now > cert.not_after + grace {
             return Err(Error::RenewalWindowPassed {
                 expired: cert.not_after,
                 grace_days: grace.whole_days(),
             });
         }
-        let approved = self.approve_csrs(
+        let mut approved = self.approve_csrs(
             &node.name,
             &node.role,
             Some(&node.profiles),
             &node.allow_sans,
             csrs,
         )?;
+        // Names another holder has are left out rather than refused: a
+        // node never stops renewing over an address.
+        let asked: Vec<San> = approved.iter().flat_map(|a| a.extra_sans.clone()).collect();
+        let left_out = self
+            .check_node_sans(&node.name, &asked, &node.allow_sans, OnHeld::LeaveOut)
+            .await?;
+        if !left_out.is_empty() {
+            tracing::warn!(node = %node.name, ?left_out, "renewal leaves out names held by others");
+            for a in &mut approved {
+                a.extra_sans.retain(|s| !left_out.contains(s));
+            }
+        }
         let sans: Vec<San> = approved.iter().flat_map(|a| a.extra_sans.clone()).collect();
-        self.claim_ips(
+        self.claim_sans(
             Namespace::Node,
             &node.name,
             &node.authority,
@@ -387,7 +422,21 @@ impl Authority {
             if node.removed_at.is_some() {
                 return Err(Error::NodeRemoved(node.name));
             }
-            if node.presented || !node.is_current(&cert.serial) {
+            if node.revoked_at.is_some() {
+                return Err(Error::CertificateRevoked(cert.serial));
+            }
+            if !node.is_current(&cert.serial) {
+                // The certificate a renewal replaced serves only until the
+                // new one is in use (a node mid-renewal).
+                if node.may_retry_with(&cert.serial, self.now()) {
+                    return Ok((cert, Some(node)));
+                }
+                return Err(Error::CertificateSuperseded {
+                    serial: cert.serial,
+                    node: node.name,
+                });
+            }
+            if node.presented {
                 return Ok((cert, Some(node)));
             }
             node.presented = true;
@@ -466,6 +515,34 @@ impl Authority {
         }
     }
 
+    /// Mark `name` revoked (`revoke --node`), if it has a record: done
+    /// before its certificates are listed and revoked, see
+    /// [`Authority::revoke_node_deferred`]. A node revoked already keeps
+    /// its first mark.
+    pub(crate) async fn mark_revoked(&self, name: &str) -> Result<(), Error> {
+        let key = node_key(name);
+        for _attempt in 0..64 {
+            let Some(entry) = self.store().get(&key).await? else {
+                return Ok(());
+            };
+            let mut node: NodeRecord = from_json(&key, &entry.value)?;
+            if node.revoked_at.is_some() {
+                return Ok(());
+            }
+            node.revoked_at = Some(kith_pki::second_precision(self.now()));
+            match self
+                .store()
+                .update(&key, to_json(&node)?, entry.revision)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(kith_store::Error::RevisionMismatch { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Contended(key))
+    }
+
     async fn mark_removed(&self, name: &str, actor: &str) -> Result<(), Error> {
         kith_pki::validate_label("node name", name)?;
         let key = node_key(name);
@@ -501,12 +578,14 @@ impl Authority {
     /// - A live certificate (unexpired, unrevoked) holds its name, whoever
     ///   issued it (a join, a renewal, `cert issue`): a join over another key
     ///   is `node-name-taken`, whatever its token.
+    /// - A token minted for the name reserves it while it can be used: other
+    ///   tokens get `node-name-reserved`.
     /// - A name never issued is free.
     /// - A name with a past (revoked, removed, expired, issued offline) comes
     ///   back only through a token minted for exactly that name
     ///   (`node-name-retired` otherwise), so nobody inherits what a policy
     ///   grants that name by joining with a token for any name.
-    /// - The same key that holds the name live may join again.
+    /// - The key of the node's current, live certificate may join again.
     /// - A join that claimed the name and never recorded a certificate
     ///   holds it for a minute, then it is free.
     async fn name_claimable(
@@ -519,7 +598,7 @@ impl Authority {
         let store = &**self.store();
         let prefix = holder_cert_prefix(Namespace::Node, node);
         let index = store.list(&prefix).await?;
-        let mut live_same_key = false;
+        let mut live_same_key = Vec::new();
         for e in &index {
             let idx: NodeCertIndex = from_json(&e.key, &e.value)?;
             if idx.not_after <= now {
@@ -533,7 +612,15 @@ impl Authority {
             if hex::encode(kith_pki::spki_pin(&cert.der)?) != spki {
                 return Err(Error::NodeNameTaken(node.to_string()));
             }
-            live_same_key = true;
+            live_same_key.push(cert.serial);
+        }
+        if token.node.as_deref() != Some(node) {
+            if let Some(other) = self.reserving_token(node, &token.id).await? {
+                return Err(Error::NodeNameReserved {
+                    name: node.to_string(),
+                    token: other,
+                });
+            }
         }
         let key = node_key(node);
         let entry = store.get(&key).await?;
@@ -557,8 +644,15 @@ impl Authority {
         if token.node.as_deref() == Some(node) {
             return Ok(revision);
         }
-        let removed = record.as_ref().is_some_and(|r| r.removed_at.is_some());
-        if live_same_key && !removed {
+        // The same key may come back only while its certificate is the
+        // node's current one: not a key a renewal replaced, not a revoked
+        // or removed node's.
+        let current_same_key = record.as_ref().is_some_and(|r| {
+            r.removed_at.is_none()
+                && r.revoked_at.is_none()
+                && live_same_key.iter().any(|s| r.is_current(s))
+        });
+        if current_same_key {
             return Ok(revision);
         }
         Err(Error::NodeNameRetired(node.to_string()))
@@ -610,11 +704,32 @@ impl Authority {
         let (r, p, a) = futures::join!(records, published, audit);
         r?;
         a?;
+        let p = match p {
+            // Written: but a `node rm` or `revoke --node` that marked the
+            // record after our write lists certificates only after its mark,
+            // and may have missed ours if our index writes were late; seen
+            // here, we revoke them ourselves. (Marked before our read, the
+            // revoker's list has them.)
+            Ok(written) => match self.node(&written.0.name).await {
+                Ok(now) if now.removed_at.is_some() => Err(Error::NodeRemoved(now.name)),
+                Ok(now) if now.revoked_at.is_some() => {
+                    Err(Error::CertificateRevoked(issued[0].record.serial.clone()))
+                }
+                Ok(_) => Ok(written),
+                Err(e) => Err(e),
+            },
+            other => other,
+        };
         match p {
-            Err(e @ (Error::NodeRemoved(_) | Error::CertificateSuperseded { .. })) => {
-                // Removed meanwhile, or a concurrent renewal replaced the
-                // certificate this one was based on: what was just recorded
-                // must not stay live.
+            Err(
+                e @ (Error::NodeRemoved(_)
+                | Error::CertificateSuperseded { .. }
+                | Error::CertificateRevoked(_)
+                | Error::NodeNameTaken(_)),
+            ) => {
+                // Removed or revoked meanwhile, a concurrent renewal replaced
+                // the certificate this one was based on, or a stalled join
+                // lost its claim: what was just recorded must not stay live.
                 for i in issued {
                     let serial = kith_pki::Serial::parse(&i.record.serial)?;
                     self.revoke(&serial, RevocationReason::CessationOfOperation, actor)
@@ -631,7 +746,7 @@ impl Authority {
                     self.revoke(&serial, RevocationReason::Superseded, actor)
                         .await?;
                 }
-                self.settle_ip_claims(Namespace::Node, &record.name, issued)
+                self.settle_claims(Namespace::Node, &record.name, issued)
                     .await?;
                 Ok(record)
             }
@@ -655,18 +770,35 @@ impl Authority {
     ) -> Result<(NodeRecord, Vec<String>), Error> {
         let key = node_key(&node.name);
         let now = kith_pki::second_precision(self.now());
-        for _attempt in 0..64 {
+        // A join publishes over its own claim only: what it wrote, no
+        // certificate yet (a stalled join whose claim lapsed and was taken
+        // must not overwrite the new holder).
+        let (claim_token, claim_spki) = (node.token.clone(), node.spki_sha256.clone());
+        for attempt in 0..64 {
             let mut orphans = Vec::new();
             match renewed_with {
-                None => node.previous_serials.clear(),
-                Some(s) if node.is_current(s) => node.previous_serials = node.serials.clone(),
-                Some(s) if node.may_retry_with(s) => {
+                None => {
+                    let still_ours = node.serials.is_empty()
+                        && node.token == claim_token
+                        && node.spki_sha256 == claim_spki;
+                    if attempt > 0 && !still_ours {
+                        return Err(Error::NodeNameTaken(node.name));
+                    }
+                    node.previous_serials.clear();
+                    node.retried = false;
+                }
+                Some(s) if node.is_current(s) => {
+                    node.previous_serials = node.serials.clone();
+                    node.retried = false;
+                }
+                Some(s) if node.may_retry_with(s, now) => {
                     orphans = issued
                         .iter()
                         .filter_map(|i| node.serials.get(&i.record.profile))
                         .filter(|cur| !node.previous_serials.values().any(|p| p == *cur))
                         .cloned()
                         .collect();
+                    node.retried = true;
                 }
                 Some(s) => {
                     return Err(Error::CertificateSuperseded {
@@ -699,6 +831,9 @@ impl Authority {
                     revision = e.revision;
                     if node.removed_at.is_some() {
                         return Err(Error::NodeRemoved(node.name));
+                    }
+                    if node.revoked_at.is_some() {
+                        return Err(Error::CertificateRevoked(issued[0].record.serial.clone()));
                     }
                 }
                 Err(e) => return Err(e.into()),

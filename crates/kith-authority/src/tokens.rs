@@ -23,6 +23,38 @@ fn token_key(id: &TokenId) -> String {
     format!("token/{}", id.to_hex())
 }
 
+/// `tokenname/<node>/<token id>`: a token minted for a node name.
+pub(crate) fn reservation_key(node: &str, id: &str) -> String {
+    format!("tokenname/{node}/{id}")
+}
+
+impl Authority {
+    /// The id of a token, other than `except`, minted for `node` that can
+    /// still be used: while one exists, the name is reserved for it.
+    pub(crate) async fn reserving_token(
+        &self,
+        node: &str,
+        except: &str,
+    ) -> Result<Option<String>, Error> {
+        let prefix = format!("tokenname/{node}/");
+        let now = self.now();
+        for e in self.store().list(&prefix).await? {
+            let id = &e.key[prefix.len()..];
+            if id == except {
+                continue;
+            }
+            let key = format!("token/{id}");
+            if let Some(t) = self.store().get(&key).await? {
+                let t: TokenRecord = from_json(&key, &t.value)?;
+                if t.state(now) == "active" {
+                    return Ok(Some(t.id));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
 /// What a token allows.
 #[derive(Clone, Debug)]
 pub struct TokenSpec {
@@ -148,6 +180,14 @@ impl Authority {
             uses_left: spec.uses,
             revoked_at: None,
         };
+        // A token minted for a name reserves it: no other token joins as it
+        // while this one can still be used. The reservation is written first,
+        // so a token never exists without it.
+        if let Some(n) = &record.node {
+            self.store()
+                .put(&reservation_key(n, &record.id), b"{}".to_vec())
+                .await?;
+        }
         match self
             .store()
             .create(&token_key(&token.id), to_json(&record)?)

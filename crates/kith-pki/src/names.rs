@@ -147,20 +147,25 @@ pub fn validate_node_role(value: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Check a name and role for a certificate in name space `ns`: nodes get
-/// [`validate_node_name`] and [`validate_node_role`], operators and servers
-/// plain labels.
+/// Check a name and role for a certificate in name space `ns`: labels
+/// ([`validate_label`]). Reserved node names are refused where a node
+/// identity is created ([`validate_new_node`]), not here, so that a node
+/// named before the reservation still renews (and can be removed).
 pub fn validate_holder(ns: Namespace, name: &str, role: &str) -> Result<(), Error> {
-    match ns {
-        Namespace::Node => {
-            validate_node_name(name)?;
-            validate_node_role(role)
-        }
-        Namespace::Operator | Namespace::Server => {
-            validate_label("name", name)?;
-            validate_label("role", role)
-        }
-    }
+    let what = match ns {
+        Namespace::Node => "node name",
+        _ => "name",
+    };
+    validate_label(what, name)?;
+    validate_label("role", role)
+}
+
+/// Check the name and role of a node identity being created (a join, a
+/// token, an offline issuance): [`validate_node_name`] and
+/// [`validate_node_role`].
+pub fn validate_new_node(name: &str, role: &str) -> Result<(), Error> {
+    validate_node_name(name)?;
+    validate_node_role(role)
 }
 
 /// The server name in a kith server SPIFFE ID of `cluster`
@@ -283,7 +288,9 @@ mod tests {
         }
         assert!(validate_node_role("kith").is_err());
         assert!(validate_holder(Namespace::Server, "kith-server", "kith").is_ok());
-        assert!(validate_holder(Namespace::Node, "kith-server", "worker").is_err());
+        assert!(validate_new_node("kith-server", "worker").is_err());
+        assert!(validate_new_node("node-1", "kith").is_err());
+        assert!(validate_new_node("node-1", "worker").is_ok());
         let id = Namespace::Server.spiffe_id("prod.example", "kith", "kith-server");
         assert_eq!(id, "spiffe://prod.example/kith/server/kith-server");
         assert_eq!(

@@ -32,7 +32,9 @@ pub(crate) fn status_of(code: &str) -> StatusCode {
         "token-wrong-cluster" | "token-revoked" | "token-expired" | "token-used-up" => {
             StatusCode::FORBIDDEN
         }
-        "node-name-taken" | "node-name-retired" | "ip-taken" => StatusCode::CONFLICT,
+        "node-name-taken" | "node-name-retired" | "node-name-reserved" | "ip-taken" => {
+            StatusCode::CONFLICT
+        }
         "node-name-mismatch" | "identity-mismatch" | "profile-not-allowed" => StatusCode::FORBIDDEN,
         "certificate-revoked"
         | "certificate-superseded"

@@ -115,13 +115,14 @@ async fn reserved_names_are_refused_and_operators_and_servers_are_out_of_reach()
         let e = env.authority.create_token(spec, "test").await.unwrap_err();
         assert_eq!(e.code(), "invalid-name", "{role} {node:?}: {e}");
     }
-    // Revoking "the node admin" can never touch the operator's credential.
+    // Revoking "the node admin" can never touch the operator's credential:
+    // operators are in another name space.
     let e = env
         .authority
         .revoke_node("admin", RevocationReason::KeyCompromise, "test")
         .await
         .unwrap_err();
-    assert_eq!(e.code(), "invalid-name");
+    assert_eq!(e.code(), "unknown-node");
     assert!(!env.revoked(&admin.serial).await);
     let (st, _) = env
         .mtls(&admin)
@@ -256,28 +257,143 @@ async fn a_superseded_certificate_never_renews() {
             env.renew_with(&a, "node-1").await
         );
     }
+    // Nor does it serve on node routes any more.
+    hostile!(
+        env,
+        "the replaced certificate on /v1/node",
+        403,
+        "certificate-superseded",
+        env.mtls(&a)
+            .await
+            .send(Method::GET, "/v1/node", None)
+            .await
+            .expect("transport")
+    );
     let c = env.renew_ok(&b, "node-1").await;
-    // A lost answer: C was never presented, so B may retry once more; the
-    // unseen C is revoked so the node keeps one live certificate.
+    // A lost answer: C was never presented, so B may retry once; the unseen
+    // C is revoked so the node keeps one live certificate.
     let d = env.renew_ok(&b, "node-1").await;
     assert!(
         env.revoked(&c.serial).await,
         "the unseen certificate is revoked"
     );
     assert!(!env.revoked(&d.serial).await);
+    hostile!(
+        env,
+        "a second retry",
+        403,
+        "certificate-superseded",
+        env.renew_with(&b, "node-1").await
+    );
     env.mtls(&d)
         .await
         .json::<NodeSelf>(Method::GET, "/v1/node", None::<&()>)
         .await
         .expect("present");
+    let e = env.renew_ok(&d, "node-1").await;
+    // Unpresented, the retry window still closes by itself an hour after a renewal.
+    env.clock
+        .advance(kith_authority::RETRY_WINDOW + Duration::minutes(1));
     hostile!(
         env,
-        "retry after the new certificate was presented",
+        "a retry after the window",
         403,
         "certificate-superseded",
-        env.renew_with(&b, "node-1").await
+        env.renew_with(&d, "node-1").await
     );
-    env.renew_ok(&d, "node-1").await;
+    env.renew_ok(&e, "node-1").await;
+    // An old key cannot bring the node back through another token either.
+    let current = env.authority.node("node-1").await.expect("node").serials[&Profile::Peer].clone();
+    env.authority
+        .revoke(
+            &Serial::parse(&current).expect("serial"),
+            RevocationReason::KeyCompromise,
+            "test",
+        )
+        .await
+        .expect("revoke the current certificate");
+    let token = env.token("worker", None, 1).await;
+    // (Refused: the node's other certificates, over other keys, are live.)
+    hostile!(
+        env,
+        "rejoin with a replaced key",
+        409,
+        "node-name-taken",
+        env.try_join(&token, "node-1", &a.key, &[]).await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn revoking_a_node_wins_over_its_renewals() {
+    let env = std::sync::Arc::new(Env::start().await);
+    for round in 0..5u64 {
+        let name = format!("racer-{round}");
+        let mut creds = env.join_ok(&name).await;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (e2, n2, s2) = (env.clone(), name.clone(), stop.clone());
+        let renewer = tokio::spawn(async move {
+            // Bounded: until stopped, at most 200 renewals.
+            for _ in 0..200 {
+                if s2.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let key = PrivateKey::generate(KeyType::P256).expect("key");
+                let body = RenewRequest {
+                    node: Some(n2.clone()),
+                    csrs: vec![csr_for(&key, &n2, &[], Profile::Peer)],
+                };
+                let Ok(mut c) =
+                    kith_agent::Connection::open(&e2.server(), e2.mtls_config(&creds)).await
+                else {
+                    break;
+                };
+                match c
+                    .json::<IssueResponse>(Method::POST, "/v1/renew", Some(&body))
+                    .await
+                {
+                    Ok(r) => creds = creds_from(key, &r),
+                    Err(_) => break,
+                }
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(30 * (round + 1))).await;
+        env.authority
+            .revoke_node(&name, RevocationReason::KeyCompromise, "test")
+            .await
+            .expect("revoke");
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        renewer.await.expect("renewer");
+        // No certificate of the node is left unrevoked.
+        let certs = kith_authority::list_certificates(&**env.authority.store())
+            .await
+            .expect("list");
+        let live: Vec<String> = certs
+            .iter()
+            .filter(|(c, r)| c.node == name && r.is_none())
+            .map(|(c, _)| c.serial.clone())
+            .collect();
+        assert!(
+            live.is_empty(),
+            "round {round}: {live:?} survived the revocation"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_token_minted_for_a_name_reserves_it() {
+    let env = Env::start().await;
+    let named = env.token_with("db", Some("db-2"), &[]).await;
+    let key = PrivateKey::generate(KeyType::P256).expect("key");
+    let any = env.token("worker", None, 1).await;
+    hostile!(
+        env,
+        "a name reserved by a token",
+        409,
+        "node-name-reserved",
+        env.try_join(&any, "db-2", &key, &[]).await
+    );
+    let (st, _) = env.try_join(&named, "db-2", &key, &[]).await;
+    assert_eq!(st, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -355,6 +471,82 @@ async fn sans_are_capped_and_ip_addresses_follow_policy() {
         "ip-taken",
         env.try_join(&t, "node-4", &key4, &[San::Ip(ip("10.88.0.1"))])
             .await
+    );
+    // A renewal asking for a held address leaves it out instead of failing.
+    let k5 = PrivateKey::generate(KeyType::P256).expect("key");
+    let t5 = env.token("worker", None, 1).await;
+    let (st, body) = env.try_join(&t5, "node-5", &k5, &[]).await;
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    let node5 = creds_from(
+        k5,
+        &serde_json::from_slice::<IssueResponse>(&body).expect("answer"),
+    );
+    let key = PrivateKey::generate(KeyType::P256).expect("key");
+    let body = RenewRequest {
+        node: Some("node-5".into()),
+        csrs: vec![csr_for(
+            &key,
+            "node-5",
+            &[San::Ip(ip("10.77.0.1"))],
+            Profile::Peer,
+        )],
+    };
+    let r: IssueResponse = env
+        .mtls(&node5)
+        .await
+        .json(Method::POST, "/v1/renew", Some(&body))
+        .await
+        .expect("the renewal succeeds");
+    let leaf =
+        kith_pki::certs_from_pem_or_der(r.certificates[0].certificate.as_bytes()).expect("leaf");
+    let text = match kith_pki::inspect(&leaf[0]).expect("inspect").remove(0) {
+        kith_pki::Inspected::Certificate(info) => format!("{:?}", info.sans),
+        other => panic!("not a certificate: {other:?}"),
+    };
+    assert!(!text.contains("10.77.0.1"), "{text}");
+    // A certificate issued offline holds its addresses too.
+    let okey = PrivateKey::generate(KeyType::P256).expect("key");
+    env.authority
+        .issue(kith_authority::IssueRequest {
+            identity: kith_authority::Identity {
+                node: "offline-1".into(),
+                role: "db".into(),
+                profile: Profile::Peer,
+                authority: None,
+                ttl: None,
+            },
+            public_key: okey.public_key(),
+            extra_sans: vec![San::Ip(ip("10.99.0.1"))],
+        })
+        .await
+        .expect("offline issue");
+    let t6 = env.token("worker", None, 1).await;
+    let k6 = PrivateKey::generate(KeyType::P256).expect("key");
+    hostile!(
+        env,
+        "an offline certificate's IP",
+        409,
+        "ip-taken",
+        env.try_join(&t6, "node-6", &k6, &[San::Ip(ip("10.99.0.1"))])
+            .await
+    );
+    // A server's DNS names are not a node's, nor is a node name that reads as one.
+    let skey2 = PrivateKey::generate(KeyType::P256).expect("key");
+    env.authority
+        .issue_server_certificate(
+            "kith-server-c",
+            skey2.public_key(),
+            vec![San::Dns("ca.test.example".into())],
+            Duration::days(1),
+        )
+        .await
+        .expect("server certificate");
+    hostile!(
+        env,
+        "a node named like the CA's host",
+        403,
+        "san-not-allowed",
+        env.try_join(&t6, "ca", &k6, &[]).await
     );
     // Once its holder is revoked, an address is free again.
     env.authority
