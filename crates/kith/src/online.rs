@@ -646,6 +646,8 @@ pub(crate) struct AgentArgs {
 }
 
 pub(crate) async fn agent(a: AgentArgs) -> Result<(), CliError> {
+    // Refuse an unsafe directory now, not at the first renewal hours later.
+    kith_nodedir::check_node_dir(&a.dir)?;
     let mut opts = kith_agent::agent::AgentOptions::new(a.dir);
     opts.refresh_every = std_duration(a.refresh).max(std::time::Duration::from_secs(1));
     opts.secrets = a.secrets;
