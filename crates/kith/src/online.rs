@@ -587,6 +587,11 @@ fn print_identity(id: &kith_agent::NodeIdentity, dir: &Path, verb: &str, json_ou
 
 pub(crate) async fn join(a: JoinArgs) -> Result<(), CliError> {
     let server = ServerAddr::parse(&a.server)?;
+    // An existing directory (a package's /var/lib/kith is often 0755) is
+    // made 0700, or refused if others can write it, before the token is sent.
+    if a.dir.symlink_metadata().is_ok() {
+        kith_nodedir::tighten_private_dir(&a.dir)?;
+    }
     let opts = kith_agent::JoinOptions {
         server,
         token: a.token,

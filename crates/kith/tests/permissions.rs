@@ -282,6 +282,55 @@ impl Cluster {
 }
 
 #[test]
+fn join_into_an_existing_directory_tightens_it_or_refuses_before_spending_the_token() {
+    let ca = Ca::init("p256");
+    let (_server, url) = start_server(&ca, "127.0.0.1:0", &ca.pass);
+    let out = kith(&ca.data)
+        .args([
+            "token", "create", "--role", "worker", "--uses", "1", "--json",
+        ])
+        .output()
+        .expect("token create");
+    assert!(out.status.success(), "token create: {}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("token JSON");
+    let token = v["token"].as_str().expect("token").to_string();
+    let join = |dir: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_kith"))
+            .args(["join", "--server", &url, "--token", &token])
+            .args(["--name", "node-1", "--no-interface-ips", "--dir"])
+            .arg(dir)
+            .output()
+            .expect("join")
+    };
+
+    let open = ca.path("open");
+    fs::create_dir(&open).expect("mkdir");
+    chmod(&open, 0o777);
+    let out = join(&open);
+    assert_refused(&out, "insecure-permissions", &open, "chmod 700");
+    assert_eq!(
+        fs::read_dir(&open).expect("ls").count(),
+        0,
+        "nothing written"
+    );
+
+    // The token was not spent: its one use joins a 0755 directory, made 0700.
+    let packaged = ca.path("var-lib-kith");
+    fs::create_dir(&packaged).expect("mkdir");
+    chmod(&packaged, 0o755);
+    let out = join(&packaged);
+    assert!(out.status.success(), "join: {}", text(&out));
+    assert_eq!(mode(&packaged), 0o700);
+    assert_eq!(mode(&packaged.join("key.pem")), 0o600);
+    let out = Command::new(env!("CARGO_BIN_EXE_kith"))
+        .args(["renew", "--dir"])
+        .arg(&packaged)
+        .output()
+        .expect("renew");
+    assert!(out.status.success(), "renew: {}", text(&out));
+}
+
+#[test]
 fn node_commands_refuse_a_world_writable_node_directory_and_a_readable_key() {
     let c = Cluster::start();
     let before = c.cert();
