@@ -418,7 +418,7 @@ mod tests {
         let (_t, d) = node_dir();
         let nobody = Some(rustix::fs::Uid::from_raw(65534));
         // Only root can give a file away; as another user this proves nothing.
-        if rustix::fs::chown(&d.join(KEY), nobody, None).is_err() {
+        if rustix::fs::chown(d.join(KEY), nobody, None).is_err() {
             eprintln!("not root: skipping the ownership check");
             return;
         }

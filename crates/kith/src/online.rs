@@ -169,6 +169,8 @@ async fn dev_setup(
 ) -> Result<(PathBuf, kith_authority::Authority, String), CliError> {
     let dir = std::env::temp_dir().join(format!("kith-dev-{}", std::process::id()));
     kith_nodedir::create_dir(&dir)?;
+    // The name is predictable: a directory someone else made first is refused.
+    kith_nodedir::check_private_dir(&dir)?;
     let pass = util::generate_passphrase()?;
     kith_nodedir::write_atomic(&dir, "passphrase", pass.as_bytes(), 0o600)?;
     crate::commands::init_quiet(&dir, "dev.kith", &dir.join("passphrase")).await?;
