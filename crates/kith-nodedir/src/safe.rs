@@ -171,7 +171,7 @@ fn type_name(meta: &std::fs::Metadata) -> &'static str {
     } else if ft.is_file() {
         "a regular file"
     } else {
-        "not a regular file"
+        "of an unknown file type"
     }
 }
 
@@ -180,7 +180,7 @@ fn not_regular(path: &Path, what: &str) -> Error {
         "not-regular-file",
         path,
         format!("is {what}, not a regular file"),
-        "remove it: kith reads only regular files there (and writes them itself)".into(),
+        "remove it: kith reads only regular files where it expects a file".into(),
     )
 }
 
@@ -201,7 +201,7 @@ fn open(dir: Option<&OwnedFd>, path: &Path, display: &Path, nofollow: bool) -> R
             "not-regular-file",
             display,
             "is a symbolic link, not a regular file".into(),
-            "remove it: kith reads only regular files there (and writes them itself)".into(),
+            "remove it: kith reads only regular files where it expects a file".into(),
         )),
         // open(2) of a socket is ENXIO.
         Err(rustix::io::Errno::NXIO) => Err(not_regular(display, "a socket or a device")),
