@@ -13,7 +13,7 @@ cargo build --release -q -p kith
 kith="$PWD/target/release/kith"
 tmp="$(mktemp -d -p "${TMPDIR:-/tmp}")"
 trap 'rm -rf "$tmp"' EXIT
-printf 'benchmark passphrase 1234\n' > "$tmp/pass"
+(umask 077 && printf 'benchmark passphrase 1234\n' > "$tmp/pass")
 "$kith" --data-dir "$tmp/ca" init --cluster bench.example --passphrase-file "$tmp/pass" >/dev/null
 mapfile -t nodes < <(seq -f 'node-%g' 1 "$n")
 start=$(date +%s.%N)

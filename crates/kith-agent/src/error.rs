@@ -78,7 +78,7 @@ impl Error {
             Self::NodeDir(_) => "node-dir",
             Self::Invalid(_) => "invalid-argument",
             Self::Pki(e) => e.code(),
-            Self::Files(_) => "io-error",
+            Self::Files(e) => e.code(),
             Self::Tls(_) => "tls-config",
         }
     }

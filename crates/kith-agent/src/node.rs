@@ -57,11 +57,9 @@ impl NodeIdentity {
     /// Read `identity.json` from `dir`.
     pub fn load(dir: &Path) -> Result<Self, Error> {
         let path = dir.join(nodedir::IDENTITY);
-        let bytes = std::fs::read(&path).map_err(|e| {
-            Error::NodeDir(format!(
-                "{}: {e} (has this node joined? run `kith join`)",
-                path.display()
-            ))
+        let bytes = nodedir::read(dir, nodedir::IDENTITY).map_err(|e| match e.code() {
+            "io-error" => Error::NodeDir(format!("{e} (has this node joined? run `kith join`)")),
+            _ => Error::Files(e),
         })?;
         serde_json::from_slice(&bytes)
             .map_err(|e| Error::NodeDir(format!("{}: {e}", path.display())))
@@ -498,8 +496,7 @@ async fn present(dir: &Path) -> Result<NodeSelf, Error> {
 
 /// The roots in the directory's `ca.pem`.
 fn trusted_roots(dir: &Path) -> Result<Vec<Vec<u8>>, Error> {
-    let old =
-        std::fs::read(dir.join(nodedir::CA)).map_err(|e| Error::NodeDir(format!("ca.pem: {e}")))?;
+    let old = nodedir::read(dir, nodedir::CA)?;
     Ok(kith_pki::certs_from_pem_or_der(&old)?)
 }
 
@@ -542,7 +539,7 @@ pub(crate) async fn refresh_with(
         nodedir::write_atomic(dir, nodedir::CA, bundle.as_bytes(), nodedir::PUBLIC_MODE)?;
         changed = true;
     }
-    let old_crl = std::fs::read(dir.join(nodedir::CRL)).unwrap_or_default();
+    let old_crl = nodedir::read(dir, nodedir::CRL).map_or_else(|_| Vec::new(), |b| b.to_vec());
     if old_crl != crl.as_bytes() {
         nodedir::write_atomic(dir, nodedir::CRL, crl.as_bytes(), nodedir::PUBLIC_MODE)?;
         changed = true;

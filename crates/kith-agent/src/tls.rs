@@ -108,9 +108,7 @@ fn read_material(dir: &Path) -> Result<Material, Error> {
         Error::NodeDir(format!("{}: {what}: {e}", dir.display()))
     };
     let certs = |name: &str| -> Result<Vec<CertificateDer<'static>>, Error> {
-        let path = dir.join(name);
-        CertificateDer::pem_file_iter(&path)
-            .map_err(|e| nd(name, &e))?
+        CertificateDer::pem_slice_iter(&kith_nodedir::read(dir, name)?)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| nd(name, &e))
     };
@@ -122,12 +120,11 @@ fn read_material(dir: &Path) -> Result<Material, Error> {
             dir.display()
         )));
     }
-    let key = PrivateKeyDer::from_pem_file(dir.join(kith_nodedir::KEY))
+    let key = PrivateKeyDer::from_pem_slice(&kith_nodedir::read(dir, kith_nodedir::KEY)?)
         .map_err(|e| nd(kith_nodedir::KEY, &e))?;
     let crl_path = dir.join(kith_nodedir::CRL);
     let crls = if crl_path.exists() {
-        CertificateRevocationListDer::pem_file_iter(&crl_path)
-            .map_err(|e| nd(kith_nodedir::CRL, &e))?
+        CertificateRevocationListDer::pem_slice_iter(&kith_nodedir::read(dir, kith_nodedir::CRL)?)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| nd(kith_nodedir::CRL, &e))?
     } else {
@@ -550,7 +547,7 @@ fn fingerprint(dir: &Path) -> [u8; 32] {
         kith_nodedir::CRL,
     ] {
         all.extend_from_slice(name.as_bytes());
-        if let Ok(b) = std::fs::read(dir.join(name)) {
+        if let Ok(b) = kith_nodedir::read(dir, name) {
             all.extend_from_slice(&kith_pki::sha256(&b));
         }
     }

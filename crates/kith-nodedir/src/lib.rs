@@ -10,6 +10,10 @@
 //! `syncfs` once, rename them all, `syncfs` again. A directory that does not
 //! exist yet is staged whole, as a hidden sibling directory renamed into
 //! place in one step: it appears complete or not at all.
+//!
+//! Reading is as careful as writing: [`read`] and [`read_private_file`]
+//! refuse what ssh would refuse (files and directories that others can read
+//! or replace) and open nothing but regular files, bounded in size.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
@@ -18,6 +22,12 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+
+mod safe;
+pub use safe::{
+    check_node_dir, check_private_dir, check_private_file, read, read_private_file,
+    tighten_private_dir, MAX_FILE_BYTES,
+};
 
 /// The private key (PKCS#8 PEM), mode 0600.
 pub const KEY: &str = "key.pem";
@@ -42,21 +52,85 @@ pub const PUBLIC_MODE: u32 = 0o644;
 pub const DIR_MODE: u32 = 0o700;
 
 /// Errors, with the path involved.
-#[derive(Debug, thiserror::Error)]
-#[error("{action} {path}: {source}")]
+#[derive(Debug)]
 pub struct Error {
-    action: &'static str,
     path: PathBuf,
-    #[source]
-    source: io::Error,
+    repr: Repr,
+}
+
+#[derive(Debug)]
+enum Repr {
+    /// The operating system refused or failed.
+    Io {
+        action: &'static str,
+        source: io::Error,
+    },
+    /// kith refuses the file: unsafe owner, mode or type.
+    Refused {
+        code: &'static str,
+        problem: String,
+        fix: String,
+    },
 }
 
 impl Error {
     fn new(action: &'static str, path: &Path, source: io::Error) -> Self {
+        Self::io(action, path, source)
+    }
+
+    pub(crate) fn io(action: &'static str, path: &Path, source: io::Error) -> Self {
         Self {
-            action,
             path: path.to_path_buf(),
-            source,
+            repr: Repr::Io { action, source },
+        }
+    }
+
+    pub(crate) fn refused(code: &'static str, path: &Path, problem: String, fix: String) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            repr: Repr::Refused { code, problem, fix },
+        }
+    }
+
+    /// A stable machine-readable code: `insecure-permissions` (owner or
+    /// mode lets someone else read or replace it), `not-regular-file`
+    /// (a FIFO, device, socket, directory or link where a file belongs),
+    /// `not-a-directory`, `file-too-large`, or `io-error`.
+    pub fn code(&self) -> &'static str {
+        match &self.repr {
+            Repr::Io { .. } => "io-error",
+            Repr::Refused { code, .. } => code,
+        }
+    }
+
+    /// Whether the file or directory is simply not there.
+    pub fn is_not_found(&self) -> bool {
+        matches!(&self.repr, Repr::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
+
+    /// The path involved.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = self.path.display();
+        match &self.repr {
+            Repr::Io { action, source } => write!(f, "{action} {path}: {source}"),
+            Repr::Refused { problem, fix, .. } => {
+                write!(f, "refusing {path}: it {problem}; fix: {fix}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.repr {
+            Repr::Io { source, .. } => Some(source),
+            Repr::Refused { .. } => None,
         }
     }
 }

@@ -163,12 +163,7 @@ pub fn parse_csr(input: &[u8]) -> Result<Csr, CsrRejection> {
     // Structural key problems are reported before the signature check, so a
     // weak key gets `weak-key` rather than a confusing `bad-signature`.
     precheck_key(&key)?;
-    req.verify_signature().map_err(|e| {
-        CsrRejection::new(
-            K::BadSignature,
-            format!("signature does not verify with the CSR's own key ({e})"),
-        )
-    })?;
+    verify_signature(&req)?;
 
     let mut csr = Csr {
         public_key: PublicKey::from_spki_der(info.subject_pki.raw.to_vec()),
@@ -206,6 +201,93 @@ pub fn parse_csr(input: &[u8]) -> Result<Csr, CsrRejection> {
         }
     }
     Ok(csr)
+}
+
+/// Proof of possession: the CSR's signature under its own key.
+///
+/// ECDSA is checked here, with aws-lc, for every curve kith accepts (P-256,
+/// P-384, P-521) and every SHA-2 digest: x509-parser 0.18 knows neither
+/// P-521 nor ecdsa-with-SHA512, and refused such CSRs as badly signed
+/// (openssl signs P-521 requests with SHA-256 by default, rcgen with
+/// SHA-512). Everything else goes through x509-parser, also backed by aws-lc.
+fn verify_signature(req: &X509CertificationRequest<'_>) -> Result<(), CsrRejection> {
+    let info = &req.certification_request_info;
+    let sig_alg = &req.signature_algorithm.algorithm;
+    let bad = |why: String| {
+        CsrRejection::new(
+            K::BadSignature,
+            format!("signature does not verify with the CSR's own key ({why})"),
+        )
+    };
+    if let Some(digest) = ecdsa_digest_bits(sig_alg) {
+        let alg = ecdsa_algorithm(&info.subject_pki, digest).ok_or_else(|| {
+            bad(format!(
+                "an ECDSA signature needs a P-256, P-384 or P-521 key, not {}",
+                KeyDescription::of(&info.subject_pki)
+            ))
+        })?;
+        return aws_lc_rs::signature::UnparsedPublicKey::new(
+            alg,
+            &info.subject_pki.subject_public_key.data,
+        )
+        .verify(info.raw, &req.signature_value.data)
+        .map_err(|_| bad("ECDSA verification failed".into()));
+    }
+    req.verify_signature().map_err(|e| match e {
+        x509_parser::error::X509Error::SignatureUnsupportedAlgorithm => CsrRejection::new(
+            K::WeakSignature,
+            format!(
+                "signature algorithm {} is not supported",
+                sig_alg.to_id_string()
+            ),
+        ),
+        e => bad(e.to_string()),
+    })
+}
+
+/// The digest size of an ECDSA-with-SHA-2 signature algorithm.
+fn ecdsa_digest_bits(oid: &Oid<'_>) -> Option<u16> {
+    if *oid == oid_registry::OID_SIG_ECDSA_WITH_SHA256 {
+        Some(256)
+    } else if *oid == oid_registry::OID_SIG_ECDSA_WITH_SHA384 {
+        Some(384)
+    } else if *oid == oid_registry::OID_SIG_ECDSA_WITH_SHA512 {
+        Some(512)
+    } else {
+        None
+    }
+}
+
+/// aws-lc's verifier for an EC key on a NIST curve and a SHA-2 digest.
+fn ecdsa_algorithm(
+    spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>,
+    digest: u16,
+) -> Option<&'static aws_lc_rs::signature::EcdsaVerificationAlgorithm> {
+    use aws_lc_rs::signature as sig;
+    if spki.algorithm.algorithm != oid_registry::OID_KEY_TYPE_EC_PUBLIC_KEY {
+        return None;
+    }
+    let curve = spki.algorithm.parameters.as_ref()?.as_oid().ok()?;
+    let curve = if curve == oid_registry::OID_EC_P256 {
+        256
+    } else if curve == oid_registry::OID_NIST_EC_P384 {
+        384
+    } else if curve == oid_registry::OID_NIST_EC_P521 {
+        521
+    } else {
+        return None;
+    };
+    Some(match (curve, digest) {
+        (256, 256) => &sig::ECDSA_P256_SHA256_ASN1,
+        (256, 384) => &sig::ECDSA_P256_SHA384_ASN1,
+        (256, _) => &sig::ECDSA_P256_SHA512_ASN1,
+        (384, 256) => &sig::ECDSA_P384_SHA256_ASN1,
+        (384, 384) => &sig::ECDSA_P384_SHA384_ASN1,
+        (384, _) => &sig::ECDSA_P384_SHA512_ASN1,
+        (_, 256) => &sig::ECDSA_P521_SHA256_ASN1,
+        (_, 384) => &sig::ECDSA_P521_SHA384_ASN1,
+        (_, _) => &sig::ECDSA_P521_SHA512_ASN1,
+    })
 }
 
 fn is_sha1(oid: &Oid<'_>) -> bool {

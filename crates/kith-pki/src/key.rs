@@ -15,6 +15,8 @@ pub enum KeyType {
     P256,
     /// ECDSA on NIST P-384 with SHA-384.
     P384,
+    /// ECDSA on NIST P-521 with SHA-512.
+    P521,
     /// Ed25519.
     Ed25519,
     /// RSA 2048, PKCS#1 v1.5 with SHA-256.
@@ -27,9 +29,10 @@ pub enum KeyType {
 
 impl KeyType {
     /// Every key type, in the order the CLI lists them.
-    pub const ALL: [KeyType; 6] = [
+    pub const ALL: [KeyType; 7] = [
         KeyType::P256,
         KeyType::P384,
+        KeyType::P521,
         KeyType::Ed25519,
         KeyType::Rsa2048,
         KeyType::Rsa3072,
@@ -41,6 +44,7 @@ impl KeyType {
         match self {
             Self::P256 => "p256",
             Self::P384 => "p384",
+            Self::P521 => "p521",
             Self::Ed25519 => "ed25519",
             Self::Rsa2048 => "rsa2048",
             Self::Rsa3072 => "rsa3072",
@@ -57,6 +61,7 @@ impl KeyType {
         match self {
             Self::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
             Self::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+            Self::P521 => &rcgen::PKCS_ECDSA_P521_SHA512,
             Self::Ed25519 => &rcgen::PKCS_ED25519,
             Self::Rsa2048 | Self::Rsa3072 | Self::Rsa4096 => &rcgen::PKCS_RSA_SHA256,
         }
@@ -78,7 +83,7 @@ impl FromStr for KeyType {
             .ok_or_else(|| Error::InvalidName {
                 what: "key type",
                 value: s.to_string(),
-                reason: "expected one of p256, p384, ed25519, rsa2048, rsa3072, rsa4096",
+                reason: "expected one of p256, p384, p521, ed25519, rsa2048, rsa3072, rsa4096",
             })
     }
 }

@@ -10,6 +10,7 @@ static ALGS: &[&dyn rustls_pki_types::SignatureVerificationAlgorithm] = &[
     algs::ECDSA_P256_SHA384,
     algs::ECDSA_P384_SHA256,
     algs::ECDSA_P384_SHA384,
+    algs::ECDSA_P521_SHA512,
     algs::ED25519,
     algs::RSA_PKCS1_2048_8192_SHA256,
     algs::RSA_PKCS1_2048_8192_SHA384,

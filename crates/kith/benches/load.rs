@@ -220,6 +220,9 @@ async fn main() {
     let data = tmp.path().join("data");
     let pass = tmp.path().join("pass");
     std::fs::write(&pass, PASS).expect("pass");
+    // kith refuses a passphrase file others can read.
+    std::fs::set_permissions(&pass, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod pass");
     let kith = env!("CARGO_BIN_EXE_kith");
     run(Command::new(kith)
         .args([

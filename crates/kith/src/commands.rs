@@ -53,7 +53,7 @@ pub(crate) struct InitArgs {
     /// Cluster (trust domain) name, a DNS name such as prod.example.
     #[arg(long)]
     cluster: String,
-    /// CA key type: p256, p384, ed25519, rsa2048, rsa3072, rsa4096.
+    /// CA key type: p256, p384, p521, ed25519, rsa2048, rsa3072, rsa4096.
     #[arg(long, default_value = "p256", value_parser = key_type_parser)]
     key_type: KeyType,
     /// File holding the passphrase to encrypt the CA keys with (else

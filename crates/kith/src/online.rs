@@ -169,6 +169,8 @@ async fn dev_setup(
 ) -> Result<(PathBuf, kith_authority::Authority, String), CliError> {
     let dir = std::env::temp_dir().join(format!("kith-dev-{}", std::process::id()));
     kith_nodedir::create_dir(&dir)?;
+    // The name is predictable: a directory someone else made first is refused.
+    kith_nodedir::check_private_dir(&dir)?;
     let pass = util::generate_passphrase()?;
     kith_nodedir::write_atomic(&dir, "passphrase", pass.as_bytes(), 0o600)?;
     crate::commands::init_quiet(&dir, "dev.kith", &dir.join("passphrase")).await?;
@@ -587,6 +589,11 @@ fn print_identity(id: &kith_agent::NodeIdentity, dir: &Path, verb: &str, json_ou
 
 pub(crate) async fn join(a: JoinArgs) -> Result<(), CliError> {
     let server = ServerAddr::parse(&a.server)?;
+    // An existing directory (a package's /var/lib/kith is often 0755) is
+    // made 0700, or refused if others can write it, before the token is sent.
+    if a.dir.symlink_metadata().is_ok() {
+        kith_nodedir::tighten_private_dir(&a.dir)?;
+    }
     let opts = kith_agent::JoinOptions {
         server,
         token: a.token,
@@ -646,6 +653,8 @@ pub(crate) struct AgentArgs {
 }
 
 pub(crate) async fn agent(a: AgentArgs) -> Result<(), CliError> {
+    // Refuse an unsafe directory now, not at the first renewal hours later.
+    kith_nodedir::check_node_dir(&a.dir)?;
     let mut opts = kith_agent::agent::AgentOptions::new(a.dir);
     opts.refresh_every = std_duration(a.refresh).max(std::time::Duration::from_secs(1));
     opts.secrets = a.secrets;

@@ -74,7 +74,7 @@ impl From<kith_store::Error> for CliError {
 
 impl From<kith_nodedir::Error> for CliError {
     fn from(e: kith_nodedir::Error) -> Self {
-        CliError::new("io-error", e)
+        CliError::new(e.code(), e)
     }
 }
 

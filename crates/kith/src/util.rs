@@ -2,6 +2,7 @@
 //! durations, and the one place that names the concrete store backend.
 
 use std::io::{IsTerminal, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -31,23 +32,66 @@ pub(crate) fn data_dir(flag: Option<PathBuf>) -> Result<PathBuf, CliError> {
     }
 }
 
-/// Open the store of an initialised data directory.
+/// The operator credential directory `init` writes inside the data directory.
+pub(crate) const ADMIN_DIR: &str = "admin";
+
+/// Open the store of an initialised data directory, after checking it as
+/// ssh checks `~/.ssh`: see [`check_data_dir`].
 pub(crate) fn open_store(dir: &Path) -> Result<Arc<dyn Store>, CliError> {
     let db = dir.join(DB_FILE);
-    if !db.exists() {
+    // `symlink_metadata`: a dangling link or a FIFO is there, and refused below.
+    if db.symlink_metadata().is_err() {
         return Err(CliError::new(
             "not-initialized",
             format!("no kith CA in {}", dir.display()),
         )
         .hint("run `kith init --cluster NAME` first, or pass --data-dir"));
     }
+    check_data_dir(dir)?;
     Ok(Arc::new(RedbStore::open(&db)?))
 }
 
-/// Create or open the store for `init`.
+/// Refuse a data directory that could leak or swap the CA's secrets: the
+/// directory must be this user's (or root's), not writable by group or
+/// others nor readable by others; the database a regular file only its
+/// owner can read; the operator credential's key likewise. The database
+/// is opened by path afterwards (redb), which is safe because only the
+/// owner can replace it in a directory that passed.
+pub(crate) fn check_data_dir(dir: &Path) -> Result<(), CliError> {
+    kith_nodedir::check_private_dir(dir)?;
+    kith_nodedir::check_private_file(&dir.join(DB_FILE))?;
+    let admin = dir.join(ADMIN_DIR);
+    if admin.symlink_metadata().is_ok() {
+        kith_nodedir::read(&admin, kith_nodedir::KEY)?;
+    }
+    Ok(())
+}
+
+/// Create or open the store for `init`: the directory is created 0700, or
+/// an existing one tightened to 0700 (refused if others can write it or
+/// another user owns it); the database is created 0600 before redb opens it.
 pub(crate) fn create_store(dir: &Path) -> Result<Arc<dyn Store>, CliError> {
-    kith_nodedir::create_dir(dir)?;
-    Ok(Arc::new(RedbStore::open(&dir.join(DB_FILE))?))
+    if dir.symlink_metadata().is_ok() {
+        kith_nodedir::tighten_private_dir(dir)?;
+    } else {
+        kith_nodedir::create_dir(dir)?;
+        kith_nodedir::check_private_dir(dir)?;
+    }
+    let db = dir.join(DB_FILE);
+    if db.symlink_metadata().is_err() {
+        // redb creates with 0666 less the umask; an empty file is a new
+        // database to it. `create_new` (O_EXCL) never follows a link.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&db)
+            .map_err(|e| {
+                CliError::new("io-error", format!("cannot create {}: {e}", db.display()))
+            })?;
+    }
+    kith_nodedir::check_private_file(&db)?;
+    Ok(Arc::new(RedbStore::open(&db)?))
 }
 
 /// How to ask for a secret on a terminal when no file or variable gives it.
@@ -65,10 +109,14 @@ pub(crate) fn read_secret(
     prompt: Option<Prompt<'_>>,
 ) -> Result<Option<Zeroizing<String>>, CliError> {
     if let Some(f) = file {
-        let mut s = Zeroizing::new(String::new());
-        std::fs::File::open(f)
-            .and_then(|mut h| h.read_to_string(&mut s))
-            .map_err(|e| CliError::new("io-error", format!("cannot read {}: {e}", f.display())))?;
+        // Owner-only, a regular file, bounded: see kith_nodedir::read_private_file.
+        let bytes = kith_nodedir::read_private_file(f)?;
+        let s = std::str::from_utf8(&bytes).map_err(|_| {
+            CliError::new(
+                "invalid-argument",
+                format!("{} is not UTF-8 text", f.display()),
+            )
+        })?;
         // A trailing newline is the file's, not the passphrase's.
         return Ok(Some(Zeroizing::new(
             s.trim_end_matches(['\n', '\r']).to_string(),

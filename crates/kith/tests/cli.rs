@@ -12,7 +12,7 @@ use common::{Ca, PASS};
 fn passphrase_errors_are_clear_and_change_nothing() {
     let ca = Ca::init("p256");
     let wrong = ca.path("wrong");
-    std::fs::write(&wrong, "not the right passphrase\n").expect("write");
+    common::write_private(&wrong, b"not the right passphrase\n");
     let out = common::kith(&ca.data)
         .args(["cert", "issue", "n1", "--role", "worker"])
         .args([

@@ -344,7 +344,7 @@ fn secrets_by_policy_agent_files_exec_and_vault_operations() {
     // rotate the master key, restart with the new passphrase.
     drop(server);
     let new_pass = ca.path("new-pass");
-    std::fs::write(&new_pass, "a different and long passphrase\n").expect("write");
+    common::write_private(&new_pass, b"a different and long passphrase\n");
     let mut cmd = kith(&ca.data);
     let out = cmd
         .args([

@@ -160,7 +160,7 @@ fn check_key_type(kt: &str) {
 
     // export-key: openssl opens the encrypted PKCS#8 and it matches the certificate.
     let export_pass = ca.path("export-pass");
-    std::fs::write(&export_pass, "another long passphrase\n").expect("write");
+    common::write_private(&export_pass, b"another long passphrase\n");
     for (which, cert) in [("root", &ca_pem), ("intermediate", &chain)] {
         let out_key = ca.path(&format!("{which}.key"));
         ca.ok(&[

@@ -19,6 +19,20 @@ pub fn kith(data: &Path) -> Command {
     cmd
 }
 
+/// Write `path` with mode 0600, as kith requires of a passphrase file.
+pub fn write_private(path: &Path, contents: &[u8]) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(contents))
+        .expect("write a private file");
+}
+
 /// A CA in a temporary data directory, with its passphrase in a file.
 pub struct Ca {
     pub tmp: tempfile::TempDir,
@@ -31,7 +45,7 @@ impl Ca {
         let tmp = tempfile::tempdir().expect("tempdir");
         let data = tmp.path().join("data");
         let pass = tmp.path().join("pass");
-        std::fs::write(&pass, format!("{PASS}\n")).expect("write passphrase");
+        write_private(&pass, format!("{PASS}\n").as_bytes());
         let ca = Self { tmp, data, pass };
         ca.ok(&[
             "init",
