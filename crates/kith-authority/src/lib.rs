@@ -10,6 +10,7 @@
 //! Read-only questions that need no passphrase (which authorities exist, the
 //! trust bundle, recorded certificates) are answered by [`ClusterInfo`].
 
+mod audit;
 mod clock;
 mod error;
 mod nodes;
@@ -31,6 +32,7 @@ use kith_store::Store;
 use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
+pub use audit::AuditLimits;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
 pub use nodes::{list_nodes, NodeRecord, NodeState, DEFAULT_RENEW_GRACE, MAX_CSRS};
@@ -82,6 +84,8 @@ pub struct Settings {
     pub secret_max_bytes: usize,
     /// Versions kept per secret; older ones are deleted.
     pub keep_versions: usize,
+    /// How many refusals of one identity are recorded and answered as such.
+    pub audit_limits: AuditLimits,
 }
 
 impl Default for Settings {
@@ -91,6 +95,7 @@ impl Default for Settings {
             policy: CsrPolicy::default(),
             secret_max_bytes: DEFAULT_SECRET_MAX_BYTES,
             keep_versions: DEFAULT_KEEP_VERSIONS,
+            audit_limits: AuditLimits::default(),
         }
     }
 }
@@ -289,6 +294,8 @@ struct Inner {
     /// The next master key while a rotation is unfinished.
     pending: Option<(u32, SealKey)>,
     signers: std::sync::RwLock<BTreeMap<String, Arc<Signer>>>,
+    /// Refusals per identity, so that they cannot flood the audit trail.
+    refusals: audit::RefusalLimiter,
     settings: Settings,
 }
 
@@ -371,6 +378,7 @@ impl Authority {
                 master,
                 pending: None,
                 signers: Default::default(),
+                refusals: audit::RefusalLimiter::new(settings.audit_limits.clone()),
                 settings,
             }),
         };
@@ -422,6 +430,7 @@ impl Authority {
                 master,
                 pending,
                 signers: Default::default(),
+                refusals: audit::RefusalLimiter::new(settings.audit_limits.clone()),
                 settings,
             }),
         };
