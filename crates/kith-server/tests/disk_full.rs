@@ -53,8 +53,8 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         let ok = Command::new("umount")
             .arg(&self.dir)
-            .status()
-            .is_ok_and(|s| s.success());
+            .output()
+            .is_ok_and(|o| o.status.success());
         if !ok {
             // Still busy (the server task holds the file): detach it now,
             // the kernel frees it when the last descriptor closes.
