@@ -37,14 +37,19 @@ pub struct AuditLimits {
     /// Refusals per identity and action in one window that are answered as
     /// refusals; the ones past it are answered [`Error::RateLimited`].
     pub max_refusals: u32,
+    /// Renewals per node in one window (each writes certificates); the
+    /// ones past it are refused [`Error::RateLimited`], recorded as
+    /// `renew-limited` refusals.
+    pub max_renewals: u32,
 }
 
 impl Default for AuditLimits {
-    /// One minute, 30 refusals.
+    /// One minute, 30 refusals, 10 renewals.
     fn default() -> Self {
         Self {
             window: Duration::from_secs(60),
             max_refusals: 30,
+            max_renewals: 10,
         }
     }
 }
@@ -127,6 +132,8 @@ type Key = (String, String, String);
 pub(crate) struct RefusalLimiter {
     limits: AuditLimits,
     windows: Mutex<HashMap<Key, Window>>,
+    /// Actions admitted per actor and action: when the window started, how many.
+    admitted: Mutex<HashMap<(String, String), (Instant, u32)>>,
 }
 
 impl RefusalLimiter {
@@ -134,7 +141,28 @@ impl RefusalLimiter {
         Self {
             limits,
             windows: Mutex::new(HashMap::new()),
+            admitted: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Admit one more `action` by `actor` if fewer than `max` were admitted
+    /// in its window; else how long until the window ends.
+    fn admit(&self, actor: &str, action: &str, max: u32, now: Instant) -> Result<(), Duration> {
+        let window = self.limits.window;
+        let mut map = self.admitted.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (actor.to_string(), action.to_string());
+        if !map.contains_key(&key) && map.len() >= MAX_TRACKED {
+            map.retain(|_, (started, _)| now.duration_since(*started) < window);
+        }
+        let entry = map.entry(key).or_insert((now, 0));
+        if now.duration_since(entry.0) >= window {
+            *entry = (now, 0);
+        }
+        if entry.1 >= max {
+            return Err((entry.0 + window).saturating_duration_since(now));
+        }
+        entry.1 += 1;
+        Ok(())
     }
 
     /// Count one refusal (or repeat, when `refusal` is false). Also returns
@@ -276,6 +304,25 @@ impl Authority {
             Decision::Record => self.audit(actor, action, subject, detail).await,
             Decision::Counted => Ok(()),
             Decision::Limited(retry_after) => Err(Error::RateLimited { retry_after }),
+        }
+    }
+
+    /// Admit a renewal of `node` within [`AuditLimits::max_renewals`] per
+    /// window; past it, record a `renew-limited` refusal and refuse.
+    pub(crate) async fn limit_renewals(&self, node: &str) -> Result<(), Error> {
+        let actor = format!("node:{node}");
+        let max = self.inner.refusals.limits.max_renewals;
+        match self
+            .inner
+            .refusals
+            .admit(&actor, "renew", max, Instant::now())
+        {
+            Ok(()) => Ok(()),
+            Err(retry_after) => {
+                self.audit_refusal(&actor, "renew-limited", node, "")
+                    .await?;
+                Err(Error::RateLimited { retry_after })
+            }
         }
     }
 

@@ -266,3 +266,69 @@ async fn repeated_allowed_reads_are_aggregated_not_refused() {
         summary.detail
     );
 }
+
+/// Renewals write certificates, so they are limited per node too: a node
+/// renewing in a loop (with its newest certificate each time) gets
+/// `max_renewals` per window, then `rate-limited`, recorded as a refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewals_in_a_loop_are_limited_per_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = authority(dir.path(), Settings::default()).await;
+    let (_, token) = a
+        .create_token(
+            kith_authority::TokenSpec {
+                role: "worker".into(),
+                node: None,
+                ttl: time::Duration::hours(1),
+                uses: 1,
+                allow_sans: Vec::new(),
+                authority: None,
+            },
+            "admin:test",
+        )
+        .await
+        .expect("token");
+    let key = kith_pki::PrivateKey::generate(KeyType::P256).expect("key");
+    let csr = |key: &kith_pki::PrivateKey| {
+        let der = kith_pki::build_csr(key, "node-4", &[kith_pki::San::Dns("node-4".into())])
+            .expect("csr");
+        vec![(kith_pki::Profile::Peer, der)]
+    };
+    let (_, issued) = a
+        .join(&token, Some("node-4"), &csr(&key), "test")
+        .await
+        .expect("join");
+    let mut current = issued[0].record.der.clone();
+    let max = AuditLimits::default().max_renewals;
+    let mut renewed = 0u32;
+    let mut limited = None;
+    for i in 0..(max + 20) {
+        let key = kith_pki::PrivateKey::generate(KeyType::P256).expect("key");
+        match a
+            .renew(&current, None, &csr(&key), time::Duration::days(7))
+            .await
+        {
+            Ok((_, issued)) => {
+                current = issued[0].record.der.clone();
+                renewed += 1;
+            }
+            Err(Error::RateLimited { retry_after }) => {
+                assert!(retry_after <= Duration::from_secs(60));
+                limited.get_or_insert(i);
+            }
+            Err(e) => panic!("renewal {i}: {e}"),
+        }
+    }
+    assert_eq!(renewed, max, "renewals allowed in one window");
+    assert_eq!(limited, Some(max), "the first renewal past the limit");
+    let refused: Vec<_> = a
+        .store()
+        .list("audit/")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|e| serde_json::from_slice::<AuditRecord>(&e.value).expect("record"))
+        .filter(|r| r.actor == "node:node-4" && r.action == "renew-limited")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+}

@@ -72,6 +72,10 @@ pub(crate) struct ServeArgs {
     /// ones past it get 429 rate-limited until the window ends.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000), default_value = "30")]
     refusal_limit: u32,
+    /// Renewals of one node per audit window (each writes certificates);
+    /// the ones past it get 429 rate-limited until the window ends.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000), default_value = "10")]
+    renew_limit: u32,
 }
 
 /// `--audit-window`: a number of seconds, minutes or hours, 1s to 24h.
@@ -111,6 +115,7 @@ pub(crate) async fn serve(dir: &Path, a: ServeArgs) -> Result<(), CliError> {
         audit_limits: kith_authority::AuditLimits {
             window: a.audit_window,
             max_refusals: a.refusal_limit,
+            max_renewals: a.renew_limit,
         },
         ..Settings::default()
     };
