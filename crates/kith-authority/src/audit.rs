@@ -104,7 +104,10 @@ impl Window {
             }
             format!("{n} more refusals of {action} by {actor} between {first} and {last}; subjects: {subjects}")
         } else {
-            format!("{n} more of {action} by {actor} on {} between {first} and {last}", key.2)
+            format!(
+                "{n} more of {action} by {actor} on {} between {first} and {last}",
+                key.2
+            )
         };
         Some(Summary {
             actor: actor.to_string(),
@@ -182,7 +185,11 @@ impl RefusalLimiter {
         let key = (
             actor.to_string(),
             action.to_string(),
-            if refusal { String::new() } else { subject.to_string() },
+            if refusal {
+                String::new()
+            } else {
+                subject.to_string()
+            },
         );
         if map
             .get(&key)
@@ -233,11 +240,7 @@ impl RefusalLimiter {
     }
 }
 
-fn take_ended(
-    map: &mut HashMap<Key, Window>,
-    now: Instant,
-    window: Duration,
-) -> Vec<Summary> {
+fn take_ended(map: &mut HashMap<Key, Window>, now: Instant, window: Duration) -> Vec<Summary> {
     let ended: Vec<_> = map
         .iter()
         .filter(|(_, w)| now.duration_since(w.started) >= window)
@@ -245,9 +248,7 @@ fn take_ended(
         .collect();
     ended
         .into_iter()
-        .filter_map(|k| {
-            map.remove(&k)?.summary(&k)
-        })
+        .filter_map(|k| map.remove(&k)?.summary(&k))
         .collect()
 }
 

@@ -172,7 +172,10 @@ async fn hammering_refused_reads_writes_a_bounded_number_of_audit_records() {
             );
             break;
         }
-        assert!(counted < HAMMER, "{counted} refusals counted for {HAMMER}: {records:#?}");
+        assert!(
+            counted < HAMMER,
+            "{counted} refusals counted for {HAMMER}: {records:#?}"
+        );
         assert!(
             Instant::now() < deadline,
             "after 60 s the audit trail accounts for {counted} of {HAMMER} refusals"
@@ -259,9 +262,10 @@ async fn repeated_allowed_reads_are_aggregated_not_refused() {
         .find(|r| r.detail != "version 1")
         .expect("a summary");
     assert!(
-        summary
-            .detail
-            .starts_with(&format!("{} more of secret-read by node:node-3 on worker-config between ", READS - 1)),
+        summary.detail.starts_with(&format!(
+            "{} more of secret-read by node:node-3 on worker-config between ",
+            READS - 1
+        )),
         "{}",
         summary.detail
     );

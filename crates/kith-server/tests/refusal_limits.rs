@@ -5,7 +5,6 @@
 
 mod common;
 
-
 use common::*;
 use http_body_util::{BodyExt, Empty};
 use hyper::{Method, StatusCode};
@@ -100,10 +99,7 @@ async fn hammering_refused_secret_reads_is_bounded_and_rate_limited() {
         .unwrap_or(0);
     assert_eq!(forbidden + limited, HAMMER, "{codes:?}");
     // The hammering may straddle a window boundary on a slow machine.
-    assert!(
-        forbidden <= 2 * limits.max_refusals as usize,
-        "{codes:?}"
-    );
+    assert!(forbidden <= 2 * limits.max_refusals as usize, "{codes:?}");
     let records = denied_records(&env).await - before;
     assert!(
         (1..=4).contains(&records),
@@ -129,5 +125,8 @@ async fn hammering_refused_secret_reads_is_bounded_and_rate_limited() {
     let other = env.join_ok("node-2").await;
     let (st, _, body) = get_with_headers(&env, &other, "/v1/secrets/db-password").await;
     let e: ErrorBody = serde_json::from_slice(&body).expect("JSON error");
-    assert_eq!((st, e.code.as_str()), (StatusCode::FORBIDDEN, "secret-forbidden"));
+    assert_eq!(
+        (st, e.code.as_str()),
+        (StatusCode::FORBIDDEN, "secret-forbidden")
+    );
 }

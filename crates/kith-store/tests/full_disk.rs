@@ -68,7 +68,10 @@ async fn a_full_disk_fails_writes_cleanly_and_the_store_recovers_by_itself() {
     let path = mnt.dir.join("kith.redb");
     let store = RedbStore::open(&path).expect("open");
     let mut watch = store.watch("").await.expect("watch");
-    store.put("cert/early", b"early".to_vec()).await.expect("put");
+    store
+        .put("cert/early", b"early".to_vec())
+        .await
+        .expect("put");
     let mut acknowledged = vec![("cert/early".to_string(), b"early".to_vec())];
 
     let filler = mnt.dir.join("filler");
@@ -97,7 +100,10 @@ async fn a_full_disk_fails_writes_cleanly_and_the_store_recovers_by_itself() {
     // Reads go on from the last durable commit; writes keep failing,
     // quickly, and a few seconds of probing do not declare a full disk fine.
     let started = Instant::now();
-    let e = store.get("cert/early").await.expect("a read on a full disk");
+    let e = store
+        .get("cert/early")
+        .await
+        .expect("a read on a full disk");
     assert_eq!(e.expect("present").value, b"early");
     assert!(matches!(
         store.put("cert/refused", b"x".to_vec()).await,
