@@ -117,7 +117,8 @@ impl Shared {
                 }
             }
         }
-        match Database::create(&self.path) {
+        // `open`, not `create`: a file that vanished must not come back empty.
+        match Database::open(&self.path) {
             Ok(db) => {
                 *self.db.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(db));
                 tracing::info!(path = %self.path.display(), "store database reopened");
@@ -254,14 +255,22 @@ impl RedbStore {
         // runtime run it in place (tokio moves this worker's other tasks
         // away meanwhile) instead of paying two thread hand-offs for it.
         let db = self.shared.db()?;
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
-                return tokio::task::block_in_place(|| f(&db));
+        let result = match tokio::runtime::Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| f(&db))
+            }
+            _ => tokio::task::spawn_blocking(move || f(&db))
+                .await
+                .map_err(|e| Error::Backend(format!("read task failed: {e}")))?,
+        };
+        if let Err(Error::Unavailable(why)) = &result {
+            // An I/O error leaves redb refusing everything: have the writer
+            // probe and reopen, as after a failed commit.
+            if self.shared.failure().is_none() {
+                self.shared.set_failure(Some(why.clone()));
             }
         }
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(|e| Error::Backend(format!("read task failed: {e}")))?
+        result
     }
 }
 
@@ -315,19 +324,13 @@ fn writer_loop(
 ) {
     let mut last_try = Instant::now();
     loop {
-        // While failing, wake up at least every RETRY_EVERY to probe, so
-        // that the store recovers (and says so) with no write arriving.
-        let first = if shared.failure().is_some() {
-            match rx.recv_timeout(RETRY_EVERY) {
-                Ok(op) => Some(op),
-                Err(mpsc::RecvTimeoutError::Timeout) => None,
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-        } else {
-            match rx.recv() {
-                Ok(op) => Some(op),
-                Err(_) => break,
-            }
+        // Wake up at least every RETRY_EVERY: a failing store (a read may
+        // have found it so) probes, so that it recovers, and says so, with
+        // no write arriving.
+        let first = match rx.recv_timeout(RETRY_EVERY) {
+            Ok(op) => Some(op),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
         let mut batch: Vec<Op> = first.into_iter().collect();
         while !batch.is_empty() && batch.len() < MAX_BATCH {
