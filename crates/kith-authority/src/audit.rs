@@ -28,7 +28,8 @@ const MAX_TRACKED: usize = 65_536;
 /// Subjects named in a summary (the rest are counted, not named).
 const MAX_SUBJECTS: usize = 5;
 
-/// How refusals of one identity are recorded and limited.
+/// What one identity can make the CA record: how its refusals and repeated
+/// reads are summarised, and how many refusals and renewals it gets.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditLimits {
     /// The counting window: each identity and action gets at most one
@@ -345,7 +346,9 @@ impl Authority {
         let weak = Arc::downgrade(&self.inner);
         let window = self.inner.refusals.limits.window;
         rt.spawn(async move {
-            tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+            // A little after the end, so that the window is surely due.
+            let wake = at + Duration::from_millis(100);
+            tokio::time::sleep_until(tokio::time::Instant::from_std(wake)).await;
             let Some(inner) = weak.upgrade() else { return };
             let authority = Authority { inner };
             let due = authority.inner.refusals.take_due(Instant::now(), window);

@@ -141,9 +141,9 @@ pub enum Error {
     /// Too many concurrent writers kept winning a compare-and-swap.
     #[error("gave up after repeated concurrent updates of {0}")]
     Contended(String),
-    /// One identity was refused too often in a short time; its further
-    /// refusals are answered with this until the window ends.
-    #[error("too many refused requests from this identity; retry in {} s", retry_after.as_secs().max(1))]
+    /// One identity was refused, or renewed, too often in a short time
+    /// ([`crate::AuditLimits`]); it is answered with this until the window ends.
+    #[error("too many requests of this kind from this identity; retry in {} s", retry_after.as_secs().max(1))]
     RateLimited {
         /// When the caller may try again.
         retry_after: std::time::Duration,

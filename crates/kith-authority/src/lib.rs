@@ -84,7 +84,8 @@ pub struct Settings {
     pub secret_max_bytes: usize,
     /// Versions kept per secret; older ones are deleted.
     pub keep_versions: usize,
-    /// How many refusals of one identity are recorded and answered as such.
+    /// What one identity can make the CA record: refusals and reads
+    /// summarised per window, refusals and renewals limited.
     pub audit_limits: AuditLimits,
 }
 

@@ -86,7 +86,7 @@ impl From<kith_authority::Error> for ApiError {
             return Self::new(
                 status,
                 code,
-                "the server's storage is full or failing, so nothing was written; retry later",
+                "the server's storage is full or failing; retry later",
             )
             .retry_after(STORE_RETRY_AFTER_SECS);
         }
