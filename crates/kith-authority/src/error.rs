@@ -170,6 +170,13 @@ pub enum Error {
     /// Too many concurrent writers kept winning a compare-and-swap.
     #[error("gave up after repeated concurrent updates of {0}")]
     Contended(String),
+    /// One identity was refused, or renewed, too often in a short time
+    /// ([`crate::AuditLimits`]); it is answered with this until the window ends.
+    #[error("too many requests of this kind from this identity; retry in {} s", retry_after.as_secs().max(1))]
+    RateLimited {
+        /// When the caller may try again.
+        retry_after: std::time::Duration,
+    },
     /// A bug or an environment failure (RNG, thread pool).
     #[error("internal error: {0}")]
     Internal(String),
@@ -223,8 +230,10 @@ impl Error {
             Self::Integrity(_) => "integrity-error",
             Self::Pki(e) => e.code(),
             Self::Store(kith_store::Error::Locked(_)) => "store-locked",
+            Self::Store(kith_store::Error::Unavailable(_)) => "store-unavailable",
             Self::Store(_) => "store-error",
             Self::Contended(_) => "contended",
+            Self::RateLimited { .. } => "rate-limited",
             Self::Internal(_) => "internal",
         }
     }

@@ -10,6 +10,7 @@
 //! Read-only questions that need no passphrase (which authorities exist, the
 //! trust bundle, recorded certificates) are answered by [`ClusterInfo`].
 
+mod audit;
 mod claims;
 mod clock;
 mod error;
@@ -32,6 +33,7 @@ use kith_store::Store;
 use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
+pub use audit::AuditLimits;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
 pub use nodes::{list_nodes, NodeRecord, NodeState, DEFAULT_RENEW_GRACE, MAX_CSRS, RETRY_WINDOW};
@@ -83,6 +85,9 @@ pub struct Settings {
     pub secret_max_bytes: usize,
     /// Versions kept per secret; older ones are deleted.
     pub keep_versions: usize,
+    /// What one identity can make the CA record: refusals and reads
+    /// summarised per window, refusals and renewals limited.
+    pub audit_limits: AuditLimits,
 }
 
 impl Default for Settings {
@@ -92,6 +97,7 @@ impl Default for Settings {
             policy: CsrPolicy::default(),
             secret_max_bytes: DEFAULT_SECRET_MAX_BYTES,
             keep_versions: DEFAULT_KEEP_VERSIONS,
+            audit_limits: AuditLimits::default(),
         }
     }
 }
@@ -290,6 +296,8 @@ struct Inner {
     /// The next master key while a rotation is unfinished.
     pending: Option<(u32, SealKey)>,
     signers: std::sync::RwLock<BTreeMap<String, Arc<Signer>>>,
+    /// Refusals per identity, so that they cannot flood the audit trail.
+    refusals: audit::RefusalLimiter,
     settings: Settings,
 }
 
@@ -372,6 +380,7 @@ impl Authority {
                 master,
                 pending: None,
                 signers: Default::default(),
+                refusals: audit::RefusalLimiter::new(settings.audit_limits.clone()),
                 settings,
             }),
         };
@@ -423,6 +432,7 @@ impl Authority {
                 master,
                 pending,
                 signers: Default::default(),
+                refusals: audit::RefusalLimiter::new(settings.audit_limits.clone()),
                 settings,
             }),
         };

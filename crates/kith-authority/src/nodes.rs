@@ -320,6 +320,8 @@ impl Authority {
         grace: Duration,
     ) -> Result<(NodeRecord, Vec<Issued>), Error> {
         let cert = self.recorded_certificate(client_cert).await?;
+        // Every renewal writes certificates: a node may not loop on it.
+        self.limit_renewals(&cert.node).await?;
         if let Some(asked) = asked_node {
             if asked != cert.node {
                 return Err(Error::IdentityMismatch {

@@ -359,7 +359,8 @@ impl Authority {
                 m.allow_roles.iter().any(|r| r == role) || m.allow_nodes.iter().any(|n| n == node)
             });
             if !allowed {
-                self.audit(&reader.actor(), "secret-denied", name, "")
+                // Counted per node, so that hammering cannot fill the disk.
+                self.audit_refusal(&reader.actor(), "secret-denied", name, "")
                     .await?;
                 return Err(Error::SecretForbidden {
                     reader: format!("node {node} (role {role})"),
@@ -382,7 +383,7 @@ impl Authority {
             .ok_or_else(|| Error::Integrity(format!("{key} is listed but missing")))?;
         let rec: SecretValueRecord = from_json(&key, &entry.value)?;
         let plain = self.open_secret(name, v, rec)?;
-        self.audit(
+        self.audit_repeatable(
             &reader.actor(),
             "secret-read",
             name,

@@ -233,6 +233,16 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn readyz(State(s): St) -> Response {
+    // Not ready while writes fail (a full disk): reads alone would say ready.
+    if let Err(e) = s.authority.store().writable() {
+        tracing::warn!(error = %e, "not ready: the store cannot write");
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            "the store cannot write (the disk is full or failing)",
+        )
+        .into_response();
+    }
     match s.authority.store().get("cluster/meta").await {
         Ok(Some(_)) => Json(serde_json::json!({ "status": "ready" })).into_response(),
         Ok(None) => ApiError::new(

@@ -11,6 +11,8 @@ pub(crate) struct ApiError {
     pub(crate) status: StatusCode,
     pub(crate) code: &'static str,
     pub(crate) message: String,
+    /// Seconds for a `Retry-After` header (429 and 503 answers).
+    pub(crate) retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -19,9 +21,20 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
+
+    /// With a `Retry-After` header.
+    pub(crate) fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
+    }
 }
+
+/// What a client is told to wait after `store-unavailable`: the store
+/// probes for recovery every second.
+const STORE_RETRY_AFTER_SECS: u64 = 5;
 
 /// The status of each authority error code. Refusals the caller can fix are
 /// 4xx; failures of the server itself are 5xx, and their details go to the
@@ -55,7 +68,8 @@ pub(crate) fn status_of(code: &str) -> StatusCode {
         "secret-forbidden" => StatusCode::FORBIDDEN,
         "secret-too-large" => StatusCode::PAYLOAD_TOO_LARGE,
         "secret-conflict" => StatusCode::CONFLICT,
-        "contended" | "store-locked" => StatusCode::SERVICE_UNAVAILABLE,
+        "contended" | "store-locked" | "store-unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        "rate-limited" => StatusCode::TOO_MANY_REQUESTS,
         "store-error" | "integrity-error" | "internal" | "wrong-passphrase" | "not-initialized" => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
@@ -67,6 +81,20 @@ impl From<kith_authority::Error> for ApiError {
     fn from(e: kith_authority::Error) -> Self {
         let code = e.code();
         let status = status_of(code);
+        if let kith_authority::Error::RateLimited { retry_after } = &e {
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            return Self::new(status, code, e.to_string()).retry_after(secs);
+        }
+        if code == "store-unavailable" {
+            // The detail (disk full, which I/O error) is the operator's.
+            tracing::error!(code, error = %e, "request failed: the store cannot write");
+            return Self::new(
+                status,
+                code,
+                "the server's storage is full or failing; retry later",
+            )
+            .retry_after(STORE_RETRY_AFTER_SECS);
+        }
         if status.is_server_error() {
             tracing::error!(code, error = %e, "request failed");
             return Self::new(status, code, "the server failed; its log says why");
@@ -81,6 +109,12 @@ impl IntoResponse for ApiError {
             code: self.code.to_string(),
             message: self.message,
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }

@@ -106,6 +106,11 @@ pub enum Error {
     /// The backend failed (I/O, corruption, connection).
     #[error("store backend failed: {0}")]
     Backend(String),
+    /// The store cannot write for now (the disk is full, or its I/O fails);
+    /// nothing was written. The backend recovers by itself once the cause
+    /// is gone: retry later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// A convenience alias.
@@ -133,6 +138,12 @@ pub trait Store: Send + Sync + 'static {
     /// before listing to miss nothing. A watcher that falls behind gets
     /// [`Error::Lagged`] and should re-list.
     async fn watch(&self, prefix: &str) -> Result<BoxStream<'static, Result<WatchEvent>>>;
+    /// Whether writes succeed now, without doing I/O: [`Error::Unavailable`]
+    /// from a write that failed for lack of space or an I/O error until the
+    /// backend has recovered. Readiness checks ask this.
+    fn writable(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Check a key against the contract: 1–512 bytes, `/`-separated non-empty

@@ -1,7 +1,8 @@
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::stream::{BoxStream, StreamExt};
@@ -13,11 +14,20 @@ use crate::{validate_key, validate_prefix, Entry, Error, Result, Revision, Store
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const REVISION: &str = "revision";
+/// Counts the probe commits of a recovering store.
+const PROBE: &str = "probe";
 
 /// Largest value the embedded backend accepts (the CRL of a big cluster fits easily).
 pub const MAX_VALUE: usize = 16 * 1024 * 1024;
 /// Most writes committed by one transaction (one fsync).
 const MAX_BATCH: usize = 4096;
+/// While writes fail, how often the writer tries again (writes that arrive
+/// in between are refused at once rather than each reopening the file).
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+/// Free space the filesystem must have before a failed store tries to
+/// write again, so that a commit squeezed into the file's own free pages
+/// does not declare a full disk healthy.
+const MIN_FREE_BYTES: u64 = 1 << 20;
 
 /// The embedded backend: one redb file in the data directory.
 ///
@@ -26,8 +36,17 @@ const MAX_BATCH: usize = 4096;
 /// a failed compare-and-swap fails only that write), commits once (one
 /// fsync), and only then answers each caller and publishes watch events.
 /// Reads run on tokio's blocking pool.
+///
+/// A failed commit (a full disk, an I/O error) answers every write of its
+/// batch [`Error::Unavailable`] and leaves redb refusing all further work
+/// (`PreviousIo`: "close and re-open the database"). So the writer closes
+/// the database and opens it again at once (reads go on from the last
+/// durable commit), refuses writes meanwhile, and once a second has passed
+/// and the filesystem has room again, probes with a small commit; when that
+/// succeeds, writes are accepted again. [`Store::writable`] says which state
+/// the store is in.
 pub struct RedbStore {
-    db: Arc<Database>,
+    shared: Arc<Shared>,
     writer: Option<mpsc::Sender<Op>>,
     thread: Option<JoinHandle<()>>,
     events: broadcast::Sender<WatchEvent>,
@@ -42,6 +61,118 @@ enum OpKind {
     Create,
     Update(Revision),
     Delete,
+}
+
+/// What the writer thread and the readers share.
+struct Shared {
+    path: PathBuf,
+    /// `None` while the database is closed for recovery.
+    db: RwLock<Option<Arc<Database>>>,
+    /// Why writes fail, while they do.
+    failure: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn db(&self) -> Result<Arc<Database>> {
+        let db = self.db.read().unwrap_or_else(|p| p.into_inner()).clone();
+        db.ok_or_else(|| Error::Unavailable(self.failure().unwrap_or_else(|| "closed".into())))
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_failure(&self, why: Option<String>) {
+        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = why;
+    }
+
+    /// A write failed in a way redb does not survive: close the database
+    /// (waiting for readers to let go of it) and open it again from the
+    /// file, whose last durable commit is intact.
+    fn reopen(&self) {
+        let old = self.db.write().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(mut db) = old {
+            // Readers hold a clone for the microseconds of a read; the file
+            // cannot be opened again while one does.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match Arc::try_unwrap(db) {
+                    Ok(db) => {
+                        if let Err(e) = db.close() {
+                            tracing::warn!(error = %e, "closing the failed database");
+                        }
+                        break;
+                    }
+                    Err(still_shared) if Instant::now() < deadline => {
+                        db = still_shared;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(_) => {
+                        tracing::warn!("a reader still holds the failed database; reopening later");
+                        return;
+                    }
+                }
+            }
+        }
+        // `open`, not `create`: a file that vanished must not come back empty.
+        match Database::open(&self.path) {
+            Ok(db) => {
+                *self.db.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(db));
+                tracing::info!(path = %self.path.display(), "store database reopened");
+            }
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "reopening the store database failed");
+            }
+        }
+    }
+
+    /// While failing: reopen if needed, check for room, and probe with a
+    /// small commit. `Ok` when writes may go ahead again.
+    fn recover(&self) -> Result<()> {
+        if self.db.read().unwrap_or_else(|p| p.into_inner()).is_none() {
+            self.reopen();
+        }
+        let db = self.db()?;
+        let dir = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if let Ok(st) = rustix::fs::statvfs(dir) {
+            let free = st.f_bavail.saturating_mul(st.f_frsize);
+            if free < MIN_FREE_BYTES {
+                return Err(Error::Unavailable(format!(
+                    "the disk is full ({free} bytes free)"
+                )));
+            }
+        }
+        let probe = (|| {
+            let txn = db.begin_write().map_err(backend)?;
+            {
+                let mut meta = txn.open_table(META).map_err(backend)?;
+                let n = meta.get(PROBE).map_err(backend)?.map_or(0, |g| g.value());
+                meta.insert(PROBE, n.wrapping_add(1)).map_err(backend)?;
+            }
+            txn.commit().map_err(backend)
+        })();
+        drop(db);
+        match probe {
+            Ok(()) => {
+                tracing::info!("store writes succeed again");
+                self.set_failure(None);
+                Ok(())
+            }
+            Err(e) => {
+                if matches!(e, Error::Unavailable(_)) {
+                    self.reopen();
+                }
+                Err(e)
+            }
+        }
+    }
 }
 
 struct Op {
@@ -66,21 +197,25 @@ impl RedbStore {
             txn.open_table(META).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
-        let db = Arc::new(db);
+        let shared = Arc::new(Shared {
+            path: path.to_path_buf(),
+            db: RwLock::new(Some(Arc::new(db))),
+            failure: Mutex::new(None),
+        });
         let (events, _) = broadcast::channel(4096);
         let publishing = Arc::new(Mutex::new(()));
         let (tx, rx) = mpsc::channel();
         let thread = {
-            let db = db.clone();
+            let shared = shared.clone();
             let events = events.clone();
             let publishing = publishing.clone();
             std::thread::Builder::new()
                 .name("kith-store-writer".into())
-                .spawn(move || writer_loop(&db, &rx, &events, &publishing))
+                .spawn(move || writer_loop(&shared, &rx, &events, &publishing))
                 .map_err(|e| Error::Backend(format!("cannot start the writer thread: {e}")))?
         };
         Ok(Self {
-            db,
+            shared,
             writer: Some(tx),
             thread: Some(thread),
             events,
@@ -119,15 +254,23 @@ impl RedbStore {
         // A read is a few microseconds of page-cache work: on a multi-thread
         // runtime run it in place (tokio moves this worker's other tasks
         // away meanwhile) instead of paying two thread hand-offs for it.
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
-                return tokio::task::block_in_place(|| f(&self.db));
+        let db = self.shared.db()?;
+        let result = match tokio::runtime::Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| f(&db))
+            }
+            _ => tokio::task::spawn_blocking(move || f(&db))
+                .await
+                .map_err(|e| Error::Backend(format!("read task failed: {e}")))?,
+        };
+        if let Err(Error::Unavailable(why)) = &result {
+            // An I/O error leaves redb refusing everything: have the writer
+            // probe and reopen, as after a failed commit.
+            if self.shared.failure().is_none() {
+                self.shared.set_failure(Some(why.clone()));
             }
         }
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(|e| Error::Backend(format!("read task failed: {e}")))?
+        result
     }
 }
 
@@ -141,8 +284,21 @@ impl Drop for RedbStore {
     }
 }
 
-fn backend(e: impl std::fmt::Display) -> Error {
-    Error::Backend(e.to_string())
+/// Sort a redb error: I/O failures (a full disk above all) make the store
+/// [`Error::Unavailable`] until it recovers; the rest (corruption, bugs)
+/// are [`Error::Backend`].
+fn backend(e: impl Into<redb::Error>) -> Error {
+    match e.into() {
+        redb::Error::Io(io) => Error::Unavailable(match io.kind() {
+            std::io::ErrorKind::StorageFull => format!("the disk is full ({io})"),
+            std::io::ErrorKind::QuotaExceeded => format!("the disk quota is exhausted ({io})"),
+            _ => format!("I/O error ({io})"),
+        }),
+        redb::Error::PreviousIo | redb::Error::DatabaseClosed => {
+            Error::Unavailable("an earlier write failed; the database is being reopened".into())
+        }
+        other => Error::Backend(other.to_string()),
+    }
 }
 
 fn encode(revision: Revision, value: &[u8]) -> Vec<u8> {
@@ -161,21 +317,50 @@ fn decode(key: &str, raw: &[u8]) -> Result<Entry> {
 }
 
 fn writer_loop(
-    db: &Database,
+    shared: &Shared,
     rx: &mpsc::Receiver<Op>,
     events: &broadcast::Sender<WatchEvent>,
     publishing: &Mutex<()>,
 ) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+    let mut last_try = Instant::now();
+    loop {
+        // Wake up at least every RETRY_EVERY: a failing store (a read may
+        // have found it so) probes, so that it recovers, and says so, with
+        // no write arriving.
+        let first = match rx.recv_timeout(RETRY_EVERY) {
+            Ok(op) => Some(op),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let mut batch: Vec<Op> = first.into_iter().collect();
+        while !batch.is_empty() && batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(op) => batch.push(op),
                 Err(_) => break,
             }
         }
+        if let Some(why) = shared.failure() {
+            let outcome = if last_try.elapsed() < RETRY_EVERY {
+                Err(Error::Unavailable(why))
+            } else {
+                last_try = Instant::now();
+                shared.recover()
+            };
+            if let Err(e) = outcome {
+                for op in batch {
+                    let _ = op.reply.send(Err(Error::Unavailable(e.to_string())));
+                }
+                continue;
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
         let guard = publishing.lock().unwrap_or_else(|p| p.into_inner());
-        match apply(db, &mut batch, events.receiver_count() > 0) {
+        let applied = shared
+            .db()
+            .and_then(|db| apply(&db, &mut batch, events.receiver_count() > 0));
+        match applied {
             Ok((outcomes, published)) => {
                 for ev in published {
                     // No receivers is fine: the last watcher may have left.
@@ -189,8 +374,24 @@ fn writer_loop(
             Err(e) => {
                 drop(guard);
                 tracing::error!(error = %e, "store commit failed");
+                let unavailable = matches!(e, Error::Unavailable(_));
+                let text = match e {
+                    Error::Unavailable(w) | Error::Backend(w) => w,
+                    other => other.to_string(),
+                };
+                if unavailable {
+                    // redb refuses everything after a failed I/O: start over
+                    // from the file, and refuse writes until a probe succeeds.
+                    shared.set_failure(Some(text.clone()));
+                    shared.reopen();
+                    last_try = Instant::now();
+                }
                 for op in batch {
-                    let _ = op.reply.send(Err(Error::Backend(e.to_string())));
+                    let _ = op.reply.send(Err(if unavailable {
+                        Error::Unavailable(text.clone())
+                    } else {
+                        Error::Backend(text.clone())
+                    }));
                 }
             }
         }
@@ -332,6 +533,13 @@ impl Store for RedbStore {
             Ok(out)
         })
         .await
+    }
+
+    fn writable(&self) -> Result<()> {
+        match self.shared.failure() {
+            Some(why) => Err(Error::Unavailable(why)),
+            None => Ok(()),
+        }
     }
 
     async fn watch(&self, prefix: &str) -> Result<BoxStream<'static, Result<WatchEvent>>> {

@@ -248,6 +248,8 @@ async fn main() {
             .arg(&data)
             .arg("--passphrase-file")
             .arg(&pass)
+            // Throughput, not the per-node renewal limit, is measured here.
+            .args(["--renew-limit", "1000000"])
             .env("KITH_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()

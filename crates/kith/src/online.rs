@@ -63,6 +63,37 @@ pub(crate) struct ServeArgs {
     /// Largest secret value accepted: bytes, or with K/M (KiB/MiB), e.g. 1M.
     #[arg(long, value_parser = parse_size, default_value = "1M")]
     secret_max_size: usize,
+    /// Audit window for refusals and repeated reads: per identity, the
+    /// first is recorded, the rest summarised with their count when the
+    /// window ends (1s to 24h, e.g. 30s, 1m, 1h).
+    #[arg(long, value_parser = parse_audit_window, default_value = "1m")]
+    audit_window: std::time::Duration,
+    /// Refusals of one identity per audit window answered as refusals; the
+    /// ones past it get 429 rate-limited until the window ends.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000), default_value = "30")]
+    refusal_limit: u32,
+    /// Renewals of one node per audit window (each writes certificates);
+    /// the ones past it get 429 rate-limited until the window ends.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000), default_value = "10")]
+    renew_limit: u32,
+}
+
+/// `--audit-window`: a number of seconds, minutes or hours, 1s to 24h.
+fn parse_audit_window(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{s:?}: expected a window from 1s to 24h, such as 30s, 1m or 1h");
+    let t = s.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(unit)
+        .filter(|secs| (1..=86_400).contains(secs))
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(bad)
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -81,6 +112,11 @@ fn parse_size(s: &str) -> Result<usize, String> {
 pub(crate) async fn serve(dir: &Path, a: ServeArgs) -> Result<(), CliError> {
     let settings = Settings {
         secret_max_bytes: a.secret_max_size,
+        audit_limits: kith_authority::AuditLimits {
+            window: a.audit_window,
+            max_refusals: a.refusal_limit,
+            max_renewals: a.renew_limit,
+        },
         ..Settings::default()
     };
     let (dir, authority, dev_token) = if a.dev {
@@ -155,6 +191,8 @@ pub(crate) async fn serve(dir: &Path, a: ServeArgs) -> Result<(), CliError> {
         }
     };
     let result = server.run(shutdown).await;
+    // Counts of refusals not yet summarised go into the audit trail.
+    authority.flush_audit_summaries().await;
     let _ = std::fs::remove_file(&server_file);
     if a.dev {
         // Throwaway means throwaway: the keys go with the process.
