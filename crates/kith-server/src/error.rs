@@ -70,12 +70,19 @@ impl From<kith_authority::Error> for ApiError {
     }
 }
 
+/// The code of an error answer, kept in the response's extensions so that
+/// layers around the router (the per-source limits) can tell failures apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ErrorCode(pub(crate) &'static str);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             code: self.code.to_string(),
             message: self.message,
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut r = (self.status, axum::Json(body)).into_response();
+        r.extensions_mut().insert(ErrorCode(self.code));
+        r
     }
 }
