@@ -37,7 +37,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 pub use kith_authority::DEFAULT_RENEW_GRACE;
-pub use limits::{parse_timeout, Limits, Rate};
+pub use limits::{Limits, Rate, Timeout};
 
 /// What the server needs besides the authority.
 #[derive(Clone, Debug)]

@@ -156,9 +156,8 @@ impl FromStr for Rate {
 }
 
 /// Parse a timeout or period: a number and a unit, `ms`, `s`, `m` or `h`
-/// (`10s`, `500ms`, `1m`), at most 24 hours and more than zero. For the
-/// `kith serve` flags.
-pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+/// (`10s`, `500ms`, `1m`), at most 24 hours and more than zero.
+fn parse_timeout(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
@@ -180,8 +179,18 @@ pub fn parse_timeout(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// Prints a duration the way [`parse_timeout`] reads it.
-struct Timeout(Duration);
+/// A timeout as `kith serve` flags write it: a number and a unit, `ms`,
+/// `s`, `m` or `h` (`10s`, `500ms`, `1m`), more than zero and at most 24 h.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeout(pub Duration);
+
+impl FromStr for Timeout {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_timeout(s).map(Timeout)
+    }
+}
 
 impl fmt::Display for Timeout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
