@@ -6,13 +6,16 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::limits::{lock, Limits, Quiet, Source};
+use crate::limits::{lock, Limits, Quiet, Rate, Source};
+use crate::throttle::Buckets;
 
 /// Counts open connections, in all and per source.
 #[derive(Debug)]
 pub(crate) struct Gate {
     max: usize,
     per_source: usize,
+    /// New connections per source, if limited.
+    rate: Option<Buckets>,
     open: Mutex<Open>,
     refusals: Mutex<Quiet>,
 }
@@ -28,6 +31,7 @@ struct Open {
 pub(crate) enum Refused {
     Full,
     SourceFull,
+    SourceRate,
 }
 
 /// A connection's place under the caps, given back when it drops.
@@ -38,10 +42,11 @@ pub(crate) struct Slot {
 }
 
 impl Gate {
-    pub(crate) fn new(max: usize, per_source: usize) -> Arc<Self> {
+    pub(crate) fn new(max: usize, per_source: usize, rate: Option<Rate>) -> Arc<Self> {
         Arc::new(Self {
             max,
             per_source,
+            rate: rate.map(Buckets::new),
             open: Mutex::default(),
             refusals: Mutex::default(),
         })
@@ -53,10 +58,14 @@ impl Gate {
         if open.total >= self.max {
             return Err(Refused::Full);
         }
-        let n = open.by_source.entry(source).or_insert(0);
-        if *n >= self.per_source {
+        if open.by_source.get(&source).copied().unwrap_or(0) >= self.per_source {
             return Err(Refused::SourceFull);
         }
+        if let Some(rate) = &self.rate {
+            rate.take(source, Instant::now())
+                .map_err(|_| Refused::SourceRate)?;
+        }
+        let n = open.by_source.entry(source).or_insert(0);
         *n += 1;
         open.total += 1;
         Ok(Slot {
@@ -82,6 +91,11 @@ impl Gate {
                 cap = self.per_source,
                 "a source holds its connection cap: refusing its new connections \
                  (--max-connections-per-source)"
+            ),
+            Refused::SourceRate => tracing::warn!(
+                refused = n,
+                %source,
+                "a source opens connections too fast: refusing them (--connection-rate)"
             ),
         }
     }
@@ -147,7 +161,7 @@ mod tests {
 
     #[test]
     fn the_gate_counts_per_source_and_in_all_and_gives_slots_back() {
-        let gate = Gate::new(3, 2);
+        let gate = Gate::new(3, 2, None);
         let (a, b) = (
             Source::of([10, 0, 0, 1].into()),
             Source::of([10, 0, 0, 2].into()),

@@ -182,6 +182,7 @@ impl Server {
         let gate = gate::Gate::new(
             self.limits.max_connections,
             self.limits.max_connections_per_source,
+            self.limits.new_connections,
         );
         tokio::pin!(shutdown);
         loop {

@@ -43,6 +43,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// Connections open at once from one source address (128).
     pub max_connections_per_source: usize,
+    /// New connections per source, each a TLS handshake the server pays
+    /// for: off by default, since the load benchmark's joins open 2,000 a
+    /// second from one address; set it where clients keep connections alive.
+    pub new_connections: Option<Rate>,
     /// Requests without a client certificate (join, CA bundle, CRLs,
     /// health, unknown paths) per source: 600 per 10 s. A join that
     /// succeeds is given back: its token authenticated it.
@@ -62,6 +66,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(30),
             max_connections: 1024,
             max_connections_per_source: 128,
+            new_connections: None,
             public_requests: Rate::new(600, Duration::from_secs(10)),
             failed_joins: Rate::new(10, Duration::from_secs(60)),
         }
@@ -92,6 +97,9 @@ impl Limits {
                 "the per-source connection cap ({}) is above the total cap ({})",
                 self.max_connections_per_source, self.max_connections
             ));
+        }
+        if let Some(r) = &self.new_connections {
+            r.check()?;
         }
         self.public_requests.check()?;
         self.failed_joins.check()

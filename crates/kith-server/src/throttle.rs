@@ -19,7 +19,7 @@ const MAX_SOURCES: usize = 65_536;
 
 /// One token bucket per source.
 #[derive(Debug)]
-struct Buckets {
+pub(crate) struct Buckets {
     rate: Rate,
     map: Mutex<HashMap<Source, Bucket>>,
 }
@@ -32,7 +32,7 @@ struct Bucket {
 }
 
 impl Buckets {
-    fn new(rate: Rate) -> Self {
+    pub(crate) fn new(rate: Rate) -> Self {
         Self {
             rate,
             map: Mutex::default(),
@@ -77,7 +77,7 @@ impl Buckets {
     }
 
     /// Take a token; `Err(retry after)` if there is none.
-    fn take(&self, source: Source, now: Instant) -> Result<(), (Duration, Option<u64>)> {
+    pub(crate) fn take(&self, source: Source, now: Instant) -> Result<(), (Duration, Option<u64>)> {
         let mut map = lock(&self.map);
         let per = self.rate.per;
         let b = self.bucket(&mut map, source, now);

@@ -536,3 +536,31 @@ async fn token_guessing_is_limited_per_source_while_others_still_join() {
     let (st, _, _) = request_from(&env, loopback(4), Method::GET, "/v1/ca", None).await;
     assert_eq!(st, StatusCode::OK, "another source still reads");
 }
+
+/// (f) With a new-connection rate set, a source that opens connections in
+/// a loop (a TLS handshake each, closed at once) is refused before the
+/// handshake once over it; another source still connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_connection_rate_refuses_a_handshake_flood_from_one_source() {
+    const RATE: u32 = 5;
+    let env = Env::start_with(with(|l| {
+        l.new_connections = Some(kith_server::Rate::new(RATE, Duration::from_secs(600)));
+    }))
+    .await;
+    let flooder = loopback(2);
+    let mut outcomes = Vec::new();
+    for _ in 0..RATE + 5 {
+        let r = connect_from(&env, flooder).await;
+        if let Err(e) = &r {
+            assert_ne!(e.kind(), std::io::ErrorKind::TimedOut, "refused promptly");
+        }
+        outcomes.push(r.is_ok());
+    }
+    let expected: Vec<bool> = (0..RATE + 5).map(|i| i < RATE).collect();
+    assert_eq!(
+        outcomes, expected,
+        "the first {RATE} handshakes, then refusals"
+    );
+    let (st, _, _) = request_from(&env, loopback(3), Method::GET, "/healthz", None).await;
+    assert_eq!(st, StatusCode::OK, "another source still connects");
+}

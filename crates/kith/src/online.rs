@@ -77,6 +77,10 @@ struct LimitArgs {
     /// Most connections open at once from one source address (an IPv6 /64 counts as one).
     #[arg(long, default_value_t = kith_server::Limits::default().max_connections_per_source)]
     max_connections_per_source: usize,
+    /// New connections per source address, as COUNT/PERIOD (each costs a TLS handshake);
+    /// off unless given.
+    #[arg(long, value_name = "RATE")]
+    connection_rate: Option<kith_server::Rate>,
     /// Longest a client may take to send a whole request, headers and body (ms, s, m or h).
     #[arg(long, default_value_t = kith_server::Timeout(kith_server::Limits::default().request_timeout))]
     request_timeout: kith_server::Timeout,
@@ -101,6 +105,7 @@ impl LimitArgs {
         let mut l = kith_server::Limits::default();
         l.max_connections = self.max_connections;
         l.max_connections_per_source = self.max_connections_per_source;
+        l.new_connections = self.connection_rate;
         l.request_timeout = self.request_timeout.0;
         l.idle_timeout = self.idle_timeout.0;
         l.handshake_timeout = self.handshake_timeout.0;
