@@ -17,11 +17,21 @@ use crate::limits::{lock, Limits, Quiet, Rate, Source};
 /// one. Keeps a flood of distinct addresses from growing memory.
 const MAX_SOURCES: usize = 65_536;
 
+/// How often a full table may be swept for idle buckets: a sweep walks
+/// every bucket, so a flood of new addresses must not trigger one each.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// One token bucket per source.
 #[derive(Debug)]
 pub(crate) struct Buckets {
     rate: Rate,
-    map: Mutex<HashMap<Source, Bucket>>,
+    map: Mutex<Table>,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    buckets: HashMap<Source, Bucket>,
+    swept: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -44,17 +54,19 @@ impl Buckets {
     }
 
     /// The bucket of `source`, refilled up to `now`.
-    fn bucket<'a>(
-        &self,
-        map: &'a mut HashMap<Source, Bucket>,
-        mut source: Source,
-        now: Instant,
-    ) -> &'a mut Bucket {
+    fn bucket<'a>(&self, table: &'a mut Table, mut source: Source, now: Instant) -> &'a mut Bucket {
+        let map = &mut table.buckets;
         if !map.contains_key(&source) && map.len() >= MAX_SOURCES {
-            let (full, per_second) = (self.full(), self.rate.per_second());
-            map.retain(|_, b| {
-                b.tokens + now.duration_since(b.at).as_secs_f64() * per_second < full
-            });
+            if table
+                .swept
+                .is_none_or(|t| now.duration_since(t) >= SWEEP_EVERY)
+            {
+                table.swept = Some(now);
+                let (full, per_second) = (self.full(), self.rate.per_second());
+                map.retain(|_, b| {
+                    b.tokens + now.duration_since(b.at).as_secs_f64() * per_second < full
+                });
+            }
             if map.len() >= MAX_SOURCES {
                 source = Source::Overflow;
             }
@@ -263,6 +275,10 @@ mod tests {
         for i in 0..(MAX_SOURCES as u32 + 10) {
             let _ = b.take(Source::of(IpAddr::V4(Ipv4Addr::from(i))), later);
         }
-        assert!(lock(&b.map).len() <= MAX_SOURCES + 1);
+        assert!(lock(&b.map).buckets.len() <= MAX_SOURCES + 1);
+        // Once they are idle (full again), a newcomer sweeps them away.
+        let idle = later + Duration::from_secs(60);
+        assert!(b.take(Source::of([10, 9, 9, 9].into()), idle).is_ok());
+        assert_eq!(lock(&b.map).buckets.len(), 1, "idle buckets are forgotten");
     }
 }
