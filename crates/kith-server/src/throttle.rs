@@ -178,7 +178,13 @@ impl Throttle {
         if ask.join {
             if let Err((wait, warn)) = self.failed_joins.peek(source, now) {
                 if let Some(n) = warn {
-                    tracing::warn!(%source, refused = n, "joins refused: too many failed join attempts from this source");
+                    tracing::warn!(
+                        %source,
+                        refused_since_last_warning = n,
+                        limit = %self.failed_joins.rate,
+                        "joins refused: too many failed token guesses from this source \
+                         (--failed-join-rate)"
+                    );
                 }
                 return Err(Limited(
                     wait,
@@ -189,7 +195,12 @@ impl Throttle {
         if !ask.authenticated {
             if let Err((wait, warn)) = self.public.take(source, now) {
                 if let Some(n) = warn {
-                    tracing::warn!(%source, refused = n, "requests refused: per-source request rate exceeded (--public-rate)");
+                    tracing::warn!(
+                        %source,
+                        refused_since_last_warning = n,
+                        limit = %self.public.rate,
+                        "requests refused: per-source request rate exceeded (--public-rate)"
+                    );
                 }
                 return Err(Limited(
                     wait,
@@ -223,10 +234,10 @@ impl Throttle {
         if let Some(n) = self.failed_joins.charge(ask.source, now) {
             tracing::warn!(
                 source = %ask.source,
-                failures = n,
+                guesses_over_limit_since_last_warning = n,
                 limit = %self.failed_joins.rate,
-                "too many failed join attempts (bad or spent tokens) from one source: \
-                 refusing its joins for a while (--failed-join-rate)"
+                "too many failed token guesses from one source: \
+                 refusing its joins until its budget refills (--failed-join-rate)"
             );
         }
     }

@@ -564,3 +564,66 @@ async fn a_connection_rate_refuses_a_handshake_flood_from_one_source() {
     let (st, _, _) = request_from(&env, loopback(3), Method::GET, "/healthz", None).await;
     assert_eq!(st, StatusCode::OK, "another source still connects");
 }
+
+/// Everything the server logs at WARN and above, for the whole test binary.
+fn captured_warnings() -> Arc<std::sync::Mutex<Vec<u8>>> {
+    static LOG: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = buf.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || Sink(sink.clone()))
+            .init();
+        buf
+    })
+    .clone()
+}
+
+struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// (g) Guessing is logged once per source per window, not per attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn token_guessing_is_logged_once_per_source_per_window() {
+    let log = captured_warnings();
+    let env = Env::start_with(with(|l| {
+        l.failed_joins = kith_server::Rate::new(3, Duration::from_secs(600));
+    }))
+    .await;
+    let guesser = loopback(7);
+    let mut guess = env.token("worker", None, 1).await;
+    let last = guess.pop().expect("non-empty");
+    guess.push(if last == '0' { '1' } else { '0' });
+    let mut refused = 0;
+    for i in 0..20 {
+        let (st, _, _) = request_from(
+            &env,
+            guesser,
+            Method::POST,
+            "/v1/join",
+            Some(join_body(&guess, &format!("g-{i}"))),
+        )
+        .await;
+        refused += usize::from(st == StatusCode::TOO_MANY_REQUESTS);
+    }
+    assert_eq!(refused, 17, "3 guesses, then refusals");
+    let text = String::from_utf8_lossy(&log.lock().expect("log buffer")).into_owned();
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("127.0.0.7")).collect();
+    assert_eq!(lines.len(), 1, "one warning for 20 attempts: {lines:#?}");
+    assert!(
+        lines[0].contains("failed token guesses") && lines[0].contains("3/10m"),
+        "{}",
+        lines[0]
+    );
+}
