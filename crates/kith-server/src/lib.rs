@@ -57,7 +57,8 @@ pub struct Options {
 }
 
 impl Options {
-    /// Defaults for `listen`: grace 7 days, maintenance every minute.
+    /// Defaults for `listen`: grace 7 days, maintenance every minute, the
+    /// limits of [`Limits::default`].
     pub fn new(listen: SocketAddr) -> Self {
         Self {
             listen,

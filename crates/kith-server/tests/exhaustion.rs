@@ -274,7 +274,8 @@ async fn stalled_requests_are_closed_within_the_request_deadline() {
                     "trickled headers"
                 }
             };
-            tls.flush().await.expect("flush");
+            // The server may already have closed a slow trickler.
+            let _ = tls.flush().await;
             let after = closed_within(&mut tls, bound + Duration::from_secs(10)).await;
             (kind, after.map(|_| start.elapsed()))
         });
