@@ -186,11 +186,11 @@ fn accepted_roots(
     })
 }
 
+/// DER certificates.
+type Ders = Vec<Vec<u8>>;
+
 /// The roots and cross-signed certificates `/v1/ca` lists for `authority`.
-fn authority_roots(
-    ca: &CaResponse,
-    authority: &str,
-) -> Result<(Vec<Vec<u8>>, Vec<Vec<u8>>), Error> {
+fn authority_roots(ca: &CaResponse, authority: &str) -> Result<(Ders, Ders), Error> {
     let mut roots = Vec::new();
     let mut cross = Vec::new();
     for a in ca.authorities.iter().filter(|a| a.name == authority) {

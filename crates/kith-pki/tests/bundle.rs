@@ -34,35 +34,40 @@ fn a_new_root_needs_a_voucher_and_a_trusted_root_must_stay() {
     let (spec2, k2, r2, _) = root("cluster");
     let (_, _, rogue, rogue_signer) = root("cluster");
 
+    let only_r1 = vec![r1.clone()];
+    let both = vec![r1.clone(), r2.clone()];
+    let only_r2 = vec![r2.clone()];
+    let with_rogue = vec![r1.clone(), rogue.clone()];
+
     // Unchanged, or shrinking to a root still trusted: fine.
     assert_eq!(
-        accept_bundle(&[r1.clone()], &[r1.clone()], &[]).expect("same"),
-        vec![r1.clone()]
+        accept_bundle(&only_r1, &only_r1, &[]).expect("same"),
+        only_r1
     );
-    accept_bundle(&[r1.clone(), r2.clone()], &[r2.clone()], &[]).expect("one trusted root stays");
+    accept_bundle(&both, &only_r2, &[]).expect("one trusted root stays");
 
     // A root nobody vouches for is refused.
-    let e = accept_bundle(&[r1.clone()], &[r1.clone(), rogue.clone()], &[]).unwrap_err();
+    let e = accept_bundle(&only_r1, &with_rogue, &[]).unwrap_err();
     assert!(
         e.to_string().contains("no root this node trusts vouches"),
         "{e}"
     );
     // Replacing every trusted root is refused, vouched for or not.
-    let cross = spec2.cross_signed_by(&k2, &s1).expect("cross-sign");
-    let e = accept_bundle(&[r1.clone()], &[r2.clone()], &[cross.clone()]).unwrap_err();
+    let cross = vec![spec2.cross_signed_by(&k2, &s1).expect("cross-sign")];
+    let e = accept_bundle(&only_r1, &only_r2, &cross).unwrap_err();
     assert!(e.to_string().contains("drops every root"), "{e}");
-    let e = accept_bundle(&[r1.clone()], &[], &[]).unwrap_err();
+    let e = accept_bundle(&only_r1, &[], &[]).unwrap_err();
     assert!(e.to_string().contains("no root"), "{e}");
 
     // R2 cross-signed by the trusted R1 vouches for R2 (a root rotation).
     assert_eq!(
-        accept_bundle(&[r1.clone()], &[r1.clone(), r2.clone()], &[cross.clone()]).expect("vouched"),
-        vec![r1.clone(), r2.clone()]
+        accept_bundle(&only_r1, &both, &cross).expect("vouched"),
+        both
     );
     // A voucher signed by an untrusted root, or for another key, is no voucher.
-    let self_vouched = spec2
+    let self_vouched = vec![spec2
         .cross_signed_by(&k2, &rogue_signer)
-        .expect("cross-sign");
-    assert!(accept_bundle(&[r1.clone()], &[r1.clone(), r2.clone()], &[self_vouched]).is_err());
-    assert!(accept_bundle(&[r1.clone()], &[r1.clone(), rogue], &[cross]).is_err());
+        .expect("cross-sign")];
+    assert!(accept_bundle(&only_r1, &both, &self_vouched).is_err());
+    assert!(accept_bundle(&only_r1, &with_rogue, &cross).is_err());
 }

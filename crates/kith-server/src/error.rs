@@ -103,6 +103,11 @@ impl From<kith_authority::Error> for ApiError {
     }
 }
 
+/// The code of an error answer, kept in the response's extensions so that
+/// layers around the router (the per-source limits) can tell failures apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ErrorCode(pub(crate) &'static str);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
@@ -115,6 +120,7 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, secs.into());
         }
+        response.extensions_mut().insert(ErrorCode(self.code));
         response
     }
 }

@@ -19,8 +19,12 @@
 //! ```
 
 mod api;
+mod conn;
 mod crl;
 mod error;
+mod gate;
+mod limits;
+mod throttle;
 mod tls;
 
 use std::future::Future;
@@ -28,20 +32,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use kith_authority::Authority;
 use kith_pki::San;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
 
 pub use kith_authority::DEFAULT_RENEW_GRACE;
-
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client may take to send request headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub use limits::{Limits, Rate, Timeout};
 
 /// What the server needs besides the authority.
 #[derive(Clone, Debug)]
@@ -55,16 +52,21 @@ pub struct Options {
     pub renew_grace: time::Duration,
     /// How often to check the server certificate and the CRLs for renewal.
     pub maintenance_interval: Duration,
+    /// What a client may cost before it has proven anything: connection
+    /// caps, deadlines, per-source request rates ([`Limits::default`]).
+    pub limits: Limits,
 }
 
 impl Options {
-    /// Defaults for `listen`: grace 7 days, maintenance every minute.
+    /// Defaults for `listen`: grace 7 days, maintenance every minute, the
+    /// limits of [`Limits::default`].
     pub fn new(listen: SocketAddr) -> Self {
         Self {
             listen,
             names: Vec::new(),
             renew_grace: DEFAULT_RENEW_GRACE,
             maintenance_interval: Duration::from_secs(60),
+            limits: Limits::default(),
         }
     }
 }
@@ -100,6 +102,7 @@ pub struct Server {
     cert: Arc<tls::ServerCert>,
     state: Arc<api::AppState>,
     maintenance_interval: Duration,
+    limits: Limits,
 }
 
 impl std::fmt::Debug for Server {
@@ -132,6 +135,9 @@ fn server_sans(opts: &Options) -> Result<Vec<San>, Error> {
 impl Server {
     /// Bind, issue the server's certificate, build the TLS configuration.
     pub async fn bind(authority: Authority, opts: Options) -> Result<Self, Error> {
+        opts.limits.check().map_err(Error::Setup)?;
+        let mut limits = opts.limits.clone();
+        gate::fit_descriptors(&mut limits);
         let sans = server_sans(&opts)?;
         let cert = Arc::new(tls::ServerCert::issue(&authority, sans).await?);
         let verifier = Arc::new(tls::ClientVerifier::new(&authority.roots())?);
@@ -152,6 +158,7 @@ impl Server {
                 crls: Arc::new(crl::CrlPublisher::default()),
             }),
             maintenance_interval: opts.maintenance_interval,
+            limits,
         })
     }
 
@@ -168,7 +175,17 @@ impl Server {
             self.state.crls.clone(),
             self.maintenance_interval,
         ));
-        let router = api::router(self.state.clone());
+        let shared = Arc::new(conn::Shared {
+            acceptor: self.acceptor.clone(),
+            router: api::router(self.state.clone()),
+            throttle: throttle::Throttle::new(&self.limits),
+            limits: self.limits.clone(),
+        });
+        let gate = gate::Gate::new(
+            self.limits.max_connections,
+            self.limits.max_connections_per_source,
+            self.limits.new_connections,
+        );
         tokio::pin!(shutdown);
         loop {
             let (tcp, addr) = tokio::select! {
@@ -183,42 +200,20 @@ impl Server {
                     }
                 },
             };
-            let _ = tcp.set_nodelay(true);
-            let acceptor = self.acceptor.clone();
-            let router = router.clone();
-            tokio::spawn(async move {
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-                {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(peer = %addr, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(peer = %addr, "TLS handshake timed out");
-                        return;
-                    }
-                };
-                let cert = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|c| c.first())
-                    .map(|c| Arc::new(c.to_vec()));
-                let peer = api::Peer { addr, cert };
-                let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-                    req.extensions_mut().insert(peer.clone());
-                    router.clone().oneshot(req.map(axum::body::Body::new))
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_TIMEOUT)
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(tls), svc);
-                if let Err(e) = conn.await {
-                    tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
+            let source = limits::Source::of(addr.ip());
+            let slot = match gate.admit(source) {
+                Ok(slot) => slot,
+                Err(why) => {
+                    // Refused before any TLS work and without a task: a
+                    // reset frees the socket at once (no TIME_WAIT here).
+                    let _ = tcp.set_zero_linger();
+                    drop(tcp);
+                    gate.refused(why, source);
+                    continue;
                 }
-            });
+            };
+            let _ = tcp.set_nodelay(true);
+            tokio::spawn(conn::serve(tcp, addr, slot, shared.clone()));
         }
         maintenance.abort();
         Ok(())

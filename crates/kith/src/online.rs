@@ -76,6 +76,8 @@ pub(crate) struct ServeArgs {
     /// the ones past it get 429 rate-limited until the window ends.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000), default_value = "10")]
     renew_limit: u32,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 /// `--audit-window`: a number of seconds, minutes or hours, 1s to 24h.
@@ -96,6 +98,56 @@ fn parse_audit_window(s: &str) -> Result<std::time::Duration, String> {
         .ok_or_else(bad)
 }
 
+/// What a client may cost the server before it has proven anything
+/// (defaults: `kith_server::Limits`).
+#[derive(Args, Debug)]
+struct LimitArgs {
+    /// Most client connections open at once; more are refused before the TLS handshake.
+    #[arg(long, default_value_t = kith_server::Limits::default().max_connections)]
+    max_connections: usize,
+    /// Most connections open at once from one source address (an IPv6 /64 counts as one).
+    #[arg(long, default_value_t = kith_server::Limits::default().max_connections_per_source)]
+    max_connections_per_source: usize,
+    /// New connections per source address, as COUNT/PERIOD (each costs a TLS handshake);
+    /// off unless given.
+    #[arg(long, value_name = "RATE")]
+    connection_rate: Option<kith_server::Rate>,
+    /// Longest a client may take to send a whole request, headers and body (ms, s, m or h).
+    #[arg(long, default_value_t = kith_server::Timeout(kith_server::Limits::default().request_timeout))]
+    request_timeout: kith_server::Timeout,
+    /// Longest a kept-alive connection may wait for its next request.
+    #[arg(long, default_value_t = kith_server::Timeout(kith_server::Limits::default().idle_timeout))]
+    idle_timeout: kith_server::Timeout,
+    /// Longest a client may take to finish the TLS handshake.
+    #[arg(long, default_value_t = kith_server::Timeout(kith_server::Limits::default().handshake_timeout))]
+    handshake_timeout: kith_server::Timeout,
+    /// Requests without a client certificate (join, CA bundle, CRLs, health) per source
+    /// address, as COUNT/PERIOD; a successful join does not count.
+    #[arg(long, default_value_t = kith_server::Limits::default().public_requests)]
+    public_rate: kith_server::Rate,
+    /// Failed token guesses per source address, as COUNT/PERIOD; past it every join from
+    /// that address is refused (429) until the budget refills.
+    #[arg(long, default_value_t = kith_server::Limits::default().failed_joins)]
+    failed_join_rate: kith_server::Rate,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Result<kith_server::Limits, CliError> {
+        let mut l = kith_server::Limits::default();
+        l.max_connections = self.max_connections;
+        l.max_connections_per_source = self.max_connections_per_source;
+        l.new_connections = self.connection_rate;
+        l.request_timeout = self.request_timeout.0;
+        l.idle_timeout = self.idle_timeout.0;
+        l.handshake_timeout = self.handshake_timeout.0;
+        l.public_requests = self.public_rate;
+        l.failed_joins = self.failed_join_rate;
+        l.check()
+            .map_err(|e| CliError::new("invalid-argument", e))?;
+        Ok(l)
+    }
+}
+
 fn parse_size(s: &str) -> Result<usize, String> {
     let (num, mult) = match s.as_bytes().last() {
         Some(b'K' | b'k') => (&s[..s.len() - 1], 1usize << 10),
@@ -110,6 +162,8 @@ fn parse_size(s: &str) -> Result<usize, String> {
 }
 
 pub(crate) async fn serve(dir: &Path, a: ServeArgs) -> Result<(), CliError> {
+    // Checked before anything is unlocked or created.
+    let limits = a.limits.limits()?;
     let settings = Settings {
         secret_max_bytes: a.secret_max_size,
         audit_limits: kith_authority::AuditLimits {
@@ -141,6 +195,7 @@ pub(crate) async fn serve(dir: &Path, a: ServeArgs) -> Result<(), CliError> {
     let mut opts = kith_server::Options::new(a.listen);
     opts.names = names;
     opts.renew_grace = a.renew_grace;
+    opts.limits = limits;
     let server = kith_server::Server::bind(authority.clone(), opts)
         .await
         .map_err(|e| CliError::new("serve-failed", e))?;
