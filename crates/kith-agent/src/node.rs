@@ -19,6 +19,9 @@ use crate::client::{Connection, ServerAddr};
 use crate::tls::{pinned_config, server_api_config, PinVerifier};
 use crate::Error;
 
+/// Most interface addresses a node puts in its certificate.
+const MAX_INTERFACE_IPS: usize = 32;
+
 /// `identity.json`: what the node is and where it renews.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NodeIdentity {
@@ -121,7 +124,9 @@ fn sans_for(node: &str, extra: &[String], interface_ips: bool) -> Result<Vec<San
     let mut sans = vec![San::Dns(node.to_string()), San::Dns("localhost".into())];
     if interface_ips {
         if let Ok(ifs) = if_addrs::get_if_addrs() {
-            for i in ifs {
+            // A certificate carries 64 names at most: a host with very many
+            // addresses puts its first ones in.
+            for i in ifs.into_iter().take(MAX_INTERFACE_IPS) {
                 let ip = i.ip();
                 let link_local = match ip {
                     IpAddr::V4(v4) => v4.is_link_local(),
@@ -464,7 +469,9 @@ pub async fn renew(dir: &Path) -> Result<NodeIdentity, Error> {
         let ca: CaResponse = conn.json(Method::GET, "/v1/ca", None::<&()>).await?;
         authority_roots(&ca, &identity.authority)?.1
     };
-    let roots = accepted_roots(&identity.server, &trusted, &offered, &cross)?;
+    // A bundle this node must not take does not stop the renewal: the new
+    // certificate is checked against the roots it trusts, ca.pem stays.
+    let roots = accepted_roots(&identity.server, &trusted, &offered, &cross).unwrap_or(trusted);
     check_answer(
         &answer,
         &key,
@@ -543,6 +550,16 @@ pub(crate) async fn refresh_with(
     if old_crl != crl.as_bytes() {
         nodedir::write_atomic(dir, nodedir::CRL, crl.as_bytes(), nodedir::PUBLIC_MODE)?;
         changed = true;
+    }
+    // Present the certificate: ends the renewal rights of the one it
+    // replaced, and tells this node if the CA revoked or removed it.
+    match conn
+        .json::<NodeSelf>(Method::GET, "/v1/node", None::<&()>)
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if e.needs_new_token() => return Err(e),
+        Err(e) => tracing::debug!(error = %e, "presenting the certificate failed"),
     }
     Ok(changed)
 }

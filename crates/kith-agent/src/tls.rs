@@ -36,9 +36,9 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
 /// this cluster".
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PeerPolicy {
-    /// Only this node name (the certificate's CN, which kith sets to the node).
+    /// Only this node name (from the certificate's SPIFFE ID).
     pub node: Option<String>,
-    /// Only this role (the certificate's OU).
+    /// Only this role (from the certificate's SPIFFE ID).
     pub role: Option<String>,
 }
 
@@ -64,20 +64,25 @@ impl PeerPolicy {
             },
             _ => return Err(refused("unparsable certificate".into())),
         };
+        // The node's identity is its SPIFFE ID, spiffe://<cluster>/<role>/<node>:
+        // an operator's or a server's certificate (spiffe://<cluster>/kith/...)
+        // is never a node, whatever its common name says.
+        let id = info.sans.iter().find_map(|s| {
+            let path = s.strip_prefix("URI:spiffe://")?.split_once('/')?.1;
+            let (role, node) = path.split_once('/')?;
+            (role != kith_pki::RESERVED_ROLE && !node.contains('/')).then_some((role, node))
+        });
+        let Some((role, node)) = id else {
+            return Err(refused("the certificate carries no node identity".into()));
+        };
         if let Some(n) = &self.node {
-            if info.common_name.as_deref() != Some(n.as_str()) {
-                return Err(refused(format!(
-                    "peer is node {:?}, expected {n:?}",
-                    info.common_name.unwrap_or_default()
-                )));
+            if node != n {
+                return Err(refused(format!("peer is node {node:?}, expected {n:?}")));
             }
         }
         if let Some(r) = &self.role {
-            if info.organizational_unit.as_deref() != Some(r.as_str()) {
-                return Err(refused(format!(
-                    "peer has role {:?}, expected {r:?}",
-                    info.organizational_unit.unwrap_or_default()
-                )));
+            if role != r {
+                return Err(refused(format!("peer has role {role:?}, expected {r:?}")));
             }
         }
         Ok(())
@@ -358,7 +363,17 @@ pub(crate) fn server_api_config(dir: &Path) -> Result<Arc<ClientConfig>, Error> 
         ))
     })?;
     let p = provider();
-    let inner = WebPkiServerVerifier::builder_with_provider(m.roots()?, p.clone())
+    let mut b = WebPkiServerVerifier::builder_with_provider(m.roots()?, p.clone());
+    if !m.crls.is_empty() {
+        // A revoked server certificate (a stolen server key) is refused once
+        // the node has the CRL naming it. The node's CRL is its own
+        // authority's: a server certificate of another issuer is not judged.
+        b = b
+            .with_crls(m.crls.clone())
+            .only_check_end_entity_revocation()
+            .allow_unknown_revocation_status();
+    }
+    let inner = b
         .build()
         .map_err(|e| Error::NodeDir(format!("server verifier: {e}")))?;
     let verifier = Arc::new(KithServerVerifier {

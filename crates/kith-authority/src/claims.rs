@@ -326,14 +326,15 @@ impl Authority {
         Ok(())
     }
 
-    /// Claim the addresses of a certificate issued here directly (`cert
-    /// issue`), as a join would; an operator's certificate holds none.
+    /// Claim the addresses of a node certificate issued here directly (`cert
+    /// issue`, `cert sign`), so that no join takes them. The operator decides
+    /// these: the claim is taken from whoever held it, as for a server.
     pub(crate) async fn claim_issued_ips(&self, issued: &Issued) -> Result<(), Error> {
         let r = &issued.record;
         if r.holder() != Namespace::Node {
             return Ok(());
         }
-        self.claim_sans(Namespace::Node, &r.node, &r.authority, &r.sans, &[], false)
+        self.claim_sans(Namespace::Node, &r.node, &r.authority, &r.sans, &[], true)
             .await
     }
 
