@@ -127,6 +127,11 @@ pub trait Store: Send + Sync + 'static {
     async fn update(&self, key: &str, value: Vec<u8>, revision: Revision) -> Result<Revision>;
     /// Delete `key`; deleting an absent key is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
+    /// Delete `key` only if its revision is still `revision`;
+    /// [`Error::RevisionMismatch`] otherwise (also when the key is gone).
+    /// A delete that races a write must use this, or it may remove what the
+    /// other writer just stored.
+    async fn delete_if(&self, key: &str, revision: Revision) -> Result<()>;
     /// Every entry whose key starts with `prefix`, in key order.
     async fn list(&self, prefix: &str) -> Result<Vec<Entry>>;
     /// Changes under `prefix` committed after this call returns. Subscribe

@@ -42,6 +42,7 @@ enum OpKind {
     Create,
     Update(Revision),
     Delete,
+    DeleteIf(Revision),
 }
 
 struct Op {
@@ -223,7 +224,7 @@ fn apply(db: &Database, batch: &mut [Op], watching: bool) -> Result<Applied> {
             .unwrap_or(0);
         for op in batch.iter_mut() {
             let key = op.key.as_str();
-            if let OpKind::Update(expected) = op.kind {
+            if let OpKind::Update(expected) | OpKind::DeleteIf(expected) = op.kind {
                 let current = kv
                     .get(key)
                     .map_err(backend)?
@@ -238,7 +239,7 @@ fn apply(db: &Database, batch: &mut [Op], watching: bool) -> Result<Applied> {
                     continue;
                 }
             }
-            if let OpKind::Delete = op.kind {
+            if let OpKind::Delete | OpKind::DeleteIf(_) = op.kind {
                 // Deleting an absent key changes nothing: no revision, no event.
                 if kv.remove(key).map_err(backend)?.is_some() {
                     revision += 1;
@@ -310,6 +311,12 @@ impl Store for RedbStore {
 
     async fn delete(&self, key: &str) -> Result<()> {
         self.write(OpKind::Delete, key, Vec::new())
+            .await
+            .map(|_| ())
+    }
+
+    async fn delete_if(&self, key: &str, revision: Revision) -> Result<()> {
+        self.write(OpKind::DeleteIf(revision), key, Vec::new())
             .await
             .map(|_| ())
     }
