@@ -190,6 +190,7 @@ impl Error {
             Self::Integrity(_) => "integrity-error",
             Self::Pki(e) => e.code(),
             Self::Store(kith_store::Error::Locked(_)) => "store-locked",
+            Self::Store(kith_store::Error::Corrupt { .. }) => "store-corrupt",
             Self::Store(_) => "store-error",
             Self::Contended(_) => "contended",
             Self::Internal(_) => "internal",

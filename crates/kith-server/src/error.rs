@@ -51,9 +51,8 @@ pub(crate) fn status_of(code: &str) -> StatusCode {
         "secret-too-large" => StatusCode::PAYLOAD_TOO_LARGE,
         "secret-conflict" => StatusCode::CONFLICT,
         "contended" | "store-locked" => StatusCode::SERVICE_UNAVAILABLE,
-        "store-error" | "integrity-error" | "internal" | "wrong-passphrase" | "not-initialized" => {
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
+        "store-error" | "store-corrupt" | "integrity-error" | "internal" | "wrong-passphrase"
+        | "not-initialized" => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     }
 }

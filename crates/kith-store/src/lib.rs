@@ -12,6 +12,7 @@
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
+mod guard;
 mod redb_store;
 
 #[cfg(feature = "conformance")]
@@ -106,6 +107,17 @@ pub enum Error {
     /// The backend failed (I/O, corruption, connection).
     #[error("store backend failed: {0}")]
     Backend(String),
+    /// The database file is damaged: it failed its integrity check, or the
+    /// database failed while reading it. Nothing was changed by the call.
+    #[error(
+        "{path} is damaged ({detail}); stop kith and restore the data directory from a backup"
+    )]
+    Corrupt {
+        /// The database file.
+        path: String,
+        /// What was found.
+        detail: String,
+    },
 }
 
 /// A convenience alias.

@@ -8,6 +8,7 @@ use futures::stream::{BoxStream, StreamExt};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{broadcast, oneshot};
 
+use crate::guard::guarded;
 use crate::{validate_key, validate_prefix, Entry, Error, Result, Revision, Store, WatchEvent};
 
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
@@ -26,8 +27,14 @@ const MAX_BATCH: usize = 4096;
 /// a failed compare-and-swap fails only that write), commits once (one
 /// fsync), and only then answers each caller and publishes watch events.
 /// Reads run on tokio's blocking pool.
+///
+/// The file is checked (every page's checksum) when it is opened, and a
+/// failure of the database on a damaged file, even a panic inside it, is
+/// [`Error::Corrupt`] naming the file, never a crash.
 pub struct RedbStore {
     db: Arc<Database>,
+    /// The file, as shown in errors.
+    path: Arc<str>,
     writer: Option<mpsc::Sender<Op>>,
     thread: Option<JoinHandle<()>>,
     events: broadcast::Sender<WatchEvent>,
@@ -54,19 +61,11 @@ struct Op {
 
 impl RedbStore {
     /// Open (creating if needed) the database file at `path`. Fails with
-    /// [`Error::Locked`] if another process has it open.
+    /// [`Error::Locked`] if another process has it open, and with
+    /// [`Error::Corrupt`] if the file fails its integrity check.
     pub fn open(path: &Path) -> Result<Self> {
-        let db = Database::create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked(path.display().to_string()),
-            other => Error::Backend(format!("cannot open {}: {other}", path.display())),
-        })?;
-        // Create the tables so that readers never see them missing.
-        let txn = db.begin_write().map_err(backend)?;
-        {
-            txn.open_table(KV).map_err(backend)?;
-            txn.open_table(META).map_err(backend)?;
-        }
-        txn.commit().map_err(backend)?;
+        let shown: Arc<str> = path.display().to_string().into();
+        let db = guarded(&shown, || open_checked(path))?;
         let db = Arc::new(db);
         let (events, _) = broadcast::channel(4096);
         let publishing = Arc::new(Mutex::new(()));
@@ -75,13 +74,15 @@ impl RedbStore {
             let db = db.clone();
             let events = events.clone();
             let publishing = publishing.clone();
+            let path = shown.clone();
             std::thread::Builder::new()
                 .name("kith-store-writer".into())
-                .spawn(move || writer_loop(&db, &rx, &events, &publishing))
+                .spawn(move || writer_loop(&db, &path, &rx, &events, &publishing))
                 .map_err(|e| Error::Backend(format!("cannot start the writer thread: {e}")))?
         };
         Ok(Self {
             db,
+            path: shown,
             writer: Some(tx),
             thread: Some(thread),
             events,
@@ -122,11 +123,11 @@ impl RedbStore {
         // away meanwhile) instead of paying two thread hand-offs for it.
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
-                return tokio::task::block_in_place(|| f(&self.db));
+                return tokio::task::block_in_place(|| guarded(&self.path, || f(&self.db)));
             }
         }
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
+        let (db, path) = (self.db.clone(), self.path.clone());
+        tokio::task::spawn_blocking(move || guarded(&path, || f(&db)))
             .await
             .map_err(|e| Error::Backend(format!("read task failed: {e}")))?
     }
@@ -142,8 +143,71 @@ impl Drop for RedbStore {
     }
 }
 
-fn backend(e: impl std::fmt::Display) -> Error {
-    Error::Backend(e.to_string())
+/// A redb failure as a store error: corruption is [`Error::Corrupt`] (its
+/// path is filled in by [`guarded`]), anything else is [`Error::Backend`].
+fn backend(e: impl Into<redb::Error>) -> Error {
+    match e.into() {
+        redb::Error::Corrupted(detail) => Error::Corrupt {
+            path: String::new(),
+            detail,
+        },
+        // Not a database at all, or lengths in it that point past its end.
+        redb::Error::Io(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            Error::Corrupt {
+                path: String::new(),
+                detail: io.to_string(),
+            }
+        }
+        other => Error::Backend(other.to_string()),
+    }
+}
+
+/// Open the file, recovering it if kith stopped without closing it, then
+/// verify every page (redb's checksums): a damaged file is refused here
+/// rather than failing, or panicking, on the first read that meets it.
+fn open_checked(path: &Path) -> Result<Database> {
+    let mut db = Database::builder()
+        .set_repair_callback(|session| {
+            // Called as the repair progresses: say it once.
+            if session.progress() == 0.0 {
+                tracing::warn!("the database was not closed cleanly; recovering its last commit");
+            }
+        })
+        .create(path)
+        .map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked(path.display().to_string()),
+            other => match backend(other) {
+                Error::Backend(m) => Error::Backend(format!("cannot open {}: {m}", path.display())),
+                e => e,
+            },
+        })?;
+    match db.check_integrity().map_err(backend)? {
+        true => {}
+        // redb found a damaged commit and rolled the file back to the last
+        // intact one: acknowledged writes may be gone, so say so once, loudly.
+        false => {
+            return Err(Error::Corrupt {
+                path: String::new(),
+                detail: "it failed its integrity check and the database rolled it back to its \
+                         last intact commit, so the latest writes (revocations, certificates, \
+                         token uses) may be missing; compare it with a backup before using it"
+                    .into(),
+            })
+        }
+    }
+    // Create the tables so that readers never see them missing.
+    let txn = db.begin_write().map_err(backend)?;
+    {
+        txn.open_table(KV).map_err(backend)?;
+        txn.open_table(META).map_err(backend)?;
+    }
+    txn.commit().map_err(backend)?;
+    Ok(db)
 }
 
 fn encode(revision: Revision, value: &[u8]) -> Vec<u8> {
@@ -163,6 +227,7 @@ fn decode(key: &str, raw: &[u8]) -> Result<Entry> {
 
 fn writer_loop(
     db: &Database,
+    path: &str,
     rx: &mpsc::Receiver<Op>,
     events: &broadcast::Sender<WatchEvent>,
     publishing: &Mutex<()>,
@@ -176,7 +241,8 @@ fn writer_loop(
             }
         }
         let guard = publishing.lock().unwrap_or_else(|p| p.into_inner());
-        match apply(db, &mut batch, events.receiver_count() > 0) {
+        let watching = events.receiver_count() > 0;
+        match guarded(path, || apply(db, &mut batch, watching)) {
             Ok((outcomes, published)) => {
                 for ev in published {
                     // No receivers is fine: the last watcher may have left.
@@ -191,7 +257,14 @@ fn writer_loop(
                 drop(guard);
                 tracing::error!(error = %e, "store commit failed");
                 for op in batch {
-                    let _ = op.reply.send(Err(Error::Backend(e.to_string())));
+                    let each = match &e {
+                        Error::Corrupt { path, detail } => Error::Corrupt {
+                            path: path.clone(),
+                            detail: detail.clone(),
+                        },
+                        other => Error::Backend(other.to_string()),
+                    };
+                    let _ = op.reply.send(Err(each));
                 }
             }
         }
@@ -205,7 +278,10 @@ fn revision_of(key: &str, raw: &[u8]) -> Result<Revision> {
     raw.get(..8)
         .and_then(|b| b.try_into().ok())
         .map(u64::from_be_bytes)
-        .ok_or_else(|| Error::Backend(format!("record {key} is corrupt")))
+        .ok_or_else(|| Error::Corrupt {
+            path: String::new(),
+            detail: format!("record {key} is shorter than its revision"),
+        })
 }
 
 /// Apply a batch in one transaction and commit it (one fsync). Watch events
