@@ -276,8 +276,9 @@ impl Authority {
         if node.removed_at.is_some() {
             return Err(Error::NodeRemoved(node.name));
         }
+        crate::limits::check("renewal grace window", grace, crate::MAX_RENEW_GRACE, true)?;
         let now = self.now();
-        if now > cert.not_after + grace {
+        if now > crate::limits::later(cert.not_after, grace, "renewal grace window")? {
             return Err(Error::RenewalWindowPassed {
                 expired: cert.not_after,
                 grace_days: grace.whole_days(),
