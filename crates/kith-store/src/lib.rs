@@ -110,7 +110,7 @@ pub enum Error {
     /// The database file is damaged: it failed its integrity check, or the
     /// database failed while reading it. Nothing was changed by the call.
     #[error(
-        "{path} is damaged ({detail}); stop kith and restore the data directory from a backup"
+        "{path} is damaged ({detail}); stop kith and restore it from a backup of the data directory"
     )]
     Corrupt {
         /// The database file.
