@@ -149,7 +149,7 @@ async fn put_racing_rm_never_loses_a_write_nor_lists_a_missing_value() {
         written.insert(base, base_value);
         new_audit(&*store, &mut seen, name).await;
 
-        let rm_all = rng.next() % 2 == 0;
+        let rm_all = rng.next().is_multiple_of(2);
         // Several puts, started at staggered moments, so that one of them lands
         // between any two steps of the rm.
         let puts: Vec<_> = (0..PUTS)
