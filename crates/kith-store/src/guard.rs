@@ -84,3 +84,46 @@ fn payload_text(payload: &(dyn Any + Send)) -> String {
 fn short_path(file: &str) -> &str {
     file.find("redb-").map_or(file, |i| &file[i..])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_inside_becomes_corrupt_with_the_file_and_the_message() {
+        let got: Result<()> = guarded("/data/kith.redb", || panic!("entered unreachable code"));
+        match got {
+            Err(Error::Corrupt { path, detail }) => {
+                assert_eq!(path, "/data/kith.redb");
+                assert!(detail.contains("entered unreachable code"), "{detail}");
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        // The thread is usable afterwards, and no longer counts as guarded.
+        assert_eq!(DEPTH.with(Cell::get), 0);
+        assert_eq!(guarded("p", || Ok(7)).ok(), Some(7));
+    }
+
+    #[test]
+    fn a_corruption_error_gets_the_file_name() {
+        let got: Result<()> = guarded("/data/kith.redb", || {
+            Err(Error::Corrupt {
+                path: String::new(),
+                detail: "bad checksum".into(),
+            })
+        });
+        assert!(
+            matches!(&got, Err(Error::Corrupt { path, .. }) if path == "/data/kith.redb"),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn panics_outside_a_guarded_call_still_unwind() {
+        install_hook();
+        let outside = std::panic::catch_unwind(|| panic!("not the database"));
+        assert!(outside.is_err());
+        // Nothing was recorded for an error: the hook left it to the previous one.
+        assert!(LAST.with(|l| l.borrow().is_none()));
+    }
+}
