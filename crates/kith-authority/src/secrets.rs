@@ -380,7 +380,12 @@ impl Authority {
         let mut meta = meta.map(|(m, _)| m);
         // A version removed (by `rm`, or dropped by a newer write) between reading
         // the list and its value is gone, not corrupt: read the list again.
+        let mut attempts = 0;
         let (v, entry) = loop {
+            attempts += 1;
+            if attempts > 32 {
+                return Err(Error::Contended(meta_key(name)));
+            }
             let m = meta
                 .as_ref()
                 .ok_or_else(|| Error::UnknownSecret(name.to_string()))?;
