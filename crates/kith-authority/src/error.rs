@@ -231,6 +231,7 @@ impl Error {
             Self::Pki(e) => e.code(),
             Self::Store(kith_store::Error::Locked(_)) => "store-locked",
             Self::Store(kith_store::Error::Unavailable(_)) => "store-unavailable",
+            Self::Store(kith_store::Error::Corrupt { .. }) => "store-corrupt",
             Self::Store(_) => "store-error",
             Self::Contended(_) => "contended",
             Self::RateLimited { .. } => "rate-limited",

@@ -14,6 +14,7 @@ mod audit;
 mod claims;
 mod clock;
 mod error;
+mod limits;
 mod nodes;
 mod records;
 mod rekey;
@@ -36,6 +37,7 @@ use zeroize::Zeroizing;
 pub use audit::AuditLimits;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
+pub use limits::{MAX_CERT_TTL, MAX_CRL_VALIDITY, MAX_RENEW_GRACE};
 pub use nodes::{list_nodes, NodeRecord, NodeState, DEFAULT_RENEW_GRACE, MAX_CSRS, RETRY_WINDOW};
 pub use records::{
     AuditRecord, AuthorityRecord, CertRecord, ClusterRecord, CrlRecord, PendingMaster,
@@ -656,10 +658,9 @@ impl Authority {
         let authority = id.authority.as_deref().unwrap_or(DEFAULT_AUTHORITY);
         let signer = self.signer(authority)?;
         let ttl = id.ttl.unwrap_or_else(|| id.profile.default_ttl());
-        if ttl <= Duration::ZERO {
-            return Err(Error::Invalid("the lifetime must be positive".into()));
-        }
+        limits::check("certificate lifetime", ttl, MAX_CERT_TTL, false)?;
         let now = self.now();
+        limits::later(now, ttl, "certificate lifetime")?;
         let spec = LeafSpec {
             cluster: self.cluster().to_string(),
             namespace: ns,
@@ -1027,10 +1028,12 @@ impl Authority {
                 Some(e) => from_json::<CrlRecord>(&key, &e.value)?.number + 1,
                 None => 1,
             };
+            let validity = self.inner.settings.crl_validity;
+            limits::check("CRL validity", validity, MAX_CRL_VALIDITY, false)?;
             let spec = CrlSpec {
                 number,
                 this_update: now,
-                next_update: now + self.inner.settings.crl_validity,
+                next_update: limits::later(now, validity, "CRL validity")?,
                 entries,
             };
             let der = spec.sign(&signer.intermediate)?;

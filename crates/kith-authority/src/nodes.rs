@@ -341,6 +341,7 @@ impl Authority {
         if node.revoked_at.is_some() {
             return Err(Error::CertificateRevoked(cert.serial));
         }
+        crate::limits::check("renewal grace window", grace, crate::MAX_RENEW_GRACE, true)?;
         let now = self.now();
         // Only the current certificate renews; the one it replaced only
         // once, shortly after, while the current one was never presented
@@ -351,7 +352,7 @@ impl Authority {
                 node: node.name,
             });
         }
-        if now > cert.not_after + grace {
+        if now > crate::limits::later(cert.not_after, grace, "renewal grace window")? {
             return Err(Error::RenewalWindowPassed {
                 expired: cert.not_after,
                 grace_days: grace.whole_days(),

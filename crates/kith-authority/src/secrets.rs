@@ -12,6 +12,14 @@
 //!   (written with create-only / update-if-revision: the check-and-set);
 //! - `secretval/<name>/<version>`: the sealed data key and value
 //!   (create-only; readers trust only versions the `secret/` record lists).
+//!
+//! The invariant, whatever the interleaving: every version the `secret/`
+//! record lists has its value record. So a value record is deleted only by
+//! whoever removed its version from the list (by compare-and-swap), or by
+//! the writer that created it and never got it listed, and only at the
+//! revision it saw ([`Store::delete_if`]); and `secret/` itself is deleted
+//! only at the revision whose versions were removed, never over a write
+//! that landed since.
 
 use kith_store::{Revision, Store};
 use serde::{Deserialize, Serialize};
@@ -211,14 +219,14 @@ impl Authority {
                 .unwrap_or(0);
             let version = latest.max(highest_stored) + 1;
             let sealed = self.seal_secret(name, version, value)?;
-            match store
+            let value_rev = match store
                 .create(&value_key(name, version), to_json(&sealed)?)
                 .await
             {
-                Ok(_) => {}
+                Ok(rev) => rev,
                 Err(kith_store::Error::AlreadyExists { .. }) => continue, // a racing write took it
                 Err(e) => return Err(e.into()),
-            }
+            };
             let now = kith_pki::second_precision(self.now());
             let mut meta = match &current {
                 Some((m, _)) => m.clone(),
@@ -263,8 +271,12 @@ impl Authority {
                 Ok(_) => {}
                 Err(kith_store::Error::AlreadyExists { .. })
                 | Err(kith_store::Error::RevisionMismatch { .. }) => {
-                    // Another writer got there first: withdraw our value record.
-                    store.delete(&value_key(name, version)).await?;
+                    // Another writer got there first: withdraw our value record
+                    // (still unlisted, so nobody else deletes or rewrites it).
+                    match store.delete_if(&value_key(name, version), value_rev).await {
+                        Ok(()) | Err(kith_store::Error::RevisionMismatch { .. }) => {}
+                        Err(e) => return Err(e.into()),
+                    }
                     if let Some(expected) = update.if_version {
                         let now_latest = load_meta(&**store, name)
                             .await?
@@ -279,9 +291,7 @@ impl Authority {
                 }
                 Err(e) => return Err(e.into()),
             }
-            for v in dropped {
-                store.delete(&value_key(name, v)).await?;
-            }
+            remove_values(&**store, name, &dropped).await?;
             self.audit(
                 actor,
                 "secret-put",
@@ -368,19 +378,36 @@ impl Authority {
                 });
             }
         }
-        let (meta, _) = meta.ok_or_else(|| Error::UnknownSecret(name.to_string()))?;
-        let v = version.unwrap_or_else(|| meta.latest());
-        if !meta.versions.iter().any(|x| x.version == v) {
-            return Err(Error::UnknownSecretVersion {
-                name: name.to_string(),
-                version: v,
-            });
-        }
+        let mut meta = meta.map(|(m, _)| m);
+        // A version removed (by `rm`, or dropped by a newer write) between reading
+        // the list and its value is gone, not corrupt: read the list again.
+        let mut attempts = 0;
+        let (v, entry) = loop {
+            attempts += 1;
+            if attempts > 32 {
+                return Err(Error::Contended(meta_key(name)));
+            }
+            let m = meta
+                .as_ref()
+                .ok_or_else(|| Error::UnknownSecret(name.to_string()))?;
+            let v = version.unwrap_or_else(|| m.latest());
+            if !m.versions.iter().any(|x| x.version == v) {
+                return Err(Error::UnknownSecretVersion {
+                    name: name.to_string(),
+                    version: v,
+                });
+            }
+            let key = value_key(name, v);
+            if let Some(entry) = store.get(&key).await? {
+                break (v, entry);
+            }
+            let again = load_meta(&**store, name).await?.map(|(m, _)| m);
+            if again.as_ref().is_some_and(|a| a.versions == m.versions) {
+                return Err(Error::Integrity(format!("{key} is listed but missing")));
+            }
+            meta = again;
+        };
         let key = value_key(name, v);
-        let entry = store
-            .get(&key)
-            .await?
-            .ok_or_else(|| Error::Integrity(format!("{key} is listed but missing")))?;
         let rec: SecretValueRecord = from_json(&key, &entry.value)?;
         let plain = self.open_secret(name, v, rec)?;
         self.audit_repeatable(
@@ -429,32 +456,60 @@ impl Authority {
                 }
             };
             meta.versions.retain(|v| !removed.contains(&v.version));
-            // The update is the check-and-set; an emptied secret then goes.
-            let written = match store.update(&meta_key(name), to_json(&meta)?, rev).await {
-                Ok(_) if meta.versions.is_empty() => store.delete(&meta_key(name)).await,
-                Ok(_) => Ok(()),
-                Err(e) => Err(e),
+            // The check-and-set, at the revision whose versions we remove: an
+            // emptied secret goes, else the list shrinks. A write that landed
+            // since makes it fail, and we look again.
+            let written = if meta.versions.is_empty() {
+                store.delete_if(&meta_key(name), rev).await
+            } else {
+                store
+                    .update(&meta_key(name), to_json(&meta)?, rev)
+                    .await
+                    .map(|_| ())
             };
             match written {
-                Ok(_) => {}
+                Ok(()) => {}
                 Err(kith_store::Error::RevisionMismatch { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
-            for e in store.list(&value_prefix(name)).await? {
-                let v = e.key.rsplit('/').next().and_then(|v| v.parse::<u64>().ok());
-                if version.is_none() || v.is_some_and(|v| removed.contains(&v)) {
-                    store.delete(&e.key).await?;
-                }
-            }
+            // Only the values of the versions we took off the list: a value record of
+            // a write in flight is not ours to delete (that write may list it next).
+            remove_values(&**store, name, &removed).await?;
+            let listed = removed
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
             let what = match version {
                 Some(v) => format!("version {v}"),
-                None => "all versions".to_string(),
+                None => format!("all versions ({listed})"),
             };
             self.audit(actor, "secret-delete", name, &what).await?;
             return Ok(());
         }
         Err(Error::Contended(meta_key(name)))
     }
+}
+
+/// Delete the value records of `versions` of `name`, which the caller has just
+/// taken off the `secret/` list by compare-and-swap. Each is deleted at the
+/// revision read here, so a record rewritten meanwhile (a master key rotation
+/// resealing it) is read again, and nothing written by anyone else is lost.
+async fn remove_values(store: &dyn Store, name: &str, versions: &[u64]) -> Result<(), Error> {
+    for &v in versions {
+        let key = value_key(name, v);
+        for _attempt in 0..32 {
+            let Some(e) = store.get(&key).await? else {
+                break;
+            };
+            match store.delete_if(&key, e.revision).await {
+                Ok(()) => break,
+                Err(kith_store::Error::RevisionMismatch { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A sealed value outside the store, for the benchmark.

@@ -142,12 +142,7 @@ impl Authority {
         if spec.uses == 0 {
             return Err(Error::Invalid("a token needs at least one use".into()));
         }
-        if spec.ttl <= Duration::ZERO || spec.ttl > MAX_TOKEN_TTL {
-            return Err(Error::Invalid(format!(
-                "the token lifetime must be positive and at most {} days",
-                MAX_TOKEN_TTL.whole_days()
-            )));
-        }
+        crate::limits::check("token lifetime", spec.ttl, MAX_TOKEN_TTL, false)?;
         for san in &spec.allow_sans {
             san.parse::<kith_pki::San>()?;
         }
@@ -163,6 +158,7 @@ impl Authority {
             secret,
         };
         let now = self.now();
+        let expires = crate::limits::later(now, spec.ttl, "token lifetime")?;
         let record = TokenRecord {
             id: token.id.to_hex(),
             secret_sha256: hex::encode(kith_pki::sha256(token.secret.as_ref())),
@@ -175,7 +171,7 @@ impl Authority {
                 .collect(),
             authority: authority.to_string(),
             created: now,
-            expires: kith_pki::second_precision(now + spec.ttl),
+            expires: kith_pki::second_precision(expires),
             uses: spec.uses,
             uses_left: spec.uses,
             revoked_at: None,

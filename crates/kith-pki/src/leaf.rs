@@ -99,11 +99,10 @@ impl LeafSpec {
         let rsa = public_key.is_rsa();
 
         let not_before = second_precision(now - DEFAULT_BACKDATE);
-        let wanted = second_precision(now + self.ttl);
-        let (not_after, truncated) = if wanted > ca.not_after {
-            (ca.not_after, true)
-        } else {
-            (wanted, false)
+        // A lifetime past what a date can hold is past the CA's too: truncated.
+        let (not_after, truncated) = match now.checked_add(self.ttl).map(second_precision) {
+            Some(wanted) if wanted <= ca.not_after => (wanted, false),
+            _ => (ca.not_after, true),
         };
         if not_after <= now {
             return Err(Error::build("certificate", "the issuing CA has expired"));

@@ -70,9 +70,8 @@ pub(crate) fn status_of(code: &str) -> StatusCode {
         "secret-conflict" => StatusCode::CONFLICT,
         "contended" | "store-locked" | "store-unavailable" => StatusCode::SERVICE_UNAVAILABLE,
         "rate-limited" => StatusCode::TOO_MANY_REQUESTS,
-        "store-error" | "integrity-error" | "internal" | "wrong-passphrase" | "not-initialized" => {
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
+        "store-error" | "store-corrupt" | "integrity-error" | "internal" | "wrong-passphrase"
+        | "not-initialized" => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     }
 }

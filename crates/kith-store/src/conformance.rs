@@ -16,12 +16,16 @@ pub async fn run_all(store: Arc<dyn Store>) {
     update_compare_and_swap(&*store).await;
     revisions_increase(&*store).await;
     delete_semantics(&*store).await;
+    delete_if_revision(&*store).await;
     list_by_prefix(&*store).await;
     binary_and_large_values(&*store).await;
     invalid_keys_refused(&*store).await;
     watch_sees_changes(&*store).await;
     concurrent_create_one_winner(store.clone()).await;
     concurrent_cas_counter_exact(store.clone()).await;
+    update_racing_delete_if(store.clone()).await;
+    create_racing_create_rounds(store.clone()).await;
+    create_racing_delete_if(store.clone()).await;
 }
 
 async fn get_missing(s: &dyn Store) {
@@ -121,6 +125,50 @@ async fn delete_semantics(s: &dyn Store) {
     s.create("conf-del/a", vec![2])
         .await
         .expect("create after delete");
+}
+
+async fn delete_if_revision(s: &dyn Store) {
+    let r1 = s.create("conf-delif/a", vec![1]).await.expect("create");
+    let r2 = s.update("conf-delif/a", vec![2], r1).await.expect("update");
+    match s.delete_if("conf-delif/a", r1).await {
+        Err(Error::RevisionMismatch {
+            expected, current, ..
+        }) => assert_eq!(
+            (expected, current),
+            (r1, Some(r2)),
+            "delete_if_revision: a stale revision"
+        ),
+        other => panic!("delete_if_revision: expected RevisionMismatch, got {other:?}"),
+    }
+    assert_eq!(
+        s.get("conf-delif/a")
+            .await
+            .expect("get")
+            .expect("a failed delete_if leaves the key")
+            .value,
+        [2]
+    );
+    s.delete_if("conf-delif/a", r2)
+        .await
+        .expect("delete_if at the current revision");
+    assert_eq!(
+        s.get("conf-delif/a").await.expect("get"),
+        None,
+        "delete_if_revision: deleted"
+    );
+    match s.delete_if("conf-delif/a", r2).await {
+        Err(Error::RevisionMismatch { current: None, .. }) => {}
+        other => panic!("delete_if_revision: an absent key must mismatch, got {other:?}"),
+    }
+    let r3 = s.create("conf-delif/a", vec![3]).await.expect("re-create");
+    assert!(r3 > r2, "delete_if_revision: revisions keep growing");
+    match s.delete_if("conf-delif/a", r2).await {
+        Err(Error::RevisionMismatch { .. }) => {}
+        other => {
+            panic!("delete_if_revision: a re-created key is not the deleted one, got {other:?}")
+        }
+    }
+    assert!(s.get("conf-delif/a").await.expect("get").is_some());
 }
 
 async fn list_by_prefix(s: &dyn Store) {
@@ -281,4 +329,97 @@ async fn concurrent_cas_counter_exact(s: Arc<dyn Store>) {
         (workers * per_worker) as u64,
         "concurrent_cas_counter_exact: no increment lost or doubled"
     );
+}
+
+/// An update and a delete, both conditional on the same revision, race:
+/// exactly one wins, and the store shows the winner's outcome.
+async fn update_racing_delete_if(s: Arc<dyn Store>) {
+    for round in 0..50u32 {
+        let key = format!("conf-upd-del/{round}");
+        let r = s.create(&key, vec![0]).await.expect("create");
+        let update = {
+            let (s, key) = (s.clone(), key.clone());
+            tokio::spawn(async move { s.update(&key, vec![1], r).await })
+        };
+        let delete = {
+            let (s, key) = (s.clone(), key.clone());
+            tokio::spawn(async move { s.delete_if(&key, r).await })
+        };
+        let update = update.await.expect("task");
+        let delete = delete.await.expect("task");
+        let now = s.get(&key).await.expect("get");
+        match (&update, &delete) {
+            (Ok(rev), Err(Error::RevisionMismatch { .. })) => {
+                let e = now.expect("update_racing_delete_if: the update won, the key stays");
+                assert_eq!((e.value.as_slice(), e.revision), (&[1u8][..], *rev));
+            }
+            (Err(Error::RevisionMismatch { .. }), Ok(())) => {
+                assert_eq!(now, None, "update_racing_delete_if: the delete won");
+            }
+            other => panic!("update_racing_delete_if: exactly one must win, got {other:?}"),
+        }
+    }
+}
+
+/// Two creates of one key, many times over: exactly one wins each time and
+/// its value is the one stored.
+async fn create_racing_create_rounds(s: Arc<dyn Store>) {
+    for round in 0..50u32 {
+        let key = format!("conf-create-race/{round}");
+        let tasks: Vec<_> = (0..2u8)
+            .map(|i| {
+                let (s, key) = (s.clone(), key.clone());
+                tokio::spawn(async move { (i, s.create(&key, vec![i]).await) })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for t in tasks {
+            match t.await.expect("task") {
+                (i, Ok(rev)) => winners.push((i, rev)),
+                (_, Err(Error::AlreadyExists { .. })) => {}
+                (_, Err(e)) => panic!("create_racing_create_rounds: {e}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "create_racing_create_rounds: one winner");
+        let e = s.get(&key).await.expect("get").expect("present");
+        assert_eq!(
+            (e.value, e.revision),
+            (vec![winners[0].0], winners[0].1),
+            "create_racing_create_rounds: the winner's value is stored"
+        );
+    }
+}
+
+/// A create racing a conditional delete of the key's current value: the
+/// create either finds the key (and changes nothing) or lands after the
+/// delete; a delete never removes the value of a create it did not see.
+async fn create_racing_delete_if(s: Arc<dyn Store>) {
+    for round in 0..50u32 {
+        let key = format!("conf-create-del/{round}");
+        let r = s.create(&key, vec![0]).await.expect("create");
+        let create = {
+            let (s, key) = (s.clone(), key.clone());
+            tokio::spawn(async move { s.create(&key, vec![1]).await })
+        };
+        let delete = {
+            let (s, key) = (s.clone(), key.clone());
+            tokio::spawn(async move { s.delete_if(&key, r).await })
+        };
+        let create = create.await.expect("task");
+        delete
+            .await
+            .expect("task")
+            .expect("create_racing_delete_if: the delete is at the current revision");
+        let now = s.get(&key).await.expect("get");
+        match create {
+            Ok(rev) => {
+                let e = now.expect("create_racing_delete_if: a successful create stays");
+                assert_eq!((e.value.as_slice(), e.revision), (&[1u8][..], rev));
+            }
+            Err(Error::AlreadyExists { .. }) => {
+                assert_eq!(now, None, "create_racing_delete_if: nothing left");
+            }
+            Err(e) => panic!("create_racing_delete_if: {e}"),
+        }
+    }
 }

@@ -12,6 +12,7 @@
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
+mod guard;
 mod redb_store;
 
 #[cfg(feature = "conformance")]
@@ -111,6 +112,17 @@ pub enum Error {
     /// is gone: retry later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The database file is damaged: it failed its integrity check, or the
+    /// database failed while reading it. Nothing was changed by the call.
+    #[error(
+        "{path} is damaged ({detail}); stop kith and restore it from a backup of the data directory"
+    )]
+    Corrupt {
+        /// The database file.
+        path: String,
+        /// What was found.
+        detail: String,
+    },
 }
 
 /// A convenience alias.
@@ -132,6 +144,11 @@ pub trait Store: Send + Sync + 'static {
     async fn update(&self, key: &str, value: Vec<u8>, revision: Revision) -> Result<Revision>;
     /// Delete `key`; deleting an absent key is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
+    /// Delete `key` only if its revision is still `revision`;
+    /// [`Error::RevisionMismatch`] otherwise (also when the key is gone).
+    /// A delete that races a write must use this, or it may remove what the
+    /// other writer just stored.
+    async fn delete_if(&self, key: &str, revision: Revision) -> Result<()>;
     /// Every entry whose key starts with `prefix`, in key order.
     async fn list(&self, prefix: &str) -> Result<Vec<Entry>>;
     /// Changes under `prefix` committed after this call returns. Subscribe

@@ -9,6 +9,7 @@ use futures::stream::{BoxStream, StreamExt};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{broadcast, oneshot};
 
+use crate::guard::guarded;
 use crate::{validate_key, validate_prefix, Entry, Error, Result, Revision, Store, WatchEvent};
 
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
@@ -61,11 +62,14 @@ enum OpKind {
     Create,
     Update(Revision),
     Delete,
+    DeleteIf(Revision),
 }
 
 /// What the writer thread and the readers share.
 struct Shared {
     path: PathBuf,
+    /// The file, as shown in errors.
+    shown: Arc<str>,
     /// `None` while the database is closed for recovery.
     db: RwLock<Option<Arc<Database>>>,
     /// Why writes fail, while they do.
@@ -184,21 +188,14 @@ struct Op {
 
 impl RedbStore {
     /// Open (creating if needed) the database file at `path`. Fails with
-    /// [`Error::Locked`] if another process has it open.
+    /// [`Error::Locked`] if another process has it open, and with
+    /// [`Error::Corrupt`] if the file fails its integrity check.
     pub fn open(path: &Path) -> Result<Self> {
-        let db = Database::create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked(path.display().to_string()),
-            other => Error::Backend(format!("cannot open {}: {other}", path.display())),
-        })?;
-        // Create the tables so that readers never see them missing.
-        let txn = db.begin_write().map_err(backend)?;
-        {
-            txn.open_table(KV).map_err(backend)?;
-            txn.open_table(META).map_err(backend)?;
-        }
-        txn.commit().map_err(backend)?;
+        let shown: Arc<str> = path.display().to_string().into();
+        let db = guarded(&shown, || open_checked(path))?;
         let shared = Arc::new(Shared {
             path: path.to_path_buf(),
+            shown,
             db: RwLock::new(Some(Arc::new(db))),
             failure: Mutex::new(None),
         });
@@ -255,11 +252,12 @@ impl RedbStore {
         // runtime run it in place (tokio moves this worker's other tasks
         // away meanwhile) instead of paying two thread hand-offs for it.
         let db = self.shared.db()?;
+        let shown = self.shared.shown.clone();
         let result = match tokio::runtime::Handle::try_current() {
             Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(|| f(&db))
+                tokio::task::block_in_place(|| guarded(&shown, || f(&db)))
             }
-            _ => tokio::task::spawn_blocking(move || f(&db))
+            _ => tokio::task::spawn_blocking(move || guarded(&shown, || f(&db)))
                 .await
                 .map_err(|e| Error::Backend(format!("read task failed: {e}")))?,
         };
@@ -284,11 +282,27 @@ impl Drop for RedbStore {
     }
 }
 
-/// Sort a redb error: I/O failures (a full disk above all) make the store
-/// [`Error::Unavailable`] until it recovers; the rest (corruption, bugs)
-/// are [`Error::Backend`].
+/// Sort a redb error: corruption is [`Error::Corrupt`] (its path is filled
+/// in by [`guarded`]); I/O failures (a full disk above all) make the store
+/// [`Error::Unavailable`] until it recovers; the rest are [`Error::Backend`].
 fn backend(e: impl Into<redb::Error>) -> Error {
     match e.into() {
+        redb::Error::Corrupted(detail) => Error::Corrupt {
+            path: String::new(),
+            detail,
+        },
+        // Not a database at all, or lengths in it that point past its end.
+        redb::Error::Io(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            Error::Corrupt {
+                path: String::new(),
+                detail: io.to_string(),
+            }
+        }
         redb::Error::Io(io) => Error::Unavailable(match io.kind() {
             std::io::ErrorKind::StorageFull => format!("the disk is full ({io})"),
             std::io::ErrorKind::QuotaExceeded => format!("the disk quota is exhausted ({io})"),
@@ -299,6 +313,49 @@ fn backend(e: impl Into<redb::Error>) -> Error {
         }
         other => Error::Backend(other.to_string()),
     }
+}
+
+/// Open the file, recovering it if kith stopped without closing it, then
+/// verify every page (redb's checksums): a damaged file is refused here
+/// rather than failing, or panicking, on the first read that meets it.
+fn open_checked(path: &Path) -> Result<Database> {
+    let mut db = Database::builder()
+        .set_repair_callback(|session| {
+            // Called as the repair progresses: say it once.
+            if session.progress() == 0.0 {
+                tracing::warn!("the database was not closed cleanly; recovering its last commit");
+            }
+        })
+        .create(path)
+        .map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked(path.display().to_string()),
+            other => match backend(other) {
+                Error::Backend(m) => Error::Backend(format!("cannot open {}: {m}", path.display())),
+                e => e,
+            },
+        })?;
+    match db.check_integrity().map_err(backend)? {
+        true => {}
+        // redb found a damaged commit and rolled the file back to the last
+        // intact one: acknowledged writes may be gone, so say so once, loudly.
+        false => {
+            return Err(Error::Corrupt {
+                path: String::new(),
+                detail: "it failed its integrity check and the database rolled it back to its \
+                         last intact commit, so the latest writes (revocations, certificates, \
+                         token uses) may be missing; compare it with a backup before using it"
+                    .into(),
+            })
+        }
+    }
+    // Create the tables so that readers never see them missing.
+    let txn = db.begin_write().map_err(backend)?;
+    {
+        txn.open_table(KV).map_err(backend)?;
+        txn.open_table(META).map_err(backend)?;
+    }
+    txn.commit().map_err(backend)?;
+    Ok(db)
 }
 
 fn encode(revision: Revision, value: &[u8]) -> Vec<u8> {
@@ -357,9 +414,10 @@ fn writer_loop(
             continue;
         }
         let guard = publishing.lock().unwrap_or_else(|p| p.into_inner());
-        let applied = shared
-            .db()
-            .and_then(|db| apply(&db, &mut batch, events.receiver_count() > 0));
+        let watching = events.receiver_count() > 0;
+        let applied = guarded(&shared.shown, || {
+            shared.db().and_then(|db| apply(&db, &mut batch, watching))
+        });
         match applied {
             Ok((outcomes, published)) => {
                 for ev in published {
@@ -375,6 +433,10 @@ fn writer_loop(
                 drop(guard);
                 tracing::error!(error = %e, "store commit failed");
                 let unavailable = matches!(e, Error::Unavailable(_));
+                let corrupt = match &e {
+                    Error::Corrupt { path, detail } => Some((path.clone(), detail.clone())),
+                    _ => None,
+                };
                 let text = match e {
                     Error::Unavailable(w) | Error::Backend(w) => w,
                     other => other.to_string(),
@@ -387,11 +449,15 @@ fn writer_loop(
                     last_try = Instant::now();
                 }
                 for op in batch {
-                    let _ = op.reply.send(Err(if unavailable {
-                        Error::Unavailable(text.clone())
-                    } else {
-                        Error::Backend(text.clone())
-                    }));
+                    let each = match &corrupt {
+                        Some((path, detail)) => Error::Corrupt {
+                            path: path.clone(),
+                            detail: detail.clone(),
+                        },
+                        None if unavailable => Error::Unavailable(text.clone()),
+                        None => Error::Backend(text.clone()),
+                    };
+                    let _ = op.reply.send(Err(each));
                 }
             }
         }
@@ -405,7 +471,10 @@ fn revision_of(key: &str, raw: &[u8]) -> Result<Revision> {
     raw.get(..8)
         .and_then(|b| b.try_into().ok())
         .map(u64::from_be_bytes)
-        .ok_or_else(|| Error::Backend(format!("record {key} is corrupt")))
+        .ok_or_else(|| Error::Corrupt {
+            path: String::new(),
+            detail: format!("record {key} is shorter than its revision"),
+        })
 }
 
 /// Apply a batch in one transaction and commit it (one fsync). Watch events
@@ -424,7 +493,7 @@ fn apply(db: &Database, batch: &mut [Op], watching: bool) -> Result<Applied> {
             .unwrap_or(0);
         for op in batch.iter_mut() {
             let key = op.key.as_str();
-            if let OpKind::Update(expected) = op.kind {
+            if let OpKind::Update(expected) | OpKind::DeleteIf(expected) = op.kind {
                 let current = kv
                     .get(key)
                     .map_err(backend)?
@@ -439,7 +508,7 @@ fn apply(db: &Database, batch: &mut [Op], watching: bool) -> Result<Applied> {
                     continue;
                 }
             }
-            if let OpKind::Delete = op.kind {
+            if let OpKind::Delete | OpKind::DeleteIf(_) = op.kind {
                 // Deleting an absent key changes nothing: no revision, no event.
                 if kv.remove(key).map_err(backend)?.is_some() {
                     revision += 1;
@@ -511,6 +580,12 @@ impl Store for RedbStore {
 
     async fn delete(&self, key: &str) -> Result<()> {
         self.write(OpKind::Delete, key, Vec::new())
+            .await
+            .map(|_| ())
+    }
+
+    async fn delete_if(&self, key: &str, revision: Revision) -> Result<()> {
+        self.write(OpKind::DeleteIf(revision), key, Vec::new())
             .await
             .map(|_| ())
     }

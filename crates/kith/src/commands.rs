@@ -19,7 +19,7 @@ use serde_json::json;
 use time::{Duration, OffsetDateTime};
 
 use crate::output::{print_json, CliError};
-use crate::util::{self, parse_duration, relative, rfc3339};
+use crate::util::{self, relative, rfc3339};
 
 fn key_type_parser(s: &str) -> Result<KeyType, String> {
     s.parse().map_err(|e: kith_pki::Error| e.to_string())
@@ -449,7 +449,7 @@ pub(crate) struct IssueArgs {
     #[arg(long, default_value = ".", value_name = "DIR")]
     out: PathBuf,
     /// Lifetime, e.g. 90d, 12h (default: the profile's, 90 days).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = util::parse_cert_ttl)]
     ttl: Option<Duration>,
     /// Key type of the node keys.
     #[arg(long, default_value = "p256", value_parser = key_type_parser)]
@@ -642,7 +642,7 @@ pub(crate) struct SignArgs {
     #[arg(long, default_value = "peer", value_parser = profile_parser)]
     profile: Profile,
     /// Lifetime, e.g. 90d.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = util::parse_cert_ttl)]
     ttl: Option<Duration>,
     /// Authority to issue from.
     #[arg(long, default_value = DEFAULT_AUTHORITY)]
@@ -1043,7 +1043,7 @@ pub(crate) struct RevokeArgs {
     reason: RevocationReason,
     /// CRL validity for the CRL published after the revocation, e.g. 7d
     /// (offline only: a server uses its own).
-    #[arg(long, value_parser = parse_duration, default_value = "7d")]
+    #[arg(long, value_parser = util::parse_crl_validity, default_value = "7d")]
     crl_validity: Duration,
     #[command(flatten)]
     pass: PassphraseArg,
@@ -1151,7 +1151,7 @@ pub(crate) struct CrlArgs {
     #[arg(long)]
     pem: bool,
     /// Validity of a newly signed CRL (nextUpdate − thisUpdate), e.g. 7d.
-    #[arg(long, value_parser = parse_duration, default_value = "7d")]
+    #[arg(long, value_parser = util::parse_crl_validity, default_value = "7d")]
     validity: Duration,
     /// Sign a new CRL even if the stored one is still fresh.
     #[arg(long)]

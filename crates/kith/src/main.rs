@@ -2,6 +2,7 @@
 //! work is done by kith-authority (CA engine), kith-pki and kith-nodedir.
 
 mod commands;
+mod duration;
 mod online;
 mod output;
 mod secret_cmds;
@@ -157,7 +158,20 @@ struct JsonFlag {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A value our own parsers refused (a duration too long, a bad key
+        // type) is an invalid argument like any other: `error[code]`, exit 1.
+        Err(e) if e.kind() == clap::error::ErrorKind::ValueValidation => {
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or_default();
+            let message = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("error[invalid-argument]: {message}");
+            return ExitCode::FAILURE;
+        }
+        // Help, version and usage errors: clap's own text and status.
+        Err(e) => e.exit(),
+    };
     // Long-running commands say what they do; one-shot commands only warn.
     let default_level = match cli.command {
         Command::Serve(_) | Command::Agent(_) => "info",

@@ -58,7 +58,7 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     dev: bool,
     /// How long after expiry a certificate may still renew (proving its old key).
-    #[arg(long, value_parser = parse_duration, default_value = "7d")]
+    #[arg(long, value_parser = util::parse_renew_grace, default_value = "7d")]
     renew_grace: Duration,
     /// Largest secret value accepted: bytes, or with K/M (KiB/MiB), e.g. 1M.
     #[arg(long, value_parser = parse_size, default_value = "1M")]
@@ -356,7 +356,7 @@ pub(crate) struct TokenCreateArgs {
     #[arg(long)]
     name: Option<String>,
     /// Lifetime, e.g. 1h, 30m, 2d (at most 30d).
-    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    #[arg(long, value_parser = util::parse_token_ttl, default_value = "1h")]
     ttl: Duration,
     /// How many joins it allows.
     #[arg(long, default_value_t = 1)]

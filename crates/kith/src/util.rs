@@ -177,25 +177,31 @@ pub(crate) fn generate_passphrase() -> Result<Zeroizing<String>, CliError> {
     Ok(out)
 }
 
-/// Parse `90d`, `12h`, `30m`, `45s`, `2w`.
+pub(crate) use crate::duration::{parse_duration_at_most, MAX_DURATION};
+
+/// Parse `90d`, `12h`, `30m`, `45s`, `2w`: positive, at most [`MAX_DURATION`].
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = num
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a number and a unit, like 90d or 12h"))?;
-    let d = match unit {
-        "s" => Duration::seconds(n),
-        "m" => Duration::minutes(n),
-        "h" => Duration::hours(n),
-        "d" => Duration::days(n),
-        "w" => Duration::weeks(n),
-        _ => return Err(format!("{s:?}: unit must be s, m, h, d or w")),
-    };
-    if d <= Duration::ZERO {
-        return Err(format!("{s:?}: must be positive"));
-    }
-    Ok(d)
+    parse_duration_at_most(s, MAX_DURATION)
+}
+
+/// `--ttl` of a join token: at most [`kith_authority::MAX_TOKEN_TTL`].
+pub(crate) fn parse_token_ttl(s: &str) -> Result<Duration, String> {
+    parse_duration_at_most(s, kith_authority::MAX_TOKEN_TTL)
+}
+
+/// `--ttl` of a certificate: at most [`kith_authority::MAX_CERT_TTL`].
+pub(crate) fn parse_cert_ttl(s: &str) -> Result<Duration, String> {
+    parse_duration_at_most(s, kith_authority::MAX_CERT_TTL)
+}
+
+/// `--renew-grace`: at most [`kith_authority::MAX_RENEW_GRACE`].
+pub(crate) fn parse_renew_grace(s: &str) -> Result<Duration, String> {
+    parse_duration_at_most(s, kith_authority::MAX_RENEW_GRACE)
+}
+
+/// A CRL's validity: at most [`kith_authority::MAX_CRL_VALIDITY`].
+pub(crate) fn parse_crl_validity(s: &str) -> Result<Duration, String> {
+    parse_duration_at_most(s, kith_authority::MAX_CRL_VALIDITY)
 }
 
 pub(crate) fn rfc3339(t: OffsetDateTime) -> String {

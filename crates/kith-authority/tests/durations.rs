@@ -1,0 +1,137 @@
+//! Huge durations from library callers (issue 9 §6): certificate lifetime,
+//! token lifetime and CRL validity each have a documented maximum, and
+//! anything beyond (up to `Duration::MAX`) is `invalid-argument` with the
+//! limit in its message, never an overflow panic, never a change to the store.
+
+use std::sync::Arc;
+
+use kith_authority::{
+    Authority, Identity, InitOptions, IssueRequest, KdfParams, ManualClock, Settings, TokenSpec,
+    MAX_CERT_TTL, MAX_CRL_VALIDITY, MAX_TOKEN_TTL,
+};
+use kith_pki::{KeyType, PrivateKey, Profile};
+use kith_store::{RedbStore, Store};
+use time::{Duration, OffsetDateTime};
+
+const PASS: &[u8] = b"a passphrase for tests";
+
+async fn authority(dir: &tempfile::TempDir, settings: Settings) -> Authority {
+    let store: Arc<dyn Store> =
+        Arc::new(RedbStore::open(&dir.path().join("kith.redb")).expect("open the store"));
+    Authority::init(
+        store,
+        Arc::new(ManualClock::new(OffsetDateTime::now_utc())),
+        InitOptions {
+            cluster: "limits.example".into(),
+            key_type: KeyType::P256,
+            kdf: KdfParams::MINIMUM,
+        },
+        PASS,
+        settings,
+    )
+    .await
+    .expect("init")
+}
+
+async fn snapshot(a: &Authority) -> Vec<(String, u64)> {
+    a.store()
+        .list("")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|e| (e.key, e.revision))
+        .collect()
+}
+
+/// Beyond the maximum, far beyond it, at the edges of what `Duration` holds, and not positive.
+fn absurd(max: Duration) -> [Duration; 6] {
+    [
+        max + Duration::SECOND,
+        Duration::days(100_000_000),
+        Duration::MAX,
+        Duration::MIN,
+        Duration::ZERO,
+        -Duration::SECOND,
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_lifetimes_are_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = authority(&dir, Settings::default()).await;
+    let key = PrivateKey::generate(KeyType::P256).expect("key");
+    let request = |ttl| IssueRequest {
+        identity: Identity {
+            node: "n1".into(),
+            role: "worker".into(),
+            profile: Profile::Peer,
+            authority: None,
+            ttl: Some(ttl),
+        },
+        public_key: key.public_key(),
+        extra_sans: Vec::new(),
+    };
+    for ttl in absurd(MAX_CERT_TTL) {
+        let before = snapshot(&a).await;
+        let e = a
+            .issue(request(ttl))
+            .await
+            .expect_err("an absurd lifetime is refused");
+        assert_eq!(e.code(), "invalid-argument", "ttl {ttl}: {e}");
+        assert!(e.to_string().contains("1825 days"), "{e}");
+        assert_eq!(before, snapshot(&a).await, "ttl {ttl}: the store changed");
+    }
+    a.issue(request(MAX_CERT_TTL))
+        .await
+        .expect("the longest allowed lifetime issues");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_lifetimes_are_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = authority(&dir, Settings::default()).await;
+    let spec = |ttl| TokenSpec {
+        role: "worker".into(),
+        node: None,
+        ttl,
+        uses: 1,
+        allow_sans: Vec::new(),
+        authority: None,
+    };
+    for ttl in absurd(MAX_TOKEN_TTL) {
+        let before = snapshot(&a).await;
+        let e = a
+            .create_token(spec(ttl), "test")
+            .await
+            .expect_err("an absurd lifetime is refused");
+        assert_eq!(e.code(), "invalid-argument", "ttl {ttl}: {e}");
+        assert!(e.to_string().contains("30 days"), "{e}");
+        assert_eq!(before, snapshot(&a).await, "ttl {ttl}: the store changed");
+    }
+    a.create_token(spec(MAX_TOKEN_TTL), "test")
+        .await
+        .expect("the longest allowed lifetime");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crl_validity_is_bounded() {
+    for validity in absurd(MAX_CRL_VALIDITY) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = authority(
+            &dir,
+            Settings {
+                crl_validity: validity,
+                ..Settings::default()
+            },
+        )
+        .await;
+        let before = snapshot(&a).await;
+        let e = a
+            .regenerate_crl("cluster")
+            .await
+            .expect_err("an absurd CRL validity is refused");
+        assert_eq!(e.code(), "invalid-argument", "validity {validity}: {e}");
+        assert!(e.to_string().contains("365 days"), "{e}");
+        assert_eq!(before, snapshot(&a).await, "the store changed");
+    }
+}
