@@ -34,6 +34,12 @@ impl Rng {
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
+    // Private like the original (kith refuses a data directory others can read).
+    std::fs::set_permissions(
+        to,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700),
+    )
+    .expect("chmod 700");
     for e in std::fs::read_dir(from).expect("read_dir") {
         let e = e.expect("entry");
         let target = to.join(e.file_name());
