@@ -14,6 +14,7 @@ mod audit;
 mod claims;
 mod clock;
 mod error;
+mod keyring;
 mod limits;
 mod nodes;
 mod records;
@@ -28,7 +29,7 @@ use std::sync::Arc;
 use futures::future::join_all;
 use kith_pki::{
     parse_csr, CaKind, CaSpec, CrlSpec, CsrPolicy, KeyType, LeafSpec, Namespace, PrivateKey,
-    Profile, PublicKey, RevocationReason, RevokedEntry, San, Serial, SigningCa,
+    Profile, PublicKey, RevocationReason, RevokedEntry, San, Serial,
 };
 use kith_store::Store;
 use time::{Duration, OffsetDateTime};
@@ -51,6 +52,7 @@ pub use secrets::{
 pub use tokens::{list_tokens, TokenRecord, TokenSpec, DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL};
 pub use vault::{KdfParams, SecretBytes};
 
+use keyring::{Keyring, Signer};
 use records::{from_json, to_json, NodeCertIndex};
 use vault::SealKey;
 
@@ -285,19 +287,18 @@ async fn load_cluster(store: &dyn Store) -> Result<ClusterRecord, Error> {
     from_json(records::CLUSTER_KEY, &e.value)
 }
 
-struct Signer {
-    record: AuthorityRecord,
-    intermediate: SigningCa,
-}
-
 struct Inner {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    cluster: ClusterRecord,
-    master: SealKey,
-    /// The next master key while a rotation is unfinished.
-    pending: Option<(u32, SealKey)>,
-    signers: std::sync::RwLock<BTreeMap<String, Arc<Signer>>>,
+    /// The cluster's name: fixed at `init`.
+    cluster_name: String,
+    /// The passphrase-derived key, to unwrap master keys another process
+    /// rotates in (replaced by a passphrase change made here).
+    kek: std::sync::Mutex<Option<SealKey>>,
+    /// Everything unlocked, rebuilt when the store says it changed.
+    keyring: std::sync::RwLock<Arc<Keyring>>,
+    /// One keyring rebuild at a time.
+    refreshing: tokio::sync::Mutex<()>,
     /// Refusals per identity, so that they cannot flood the audit trail.
     refusals: audit::RefusalLimiter,
     settings: Settings,
@@ -312,7 +313,7 @@ pub struct Authority {
 impl std::fmt::Debug for Authority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authority")
-            .field("cluster", &self.inner.cluster.cluster)
+            .field("cluster", &self.inner.cluster_name)
             .finish_non_exhaustive()
     }
 }
@@ -374,21 +375,23 @@ impl Authority {
             }
             Err(e) => return Err(e.into()),
         }
-        let authority = Self {
-            inner: Arc::new(Inner {
-                store,
-                clock,
+        let authority = Self::assemble(
+            store,
+            clock,
+            Keyring {
+                generation: 0,
                 cluster,
-                master,
+                master: Arc::new(master),
                 pending: None,
-                signers: Default::default(),
-                refusals: audit::RefusalLimiter::new(settings.audit_limits.clone()),
-                settings,
-            }),
-        };
+                signers: BTreeMap::new(),
+            },
+            kek,
+            settings,
+        );
         authority
             .add_authority(DEFAULT_AUTHORITY, opts.key_type)
             .await?;
+        authority.spawn_keyring_watch();
         authority
             .audit(
                 LOCAL_OPERATOR,
@@ -423,31 +426,60 @@ impl Authority {
             .ok_or(Error::WrongPassphrase)?;
         let master = key_from(&raw)?;
         let pending = match &cluster.pending_master {
-            Some(p) => Some((p.version, unwrap_pending(&kek, &cluster.cluster, p)?)),
+            Some(p) => Some((
+                p.version,
+                Arc::new(unwrap_pending(&kek, &cluster.cluster, p)?),
+            )),
             None => None,
         };
-        let authority = Self {
+        let authority = Self::assemble(
+            store,
+            clock,
+            Keyring {
+                generation: 0,
+                cluster,
+                master: Arc::new(master),
+                pending,
+                signers: BTreeMap::new(),
+            },
+            kek,
+            settings,
+        );
+        authority.refresh_keyring().await?;
+        authority.spawn_keyring_watch();
+        Ok(authority)
+    }
+
+    fn assemble(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        ring: Keyring,
+        kek: SealKey,
+        settings: Settings,
+    ) -> Self {
+        Self {
             inner: Arc::new(Inner {
                 store,
                 clock,
-                cluster,
-                master,
-                pending,
-                signers: Default::default(),
+                cluster_name: ring.cluster.cluster.clone(),
+                kek: std::sync::Mutex::new(Some(kek)),
+                keyring: std::sync::RwLock::new(Arc::new(ring)),
+                refreshing: tokio::sync::Mutex::new(()),
                 refusals: audit::RefusalLimiter::new(settings.audit_limits.clone()),
                 settings,
             }),
-        };
-        for e in authority.inner.store.list("authority/").await? {
-            let record: AuthorityRecord = from_json(&e.key, &e.value)?;
-            authority.load_signer(record)?;
         }
-        Ok(authority)
+    }
+
+    /// Counts keyring changes (an authority added, the master key rotated):
+    /// for callers that cache what they derive from [`Authority::roots`].
+    pub fn keyring_generation(&self) -> u64 {
+        self.keyring().generation
     }
 
     /// The cluster name.
     pub fn cluster(&self) -> &str {
-        &self.inner.cluster.cluster
+        &self.inner.cluster_name
     }
 
     /// The store this authority writes to.
@@ -466,73 +498,27 @@ impl Authority {
     }
 
     fn inner_master_version(&self) -> u32 {
-        self.inner.cluster.master_version
+        self.keyring().cluster.master_version
     }
 
     /// The master key of `version`: the current one, or the pending one of
     /// an unfinished rotation.
-    fn master_for(&self, version: u32) -> Result<&SealKey, Error> {
-        if version == self.inner.cluster.master_version {
-            return Ok(&self.inner.master);
-        }
-        match &self.inner.pending {
-            Some((v, k)) if *v == version => Ok(k),
-            _ => Err(Error::Integrity(format!(
-                "a record is sealed by master key version {version}, which this cluster does not hold"
-            ))),
-        }
+    fn master_for(&self, version: u32) -> Result<Arc<SealKey>, Error> {
+        self.keyring().master_for(version)
     }
 
     fn open_ca_key(&self, record: &AuthorityRecord, kind: CaKind) -> Result<PrivateKey, Error> {
-        let sealed = match kind {
-            CaKind::Root => &record.root_key,
-            CaKind::Intermediate => &record.intermediate_key,
-        };
-        let aad = ca_key_aad(self.cluster(), &record.name, kind, record.key_version);
-        let der = self
-            .master_for(record.master_version)?
-            .open(&aad, sealed)
-            .ok_or_else(|| {
-                Error::Integrity(format!(
-                "the {} key of authority {:?} does not decrypt: the record was altered or moved",
-                kind.as_str(),
-                record.name
-            ))
-            })?;
-        Ok(PrivateKey::from_pkcs8_der(record.key_type, &der)?)
-    }
-
-    fn load_signer(&self, record: AuthorityRecord) -> Result<Arc<Signer>, Error> {
-        let key = self.open_ca_key(&record, CaKind::Intermediate)?;
-        let intermediate = SigningCa::new(record.intermediate_cert.clone(), key)?;
-        let signer = Arc::new(Signer {
-            record,
-            intermediate,
-        });
-        self.inner
-            .signers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(signer.record.name.clone(), signer.clone());
-        Ok(signer)
+        open_ca_key_with(&self.keyring(), self.cluster(), record, kind)
     }
 
     fn signer(&self, name: &str) -> Result<Arc<Signer>, Error> {
-        self.inner
-            .signers
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .cloned()
-            .ok_or_else(|| Error::UnknownAuthority(name.to_string()))
+        self.keyring().signer(name)
     }
 
     /// Every authority's root, DER, in name order: the trust bundle.
     pub fn roots(&self) -> Vec<Vec<u8>> {
-        self.inner
+        self.keyring()
             .signers
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
             .values()
             .map(|s| s.record.root_cert.clone())
             .collect()
@@ -540,13 +526,7 @@ impl Authority {
 
     /// Names of the authorities.
     pub fn authority_names(&self) -> Vec<String> {
-        self.inner
-            .signers
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect()
+        self.keyring().signers.keys().cloned().collect()
     }
 
     /// Root certificate (DER) of `authority`.
@@ -596,21 +576,22 @@ impl Authority {
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
         let key_version = 1;
+        let (master_version, master) = self.keyring().sealing();
         let record = AuthorityRecord {
             version: 1,
             name: name.to_string(),
             key_type,
-            root_key: self.inner.master.seal(
+            root_key: master.seal(
                 &ca_key_aad(self.cluster(), name, CaKind::Root, key_version),
                 &root.1,
             )?,
             root_cert: root.0,
-            intermediate_key: self.inner.master.seal(
+            intermediate_key: master.seal(
                 &ca_key_aad(self.cluster(), name, CaKind::Intermediate, key_version),
                 &intermediate.1,
             )?,
             intermediate_cert: intermediate.0,
-            master_version: self.inner.cluster.master_version,
+            master_version,
             key_version,
             created: now,
         };
@@ -626,7 +607,8 @@ impl Authority {
             }
             Err(e) => return Err(e.into()),
         }
-        self.load_signer(record)?;
+        drop(record);
+        self.refresh_keyring().await?;
         if name != DEFAULT_AUTHORITY {
             self.audit(
                 LOCAL_OPERATOR,
@@ -1109,6 +1091,31 @@ impl Authority {
 }
 
 /// The next master key of an unfinished rotation, unwrapped with the KEK.
+/// Open a CA key of `record` with the master keys of `ring`.
+pub(crate) fn open_ca_key_with(
+    ring: &Keyring,
+    cluster: &str,
+    record: &AuthorityRecord,
+    kind: CaKind,
+) -> Result<PrivateKey, Error> {
+    let sealed = match kind {
+        CaKind::Root => &record.root_key,
+        CaKind::Intermediate => &record.intermediate_key,
+    };
+    let aad = ca_key_aad(cluster, &record.name, kind, record.key_version);
+    let der = ring
+        .master_for(record.master_version)?
+        .open(&aad, sealed)
+        .ok_or_else(|| {
+            Error::Integrity(format!(
+                "the {} key of authority {:?} does not decrypt: the record was altered or moved",
+                kind.as_str(),
+                record.name
+            ))
+        })?;
+    Ok(PrivateKey::from_pkcs8_der(record.key_type, &der)?)
+}
+
 pub(crate) fn unwrap_pending(
     kek: &SealKey,
     cluster: &str,

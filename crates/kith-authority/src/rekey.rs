@@ -29,6 +29,12 @@ pub struct RotationReport {
     pub secret_versions: usize,
 }
 
+/// Most passes over the sealed records before a rotation gives up.
+const MAX_PASSES: usize = 50;
+/// How long a rotation waits, after a pass found nothing left under the old
+/// key, for other processes to see the next key (their keyring watch).
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn kek_for(kdf: KdfParams, passphrase: &[u8], salt: &[u8]) -> Result<SealKey, Error> {
     Ok(SealKey::from_bytes(kdf.derive(passphrase, salt)?))
 }
@@ -82,6 +88,9 @@ impl Authority {
             self.master_for(cluster.master_version)?.bytes(),
         )?;
         self.write_cluster(&cluster, rev).await?;
+        // Master keys rotated in from now on are wrapped under the new key.
+        *self.inner.kek.lock().unwrap_or_else(|p| p.into_inner()) = Some(kek);
+        self.refresh_keyring().await?;
         self.audit(
             crate::LOCAL_OPERATOR,
             "passphrase-change",
@@ -123,20 +132,83 @@ impl Authority {
                 (version, key)
             }
         };
-        // The old key: the one this authority opened with, whichever it is now.
+        // From here on this process seals new records under the next key;
+        // other processes sharing the store do once their keyring reloads.
+        self.refresh_keyring().await?;
         let old_key = self.master_for(old_version)?;
-        let store = self.store().clone();
-        let authorities = store.list("authority/").await?;
-        let values = store.list("secretval/").await?;
-        let total = authorities.len() + values.len();
-        let mut done = 0;
         let mut report = RotationReport {
             master_version: new_version,
             ..Default::default()
         };
+        // Reseal until a whole pass finds nothing under the old key, then
+        // once more after other processes had time to see the next key: a
+        // writer whose keyring was stale may have sealed under the old one.
+        let mut clean_passes = 0;
+        for pass in 0..MAX_PASSES {
+            let (resealed, conflicts) = self
+                .reseal_pass(
+                    (old_version, &old_key),
+                    (new_version, &new_key),
+                    &mut report,
+                    // Progress is the first pass; later ones only check.
+                    (pass == 0).then_some(&progress),
+                )
+                .await?;
+            if resealed == 0 && conflicts == 0 {
+                clean_passes += 1;
+                if clean_passes == 2 {
+                    break;
+                }
+                tokio::time::sleep(SETTLE).await;
+            } else {
+                clean_passes = 0;
+            }
+            if pass + 1 == MAX_PASSES {
+                return Err(Error::Contended(
+                    "records kept changing during the master key rotation; run `kith vault rotate` again".into(),
+                ));
+            }
+        }
+        // Swap: the pending key becomes the master; the old one is gone.
+        let (mut cluster, rev) = self.cluster_record().await?;
+        let pending = cluster
+            .pending_master
+            .take()
+            .ok_or_else(|| Error::Integrity("the pending master key vanished".into()))?;
+        cluster.master_version = pending.version;
+        cluster.wrapped_master = pending.wrapped;
+        self.write_cluster(&cluster, rev).await?;
+        self.refresh_keyring().await?;
+        self.audit(
+            crate::LOCAL_OPERATOR,
+            "vault-rotate",
+            &cluster.cluster,
+            &format!(
+                "master v{old_version} -> v{new_version}: {} authorities, {} secret versions",
+                report.authorities, report.secret_versions
+            ),
+        )
+        .await?;
+        Ok(report)
+    }
+
+    /// One pass over every sealed record: reseal what the old key sealed.
+    /// Returns (records resealed, records that changed under us).
+    async fn reseal_pass(
+        &self,
+        (old_version, old_key): (u32, &SealKey),
+        (new_version, new_key): (u32, &SealKey),
+        report: &mut RotationReport,
+        progress: Option<&Arc<dyn Fn(usize, usize) + Send + Sync>>,
+    ) -> Result<(usize, usize), Error> {
+        let store = self.store().clone();
+        let authorities = store.list("authority/").await?;
+        let values = store.list("secretval/").await?;
+        let total = authorities.len() + values.len();
+        let (mut done, mut resealed, mut conflicts) = (0, 0, 0);
         for e in authorities {
             let mut r: AuthorityRecord = from_json(&e.key, &e.value)?;
-            if r.master_version != new_version {
+            if r.master_version == old_version {
                 for kind in [CaKind::Root, CaKind::Intermediate] {
                     let aad = ca_key_aad(self.cluster(), &r.name, kind, r.key_version);
                     let field = match kind {
@@ -149,15 +221,21 @@ impl Authority {
                     *field = new_key.seal(&aad, &plain)?;
                 }
                 r.master_version = new_version;
-                self.reseal_write(&e.key, to_json(&r)?, e.revision).await?;
-                report.authorities += 1;
+                if self.reseal_write(&e.key, to_json(&r)?, e.revision).await? {
+                    report.authorities += 1;
+                    resealed += 1;
+                } else {
+                    conflicts += 1;
+                }
             }
             done += 1;
-            progress(done, total);
+            if let Some(p) = progress {
+                p(done, total);
+            }
         }
         for e in values {
             let mut r: SecretValueRecord = from_json(&e.key, &e.value)?;
-            if r.master_version != new_version {
+            if r.master_version == old_version {
                 let (name, version) = parse_value_key(&e.key)?;
                 let plain = old_key
                     .open(
@@ -172,32 +250,19 @@ impl Authority {
                     &plain,
                 )?;
                 r.master_version = new_version;
-                self.reseal_write(&e.key, to_json(&r)?, e.revision).await?;
-                report.secret_versions += 1;
+                if self.reseal_write(&e.key, to_json(&r)?, e.revision).await? {
+                    report.secret_versions += 1;
+                    resealed += 1;
+                } else {
+                    conflicts += 1;
+                }
             }
             done += 1;
-            progress(done, total);
+            if let Some(p) = progress {
+                p(done, total);
+            }
         }
-        // Swap: the pending key becomes the master; the old one is gone.
-        let (mut cluster, rev) = self.cluster_record().await?;
-        let pending = cluster
-            .pending_master
-            .take()
-            .ok_or_else(|| Error::Integrity("the pending master key vanished".into()))?;
-        cluster.master_version = pending.version;
-        cluster.wrapped_master = pending.wrapped;
-        self.write_cluster(&cluster, rev).await?;
-        self.audit(
-            crate::LOCAL_OPERATOR,
-            "vault-rotate",
-            &cluster.cluster,
-            &format!(
-                "master v{old_version} -> v{new_version}: {} authorities, {} secret versions",
-                report.authorities, report.secret_versions
-            ),
-        )
-        .await?;
-        Ok(report)
+        Ok((resealed, conflicts))
     }
 
     /// Replace the cluster record if nobody changed it since `rev`.
@@ -215,12 +280,12 @@ impl Authority {
         }
     }
 
-    async fn reseal_write(&self, key: &str, value: Vec<u8>, rev: u64) -> Result<(), Error> {
+    /// Write a resealed record if nobody changed it meanwhile; `false` when
+    /// someone did (or deleted it): the next pass looks at it again.
+    async fn reseal_write(&self, key: &str, value: Vec<u8>, rev: u64) -> Result<bool, Error> {
         match self.store().update(key, value, rev).await {
-            Ok(_) => Ok(()),
-            Err(kith_store::Error::RevisionMismatch { .. }) => Err(Error::Invalid(format!(
-                "{key} changed during the rotation; run `kith vault rotate` again to finish"
-            ))),
+            Ok(_) => Ok(true),
+            Err(kith_store::Error::RevisionMismatch { .. }) => Ok(false),
             Err(e) => Err(e.into()),
         }
     }
@@ -272,7 +337,7 @@ mod tests {
                 .await
                 .expect("put");
         }
-        let old = SealKey::from_bytes(Zeroizing::new(*a.inner.master.bytes()));
+        let old = SealKey::from_bytes(Zeroizing::new(*a.keyring().master.bytes()));
         a.rotate_master(pass, Arc::new(|_, _| {}))
             .await
             .expect("rotate");

@@ -313,10 +313,9 @@ impl Authority {
         let cluster = self.cluster();
         let data_key = SealKey::random()?;
         let value = data_key.seal(&value_aad(cluster, name, version), value)?;
-        let mv = self.inner_master_version();
-        let data_key = self
-            .master_for(mv)?
-            .seal(&dek_aad(cluster, name, version, mv), data_key.bytes())?;
+        // Under the next master key while a rotation runs, so it converges.
+        let (mv, master) = self.keyring().sealing();
+        let data_key = master.seal(&dek_aad(cluster, name, version, mv), data_key.bytes())?;
         Ok(SecretValueRecord {
             master_version: mv,
             data_key,

@@ -140,7 +140,7 @@ impl Server {
         gate::fit_descriptors(&mut limits);
         let sans = server_sans(&opts)?;
         let cert = Arc::new(tls::ServerCert::issue(&authority, sans).await?);
-        let verifier = Arc::new(tls::ClientVerifier::new(&authority.roots())?);
+        let verifier = Arc::new(tls::ClientVerifier::new(&authority)?);
         let mut config = rustls::ServerConfig::builder_with_provider(tls::provider())
             .with_safe_default_protocol_versions()
             .map_err(Error::Tls)?

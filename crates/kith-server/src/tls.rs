@@ -111,24 +111,53 @@ async fn issue_server_cert(
 /// apply the grace window: the handshake has proven the old key either way,
 /// and every handler that acts on a client certificate checks its record,
 /// revocation and validity itself.
-#[derive(Debug)]
 pub(crate) struct ClientVerifier {
-    inner: Arc<dyn ClientCertVerifier>,
+    authority: Authority,
+    /// webpki's verifier over the roots of a keyring generation: rebuilt
+    /// when another process (or this one) adds an authority or rotates a root.
+    current: std::sync::Mutex<(u64, Arc<dyn ClientCertVerifier>)>,
+}
+
+impl std::fmt::Debug for ClientVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientVerifier").finish_non_exhaustive()
+    }
+}
+
+fn webpki_for(roots: &[Vec<u8>]) -> Result<Arc<dyn ClientCertVerifier>, Error> {
+    let mut store = rustls::RootCertStore::empty();
+    for r in roots {
+        store
+            .add(CertificateDer::from(r.clone()))
+            .map_err(Error::Tls)?;
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| Error::Setup(format!("client verifier: {e}")))
 }
 
 impl ClientVerifier {
-    pub(crate) fn new(roots: &[Vec<u8>]) -> Result<Self, Error> {
-        let mut store = rustls::RootCertStore::empty();
-        for r in roots {
-            store
-                .add(CertificateDer::from(r.clone()))
-                .map_err(Error::Tls)?;
+    pub(crate) fn new(authority: &Authority) -> Result<Self, Error> {
+        let generation = authority.keyring_generation();
+        let inner = webpki_for(&authority.roots())?;
+        Ok(Self {
+            authority: authority.clone(),
+            current: std::sync::Mutex::new((generation, inner)),
+        })
+    }
+
+    /// The verifier for the keyring of the moment.
+    fn inner(&self) -> Arc<dyn ClientCertVerifier> {
+        let generation = self.authority.keyring_generation();
+        let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if cur.0 != generation {
+            match webpki_for(&self.authority.roots()) {
+                Ok(v) => *cur = (generation, v),
+                Err(e) => tracing::error!(error = %e, "rebuilding the client verifier failed"),
+            }
         }
-        let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider())
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| Error::Setup(format!("client verifier: {e}")))?;
-        Ok(Self { inner })
+        cur.1.clone()
     }
 }
 
@@ -142,7 +171,8 @@ impl ClientCertVerifier for ClientVerifier {
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
+        // The roots change at run time; hints are optional.
+        &[]
     }
 
     fn verify_client_cert(
@@ -151,10 +181,8 @@ impl ClientCertVerifier for ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        match self
-            .inner
-            .verify_client_cert(end_entity, intermediates, now)
-        {
+        let inner = self.inner();
+        match inner.verify_client_cert(end_entity, intermediates, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::Expired | CertificateError::ExpiredContext { .. },
             )) => {
@@ -165,7 +193,7 @@ impl ClientCertVerifier for ClientVerifier {
                 let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
                     (not_after.unix_timestamp() - 1).max(0) as u64,
                 ));
-                self.inner.verify_client_cert(end_entity, intermediates, at)
+                inner.verify_client_cert(end_entity, intermediates, at)
             }
             other => other,
         }
@@ -177,7 +205,7 @@ impl ClientCertVerifier for ClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        self.inner().verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -186,10 +214,10 @@ impl ClientCertVerifier for ClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        self.inner().verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.inner().supported_verify_schemes()
     }
 }

@@ -1,0 +1,235 @@
+//! The keyring: what an unlocked authority holds in memory (the cluster
+//! record, the master key and the next one during a rotation, and a signer
+//! per authority), as one immutable snapshot behind a swap.
+//!
+//! Another process sharing the store can change any of it (`vault rotate`,
+//! `authority add`, `passphrase change`), so nothing here is trusted to stay
+//! current: a task watches `cluster/` and `authority/` and rebuilds the
+//! snapshot when they change, with a periodic re-read as a safety net; every
+//! reader takes the snapshot of the moment (`Authority::keyring`). A rebuild
+//! reuses what did not change (a master key of the same version, a signer
+//! whose record is the same) and unwraps what is new with the key derived
+//! from the passphrase, kept for that purpose.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kith_pki::{CaKind, SigningCa};
+use kith_store::Store;
+
+use crate::records::{self, from_json, AuthorityRecord, ClusterRecord};
+use crate::vault::SealKey;
+use crate::{master_aad, Authority, Error, Inner};
+
+/// How often the keyring is re-read even without a watch event.
+pub(crate) const RESYNC_EVERY: Duration = Duration::from_secs(30);
+
+/// One authority's records and its unlocked intermediate.
+pub(crate) struct Signer {
+    pub(crate) record: AuthorityRecord,
+    pub(crate) intermediate: SigningCa,
+}
+
+/// A snapshot of everything unlocked.
+pub(crate) struct Keyring {
+    /// Counts rebuilds that changed something: cheap change detection for
+    /// readers that cache derived state (the server's client verifier).
+    pub(crate) generation: u64,
+    pub(crate) cluster: ClusterRecord,
+    pub(crate) master: Arc<SealKey>,
+    /// The next master key while a rotation is unfinished.
+    pub(crate) pending: Option<(u32, Arc<SealKey>)>,
+    pub(crate) signers: BTreeMap<String, Arc<Signer>>,
+}
+
+impl Keyring {
+    /// The master key of `version`: the current one, or the pending one of
+    /// an unfinished rotation.
+    pub(crate) fn master_for(&self, version: u32) -> Result<Arc<SealKey>, Error> {
+        if version == self.cluster.master_version {
+            return Ok(self.master.clone());
+        }
+        match &self.pending {
+            Some((v, k)) if *v == version => Ok(k.clone()),
+            _ => Err(Error::Integrity(format!(
+                "a record is sealed by master key version {version}, which this cluster does not hold"
+            ))),
+        }
+    }
+
+    /// The key new records are sealed under, and its version: the next key
+    /// while a rotation runs (so the rotation converges), else the current.
+    pub(crate) fn sealing(&self) -> (u32, Arc<SealKey>) {
+        match &self.pending {
+            Some((v, k)) => (*v, k.clone()),
+            None => (self.cluster.master_version, self.master.clone()),
+        }
+    }
+
+    pub(crate) fn signer(&self, name: &str) -> Result<Arc<Signer>, Error> {
+        self.signers
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownAuthority(name.to_string()))
+    }
+}
+
+/// Whether two authority records hold the same keys and certificates.
+fn same_authority(a: &AuthorityRecord, b: &AuthorityRecord) -> bool {
+    a.master_version == b.master_version
+        && a.key_version == b.key_version
+        && a.intermediate_cert == b.intermediate_cert
+        && a.intermediate_key == b.intermediate_key
+        && a.root_cert == b.root_cert
+        && a.root_key == b.root_key
+}
+
+/// Unlock an authority record's intermediate with the keys of `ring`.
+pub(crate) fn load_signer(
+    ring: &Keyring,
+    cluster: &str,
+    record: AuthorityRecord,
+) -> Result<Arc<Signer>, Error> {
+    let key = crate::open_ca_key_with(ring, cluster, &record, CaKind::Intermediate)?;
+    let intermediate = SigningCa::new(record.intermediate_cert.clone(), key)?;
+    Ok(Arc::new(Signer {
+        record,
+        intermediate,
+    }))
+}
+
+impl Authority {
+    /// The keyring of the moment.
+    pub(crate) fn keyring(&self) -> Arc<Keyring> {
+        self.inner
+            .keyring
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn swap_keyring(&self, ring: Keyring) {
+        *self
+            .inner
+            .keyring
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new(ring);
+    }
+
+    /// Rebuild the keyring from the store. Returns whether anything changed.
+    /// A master key this process cannot unwrap (the passphrase was changed
+    /// elsewhere, then the key rotated) is an error and the old keyring
+    /// stays: restart with the new passphrase.
+    pub async fn refresh_keyring(&self) -> Result<bool, Error> {
+        let _one_at_a_time = self.inner.refreshing.lock().await;
+        let store = self.store();
+        let e = store
+            .get(records::CLUSTER_KEY)
+            .await?
+            .ok_or(Error::NotInitialized)?;
+        let cluster: ClusterRecord = from_json(records::CLUSTER_KEY, &e.value)?;
+        let authorities = store.list("authority/").await?;
+        let old = self.keyring();
+        let name = self.cluster().to_string();
+        let unwrap = |version: u32, wrapped: &[u8]| -> Result<Arc<SealKey>, Error> {
+            if let Ok(k) = old.master_for(version) {
+                return Ok(k);
+            }
+            let kek = self.inner.kek.lock().unwrap_or_else(|p| p.into_inner());
+            let kek = kek.as_ref().ok_or_else(|| {
+                Error::Invalid("this process cannot unwrap new master keys".into())
+            })?;
+            let raw = kek
+                .open(&master_aad(&name, version), wrapped)
+                .ok_or_else(|| {
+                    Error::Invalid(format!(
+                    "master key version {version} does not open with this process's passphrase: \
+                     it was changed elsewhere; restart with the new passphrase"
+                ))
+                })?;
+            Ok(Arc::new(crate::key_from(&raw)?))
+        };
+        let master = unwrap(cluster.master_version, &cluster.wrapped_master)?;
+        let pending = match &cluster.pending_master {
+            Some(p) => Some((p.version, unwrap(p.version, &p.wrapped)?)),
+            None => None,
+        };
+        let mut ring = Keyring {
+            generation: old.generation,
+            cluster,
+            master,
+            pending,
+            signers: BTreeMap::new(),
+        };
+        let mut changed = ring.cluster.master_version != old.cluster.master_version
+            || ring.pending.as_ref().map(|p| p.0) != old.pending.as_ref().map(|p| p.0)
+            || ring.cluster.wrapped_master != old.cluster.wrapped_master;
+        for e in authorities {
+            let record: AuthorityRecord = from_json(&e.key, &e.value)?;
+            let signer = match old.signers.get(&record.name) {
+                Some(s) if same_authority(&s.record, &record) => s.clone(),
+                _ => {
+                    changed = true;
+                    load_signer(&ring, &name, record)?
+                }
+            };
+            ring.signers.insert(signer.record.name.clone(), signer);
+        }
+        changed |= ring.signers.len() != old.signers.len();
+        if changed {
+            ring.generation = old.generation + 1;
+            self.swap_keyring(ring);
+            tracing::info!("keyring reloaded: the cluster or an authority changed");
+        }
+        Ok(changed)
+    }
+
+    /// Keep the keyring current: rebuild it on every change under
+    /// `cluster/` and `authority/`, and every [`RESYNC_EVERY`] regardless.
+    /// The task ends when the last handle to this authority is dropped.
+    pub(crate) fn spawn_keyring_watch(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        // Only a weak handle: the task must not keep the authority (and its
+        // store, whose file a restart reopens) alive.
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        runtime.spawn(async move {
+            loop {
+                // (Re)subscribe; a broken watch falls back to the timer.
+                let Some(store): Option<Arc<dyn Store>> = weak.upgrade().map(|i| i.store.clone())
+                else {
+                    return;
+                };
+                let cluster = store.watch("cluster/").await;
+                let authorities = store.watch("authority/").await;
+                drop(store);
+                let mut events = match (cluster, authorities) {
+                    (Ok(a), Ok(b)) => futures::stream::select(a, b).boxed(),
+                    _ => futures::stream::pending().boxed(),
+                };
+                let mut tick = tokio::time::interval(RESYNC_EVERY);
+                tick.tick().await;
+                loop {
+                    let ended = tokio::select! {
+                        ev = events.next() => ev.is_none(),
+                        _ = tick.tick() => false,
+                    };
+                    let Some(inner) = weak.upgrade() else {
+                        return;
+                    };
+                    let authority = Authority { inner };
+                    if let Err(e) = authority.refresh_keyring().await {
+                        tracing::error!(error = %e, "reloading the keyring failed; keeping the last one");
+                    }
+                    if ended {
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+}
