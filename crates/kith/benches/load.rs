@@ -182,10 +182,21 @@ async fn joined_connection(
         )
         .await
         .expect("join");
-    let mut chain = kith_pki::certs_from_pem_or_der(joined.certificates[0].certificate.as_bytes())
+    mtls_connection(server, ca_pem, worker, &joined).await
+}
+
+/// An mTLS connection presenting the certificate of `issued` (a join or a
+/// renewal) with the worker's key: only a node's current certificate renews.
+async fn mtls_connection(
+    server: &ServerAddr,
+    ca_pem: &Path,
+    worker: &Worker,
+    issued: &IssueResponse,
+) -> Connection {
+    let mut chain = kith_pki::certs_from_pem_or_der(issued.certificates[0].certificate.as_bytes())
         .expect("leaf");
     chain.extend(
-        kith_pki::certs_from_pem_or_der(joined.certificates[0].chain.as_bytes()).expect("chain"),
+        kith_pki::certs_from_pem_or_der(issued.certificates[0].chain.as_bytes()).expect("chain"),
     );
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(worker.key.pkcs8_der().to_vec()));
     let cfg = Arc::new(
@@ -423,7 +434,9 @@ async fn main() {
             summary.push(("join", c, cell.rate(), cell.pct(0.99)));
         }
 
-        // Renewals: join once, then renew over one keep-alive mTLS connection.
+        // Renewals: join once, then renew in a loop, each renewal over a new
+        // mTLS connection with the certificate the previous one returned
+        // (only the current certificate renews): a node's real cost.
         if want("renew") {
             let (w2, t2, p2, s2, ca2) = (
                 workers.clone(),
@@ -449,14 +462,24 @@ async fn main() {
                         node: Some(node),
                         csrs: vec![csr],
                     };
+                    let (server, ca_pem) = (Arc::new(server), Arc::new(ca_pem));
+                    let worker = workers.clone();
                     Box::new(move || {
                         let (conn, body) = (conn.clone(), body.clone());
+                        let (server, ca_pem, workers) =
+                            (server.clone(), ca_pem.clone(), worker.clone());
                         Box::pin(async move {
-                            conn.lock()
-                                .await
+                            let mut conn = conn.lock().await;
+                            let Ok(r) = conn
                                 .json::<IssueResponse>(Method::POST, "/v1/renew", Some(&body))
                                 .await
-                                .is_ok()
+                            else {
+                                return false;
+                            };
+                            // The next renewal presents the new certificate,
+                            // as a node does (the old one renews no more).
+                            *conn = mtls_connection(&server, &ca_pem, &workers[w], &r).await;
+                            true
                         })
                             as std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
                     }) as Op
@@ -465,7 +488,7 @@ async fn main() {
             .await;
             println!(
                 "{:<28} {:>4} {:>10.0} {:>9.2} {:>9.2} {:>7}",
-                "kith renew (keep-alive mTLS)",
+                "kith renew (mTLS, current cert)",
                 c,
                 cell.rate(),
                 cell.pct(0.5),
