@@ -11,6 +11,7 @@
 //! trust bundle, recorded certificates) are answered by [`ClusterInfo`].
 
 mod audit;
+mod catalog;
 mod claims;
 mod clock;
 mod error;
@@ -36,6 +37,7 @@ use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
 pub use audit::AuditLimits;
+pub use catalog::{AuthorityStatusView, NodeView, StatusView};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
 pub use limits::{MAX_CERT_TTL, MAX_CRL_VALIDITY, MAX_RENEW_GRACE};

@@ -263,3 +263,12 @@ pub type DecodedJoinRequest = (
     Option<String>,
     Vec<(kith_pki::Profile, Vec<u8>)>,
 );
+
+/// Every `/v1/admin` route as `(method, path)`, paths with their `{name}`
+/// parameters: the table the admin router is built from, so that a test
+/// can prove each one refuses whoever is not an operator. Public for the
+/// tests, not a stable API.
+#[doc(hidden)]
+pub fn admin_routes() -> Vec<(axum::http::Method, String)> {
+    api::admin_routes()
+}

@@ -1,0 +1,355 @@
+//! Operator routes, nested at `/v1/admin` behind
+//! [`super::extract::require_admin`]: tokens, nodes, revocation, status,
+//! secrets. A handler learns who acts from [`Admin`]; none checks a
+//! certificate itself.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{Method, StatusCode};
+use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::{Json, Router};
+use kith_api::wire::{
+    AuthorityStatus, NodeView, RevokeRequest, RevokeResponse, RevokedView, SecretInfo,
+    SecretPutRequest, SecretVersionView, StatusResponse, TokenCreateRequest, TokenCreated,
+    TokenView,
+};
+use kith_api::TokenId;
+use kith_authority::{RevokeOutcome, TokenRecord};
+use kith_pki::{RevocationReason, Serial};
+use time::OffsetDateTime;
+
+use super::extract::{Admin, Body, Param, VersionQuery};
+use super::{rfc3339, AppState, St};
+use crate::error::ApiError;
+
+/// One admin route: method, path under `/v1/admin`, handler.
+type Entry = (Method, &'static str, MethodRouter<Arc<AppState>>);
+
+/// `METHOD "path" => handler`: the method is written once, for the router
+/// and for the list.
+macro_rules! table {
+    ($($method:ident $path:literal => $handler:expr),* $(,)?) => {
+        vec![$((Method::$method, $path, on(MethodFilter::$method, $handler))),*]
+    };
+}
+
+/// Every admin route. The router is built from this table alone.
+fn table() -> Vec<Entry> {
+    table![
+        POST "/tokens" => token_create,
+        GET "/tokens" => token_list,
+        DELETE "/tokens/{id}" => token_revoke,
+        GET "/nodes" => node_list,
+        DELETE "/nodes/{name}" => node_remove,
+        POST "/revoke" => revoke,
+        GET "/status" => status,
+        GET "/secrets" => secret_list,
+        PUT "/secrets/{name}" => secret_put,
+        DELETE "/secrets/{name}" => secret_delete,
+        GET "/secrets/{name}/history" => secret_history,
+    ]
+}
+
+/// The admin router, before its gate (see [`super::router`]).
+pub(super) fn routes() -> Router<Arc<AppState>> {
+    table()
+        .into_iter()
+        .fold(Router::new(), |r, (_, path, handler)| {
+            r.route(path, handler)
+        })
+}
+
+/// `(method, path under /v1/admin)` of every admin route.
+pub(super) fn listed() -> Vec<(Method, &'static str)> {
+    table().into_iter().map(|(m, p, _)| (m, p)).collect()
+}
+
+impl AppState {
+    /// Publish the CRLs touched by `outcomes` (debounced), then report
+    /// each touched authority's CRL number.
+    async fn publish(&self, outcomes: &[RevokeOutcome]) -> Result<Vec<(String, u64)>, ApiError> {
+        let mut touched: Vec<&str> = outcomes
+            .iter()
+            .filter(|o| matches!(o, RevokeOutcome::Revoked(_)))
+            .map(|o| o.record().authority.as_str())
+            .collect();
+        touched.sort_unstable();
+        touched.dedup();
+        for name in touched {
+            self.crls.changed(&self.authority, name).await?;
+        }
+        let all: Vec<&str> = outcomes
+            .iter()
+            .map(|o| o.record().authority.as_str())
+            .collect();
+        Ok(self.authority.crl_numbers(&all).await)
+    }
+}
+
+fn token_view(t: &TokenRecord, now: OffsetDateTime) -> TokenView {
+    TokenView {
+        id: t.id.clone(),
+        role: t.role.clone(),
+        node: t.node.clone(),
+        allow_sans: t.allow_sans.clone(),
+        authority: t.authority.clone(),
+        created: rfc3339(t.created),
+        expires: rfc3339(t.expires),
+        uses: t.uses,
+        uses_left: t.uses_left,
+        state: t.state(now).to_string(),
+    }
+}
+
+async fn token_create(
+    State(s): St,
+    Admin(actor): Admin,
+    Body(body): Body<TokenCreateRequest>,
+) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
+    let ttl = match body.ttl_seconds {
+        Some(secs) => time::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX)),
+        None => kith_authority::DEFAULT_TOKEN_TTL,
+    };
+    let (record, token) = s
+        .authority
+        .create_token(
+            kith_authority::TokenSpec {
+                role: body.role,
+                node: body.node,
+                ttl,
+                uses: body.uses.unwrap_or(1),
+                allow_sans: body.allow_sans,
+                authority: body.authority,
+            },
+            &actor,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenCreated {
+            token: token.encode().to_string(),
+            info: token_view(&record, s.authority.now()),
+        }),
+    ))
+}
+
+async fn token_list(State(s): St) -> Result<Json<Vec<TokenView>>, ApiError> {
+    let now = s.authority.now();
+    let tokens = s.authority.tokens().await?;
+    Ok(Json(tokens.iter().map(|t| token_view(t, now)).collect()))
+}
+
+async fn token_revoke(
+    State(s): St,
+    Admin(actor): Admin,
+    Param(id): Param,
+) -> Result<Json<TokenView>, ApiError> {
+    let id = TokenId::parse(&id)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
+    let rec = s.authority.revoke_token(&id, &actor).await?;
+    Ok(Json(token_view(&rec, s.authority.now())))
+}
+
+async fn node_list(State(s): St) -> Result<Json<Vec<NodeView>>, ApiError> {
+    let nodes = s.authority.node_views().await?;
+    Ok(Json(
+        nodes
+            .into_iter()
+            .map(|n| NodeView {
+                serial: n.serial,
+                profiles: n.profiles.iter().map(|p| p.as_str().to_string()).collect(),
+                not_after: rfc3339(n.not_after),
+                joined: rfc3339(n.joined),
+                last_renewal: rfc3339(n.last_renewal),
+                state: n.state.as_str().to_string(),
+                name: n.name,
+                role: n.role,
+            })
+            .collect(),
+    ))
+}
+
+fn revoked_views(outcomes: &[RevokeOutcome]) -> Vec<RevokedView> {
+    outcomes
+        .iter()
+        .map(|o| {
+            let r = o.record();
+            RevokedView {
+                serial: r.serial.clone(),
+                node: r.node.clone(),
+                reason: r.reason.as_str().to_string(),
+                revoked_at: rfc3339(r.revoked_at),
+                newly_revoked: matches!(o, RevokeOutcome::Revoked(_)),
+            }
+        })
+        .collect()
+}
+
+async fn node_remove(
+    State(s): St,
+    Admin(actor): Admin,
+    Param(name): Param,
+) -> Result<Json<RevokeResponse>, ApiError> {
+    let outcomes = s
+        .authority
+        .remove_node_deferred(&name, RevocationReason::CessationOfOperation, &actor)
+        .await?;
+    Ok(Json(RevokeResponse {
+        revoked: revoked_views(&outcomes),
+        crl_numbers: s.publish(&outcomes).await?,
+    }))
+}
+
+async fn revoke(
+    State(s): St,
+    Admin(actor): Admin,
+    Body(body): Body<RevokeRequest>,
+) -> Result<Json<RevokeResponse>, ApiError> {
+    let reason: RevocationReason = match &body.reason {
+        Some(r) => r.parse().map_err(kith_authority::Error::from)?,
+        None => RevocationReason::Unspecified,
+    };
+    let outcomes = match (&body.serial, &body.node) {
+        (Some(serial), None) if !body.remove => {
+            let serial = Serial::parse(serial).map_err(kith_authority::Error::from)?;
+            vec![s.authority.revoke_deferred(&serial, reason, &actor).await?]
+        }
+        (None, Some(node)) if body.remove => {
+            s.authority
+                .remove_node_deferred(node, reason, &actor)
+                .await?
+        }
+        (None, Some(node)) => {
+            s.authority
+                .revoke_node_deferred(node, reason, &actor)
+                .await?
+        }
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-argument",
+                "name exactly one of serial and node (remove goes with node)",
+            ))
+        }
+    };
+    Ok(Json(RevokeResponse {
+        revoked: revoked_views(&outcomes),
+        crl_numbers: s.publish(&outcomes).await?,
+    }))
+}
+
+async fn status(State(s): St) -> Result<Json<StatusResponse>, ApiError> {
+    let v = s.authority.status_view().await?;
+    Ok(Json(StatusResponse {
+        cluster: v.cluster,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        now: rfc3339(v.now),
+        authorities: v
+            .authorities
+            .into_iter()
+            .map(|a| AuthorityStatus {
+                root_not_after: rfc3339(a.root_not_after),
+                intermediate_not_after: rfc3339(a.intermediate_not_after),
+                crl_number: a.crl_number,
+                crl_entries: a.crl_entries,
+                name: a.name,
+            })
+            .collect(),
+        nodes: v
+            .nodes
+            .into_iter()
+            .map(|(k, n)| (k.to_string(), n))
+            .collect(),
+        tokens: v
+            .tokens
+            .into_iter()
+            .map(|(k, n)| (k.to_string(), n))
+            .collect(),
+    }))
+}
+
+// ---------------------------------------------------------------- secrets
+
+fn secret_info(m: &kith_authority::SecretRecord) -> SecretInfo {
+    SecretInfo {
+        name: m.name.clone(),
+        description: m.description.clone(),
+        allow_roles: m.allow_roles.clone(),
+        allow_nodes: m.allow_nodes.clone(),
+        versions: m.versions.len(),
+        latest: m.latest(),
+        size: m.versions.last().map_or(0, |v| v.size),
+        updated: rfc3339(m.updated),
+    }
+}
+
+async fn secret_put(
+    State(s): St,
+    Admin(actor): Admin,
+    Param(name): Param,
+    Body(body): Body<SecretPutRequest>,
+) -> Result<Json<SecretInfo>, ApiError> {
+    use base64::Engine;
+    let value = zeroize::Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(body.value.as_bytes())
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed-request",
+                    format!("value is not base64: {e}"),
+                )
+            })?,
+    );
+    let meta = s
+        .authority
+        .put_secret(
+            &name,
+            &value,
+            kith_authority::SecretUpdate {
+                description: body.description.clone(),
+                allow_roles: body.allow_roles.clone(),
+                allow_nodes: body.allow_nodes.clone(),
+                if_version: body.if_version,
+            },
+            &actor,
+        )
+        .await?;
+    Ok(Json(secret_info(&meta)))
+}
+
+async fn secret_list(State(s): St) -> Result<Json<Vec<SecretInfo>>, ApiError> {
+    let all = s.authority.secrets().await?;
+    Ok(Json(all.iter().map(secret_info).collect()))
+}
+
+async fn secret_history(
+    State(s): St,
+    Param(name): Param,
+) -> Result<Json<Vec<SecretVersionView>>, ApiError> {
+    let meta = s.authority.secret_info(&name).await?;
+    Ok(Json(
+        meta.versions
+            .iter()
+            .map(|v| SecretVersionView {
+                version: v.version,
+                size: v.size,
+                created: rfc3339(v.created),
+                created_by: v.created_by.clone(),
+            })
+            .collect(),
+    ))
+}
+
+async fn secret_delete(
+    State(s): St,
+    Admin(actor): Admin,
+    Param(name): Param,
+    VersionQuery(version): VersionQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    s.authority.delete_secret(&name, version, &actor).await?;
+    Ok(Json(
+        serde_json::json!({ "deleted": name, "version": version }),
+    ))
+}

@@ -1,0 +1,84 @@
+//! The `/v1` routes: thin handlers that decode, call the authority, encode.
+//!
+//! Three routers, each behind one gate, so that a route cannot forget who
+//! may call it:
+//! - public ([`public`]): health, the CA bundle, CRLs; and in [`nodes`], join
+//!   (its token authenticates it) and renew (the authority judges the
+//!   certificate, which may be expired within the grace window);
+//! - node ([`nodes`]): `/v1/node` and secret reads, behind
+//!   [`extract::require_member`], a live certificate issued here, presented
+//!   if it is a node's;
+//! - admin ([`admin`]): nested at `/v1/admin` behind
+//!   [`extract::require_admin`], a live operator (`admin`) certificate.
+//!
+//! The gates are route layers: an unknown path is `404 not-found` and a
+//! wrong method `405 method-not-allowed` before any certificate is looked at,
+//! as for every other path.
+
+mod admin;
+mod extract;
+mod nodes;
+mod public;
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::middleware::from_fn_with_state;
+use axum::Router;
+use kith_authority::Authority;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+pub(crate) use extract::Peer;
+pub(crate) use nodes::decode_join;
+
+use crate::error::ApiError;
+
+pub(crate) struct AppState {
+    pub(crate) authority: Authority,
+    pub(crate) renew_grace: time::Duration,
+    pub(crate) crls: Arc<crate::crl::CrlPublisher>,
+}
+
+type St = State<Arc<AppState>>;
+
+/// Where the admin router is nested.
+const ADMIN_PREFIX: &str = "/v1/admin";
+
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    let node = nodes::member_routes()
+        .route_layer(from_fn_with_state(state.clone(), extract::require_member));
+    let admin =
+        admin::routes().route_layer(from_fn_with_state(state.clone(), extract::require_admin));
+    public::routes()
+        .merge(nodes::open_routes())
+        .merge(node)
+        .nest(ADMIN_PREFIX, admin)
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint")
+        })
+        // After the nesting, so that it reaches the admin routes too and
+        // answers a wrong method without passing their gate.
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "this endpoint does not take that method",
+            )
+        })
+        .with_state(state)
+}
+
+/// Every admin route, `(method, full path)`: the table the admin router is
+/// built from, so a list walked by a test is the router itself.
+pub(crate) fn admin_routes() -> Vec<(axum::http::Method, String)> {
+    admin::listed()
+        .into_iter()
+        .map(|(m, p)| (m, format!("{ADMIN_PREFIX}{p}")))
+        .collect()
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}

@@ -1,0 +1,96 @@
+//! Routes anyone may call: health, readiness, the CA bundle, CRLs.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use kith_api::wire::{AuthorityView, CaResponse};
+use kith_authority::Authority;
+use kith_pki::{pem_encode, pem_encode_many};
+
+use super::extract::Param;
+use super::{AppState, St};
+use crate::error::ApiError;
+
+pub(super) fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/ca", get(ca))
+        .route("/v1/crl/{authority}", get(crl))
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(State(s): St) -> Response {
+    // Not ready while writes fail (a full disk): reads alone would say ready.
+    if let Err(e) = s.authority.store().writable() {
+        tracing::warn!(error = %e, "not ready: the store cannot write");
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            "the store cannot write (the disk is full or failing)",
+        )
+        .into_response();
+    }
+    match s.authority.store().get("cluster/meta").await {
+        Ok(Some(_)) => Json(serde_json::json!({ "status": "ready" })).into_response(),
+        Ok(None) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            "the store has no cluster",
+        )
+        .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-ready",
+                "the store does not answer",
+            )
+            .into_response()
+        }
+    }
+}
+
+fn bundle(authority: &Authority) -> String {
+    pem_encode_many("CERTIFICATE", authority.roots().iter().map(Vec::as_slice))
+}
+
+async fn ca(State(s): St) -> Result<Json<CaResponse>, ApiError> {
+    let a = &s.authority;
+    let mut authorities = Vec::new();
+    for name in a.authority_names() {
+        let root = a.root_cert(&name)?;
+        authorities.push(AuthorityView {
+            pin: hex::encode(kith_pki::spki_pin(&root).map_err(kith_authority::Error::from)?),
+            root: pem_encode("CERTIFICATE", &root),
+            intermediate: pem_encode("CERTIFICATE", &a.intermediate_cert(&name)?),
+            cross_signed: Vec::new(),
+            name,
+        });
+    }
+    Ok(Json(CaResponse {
+        cluster: a.cluster().to_string(),
+        authorities,
+        bundle: bundle(a),
+    }))
+}
+
+async fn crl(State(s): St, Param(authority): Param) -> Result<Response, ApiError> {
+    kith_pki::validate_label("authority", &authority).map_err(kith_authority::Error::from)?;
+    let rec = s.crls.current(&s.authority, &authority).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, kith_api::PKIX_CRL.to_string()),
+            (header::CACHE_CONTROL, "no-cache".to_string()),
+        ],
+        rec.der,
+    )
+        .into_response())
+}
