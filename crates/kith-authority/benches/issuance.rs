@@ -172,8 +172,9 @@ fn issuance_round(
     let n = csrs.len();
     let dir = tempfile::tempdir().expect("tempdir");
     runtime.block_on(async {
-        let store: Arc<dyn kith_store::Store> =
-            Arc::new(kith_store::RedbStore::open(&dir.path().join("kith.redb")).expect("store"));
+        let store: Arc<dyn kith_store::Store> = Arc::new(
+            kith_store_redb::RedbStore::open(&dir.path().join("kith.redb")).expect("store"),
+        );
         let authority = Authority::init(
             store.clone(),
             Arc::new(SystemClock),

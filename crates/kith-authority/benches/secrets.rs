@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use kith_authority::{Authority, InitOptions, KdfParams, ManualClock, Settings};
 use kith_pki::KeyType;
-use kith_store::{RedbStore, Store};
+use kith_store::Store;
+use kith_store_redb::RedbStore;
 
 /// `openssl speed -evp aes-256-gcm -bytes N`: bytes per second on one core.
 fn openssl_rate(bytes: usize) -> Option<f64> {

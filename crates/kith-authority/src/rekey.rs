@@ -316,8 +316,9 @@ mod tests {
     #[tokio::test]
     async fn the_old_master_key_opens_nothing_after_rotation() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store: Arc<dyn kith_store::Store> =
-            Arc::new(kith_store::RedbStore::open(&dir.path().join("kith.redb")).expect("open"));
+        let store: Arc<dyn kith_store::Store> = Arc::new(
+            kith_store_redb::RedbStore::open(&dir.path().join("kith.redb")).expect("open"),
+        );
         let pass = b"a passphrase for tests";
         let a = Authority::init(
             store.clone(),

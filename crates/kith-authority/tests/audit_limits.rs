@@ -11,7 +11,8 @@ use kith_authority::{
     SecretUpdate, Settings,
 };
 use kith_pki::KeyType;
-use kith_store::{RedbStore, Store};
+use kith_store::Store;
+use kith_store_redb::RedbStore;
 use time::OffsetDateTime;
 
 const PASS: &[u8] = b"a passphrase for tests";

@@ -8,7 +8,8 @@ use kith_authority::{
     INTERMEDIATE_TTL,
 };
 use kith_pki::{KeyType, PrivateKey, Profile, RevocationReason, Serial};
-use kith_store::{RedbStore, Store};
+use kith_store::Store;
+use kith_store_redb::RedbStore;
 use time::{Duration, OffsetDateTime};
 
 const PASS: &[u8] = b"a passphrase for tests";

@@ -10,7 +10,8 @@ use kith_authority::{
     MAX_CERT_TTL, MAX_CRL_VALIDITY, MAX_TOKEN_TTL,
 };
 use kith_pki::{KeyType, PrivateKey, Profile};
-use kith_store::{RedbStore, Store};
+use kith_store::Store;
+use kith_store_redb::RedbStore;
 use time::{Duration, OffsetDateTime};
 
 const PASS: &[u8] = b"a passphrase for tests";

@@ -9,7 +9,8 @@ use kith_authority::{
     list_tokens, Authority, Error, InitOptions, KdfParams, ManualClock, Settings, TokenSpec,
 };
 use kith_pki::KeyType;
-use kith_store::{RedbStore, Store};
+use kith_store::Store;
+use kith_store_redb::RedbStore;
 use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 

@@ -19,7 +19,8 @@ use hyper::{Method, StatusCode};
 use kith_api::wire::{ErrorBody, IssueResponse, JoinRequest};
 use kith_authority::{Authority, InitOptions, KdfParams, ManualClock, Settings};
 use kith_pki::{KeyType, PrivateKey, Profile, Serial};
-use kith_store::{RedbStore, Store};
+use kith_store::Store;
+use kith_store_redb::RedbStore;
 use time::OffsetDateTime;
 
 /// A tmpfs mounted for the length of a test; unmounted on drop, lazily if

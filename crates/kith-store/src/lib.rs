@@ -1,4 +1,5 @@
-//! The storage contract of kith, and its embedded backend.
+//! The storage contract of kith, an in-memory backend, and the suite every
+//! backend must pass.
 //!
 //! Everything the authority keeps is a record under one key. The contract is
 //! deliberately the intersection of what redb and NATS JetStream key-value
@@ -7,18 +8,23 @@
 //! transaction across keys, and nothing above this crate may rely on one.
 //!
 //! Keys are `/`-separated segments of `[A-Za-z0-9_=-]` (no `.`, so a NATS
-//! backend can map `/` to its `.` token separator losslessly).
+//! backend can map `/` to its `.` token separator losslessly). Values are
+//! bounded by the backend ([`Store::limits`]); a caller with more to keep
+//! splits it over several keys.
+//!
+//! Backends: [`MemStore`] here (tests, throwaway runs), the embedded redb
+//! file in `kith-store-redb`. Only the binary that wires kith together names
+//! a concrete backend; everything above this crate sees `dyn Store`.
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
-mod guard;
-mod redb_store;
+mod mem;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use redb_store::{RedbStore, MAX_VALUE};
+pub use mem::MemStore;
 
 /// A store revision. Revisions increase with every write across the whole
 /// store (like a NATS stream sequence), so a newer write always has a larger one.
@@ -98,7 +104,10 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
-    /// The store is held by another process (the embedded database allows one).
+    /// The store is held exclusively by another owner, so this one cannot
+    /// use it at all (see [`Store`]): the embedded database is one file that
+    /// one process opens at a time. Nothing was read or written; the text
+    /// names what is held.
     #[error("the data directory is in use by another kith process ({0})")]
     Locked(String),
     /// A watcher fell behind and missed events; re-list and watch again.
@@ -128,9 +137,48 @@ pub enum Error {
 /// A convenience alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What a backend accepts, from [`Store::limits`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// The largest value, in bytes, a write accepts; a larger one is
+    /// [`Error::ValueTooLarge`] and writes nothing.
+    pub max_value: usize,
+}
+
+impl Limits {
+    /// Limits with values of at most `max_value` bytes.
+    pub const fn new(max_value: usize) -> Self {
+        Self { max_value }
+    }
+
+    /// [`Error::ValueTooLarge`] if a value of `size` bytes for `key` is above
+    /// these limits: a backend checks each write with this before anything else.
+    pub fn check_value(&self, key: &str, size: usize) -> Result<()> {
+        if size > self.max_value {
+            return Err(Error::ValueTooLarge {
+                key: key.to_string(),
+                size,
+                max: self.max_value,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The single-key, revisioned key-value store every backend implements.
 ///
-/// Every write is durable when its future resolves `Ok`.
+/// Every write is durable when its future resolves `Ok`. Revisions are
+/// global to the store and grow with every change (a write, or a delete
+/// that removed something).
+///
+/// Ownership: a backend either allows many users at once (several handles,
+/// several processes; compare-and-swap keeps them correct), or grants one
+/// owner exclusive use, as the embedded file does. In the second case
+/// opening it while another owner holds it fails with [`Error::Locked`] and
+/// leaves the holder undisturbed; no operation of this trait returns
+/// `Locked` on a store that was opened. Callers map it to "another kith
+/// process is using this data", whatever the backend.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// The current value of `key`, if any.
@@ -155,6 +203,9 @@ pub trait Store: Send + Sync + 'static {
     /// before listing to miss nothing. A watcher that falls behind gets
     /// [`Error::Lagged`] and should re-list.
     async fn watch(&self, prefix: &str) -> Result<BoxStream<'static, Result<WatchEvent>>>;
+    /// The backend's limits. Constant for the life of the store; the
+    /// authority reads them to decide when a record must be split.
+    fn limits(&self) -> Limits;
     /// Whether writes succeed now, without doing I/O: [`Error::Unavailable`]
     /// from a write that failed for lack of space or an I/O error until the
     /// backend has recovered. Readiness checks ask this.

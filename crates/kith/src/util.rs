@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kith_authority::{Authority, Settings, SystemClock};
-use kith_store::{RedbStore, Store};
+use kith_store::Store;
+use kith_store_redb::RedbStore;
 use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 

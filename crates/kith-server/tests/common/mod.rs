@@ -12,7 +12,8 @@ use kith_agent::{Connection, ServerAddr};
 use kith_api::wire::{CsrSubmission, IssueResponse, JoinRequest};
 use kith_authority::{Authority, InitOptions, KdfParams, ManualClock, Settings, TokenSpec};
 use kith_pki::{KeyType, PrivateKey, Profile, San};
-use kith_store::{RedbStore, Store};
+use kith_store::Store;
+use kith_store_redb::RedbStore;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::{Duration, OffsetDateTime};
 

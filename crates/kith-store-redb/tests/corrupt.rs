@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use kith_store::{Error, RedbStore, Store};
+use kith_store::{Error, Store};
+use kith_store_redb::RedbStore;
 
 const PAGE: usize = 4096;
 

@@ -2,13 +2,14 @@
 //! certificate-sized values, each durable when answered, with keys in order
 //! and with random keys (what certificate serials are), and the CPU the
 //! writer thread spends per write.
-//! `cargo bench -p kith-store --bench writes` (KITH_BENCH_N, default 60000).
+//! `cargo bench -p kith-store-redb --bench writes` (KITH_BENCH_N, default 60000).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use kith_store::{RedbStore, Store};
+use kith_store::Store;
+use kith_store_redb::RedbStore;
 
 /// CPU seconds used so far by this process's threads named `name`, from /proc.
 fn thread_cpu(name: &str) -> f64 {

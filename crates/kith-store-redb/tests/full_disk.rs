@@ -11,7 +11,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kith_store::{Error, RedbStore, Store, WatchEvent};
+use kith_store::{Error, Store, WatchEvent};
+use kith_store_redb::RedbStore;
 
 /// A tmpfs mounted for the length of a test, unmounted on drop.
 struct Tmpfs {

@@ -2,12 +2,14 @@
 
 use std::sync::Arc;
 
-use kith_store::{RedbStore, Store};
+use kith_store::Store;
+use kith_store_redb::RedbStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redb_passes_conformance() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = RedbStore::open(&dir.path().join("kith.redb")).expect("open");
+    assert_eq!(store.limits().max_value, kith_store_redb::MAX_VALUE);
     kith_store::conformance::run_all(Arc::new(store)).await;
 }
 

@@ -13,7 +13,7 @@ use std::cell::{Cell, RefCell};
 use std::panic::{AssertUnwindSafe, PanicHookInfo};
 use std::sync::Once;
 
-use crate::{Error, Result};
+use kith_store::{Error, Result};
 
 thread_local! {
     /// How many guarded calls this thread is inside.
