@@ -188,28 +188,18 @@ impl Authority {
 
     /// Keep the keyring current: rebuild it on every change under
     /// `cluster/` and `authority/`, and every [`RESYNC_EVERY`] regardless.
-    /// The task ends when the last handle to this authority is dropped.
-    pub(crate) fn spawn_keyring_watch(&self) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
+    /// Subscribes before it returns (so no change made after it is missed),
+    /// then rebuilds once for what changed before. The task ends when the
+    /// last handle to this authority is dropped.
+    pub(crate) async fn start_keyring_watch(&self) -> Result<(), Error> {
+        let first = subscribe(&**self.store()).await;
+        self.refresh_keyring().await?;
         // Only a weak handle: the task must not keep the authority (and its
         // store, whose file a restart reopens) alive.
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-        runtime.spawn(async move {
+        tokio::spawn(async move {
+            let mut events = first;
             loop {
-                // (Re)subscribe; a broken watch falls back to the timer.
-                let Some(store): Option<Arc<dyn Store>> = weak.upgrade().map(|i| i.store.clone())
-                else {
-                    return;
-                };
-                let cluster = store.watch("cluster/").await;
-                let authorities = store.watch("authority/").await;
-                drop(store);
-                let mut events = match (cluster, authorities) {
-                    (Ok(a), Ok(b)) => futures::stream::select(a, b).boxed(),
-                    _ => futures::stream::pending().boxed(),
-                };
                 let mut tick = tokio::time::interval(RESYNC_EVERY);
                 tick.tick().await;
                 loop {
@@ -228,8 +218,27 @@ impl Authority {
                         break;
                     }
                 }
+                // The watch ended (the store's event channel closed): the
+                // timer carries on alone after a pause; resubscribe if we can.
                 tokio::time::sleep(Duration::from_secs(1)).await;
+                let Some(store): Option<Arc<dyn Store>> = weak.upgrade().map(|i| i.store.clone())
+                else {
+                    return;
+                };
+                events = subscribe(&*store).await;
             }
         });
+        Ok(())
+    }
+}
+
+/// Events under `cluster/` and `authority/`; a store that cannot watch
+/// gives a stream that never yields (the timer still resyncs).
+async fn subscribe(store: &dyn Store) -> futures::stream::BoxStream<'static, ()> {
+    let cluster = store.watch("cluster/").await;
+    let authorities = store.watch("authority/").await;
+    match (cluster, authorities) {
+        (Ok(a), Ok(b)) => futures::stream::select(a, b).map(|_| ()).boxed(),
+        _ => futures::stream::pending().boxed(),
     }
 }

@@ -393,7 +393,7 @@ impl Authority {
         authority
             .add_authority(DEFAULT_AUTHORITY, opts.key_type)
             .await?;
-        authority.spawn_keyring_watch();
+        authority.start_keyring_watch().await?;
         authority
             .audit(
                 LOCAL_OPERATOR,
@@ -447,8 +447,7 @@ impl Authority {
             kek,
             settings,
         );
-        authority.refresh_keyring().await?;
-        authority.spawn_keyring_watch();
+        authority.start_keyring_watch().await?;
         Ok(authority)
     }
 
