@@ -14,7 +14,7 @@ use kith_api::wire::{
     SecretPutRequest, SecretValue, SecretVersionView, StatusResponse, TokenCreateRequest,
     TokenCreated, TokenView, MAX_BODY_BYTES,
 };
-use kith_api::{JoinToken, TokenId};
+use kith_api::{ErrorCode, JoinToken, TokenId};
 use kith_authority::{Authority, Issued, NodeRecord, RevokeOutcome, TokenRecord};
 use kith_pki::{pem_encode, pem_encode_many, Profile, RevocationReason, Serial};
 use serde::de::DeserializeOwned;
@@ -71,8 +71,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Param {
         match Path::<String>::from_request_parts(parts, state).await {
             Ok(Path(p)) => Ok(Param(p)),
             Err(e) => Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed-request",
+                ErrorCode::MalformedRequest,
                 format!("bad path: {e}"),
             )),
         }
@@ -102,12 +101,11 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/admin/secrets/{name}/history", get(secret_history))
         .route("/v1/secrets/{name}", get(secret_get))
         .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint")
+            ApiError::new(ErrorCode::NotFound, "no such endpoint")
         })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method-not-allowed",
+                ErrorCode::MethodNotAllowed,
                 "this endpoint does not take that method",
             )
         })
@@ -130,8 +128,7 @@ async fn read_json_limited<T: DeserializeOwned>(req: Request, limit: usize) -> R
 fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
         ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed-request",
+            ErrorCode::MalformedRequest,
             format!("the body is not a valid request: {e}"),
         )
     })
@@ -151,8 +148,7 @@ async fn read_body_limited(req: Request, limit: usize) -> Result<bytes::Bytes, A
     let media = ct.split(';').next().unwrap_or("").trim();
     if !media.eq_ignore_ascii_case(kith_api::JSON) {
         return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
+            ErrorCode::UnsupportedMediaType,
             format!("send the body as {} (got {ct:?})", kith_api::JSON),
         ));
     }
@@ -163,14 +159,12 @@ async fn read_body_limited(req: Request, limit: usize) -> Result<bytes::Bytes, A
                 .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
             if too_large {
                 ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body-too-large",
+                    ErrorCode::BodyTooLarge,
                     format!("the body is larger than {limit} bytes"),
                 )
             } else {
                 ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "malformed-request",
+                    ErrorCode::MalformedRequest,
                     format!("the body could not be read: {e}"),
                 )
             }
@@ -185,8 +179,7 @@ fn csr_pairs(csrs: &[kith_api::wire::CsrSubmission]) -> Result<Vec<(Profile, Vec
         .map(|c| {
             let p: Profile = c.profile.parse().map_err(|_| {
                 ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "unknown-profile",
+                    ErrorCode::UnknownProfile,
                     format!("unknown profile {:?} (peer, server or client)", c.profile),
                 )
             })?;
@@ -237,8 +230,7 @@ async fn readyz(State(s): St) -> Response {
     if let Err(e) = s.authority.store().writable() {
         tracing::warn!(error = %e, "not ready: the store cannot write");
         return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not-ready",
+            ErrorCode::NotReady,
             "the store cannot write (the disk is full or failing)",
         )
         .into_response();
@@ -246,16 +238,14 @@ async fn readyz(State(s): St) -> Response {
     match s.authority.store().get("cluster/meta").await {
         Ok(Some(_)) => Json(serde_json::json!({ "status": "ready" })).into_response(),
         Ok(None) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not-ready",
+            ErrorCode::NotReady,
             "the store has no cluster",
         )
         .into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not-ready",
+                ErrorCode::NotReady,
                 "the store does not answer",
             )
             .into_response()
@@ -308,7 +298,7 @@ pub(crate) struct DecodedJoin {
 pub(crate) fn decode_join(bytes: &[u8]) -> Result<DecodedJoin, ApiError> {
     let body: JoinRequest = decode_json(bytes)?;
     let token = JoinToken::parse(&body.token)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
+        .map_err(|e| ApiError::new(e.code(), e.to_string()))?;
     let csrs = csr_pairs(&body.csrs)?;
     Ok(DecodedJoin {
         token,
@@ -335,8 +325,7 @@ async fn join(
 fn client_cert(peer: &Peer) -> Result<&[u8], ApiError> {
     peer.cert.as_deref().map(Vec::as_slice).ok_or_else(|| {
         ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "client-certificate-required",
+            ErrorCode::ClientCertificateRequired,
             "this endpoint needs mutual TLS with a certificate from this cluster",
         )
     })
@@ -367,8 +356,7 @@ async fn live_certificate(
     let rec = s.authority.recorded_certificate(client_cert(peer)?).await?;
     if s.authority.now() > rec.not_after {
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "certificate-expired",
+            ErrorCode::CertificateExpired,
             format!(
                 "the client certificate expired at {}",
                 rfc3339(rec.not_after)
@@ -387,8 +375,7 @@ async fn node_self(
     let (cert, node) = s.authority.present_certificate(client_cert(&peer)?).await?;
     if cert.holder() != kith_pki::Namespace::Node {
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "node-required",
+            ErrorCode::NodeRequired,
             format!(
                 "this endpoint is for nodes; this is a {} certificate",
                 cert.holder()
@@ -412,8 +399,7 @@ async fn admin(s: &AppState, peer: &Peer) -> Result<String, ApiError> {
     let rec = live_certificate(s, peer).await?;
     if rec.profile != Profile::Admin || rec.holder() != kith_pki::Namespace::Operator {
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "admin-required",
+            ErrorCode::AdminRequired,
             format!(
                 "this endpoint needs an admin certificate; {} holds a {} certificate",
                 rec.node, rec.profile
@@ -489,7 +475,7 @@ async fn token_revoke(
 ) -> Result<Json<TokenView>, ApiError> {
     let actor = admin(&s, &peer).await?;
     let id = TokenId::parse(&id)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
+        .map_err(|e| ApiError::new(e.code(), e.to_string()))?;
     let rec = s.authority.revoke_token(&id, &actor).await?;
     Ok(Json(token_view(&rec, s.authority.now())))
 }
@@ -599,8 +585,7 @@ async fn revoke(
         }
         _ => {
             return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid-argument",
+                ErrorCode::InvalidArgument,
                 "name exactly one of serial and node (remove goes with node)",
             ))
         }
@@ -671,8 +656,7 @@ fn secret_info(m: &kith_authority::SecretRecord) -> SecretInfo {
 fn version_query(uri: &axum::http::Uri) -> Result<Option<u64>, ApiError> {
     let bad = || {
         ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-argument",
+            ErrorCode::InvalidArgument,
             "the only query parameter is version=N",
         )
     };
@@ -708,8 +692,7 @@ async fn secret_put(
             .decode(body.value.as_bytes())
             .map_err(|e| {
                 ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "malformed-request",
+                    ErrorCode::MalformedRequest,
                     format!("value is not base64: {e}"),
                 )
             })?,
@@ -802,8 +785,7 @@ async fn secret_get(
         }
         other => {
             return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "node-required",
+                ErrorCode::NodeRequired,
                 format!("a {other} certificate reads no secrets"),
             ))
         }
