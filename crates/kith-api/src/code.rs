@@ -259,8 +259,12 @@ impl ErrorCode {
             InvalidToken | ClientCertificateRequired => 401,
             TokenWrongCluster | TokenRevoked | TokenExpired | TokenUsedUp => 403,
             NodeNameMismatch | IdentityMismatch | ProfileNotAllowed => 403,
-            CertificateRevoked | CertificateSuperseded | NodeRemoved | RenewalWindowPassed
-            | UnknownCertificate | CertificateExpired => 403,
+            CertificateRevoked
+            | CertificateSuperseded
+            | NodeRemoved
+            | RenewalWindowPassed
+            | UnknownCertificate
+            | CertificateExpired => 403,
             SanNotAllowed | WildcardNotAllowed | IpNotAllowed | CaNotAllowed | TooManySans => 403,
             SecretForbidden | NodeRequired | AdminRequired => 403,
             UnknownNode | UnknownToken | UnknownAuthority | UnknownSecret
@@ -272,11 +276,9 @@ impl ErrorCode {
             UnsupportedMediaType => 415,
             RateLimited => 429,
             AlreadyInitialized | AuthorityExists | CsrKeyMismatch | InvalidArgument
-            | MalformedRequest | UnknownProfile | MalformedToken | MalformedInput
-            | InvalidName | VerifyFailed | Revoked => 400,
-            MalformedCsr | BadSignature | WeakSignature | WeakKey | UnsupportedKey | NoNames => {
-                400
-            }
+            | MalformedRequest | UnknownProfile | MalformedToken | MalformedInput | InvalidName
+            | VerifyFailed | Revoked => 400,
+            MalformedCsr | BadSignature | WeakSignature | WeakKey | UnsupportedKey | NoNames => 400,
             InvalidConfig | NoServer | NoAdminCredential | PassphraseRequired => 400,
             // Failures of the server (or the machine) itself.
             WrongPassphrase | NotInitialized | IntegrityError | StoreCorrupt | StoreError
@@ -284,8 +286,9 @@ impl ErrorCode {
             IoError | InsecurePermissions | NotRegularFile | NotADirectory | FileTooLarge
             | NodeDir | TlsConfig | ServeFailed | ExecFailed => 500,
             // What a node found wrong with the server it reached.
-            PinMismatch | NotKithServer | BundleRefused | Unreachable | BadResponse
-            | HttpError => 502,
+            PinMismatch | NotKithServer | BundleRefused | Unreachable | BadResponse | HttpError => {
+                502
+            }
             // Retry later.
             StoreLocked | StoreUnavailable | Contended | NotReady => 503,
         }
@@ -296,8 +299,13 @@ impl ErrorCode {
     pub const fn needs_new_token(self) -> bool {
         use ErrorCode::*;
         match self {
-            CertificateRevoked | CertificateSuperseded | NodeRemoved | RenewalWindowPassed
-            | UnknownCertificate | UnknownNode | IdentityMismatch => true,
+            CertificateRevoked
+            | CertificateSuperseded
+            | NodeRemoved
+            | RenewalWindowPassed
+            | UnknownCertificate
+            | UnknownNode
+            | IdentityMismatch => true,
             // A token that cannot be spent is the operator's to replace, but
             // the node has no certificate yet to give up on.
             InvalidToken | UnknownToken | TokenWrongCluster | TokenRevoked | TokenExpired
@@ -313,13 +321,20 @@ impl ErrorCode {
             | UnsupportedKey | NoNames | SanNotAllowed | WildcardNotAllowed | IpNotAllowed
             | CaNotAllowed | TooManySans => false,
             IoError | InsecurePermissions | NotRegularFile | NotADirectory | FileTooLarge => false,
-            MalformedRequest | NotFound | MethodNotAllowed | UnsupportedMediaType
-            | BodyTooLarge | UnknownProfile | NotReady | MalformedToken
-            | ClientCertificateRequired | CertificateExpired | NodeRequired | AdminRequired => {
-                false
-            }
-            PinMismatch | NotKithServer | BundleRefused | Unreachable | BadResponse
-            | HttpError | NodeDir | TlsConfig => false,
+            MalformedRequest
+            | NotFound
+            | MethodNotAllowed
+            | UnsupportedMediaType
+            | BodyTooLarge
+            | UnknownProfile
+            | NotReady
+            | MalformedToken
+            | ClientCertificateRequired
+            | CertificateExpired
+            | NodeRequired
+            | AdminRequired => false,
+            PinMismatch | NotKithServer | BundleRefused | Unreachable | BadResponse | HttpError
+            | NodeDir | TlsConfig => false,
             Exists | InvalidConfig | NoServer | NoAdminCredential | PassphraseRequired
             | InputTooLarge | ServeFailed | ExecFailed => false,
         }

@@ -77,7 +77,15 @@ fn statuses_keep_their_meaning() {
         assert!((400..600).contains(&st), "{code}: {st}");
         assert_eq!(code.is_server_error(), st >= 500, "{code}");
         if code.needs_new_token() {
-            assert_eq!(st, if code == ErrorCode::UnknownNode { 404 } else { 403 }, "{code}");
+            assert_eq!(
+                st,
+                if code == ErrorCode::UnknownNode {
+                    404
+                } else {
+                    403
+                },
+                "{code}"
+            );
         }
     }
     // Some anchors clients rely on.
@@ -104,30 +112,103 @@ fn statuses_keep_their_meaning() {
 #[test]
 fn the_spellings_clients_know() {
     let known = [
-        "wrong-passphrase", "not-initialized", "already-initialized", "unknown-authority",
-        "authority-exists", "unknown-certificate", "unknown-node", "invalid-token",
-        "unknown-token", "token-wrong-cluster", "token-revoked", "token-expired",
-        "token-used-up", "node-name-taken", "node-name-mismatch", "node-name-retired",
-        "node-name-reserved", "ip-taken", "certificate-superseded", "profile-not-allowed",
-        "csr-key-mismatch", "certificate-revoked", "node-removed", "renewal-window-passed",
-        "identity-mismatch", "unknown-secret", "unknown-secret-version", "secret-forbidden",
-        "secret-too-large", "secret-conflict", "invalid-argument", "integrity-error",
-        "store-locked", "store-unavailable", "store-corrupt", "store-error", "contended",
-        "rate-limited", "internal", "malformed-input", "invalid-name", "key-error",
-        "build-failed", "verify-failed", "revoked", "malformed-csr", "csr-too-large",
-        "bad-signature", "weak-signature", "weak-key", "unsupported-key", "no-names",
-        "san-not-allowed", "wildcard-not-allowed", "ip-not-allowed", "ca-not-allowed",
-        "too-many-sans", "io-error", "insecure-permissions", "not-regular-file",
-        "not-a-directory", "file-too-large", "malformed-request", "not-found",
-        "method-not-allowed", "unsupported-media-type", "body-too-large", "unknown-profile",
-        "not-ready", "malformed-token", "client-certificate-required", "certificate-expired",
-        "node-required", "admin-required", "pin-mismatch", "not-kith-server", "bundle-refused",
-        "unreachable", "bad-response", "http-error", "node-dir", "tls-config", "exists",
-        "invalid-config", "no-server", "no-admin-credential", "passphrase-required",
-        "input-too-large", "serve-failed", "exec-failed",
+        "wrong-passphrase",
+        "not-initialized",
+        "already-initialized",
+        "unknown-authority",
+        "authority-exists",
+        "unknown-certificate",
+        "unknown-node",
+        "invalid-token",
+        "unknown-token",
+        "token-wrong-cluster",
+        "token-revoked",
+        "token-expired",
+        "token-used-up",
+        "node-name-taken",
+        "node-name-mismatch",
+        "node-name-retired",
+        "node-name-reserved",
+        "ip-taken",
+        "certificate-superseded",
+        "profile-not-allowed",
+        "csr-key-mismatch",
+        "certificate-revoked",
+        "node-removed",
+        "renewal-window-passed",
+        "identity-mismatch",
+        "unknown-secret",
+        "unknown-secret-version",
+        "secret-forbidden",
+        "secret-too-large",
+        "secret-conflict",
+        "invalid-argument",
+        "integrity-error",
+        "store-locked",
+        "store-unavailable",
+        "store-corrupt",
+        "store-error",
+        "contended",
+        "rate-limited",
+        "internal",
+        "malformed-input",
+        "invalid-name",
+        "key-error",
+        "build-failed",
+        "verify-failed",
+        "revoked",
+        "malformed-csr",
+        "csr-too-large",
+        "bad-signature",
+        "weak-signature",
+        "weak-key",
+        "unsupported-key",
+        "no-names",
+        "san-not-allowed",
+        "wildcard-not-allowed",
+        "ip-not-allowed",
+        "ca-not-allowed",
+        "too-many-sans",
+        "io-error",
+        "insecure-permissions",
+        "not-regular-file",
+        "not-a-directory",
+        "file-too-large",
+        "malformed-request",
+        "not-found",
+        "method-not-allowed",
+        "unsupported-media-type",
+        "body-too-large",
+        "unknown-profile",
+        "not-ready",
+        "malformed-token",
+        "client-certificate-required",
+        "certificate-expired",
+        "node-required",
+        "admin-required",
+        "pin-mismatch",
+        "not-kith-server",
+        "bundle-refused",
+        "unreachable",
+        "bad-response",
+        "http-error",
+        "node-dir",
+        "tls-config",
+        "exists",
+        "invalid-config",
+        "no-server",
+        "no-admin-credential",
+        "passphrase-required",
+        "input-too-large",
+        "serve-failed",
+        "exec-failed",
     ];
     for s in known {
         assert!(s.parse::<ErrorCode>().is_ok(), "{s:?} is no longer a code");
     }
-    assert_eq!(ErrorCode::ALL.len(), known.len(), "a code was added: list it here");
+    assert_eq!(
+        ErrorCode::ALL.len(),
+        known.len(),
+        "a code was added: list it here"
+    );
 }

@@ -23,8 +23,8 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{Mode, OFlags};
 use kith_api::ErrorCode;
+use rustix::fs::{Mode, OFlags};
 use zeroize::Zeroizing;
 
 use crate::{Error, CA, CERT, CHAIN, CRL, FULLCHAIN, IDENTITY, KEY};

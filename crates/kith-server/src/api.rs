@@ -100,9 +100,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/admin/secrets/{name}/history", get(secret_history))
         .route("/v1/secrets/{name}", get(secret_get))
-        .fallback(|| async {
-            ApiError::new(ErrorCode::NotFound, "no such endpoint")
-        })
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 ErrorCode::MethodNotAllowed,
@@ -237,18 +235,10 @@ async fn readyz(State(s): St) -> Response {
     }
     match s.authority.store().get("cluster/meta").await {
         Ok(Some(_)) => Json(serde_json::json!({ "status": "ready" })).into_response(),
-        Ok(None) => ApiError::new(
-            ErrorCode::NotReady,
-            "the store has no cluster",
-        )
-        .into_response(),
+        Ok(None) => ApiError::new(ErrorCode::NotReady, "the store has no cluster").into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            ApiError::new(
-                ErrorCode::NotReady,
-                "the store does not answer",
-            )
-            .into_response()
+            ApiError::new(ErrorCode::NotReady, "the store does not answer").into_response()
         }
     }
 }
@@ -297,8 +287,8 @@ pub(crate) struct DecodedJoin {
 /// that the fuzz target runs exactly what the handler runs.
 pub(crate) fn decode_join(bytes: &[u8]) -> Result<DecodedJoin, ApiError> {
     let body: JoinRequest = decode_json(bytes)?;
-    let token = JoinToken::parse(&body.token)
-        .map_err(|e| ApiError::new(e.code(), e.to_string()))?;
+    let token =
+        JoinToken::parse(&body.token).map_err(|e| ApiError::new(e.code(), e.to_string()))?;
     let csrs = csr_pairs(&body.csrs)?;
     Ok(DecodedJoin {
         token,
@@ -474,8 +464,7 @@ async fn token_revoke(
     Param(id): Param,
 ) -> Result<Json<TokenView>, ApiError> {
     let actor = admin(&s, &peer).await?;
-    let id = TokenId::parse(&id)
-        .map_err(|e| ApiError::new(e.code(), e.to_string()))?;
+    let id = TokenId::parse(&id).map_err(|e| ApiError::new(e.code(), e.to_string()))?;
     let rec = s.authority.revoke_token(&id, &actor).await?;
     Ok(Json(token_view(&rec, s.authority.now())))
 }

@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 
 use crate::error::ApiError;
-use kith_api::ErrorCode;
 use crate::limits::{lock, Limits, Quiet, Rate, Source};
+use kith_api::ErrorCode;
 
 /// Most sources whose rate buckets are remembered at once; past that,
 /// full (idle) buckets are forgotten, and if none is, the newcomers share
@@ -251,8 +251,7 @@ pub(crate) struct Limited(Duration, &'static str);
 
 impl IntoResponse for Limited {
     fn into_response(self) -> Response {
-        let mut r =
-            ApiError::new(ErrorCode::RateLimited, self.1).into_response();
+        let mut r = ApiError::new(ErrorCode::RateLimited, self.1).into_response();
         r.headers_mut().insert(
             header::RETRY_AFTER,
             HeaderValue::from(self.0.as_secs().max(1)),
