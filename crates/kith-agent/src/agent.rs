@@ -10,6 +10,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::node::{refresh_with, renew, NodeIdentity};
 use crate::Error;
+use kith_api::ErrorCode;
 
 /// What to do after the node's files change.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -148,8 +149,8 @@ fn backoff(opts: &AgentOptions, failures: u32) -> Duration {
 /// or offered a bundle that was refused (someone may be posing as the CA),
 /// a warning otherwise.
 fn warn_or_alarm(e: &Error, what: &str) {
-    match e.code() {
-        "not-kith-server" | "bundle-refused" | "bad-response" => {
+    match e.error_code() {
+        Some(ErrorCode::NotKithServer | ErrorCode::BundleRefused | ErrorCode::BadResponse) => {
             tracing::error!(error = %e, "{what}")
         }
         _ => tracing::warn!(error = %e, "{what}"),

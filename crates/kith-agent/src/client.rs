@@ -238,9 +238,9 @@ fn check_status(status: StatusCode, bytes: &[u8]) -> Result<(), Error> {
         return Ok(());
     }
     let (code, message) = match serde_json::from_slice::<kith_api::wire::ErrorBody>(bytes) {
-        Ok(b) => (b.code, b.message),
+        Ok(b) => (b.wire_code(), b.message),
         Err(_) => (
-            "http-error".to_string(),
+            kith_api::ErrorCode::HttpError.into(),
             String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
         ),
     };

@@ -1,3 +1,5 @@
+use kith_api::{ErrorCode, WireCode};
+
 /// Everything the node side can fail at, grouped by cause.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -32,8 +34,8 @@ pub enum Error {
     Api {
         /// HTTP status.
         status: u16,
-        /// Stable code.
-        code: String,
+        /// Stable code, as the server spelled it (known to this build or not).
+        code: WireCode,
         /// Human message.
         message: String,
     },
@@ -66,35 +68,46 @@ pub enum Error {
 }
 
 impl Error {
-    /// A stable machine-readable code.
+    /// The stable code, as the CLI prints it: the wire spelling of
+    /// [`Error::error_code`], or a newer server's code verbatim.
     pub fn code(&self) -> &str {
         match self {
-            Self::PinMismatch { .. } => "pin-mismatch",
-            Self::NotKithServer { .. } => "not-kith-server",
-            Self::BundleRefused { .. } => "bundle-refused",
-            Self::Api { code, .. } => code,
-            Self::Transport { .. } => "unreachable",
-            Self::BadResponse(_) => "bad-response",
-            Self::NodeDir(_) => "node-dir",
-            Self::Invalid(_) => "invalid-argument",
+            Self::Api { code, .. } => code.as_str(),
+            other => other.local_code().as_str(),
+        }
+    }
+
+    /// The code, if this build knows it. `None` only for a code a newer
+    /// server answered that this build has never heard of: such a failure
+    /// is not taken to need a new token, and retried as its status says.
+    pub fn error_code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Api { code, .. } => code.known(),
+            other => Some(other.local_code()),
+        }
+    }
+
+    /// The code of a failure found on this side of the wire.
+    fn local_code(&self) -> ErrorCode {
+        match self {
+            Self::PinMismatch { .. } => ErrorCode::PinMismatch,
+            Self::NotKithServer { .. } => ErrorCode::NotKithServer,
+            Self::BundleRefused { .. } => ErrorCode::BundleRefused,
+            // Not reached: `code` and `error_code` read a server's code themselves.
+            Self::Api { code, .. } => code.known().unwrap_or(ErrorCode::HttpError),
+            Self::Transport { .. } => ErrorCode::Unreachable,
+            Self::BadResponse(_) => ErrorCode::BadResponse,
+            Self::NodeDir(_) => ErrorCode::NodeDir,
+            Self::Invalid(_) => ErrorCode::InvalidArgument,
             Self::Pki(e) => e.code(),
             Self::Files(e) => e.code(),
-            Self::Tls(_) => "tls-config",
+            Self::Tls(_) => ErrorCode::TlsConfig,
         }
     }
 
     /// True when retrying cannot help: only a new token (or an operator) can.
     pub fn needs_new_token(&self) -> bool {
-        matches!(
-            self.code(),
-            "certificate-revoked"
-                | "certificate-superseded"
-                | "node-removed"
-                | "renewal-window-passed"
-                | "unknown-certificate"
-                | "unknown-node"
-                | "identity-mismatch"
-        )
+        self.error_code().is_some_and(ErrorCode::needs_new_token)
     }
 
     /// True for failures worth retrying later (network, server overload).

@@ -61,7 +61,9 @@ impl NodeIdentity {
     pub fn load(dir: &Path) -> Result<Self, Error> {
         let path = dir.join(nodedir::IDENTITY);
         let bytes = nodedir::read(dir, nodedir::IDENTITY).map_err(|e| match e.code() {
-            "io-error" => Error::NodeDir(format!("{e} (has this node joined? run `kith join`)")),
+            kith_api::ErrorCode::IoError => {
+                Error::NodeDir(format!("{e} (has this node joined? run `kith join`)"))
+            }
             _ => Error::Files(e),
         })?;
         serde_json::from_slice(&bytes)

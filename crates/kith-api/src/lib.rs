@@ -5,11 +5,14 @@
 //!   SubjectPublicKeyInfo (so the node can authenticate the server before
 //!   sending anything), the token's id (to find its record) and its secret
 //!   (of which the server keeps only a hash);
-//! - the JSON bodies of the `/v1` HTTP API ([`wire`]).
+//! - the JSON bodies of the `/v1` HTTP API ([`wire`]);
+//! - every stable error code ([`ErrorCode`]), with what it means.
 
+mod code;
 mod token;
 pub mod wire;
 
+pub use code::{ErrorCode, UnknownErrorCode, WireCode};
 pub use token::{JoinToken, TokenId, TokenParseError, TOKEN_PREFIX};
 
 /// Media type of every JSON request and answer.

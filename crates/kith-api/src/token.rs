@@ -67,8 +67,8 @@ pub struct TokenParseError(&'static str);
 
 impl TokenParseError {
     /// The stable error code.
-    pub fn code(&self) -> &'static str {
-        "malformed-token"
+    pub fn code(&self) -> crate::ErrorCode {
+        crate::ErrorCode::MalformedToken
     }
 }
 

@@ -10,10 +10,24 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The body of every error answer, whatever the status.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ErrorBody {
-    /// Stable machine-readable code (`invalid-token`, `san-not-allowed`, …).
+    /// Stable machine-readable code (`invalid-token`, `san-not-allowed`, …):
+    /// an [`crate::ErrorCode`]'s spelling. A string rather than the enum, so
+    /// that a client reads a newer server's codes ([`ErrorBody::wire_code`]).
     pub code: String,
     /// What went wrong and, where it helps, what to do.
     pub message: String,
+    /// On a failure of the server itself (5xx), the id under which the
+    /// server logged the detail; the message is then generic. Absent
+    /// otherwise, and from servers older than this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl ErrorBody {
+    /// The code, parsed: known to this build or not.
+    pub fn wire_code(&self) -> crate::WireCode {
+        crate::WireCode::parse(&self.code)
+    }
 }
 
 /// One CSR and the profile it asks for.

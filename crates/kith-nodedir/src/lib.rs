@@ -23,6 +23,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use kith_api::ErrorCode;
+
 mod safe;
 pub use safe::{
     check_node_dir, check_private_dir, check_private_file, read, read_private_file,
@@ -67,7 +69,7 @@ enum Repr {
     },
     /// kith refuses the file: unsafe owner, mode or type.
     Refused {
-        code: &'static str,
+        code: ErrorCode,
         problem: String,
         fix: String,
     },
@@ -85,7 +87,7 @@ impl Error {
         }
     }
 
-    pub(crate) fn refused(code: &'static str, path: &Path, problem: String, fix: String) -> Self {
+    pub(crate) fn refused(code: ErrorCode, path: &Path, problem: String, fix: String) -> Self {
         Self {
             path: path.to_path_buf(),
             repr: Repr::Refused { code, problem, fix },
@@ -96,10 +98,10 @@ impl Error {
     /// mode lets someone else read or replace it), `not-regular-file`
     /// (a FIFO, device, socket, directory or link where a file belongs),
     /// `not-a-directory`, `file-too-large`, or `io-error`.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match &self.repr {
-            Repr::Io { .. } => "io-error",
-            Repr::Refused { code, .. } => code,
+            Repr::Io { .. } => ErrorCode::IoError,
+            Repr::Refused { code, .. } => *code,
         }
     }
 

@@ -23,6 +23,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use kith_api::ErrorCode;
 use rustix::fs::{Mode, OFlags};
 use zeroize::Zeroizing;
 
@@ -101,7 +102,7 @@ fn check(path: &Path, meta: &std::fs::Metadata, kind: Kind) -> Result<(), Error>
     if kind.is_dir() {
         if !ft.is_dir() {
             return Err(Error::refused(
-                "not-a-directory",
+                ErrorCode::NotADirectory,
                 path,
                 format!("is {}, not a directory", type_name(meta)),
                 "point kith at a directory".into(),
@@ -112,7 +113,7 @@ fn check(path: &Path, meta: &std::fs::Metadata, kind: Kind) -> Result<(), Error>
     }
     if !owner_ok(meta.uid()) {
         return Err(Error::refused(
-            "insecure-permissions",
+            ErrorCode::InsecurePermissions,
             path,
             format!(
                 "is {}, owned by uid {} (not this user, uid {}, nor root)",
@@ -142,7 +143,7 @@ fn check(path: &Path, meta: &std::fs::Metadata, kind: Kind) -> Result<(), Error>
             "group or others can read it"
         };
         return Err(Error::refused(
-            "insecure-permissions",
+            ErrorCode::InsecurePermissions,
             path,
             format!("is {} with mode {mode:04o}: {what}", kind.describe()),
             format!(
@@ -177,7 +178,7 @@ fn type_name(meta: &std::fs::Metadata) -> &'static str {
 
 fn not_regular(path: &Path, what: &str) -> Error {
     Error::refused(
-        "not-regular-file",
+        ErrorCode::NotRegularFile,
         path,
         format!("is {what}, not a regular file"),
         "remove it: kith reads only regular files where it expects a file".into(),
@@ -198,7 +199,7 @@ fn open(dir: Option<&OwnedFd>, path: &Path, display: &Path, nofollow: bool) -> R
     match fd {
         Ok(fd) => Ok(File::from(fd)),
         Err(rustix::io::Errno::LOOP) if nofollow => Err(Error::refused(
-            "not-regular-file",
+            ErrorCode::NotRegularFile,
             display,
             "is a symbolic link, not a regular file".into(),
             "remove it: kith reads only regular files where it expects a file".into(),
@@ -221,7 +222,7 @@ fn read_bounded(
 ) -> Result<Zeroizing<Vec<u8>>, Error> {
     let too_large = || {
         Error::refused(
-            "file-too-large",
+            ErrorCode::FileTooLarge,
             path,
             format!("is larger than {MAX_FILE_BYTES} bytes"),
             "it is not a file kith wrote: restore it (or join again)".into(),
@@ -250,7 +251,7 @@ fn open_private_dir(dir: &Path) -> Result<OwnedFd, Error> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
     let fd = rustix::fs::open(dir, flags, Mode::empty()).map_err(|e| match e {
         rustix::io::Errno::NOTDIR => Error::refused(
-            "not-a-directory",
+            ErrorCode::NotADirectory,
             dir,
             "is not a directory".into(),
             "point kith at a directory".into(),

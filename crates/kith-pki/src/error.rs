@@ -1,5 +1,7 @@
 use std::fmt;
 
+use kith_api::ErrorCode;
+
 /// Everything that can go wrong in `kith-pki`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -60,15 +62,15 @@ impl Error {
     }
 
     /// A stable machine-readable code for this error.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
             Self::Csr(r) => r.kind.code(),
-            Self::Parse { .. } => "malformed-input",
-            Self::InvalidName { .. } => "invalid-name",
-            Self::Key(_) => "key-error",
-            Self::Build { .. } => "build-failed",
-            Self::Verify(_) => "verify-failed",
-            Self::Revoked => "revoked",
+            Self::Parse { .. } => ErrorCode::MalformedInput,
+            Self::InvalidName { .. } => ErrorCode::InvalidName,
+            Self::Key(_) => ErrorCode::KeyError,
+            Self::Build { .. } => ErrorCode::BuildFailed,
+            Self::Verify(_) => ErrorCode::VerifyFailed,
+            Self::Revoked => ErrorCode::Revoked,
         }
     }
 }
@@ -105,20 +107,20 @@ pub enum CsrRejectionKind {
 
 impl CsrRejectionKind {
     /// The stable code, as shown to users and sent over the API.
-    pub fn code(self) -> &'static str {
+    pub fn code(self) -> ErrorCode {
         match self {
-            Self::Malformed => "malformed-csr",
-            Self::TooLarge => "csr-too-large",
-            Self::BadSignature => "bad-signature",
-            Self::WeakSignature => "weak-signature",
-            Self::WeakKey => "weak-key",
-            Self::UnsupportedKey => "unsupported-key",
-            Self::NoNames => "no-names",
-            Self::SanNotAllowed => "san-not-allowed",
-            Self::WildcardNotAllowed => "wildcard-not-allowed",
-            Self::IpNotAllowed => "ip-not-allowed",
-            Self::CaNotAllowed => "ca-not-allowed",
-            Self::TooManySans => "too-many-sans",
+            Self::Malformed => ErrorCode::MalformedCsr,
+            Self::TooLarge => ErrorCode::CsrTooLarge,
+            Self::BadSignature => ErrorCode::BadSignature,
+            Self::WeakSignature => ErrorCode::WeakSignature,
+            Self::WeakKey => ErrorCode::WeakKey,
+            Self::UnsupportedKey => ErrorCode::UnsupportedKey,
+            Self::NoNames => ErrorCode::NoNames,
+            Self::SanNotAllowed => ErrorCode::SanNotAllowed,
+            Self::WildcardNotAllowed => ErrorCode::WildcardNotAllowed,
+            Self::IpNotAllowed => ErrorCode::IpNotAllowed,
+            Self::CaNotAllowed => ErrorCode::CaNotAllowed,
+            Self::TooManySans => ErrorCode::TooManySans,
         }
     }
 }

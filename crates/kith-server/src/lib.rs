@@ -253,7 +253,7 @@ async fn maintain(
 pub fn decode_join_request(body: &[u8]) -> Result<DecodedJoinRequest, (u16, &'static str)> {
     api::decode_join(body)
         .map(|d| (d.token, d.node, d.csrs))
-        .map_err(|e| (e.status.as_u16(), e.code))
+        .map_err(|e| (e.code.http_status(), e.code.as_str()))
 }
 
 /// A decoded join body: token, node name asked for, (profile, CSR) pairs.

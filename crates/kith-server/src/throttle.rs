@@ -5,12 +5,13 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::limits::{lock, Limits, Quiet, Rate, Source};
+use kith_api::ErrorCode;
 
 /// Most sources whose rate buckets are remembered at once; past that,
 /// full (idle) buckets are forgotten, and if none is, the newcomers share
@@ -145,7 +146,7 @@ impl Buckets {
 /// are only given to a caller who holds the token's secret: the authority
 /// checks the secret first. So a provisioning run that spends a token's
 /// last use in parallel is not taken for a guesser.
-const TOKEN_FAILURES: &[&str] = &["malformed-token", "invalid-token"];
+const TOKEN_FAILURES: &[ErrorCode] = &[ErrorCode::MalformedToken, ErrorCode::InvalidToken];
 
 /// What the throttle needs to know of a request.
 #[derive(Clone, Copy, Debug)]
@@ -224,13 +225,13 @@ impl Throttle {
             }
             return;
         }
-        let Some(ErrorCode(code)) = answer.extensions().get::<ErrorCode>().copied() else {
+        let Some(code) = answer.extensions().get::<ErrorCode>().copied() else {
             return;
         };
         if !TOKEN_FAILURES.contains(&code) {
             return;
         }
-        tracing::debug!(source = %ask.source, code, "failed join attempt");
+        tracing::debug!(source = %ask.source, code = %code, "failed join attempt");
         if let Some(n) = self.failed_joins.charge(ask.source, now) {
             tracing::warn!(
                 source = %ask.source,
@@ -250,8 +251,7 @@ pub(crate) struct Limited(Duration, &'static str);
 
 impl IntoResponse for Limited {
     fn into_response(self) -> Response {
-        let mut r =
-            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", self.1).into_response();
+        let mut r = ApiError::new(ErrorCode::RateLimited, self.1).into_response();
         r.headers_mut().insert(
             header::RETRY_AFTER,
             HeaderValue::from(self.0.as_secs().max(1)),

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::Args;
+use kith_api::ErrorCode;
 use kith_authority::{
     Authority, ClusterInfo, Identity, InitOptions, IssueRequest, Issued, KdfParams, RevokeOutcome,
     Settings, SystemClock, DEFAULT_AUTHORITY, LOCAL_OPERATOR,
@@ -122,7 +123,7 @@ pub(crate) async fn init(dir: &Path, a: InitArgs) -> Result<(), CliError> {
     // The operator credential for the online API: an admin-profile leaf.
     let key = tokio::task::spawn_blocking(move || PrivateKey::generate(a.key_type))
         .await
-        .map_err(|e| CliError::new("internal", e))??;
+        .map_err(|e| CliError::new(ErrorCode::Internal, e))??;
     let issued = authority
         .issue(IssueRequest {
             identity: Identity {
@@ -225,7 +226,7 @@ fn stage_node_files(
         "server": null,
     });
     let identity =
-        serde_json::to_vec_pretty(&identity).map_err(|e| CliError::new("internal", e))?;
+        serde_json::to_vec_pretty(&identity).map_err(|e| CliError::new(ErrorCode::Internal, e))?;
     let key = key.pkcs8_pem();
     batch.stage_dir(
         dir,
@@ -251,7 +252,7 @@ pub(crate) async fn ca_show(dir: &Path, json_out: bool) -> Result<(), CliError> 
         let found = kith_pki::inspect(der)?;
         let Some(Inspected::Certificate(c)) = found.into_iter().next() else {
             return Err(CliError::new(
-                "integrity-error",
+                ErrorCode::IntegrityError,
                 "stored CA certificate is not a certificate",
             ));
         };
@@ -339,7 +340,7 @@ pub(crate) struct ExportKeyArgs {
 pub(crate) async fn export_key(dir: &Path, a: ExportKeyArgs) -> Result<(), CliError> {
     if a.out.exists() && !a.force {
         return Err(
-            CliError::new("exists", format!("{} exists", a.out.display()))
+            CliError::new(ErrorCode::Exists, format!("{} exists", a.out.display()))
                 .hint("pass --force to replace it"),
         );
     }
@@ -353,7 +354,7 @@ pub(crate) async fn export_key(dir: &Path, a: ExportKeyArgs) -> Result<(), CliEr
     )?
     .ok_or_else(|| {
         CliError::new(
-            "passphrase-required",
+            ErrorCode::PassphraseRequired,
             "the exported key needs its own passphrase",
         )
         .hint("pass --export-passphrase-file FILE or set KITH_EXPORT_PASSPHRASE")
@@ -386,7 +387,7 @@ fn split_path(p: &Path) -> Result<(PathBuf, String), CliError> {
         .and_then(|n| n.to_str())
         .ok_or_else(|| {
             CliError::new(
-                "invalid-argument",
+                ErrorCode::InvalidArgument,
                 format!("{} is not a file path", p.display()),
             )
         })?
@@ -474,7 +475,7 @@ pub(crate) async fn cert_issue(dir: &Path, a: IssueArgs) -> Result<(), CliError>
         kith_pki::validate_label("node name", n)?;
         if !seen.insert(n.as_str()) {
             return Err(CliError::new(
-                "invalid-argument",
+                ErrorCode::InvalidArgument,
                 format!("node {n} is named twice"),
             ));
         }
@@ -492,7 +493,7 @@ pub(crate) async fn cert_issue(dir: &Path, a: IssueArgs) -> Result<(), CliError>
             .find(|n| a.out.join(n).join(nodedir::KEY).exists())
         {
             return Err(CliError::new(
-                "exists",
+                ErrorCode::Exists,
                 format!("{} already holds a key", a.out.join(n).display()),
             )
             .hint("pass --force to issue a new key and certificate over it"));
@@ -520,7 +521,7 @@ pub(crate) async fn cert_issue(dir: &Path, a: IssueArgs) -> Result<(), CliError>
                 .collect::<Result<Vec<_>, _>>()
         })
         .await
-        .map_err(|e| CliError::new("internal", e))??
+        .map_err(|e| CliError::new(ErrorCode::Internal, e))??
     };
     bar.set_message("signing and recording");
     let reqs = a
@@ -567,7 +568,9 @@ pub(crate) async fn cert_issue(dir: &Path, a: IssueArgs) -> Result<(), CliError>
             Ok(())
         })
     };
-    written.await.map_err(|e| CliError::new("internal", e))??;
+    written
+        .await
+        .map_err(|e| CliError::new(ErrorCode::Internal, e))??;
     bar.finish_and_clear();
 
     let now = OffsetDateTime::now_utc();
@@ -876,7 +879,10 @@ pub(crate) async fn cert_verify(dir: &Path, a: VerifyArgs) -> Result<(), CliErro
     let info = ClusterInfo::load(&*store).await?;
     let now = OffsetDateTime::now_utc();
     let Some(Inspected::Certificate(c)) = kith_pki::inspect(leaf)?.into_iter().next() else {
-        return Err(CliError::new("malformed-input", "not a certificate"));
+        return Err(CliError::new(
+            ErrorCode::MalformedInput,
+            "not a certificate",
+        ));
     };
     let serial = Serial::parse(&c.serial).ok();
     let recorded = match &serial {
@@ -907,15 +913,15 @@ pub(crate) async fn cert_verify(dir: &Path, a: VerifyArgs) -> Result<(), CliErro
     }
     let mut intermediates = certs[1..].to_vec();
     intermediates.extend(info.intermediates());
-    let mut problems: Vec<(String, String)> = Vec::new();
+    let mut problems: Vec<(ErrorCode, String)> = Vec::new();
     if let Err(e) = kith_pki::verify_chain(leaf, &intermediates, &info.roots(), &crls, now, profile)
     {
-        problems.push((e.code().into(), e.to_string()));
+        problems.push((e.code(), e.to_string()));
     }
     if let Some((_, Some(rev))) = &recorded {
-        if !problems.iter().any(|(c, _)| c == "revoked") {
+        if !problems.iter().any(|(c, _)| *c == ErrorCode::Revoked) {
             problems.push((
-                "revoked".into(),
+                ErrorCode::Revoked,
                 format!("revoked {} ({})", rfc3339(rev.revoked_at), rev.reason),
             ));
         }
@@ -926,7 +932,7 @@ pub(crate) async fn cert_verify(dir: &Path, a: VerifyArgs) -> Result<(), CliErro
         let fqdn = format!("DNS:{want}.{}", info.cluster);
         if cn != want || !c.sans.contains(&fqdn) {
             problems.push((
-                "identity-mismatch".into(),
+                ErrorCode::IdentityMismatch,
                 format!("certificate is for {cn:?}, not {want:?}"),
             ));
         }
@@ -934,12 +940,12 @@ pub(crate) async fn cert_verify(dir: &Path, a: VerifyArgs) -> Result<(), CliErro
     if let Some(want) = &a.role {
         if ou != want {
             problems.push((
-                "identity-mismatch".into(),
+                ErrorCode::IdentityMismatch,
                 format!("certificate has role {ou:?}, not {want:?}"),
             ));
         }
     }
-    let revoked = problems.iter().any(|(c, _)| c == "revoked");
+    let revoked = problems.iter().any(|(c, _)| *c == ErrorCode::Revoked);
     if a.json {
         print_json(&json!({
             "valid": problems.is_empty(),
@@ -964,7 +970,7 @@ pub(crate) async fn cert_verify(dir: &Path, a: VerifyArgs) -> Result<(), CliErro
         Some((code, _)) => {
             let all: Vec<&str> = problems.iter().map(|(_, m)| m.as_str()).collect();
             let mut e = CliError::new(
-                code,
+                *code,
                 format!("{} does not verify: {}", a.file.display(), all.join("; ")),
             );
             e.json_printed = a.json;
@@ -1083,7 +1089,7 @@ pub(crate) async fn revoke(dir: &Path, a: RevokeArgs) -> Result<(), CliError> {
         (None, Some(n)) => authority.revoke_node(n, a.reason, LOCAL_OPERATOR).await?,
         (None, None) => {
             return Err(CliError::new(
-                "invalid-argument",
+                ErrorCode::InvalidArgument,
                 "give a SERIAL or --node NAME",
             ))
         }
@@ -1164,7 +1170,7 @@ pub(crate) async fn crl(dir: &Path, a: CrlArgs) -> Result<(), CliError> {
     use std::io::{IsTerminal, Write};
     if a.out.is_none() && !a.pem && std::io::stdout().is_terminal() {
         return Err(CliError::new(
-            "invalid-argument",
+            ErrorCode::InvalidArgument,
             "refusing to write a binary CRL to a terminal",
         )
         .hint("pass --pem, or --out FILE"));
@@ -1198,7 +1204,7 @@ pub(crate) async fn crl(dir: &Path, a: CrlArgs) -> Result<(), CliError> {
         }
         None => std::io::stdout()
             .write_all(&bytes)
-            .map_err(|e| CliError::new("io-error", e))?,
+            .map_err(|e| CliError::new(ErrorCode::IoError, e))?,
     }
     Ok(())
 }

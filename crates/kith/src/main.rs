@@ -166,7 +166,7 @@ fn main() -> ExitCode {
             let rendered = e.render().to_string();
             let first = rendered.lines().next().unwrap_or_default();
             let message = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("error[invalid-argument]: {message}");
+            eprintln!("error[{}]: {message}", kith_api::ErrorCode::InvalidArgument);
             return ExitCode::FAILURE;
         }
         // Help, version and usage errors: clap's own text and status.
@@ -192,7 +192,10 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error[internal]: cannot start the async runtime: {e}");
+            eprintln!(
+                "error[{}]: cannot start the async runtime: {e}",
+                kith_api::ErrorCode::Internal
+            );
             return ExitCode::FAILURE;
         }
     };

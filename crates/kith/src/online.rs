@@ -15,6 +15,7 @@ use kith_api::wire::{
     NodeView, RevokeRequest, RevokeResponse, StatusResponse, TokenCreateRequest, TokenCreated,
     TokenView,
 };
+use kith_api::ErrorCode;
 use kith_authority::{Settings, TokenSpec, LOCAL_OPERATOR};
 use kith_pki::{KeyType, Profile};
 use serde_json::json;
@@ -143,7 +144,7 @@ impl LimitArgs {
         l.public_requests = self.public_rate;
         l.failed_joins = self.failed_join_rate;
         l.check()
-            .map_err(|e| CliError::new("invalid-argument", e))?;
+            .map_err(|e| CliError::new(ErrorCode::InvalidArgument, e))?;
         Ok(l)
     }
 }
@@ -198,10 +199,10 @@ pub(crate) async fn serve(dir: &Path, a: ServeArgs) -> Result<(), CliError> {
     opts.limits = limits;
     let server = kith_server::Server::bind(authority.clone(), opts)
         .await
-        .map_err(|e| CliError::new("serve-failed", e))?;
+        .map_err(|e| CliError::new(ErrorCode::ServeFailed, e))?;
     let local = server
         .local_addr()
-        .map_err(|e| CliError::new("serve-failed", e))?;
+        .map_err(|e| CliError::new(ErrorCode::ServeFailed, e))?;
     let reach = match advertised {
         Some(a) => a,
         None => ServerAddr {
@@ -254,7 +255,7 @@ pub(crate) async fn serve(dir: &Path, a: ServeArgs) -> Result<(), CliError> {
         let _ = std::fs::remove_dir_all(&dir);
     }
     let _ = writeln!(std::io::stderr(), "kith: server stopped");
-    result.map_err(|e| CliError::new("serve-failed", e))
+    result.map_err(|e| CliError::new(ErrorCode::ServeFailed, e))
 }
 
 async fn dev_setup(
@@ -308,10 +309,14 @@ impl AdminArgs {
         let Ok(bytes) = std::fs::read(&f) else {
             return Ok(None);
         };
-        let v: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| CliError::new("invalid-config", format!("{}: {e}", f.display())))?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+            CliError::new(ErrorCode::InvalidConfig, format!("{}: {e}", f.display()))
+        })?;
         let url = v["server"].as_str().ok_or_else(|| {
-            CliError::new("invalid-config", format!("{}: no \"server\"", f.display()))
+            CliError::new(
+                ErrorCode::InvalidConfig,
+                format!("{}: no \"server\"", f.display()),
+            )
         })?;
         Ok(Some(ServerAddr::parse(url)?))
     }
@@ -327,7 +332,7 @@ impl AdminArgs {
             .unwrap_or_else(|| data_dir.join("admin"));
         if !admin.join(kith_nodedir::KEY).exists() {
             return Err(CliError::new(
-                "no-admin-credential",
+                ErrorCode::NoAdminCredential,
                 format!("no operator credential in {}", admin.display()),
             )
             .hint("pass --admin-dir (the admin/ folder `kith init` wrote) or set KITH_ADMIN_DIR"));
@@ -338,7 +343,7 @@ impl AdminArgs {
 
     pub(crate) async fn connect(&self, data_dir: &Path) -> Result<Connection, CliError> {
         let server = self.server(data_dir)?.ok_or_else(|| {
-            CliError::new("no-server", "which server? none is configured")
+            CliError::new(ErrorCode::NoServer, "which server? none is configured")
                 .hint("pass --server HOST:PORT or set KITH_SERVER (run `kith serve` first)")
         })?;
         self.connect_to(data_dir, &server).await
@@ -589,7 +594,7 @@ pub(crate) async fn revoke_online(
     let mut conn = match admin.connect_to(dir, &server).await {
         Ok(c) => c,
         // A server.json left by a server that is gone: work offline.
-        Err(e) if !explicit && e.code == "unreachable" => return Ok(None),
+        Err(e) if !explicit && e.code == ErrorCode::Unreachable.as_str() => return Ok(None),
         Err(e) => return Err(e),
     };
     let body = RevokeRequest {

@@ -3,9 +3,13 @@
 
 use std::fmt::Display;
 
+use kith_api::ErrorCode;
+
 /// A failure with a stable code, a message and an optional hint.
 #[derive(Debug)]
 pub(crate) struct CliError {
+    /// The code as printed: an [`ErrorCode`]'s spelling, or a newer
+    /// server's code verbatim.
     pub(crate) code: String,
     pub(crate) message: String,
     pub(crate) hint: Option<String>,
@@ -16,11 +20,12 @@ pub(crate) struct CliError {
 }
 
 impl CliError {
-    pub(crate) fn new(code: &str, message: impl Display) -> Self {
+    /// A failure with `code`, and the code's hint if it has one.
+    pub(crate) fn new(code: ErrorCode, message: impl Display) -> Self {
         Self {
-            code: code.to_string(),
+            code: code.as_str().to_string(),
             message: message.to_string(),
-            hint: None,
+            hint: code.hint().map(str::to_string),
             json_printed: false,
             needs_new_token: false,
         }
@@ -45,18 +50,7 @@ impl CliError {
 
 impl From<kith_authority::Error> for CliError {
     fn from(e: kith_authority::Error) -> Self {
-        let hint = match &e {
-            kith_authority::Error::WrongPassphrase => {
-                Some("pass the passphrase printed by `kith init` with --passphrase-file or KITH_PASSPHRASE")
-            }
-            kith_authority::Error::Store(kith_store::Error::Locked(_)) => {
-                Some("another kith command or server is using this data directory; wait for it or stop it")
-            }
-            _ => None,
-        };
-        let mut out = CliError::new(e.code(), &e);
-        out.hint = hint.map(str::to_string);
-        out
+        CliError::new(e.code(), &e)
     }
 }
 
@@ -82,33 +76,25 @@ impl From<kith_nodedir::Error> for CliError {
 pub(crate) fn print_json(v: &impl serde::Serialize) {
     match serde_json::to_string_pretty(v) {
         Ok(s) => println!("{s}"),
-        Err(e) => eprintln!("error[internal]: cannot encode JSON: {e}"),
+        Err(e) => eprintln!("error[{}]: cannot encode JSON: {e}", ErrorCode::Internal),
     }
 }
 
 impl From<kith_agent::Error> for CliError {
     fn from(e: kith_agent::Error) -> Self {
+        let code = e.error_code();
         let hint = if e.needs_new_token() {
-            Some("only a new token can help: ask the operator for one (`kith token create --role ROLE --name NODE`) and run `kith join` again")
+            Some(ErrorCode::NEW_TOKEN_HINT)
         } else {
-            match e.code() {
-                "pin-mismatch" => Some(
-                    "the token belongs to another cluster or the address reaches another server",
-                ),
-                "unreachable" => Some("is the server running and reachable at that address?"),
-                "invalid-token" => Some("check that the token was copied whole"),
-                "token-expired" | "token-used-up" | "token-revoked" => {
-                    Some("ask the operator for a new token")
-                }
-                "client-certificate-required" | "admin-required" => {
-                    Some("use the admin/ credential that `kith init` wrote (--admin-dir)")
-                }
-                _ => None,
-            }
+            // A newer server's code: its message is all there is.
+            code.and_then(ErrorCode::hint)
         };
-        let mut out = CliError::new(e.code(), &e);
-        out.hint = hint.map(str::to_string);
-        out.needs_new_token = e.needs_new_token();
-        out
+        Self {
+            code: e.code().to_string(),
+            message: e.to_string(),
+            hint: hint.map(str::to_string),
+            json_printed: false,
+            needs_new_token: e.needs_new_token(),
+        }
     }
 }

@@ -8,6 +8,7 @@ use base64::Engine;
 use clap::Args;
 use hyper::Method;
 use kith_api::wire::{SecretInfo, SecretPutRequest, SecretVersionView};
+use kith_api::ErrorCode;
 use kith_authority::{KdfParams, Settings};
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -24,7 +25,7 @@ fn b64() -> base64::engine::GeneralPurpose {
 }
 
 fn check_name(name: &str) -> Result<(), CliError> {
-    kith_api::validate_secret_name(name).map_err(|m| CliError::new("invalid-argument", m))
+    kith_api::validate_secret_name(name).map_err(|m| CliError::new(ErrorCode::InvalidArgument, m))
 }
 
 #[derive(Args, Debug)]
@@ -159,7 +160,7 @@ pub(crate) async fn get(data_dir: &Path, a: GetArgs) -> Result<(), CliError> {
                 .unwrap_or(Path::new("."));
             let file = path.file_name().and_then(|f| f.to_str()).ok_or_else(|| {
                 CliError::new(
-                    "invalid-argument",
+                    ErrorCode::InvalidArgument,
                     format!("--out {}: not a file name", path.display()),
                 )
             })?;
@@ -174,7 +175,7 @@ pub(crate) async fn get(data_dir: &Path, a: GetArgs) -> Result<(), CliError> {
             let mut out = std::io::stdout().lock();
             out.write_all(&value)
                 .and_then(|_| out.flush())
-                .map_err(|e| CliError::new("io-error", format!("stdout: {e}")))?;
+                .map_err(|e| CliError::new(ErrorCode::IoError, format!("stdout: {e}")))?;
         }
     }
     Ok(())
@@ -287,7 +288,7 @@ pub(crate) async fn exec(a: ExecArgs) -> Result<(), CliError> {
     for e in &a.env {
         let (var, name) = e.split_once('=').ok_or_else(|| {
             CliError::new(
-                "invalid-argument",
+                ErrorCode::InvalidArgument,
                 format!("--env {e:?}: expected VAR=secret-name"),
             )
         })?;
@@ -296,7 +297,7 @@ pub(crate) async fn exec(a: ExecArgs) -> Result<(), CliError> {
             && var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !var_ok {
             return Err(CliError::new(
-                "invalid-argument",
+                ErrorCode::InvalidArgument,
                 format!("--env {e:?}: {var:?} is not a variable name"),
             ));
         }
@@ -310,7 +311,7 @@ pub(crate) async fn exec(a: ExecArgs) -> Result<(), CliError> {
         let (_, value) = kith_agent::secrets::fetch_with(&mut conn, name, None).await?;
         if value.contains(&0) {
             return Err(CliError::new(
-                "invalid-argument",
+                ErrorCode::InvalidArgument,
                 format!(
                     "secret {name} holds a NUL byte and cannot go into an environment variable"
                 ),
@@ -321,7 +322,7 @@ pub(crate) async fn exec(a: ExecArgs) -> Result<(), CliError> {
     // Replaces this process: the values live only in the child's environment.
     let err = cmd.exec();
     Err(CliError::new(
-        "exec-failed",
+        ErrorCode::ExecFailed,
         format!("{}: {err}", a.command[0]),
     ))
 }
@@ -352,7 +353,7 @@ pub(crate) async fn passphrase_change(dir: &Path, a: PassphraseChangeArgs) -> Re
         }),
     )?
     .ok_or_else(|| {
-        CliError::new("passphrase-required", "no new passphrase given")
+        CliError::new(ErrorCode::PassphraseRequired, "no new passphrase given")
             .hint("pass --new-passphrase-file FILE or set KITH_NEW_PASSPHRASE")
     })?;
     let kdf = KdfParams {
@@ -385,7 +386,7 @@ pub(crate) async fn vault_rotate(dir: &Path, a: RotateArgs) -> Result<(), CliErr
     )?
     .ok_or_else(|| {
         CliError::new(
-            "passphrase-required",
+            ErrorCode::PassphraseRequired,
             "this command needs the CA passphrase",
         )
         .hint("pass --passphrase-file FILE or set KITH_PASSPHRASE")

@@ -6,6 +6,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use kith_api::ErrorCode;
 use kith_authority::{Authority, Settings, SystemClock};
 use kith_store::Store;
 use kith_store_redb::RedbStore;
@@ -27,7 +28,7 @@ pub(crate) fn data_dir(flag: Option<PathBuf>) -> Result<PathBuf, CliError> {
     match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
         Some(h) => Ok(PathBuf::from(h).join(".local/share/kith")),
         None => Err(CliError::new(
-            "invalid-argument",
+            ErrorCode::InvalidArgument,
             "no data directory: pass --data-dir or set KITH_DATA_DIR",
         )),
     }
@@ -43,7 +44,7 @@ pub(crate) fn open_store(dir: &Path) -> Result<Arc<dyn Store>, CliError> {
     // `symlink_metadata`: a dangling link or a FIFO is there, and refused below.
     if db.symlink_metadata().is_err() {
         return Err(CliError::new(
-            "not-initialized",
+            ErrorCode::NotInitialized,
             format!("no kith CA in {}", dir.display()),
         )
         .hint("run `kith init --cluster NAME` first, or pass --data-dir"));
@@ -88,7 +89,10 @@ pub(crate) fn create_store(dir: &Path) -> Result<Arc<dyn Store>, CliError> {
             .mode(0o600)
             .open(&db)
             .map_err(|e| {
-                CliError::new("io-error", format!("cannot create {}: {e}", db.display()))
+                CliError::new(
+                    ErrorCode::IoError,
+                    format!("cannot create {}: {e}", db.display()),
+                )
             })?;
     }
     kith_nodedir::check_private_file(&db)?;
@@ -114,7 +118,7 @@ pub(crate) fn read_secret(
         let bytes = kith_nodedir::read_private_file(f)?;
         let s = std::str::from_utf8(&bytes).map_err(|_| {
             CliError::new(
-                "invalid-argument",
+                ErrorCode::InvalidArgument,
                 format!("{} is not UTF-8 text", f.display()),
             )
         })?;
@@ -132,11 +136,19 @@ pub(crate) fn read_secret(
     let ask = |text: &str| {
         rpassword::prompt_password(text)
             .map(Zeroizing::new)
-            .map_err(|e| CliError::new("io-error", format!("cannot read the passphrase: {e}")))
+            .map_err(|e| {
+                CliError::new(
+                    ErrorCode::IoError,
+                    format!("cannot read the passphrase: {e}"),
+                )
+            })
     };
     let first = ask(prompt.text)?;
     if prompt.confirm && *first != *ask("Again: ")? {
-        return Err(CliError::new("invalid-argument", "the passphrases differ"));
+        return Err(CliError::new(
+            ErrorCode::InvalidArgument,
+            "the passphrases differ",
+        ));
     }
     Ok(Some(first))
 }
@@ -154,7 +166,7 @@ pub(crate) async fn unlock(
     };
     let pass = read_secret(passphrase_file, "KITH_PASSPHRASE", Some(prompt))?.ok_or_else(|| {
         CliError::new(
-            "passphrase-required",
+            ErrorCode::PassphraseRequired,
             "this command needs the CA passphrase",
         )
         .hint("pass --passphrase-file FILE or set KITH_PASSPHRASE")
@@ -167,7 +179,7 @@ pub(crate) fn generate_passphrase() -> Result<Zeroizing<String>, CliError> {
     const ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
     let mut raw = Zeroizing::new([0u8; 40]);
     aws_lc_rs::rand::fill(raw.as_mut())
-        .map_err(|_| CliError::new("internal", "the system RNG failed"))?;
+        .map_err(|_| CliError::new(ErrorCode::Internal, "the system RNG failed"))?;
     let mut out = Zeroizing::new(String::with_capacity(47));
     for (i, b) in raw.iter().enumerate() {
         if i > 0 && i % 5 == 0 {
@@ -241,10 +253,15 @@ pub(crate) fn read_input(path: &Path, max: usize) -> Result<Vec<u8>, CliError> {
     } else {
         std::fs::File::open(path).and_then(|f| f.take(limit).read_to_end(&mut buf))
     };
-    res.map_err(|e| CliError::new("io-error", format!("cannot read {}: {e}", path.display())))?;
+    res.map_err(|e| {
+        CliError::new(
+            ErrorCode::IoError,
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
     if buf.len() > max {
         return Err(CliError::new(
-            "input-too-large",
+            ErrorCode::InputTooLarge,
             format!("{} is larger than {max} bytes", path.display()),
         ));
     }

@@ -22,6 +22,7 @@ use time::OffsetDateTime;
 use super::extract::{Admin, Body, Param, VersionQuery};
 use super::{rfc3339, AppState, St};
 use crate::error::ApiError;
+use kith_api::ErrorCode;
 
 /// One admin route: method, path under `/v1/admin`, handler.
 type Entry = (Method, &'static str, MethodRouter<Arc<AppState>>);
@@ -145,8 +146,7 @@ async fn token_revoke(
     Admin(actor): Admin,
     Param(id): Param,
 ) -> Result<Json<TokenView>, ApiError> {
-    let id = TokenId::parse(&id)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
+    let id = TokenId::parse(&id).map_err(|e| ApiError::new(e.code(), e.to_string()))?;
     let rec = s.authority.revoke_token(&id, &actor).await?;
     Ok(Json(token_view(&rec, s.authority.now())))
 }
@@ -227,8 +227,7 @@ async fn revoke(
         }
         _ => {
             return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid-argument",
+                ErrorCode::InvalidArgument,
                 "name exactly one of serial and node (remove goes with node)",
             ))
         }
@@ -296,8 +295,7 @@ async fn secret_put(
             .decode(body.value.as_bytes())
             .map_err(|e| {
                 ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "malformed-request",
+                    ErrorCode::MalformedRequest,
                     format!("value is not base64: {e}"),
                 )
             })?,

@@ -19,8 +19,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use kith_api::wire::{
@@ -32,6 +32,7 @@ use serde::de::DeserializeOwned;
 
 use super::{rfc3339, AppState};
 use crate::error::ApiError;
+use kith_api::ErrorCode;
 
 /// Who is on the other end of a connection: its address and the client
 /// certificate it presented, if any (the handshake proved its key).
@@ -52,8 +53,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Param {
         match Path::<String>::from_request_parts(parts, state).await {
             Ok(Path(p)) => Ok(Param(p)),
             Err(e) => Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed-request",
+                ErrorCode::MalformedRequest,
                 format!("bad path: {e}"),
             )),
         }
@@ -100,8 +100,7 @@ impl<T: RequestBody> FromRequest<Arc<AppState>> for Body<T> {
 pub(crate) fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
         ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed-request",
+            ErrorCode::MalformedRequest,
             format!("the body is not a valid request: {e}"),
         )
     })
@@ -117,8 +116,7 @@ async fn read_body(req: Request, limit: usize) -> Result<bytes::Bytes, ApiError>
     let media = ct.split(';').next().unwrap_or("").trim();
     if !media.eq_ignore_ascii_case(kith_api::JSON) {
         return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
+            ErrorCode::UnsupportedMediaType,
             format!("send the body as {} (got {ct:?})", kith_api::JSON),
         ));
     }
@@ -129,14 +127,12 @@ async fn read_body(req: Request, limit: usize) -> Result<bytes::Bytes, ApiError>
                 .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
             if too_large {
                 ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body-too-large",
+                    ErrorCode::BodyTooLarge,
                     format!("the body is larger than {limit} bytes"),
                 )
             } else {
                 ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "malformed-request",
+                    ErrorCode::MalformedRequest,
                     format!("the body could not be read: {e}"),
                 )
             }
@@ -161,8 +157,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientCert {
 fn client_cert(peer: Option<&Peer>) -> Result<&Arc<Vec<u8>>, ApiError> {
     peer.and_then(|p| p.cert.as_ref()).ok_or_else(|| {
         ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "client-certificate-required",
+            ErrorCode::ClientCertificateRequired,
             "this endpoint needs mutual TLS with a certificate from this cluster",
         )
     })
@@ -174,8 +169,7 @@ async fn live_certificate(s: &AppState, der: &[u8]) -> Result<CertRecord, ApiErr
     let rec = s.authority.recorded_certificate(der).await?;
     if s.authority.now() > rec.not_after {
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "certificate-expired",
+            ErrorCode::CertificateExpired,
             format!(
                 "the client certificate expired at {}",
                 rfc3339(rec.not_after)
@@ -210,8 +204,7 @@ async fn admin(s: &AppState, peer: Option<&Peer>) -> Result<Admin, ApiError> {
     let rec = live_certificate(s, client_cert(peer)?).await?;
     if rec.profile != Profile::Admin || rec.holder() != Namespace::Operator {
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "admin-required",
+            ErrorCode::AdminRequired,
             format!(
                 "this endpoint needs an admin certificate; {} holds a {} certificate",
                 rec.node, rec.profile
@@ -233,11 +226,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Admin {
 /// it: a wiring bug, refused rather than served.
 fn ungated() -> ApiError {
     tracing::error!("a handler needing an identity is mounted outside its gate");
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        "the server failed; its log says why",
-    )
+    ApiError::new(ErrorCode::Internal, "the server failed; its log says why")
 }
 
 /// The holder of a live certificate on a node route; for a node, its
@@ -289,8 +278,7 @@ impl<S: Send + Sync> FromRequestParts<S> for NodeCaller {
         let m = parts.extensions.get::<Member>().ok_or_else(ungated)?;
         if m.cert.holder() != Namespace::Node {
             return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "node-required",
+                ErrorCode::NodeRequired,
                 format!(
                     "this endpoint is for nodes; this is a {} certificate",
                     m.cert.holder()
@@ -334,8 +322,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SecretReader {
                 role: m.cert.role.clone(),
             }),
             other => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "node-required",
+                ErrorCode::NodeRequired,
                 format!("a {other} certificate reads no secrets"),
             )),
         }
@@ -351,8 +338,7 @@ impl<S: Send + Sync> FromRequestParts<S> for VersionQuery {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         let bad = || {
             ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid-argument",
+                ErrorCode::InvalidArgument,
                 "the only query parameter is version=N",
             )
         };

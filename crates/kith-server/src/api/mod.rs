@@ -23,7 +23,6 @@ mod public;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
 use axum::Router;
 use kith_authority::Authority;
@@ -34,6 +33,7 @@ pub(crate) use extract::Peer;
 pub(crate) use nodes::decode_join;
 
 use crate::error::ApiError;
+use kith_api::ErrorCode;
 
 pub(crate) struct AppState {
     pub(crate) authority: Authority,
@@ -55,15 +55,12 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .merge(nodes::open_routes())
         .merge(node)
         .nest(ADMIN_PREFIX, admin)
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint")
-        })
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
         // After the nesting, so that it reaches the admin routes too and
         // answers a wrong method without passing their gate.
         .method_not_allowed_fallback(|| async {
             ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method-not-allowed",
+                ErrorCode::MethodNotAllowed,
                 "this endpoint does not take that method",
             )
         })

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use kith_api::wire::{
@@ -21,6 +20,7 @@ use super::extract::{
 };
 use super::{rfc3339, AppState, St};
 use crate::error::ApiError;
+use kith_api::ErrorCode;
 
 /// Join and renew: no gate, each authenticates itself.
 pub(super) fn open_routes() -> Router<Arc<AppState>> {
@@ -44,8 +44,7 @@ fn csr_pairs(csrs: &[kith_api::wire::CsrSubmission]) -> Result<Vec<(Profile, Vec
         .map(|c| {
             let p: Profile = c.profile.parse().map_err(|_| {
                 ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "unknown-profile",
+                    ErrorCode::UnknownProfile,
                     format!("unknown profile {:?} (peer, server or client)", c.profile),
                 )
             })?;
@@ -95,8 +94,8 @@ impl TryFrom<JoinRequest> for DecodedJoin {
 
     /// Token syntax and profile names: what the JSON shape does not check.
     fn try_from(body: JoinRequest) -> Result<Self, ApiError> {
-        let token = JoinToken::parse(&body.token)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
+        let token =
+            JoinToken::parse(&body.token).map_err(|e| ApiError::new(e.code(), e.to_string()))?;
         let csrs = csr_pairs(&body.csrs)?;
         Ok(DecodedJoin {
             token,

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -14,6 +14,7 @@ use kith_pki::{pem_encode, pem_encode_many};
 use super::extract::Param;
 use super::{AppState, St};
 use crate::error::ApiError;
+use kith_api::ErrorCode;
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -32,28 +33,17 @@ async fn readyz(State(s): St) -> Response {
     if let Err(e) = s.authority.store().writable() {
         tracing::warn!(error = %e, "not ready: the store cannot write");
         return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not-ready",
+            ErrorCode::NotReady,
             "the store cannot write (the disk is full or failing)",
         )
         .into_response();
     }
     match s.authority.store().get("cluster/meta").await {
         Ok(Some(_)) => Json(serde_json::json!({ "status": "ready" })).into_response(),
-        Ok(None) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not-ready",
-            "the store has no cluster",
-        )
-        .into_response(),
+        Ok(None) => ApiError::new(ErrorCode::NotReady, "the store has no cluster").into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not-ready",
-                "the store does not answer",
-            )
-            .into_response()
+            ApiError::new(ErrorCode::NotReady, "the store does not answer").into_response()
         }
     }
 }
