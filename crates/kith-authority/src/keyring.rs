@@ -197,7 +197,7 @@ impl Authority {
         // Only a weak handle: the task must not keep the authority (and its
         // store, whose file a restart reopens) alive.
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let mut events = first;
             loop {
                 let mut tick = tokio::time::interval(RESYNC_EVERY);
@@ -228,7 +228,29 @@ impl Authority {
                 events = subscribe(&*store).await;
             }
         });
+        *self
+            .inner
+            .keyring_task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(task);
         Ok(())
+    }
+
+    /// Stop this authority's background work and let it go. The keyring
+    /// task holds the authority only while it reloads, but then it does:
+    /// a process that opens the same store again right after (a restart)
+    /// closes rather than drops, so the store is surely released.
+    pub async fn close(self) {
+        let task = self
+            .inner
+            .keyring_task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
     }
 }
 

@@ -301,6 +301,8 @@ struct Inner {
     keyring: std::sync::RwLock<Arc<Keyring>>,
     /// One keyring rebuild at a time.
     refreshing: tokio::sync::Mutex<()>,
+    /// The task that keeps the keyring current.
+    keyring_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Refusals per identity, so that they cannot flood the audit trail.
     refusals: audit::RefusalLimiter,
     settings: Settings,
@@ -466,6 +468,7 @@ impl Authority {
                 kek: std::sync::Mutex::new(Some(kek)),
                 keyring: std::sync::RwLock::new(Arc::new(ring)),
                 refreshing: tokio::sync::Mutex::new(()),
+                keyring_task: std::sync::Mutex::new(None),
                 refusals: audit::RefusalLimiter::new(settings.audit_limits.clone()),
                 settings,
             }),
@@ -986,6 +989,28 @@ impl Authority {
         }
     }
 
+    /// Whether a revocation of `authority` was recorded after its stored CRL
+    /// was signed (by any process sharing the store: one that died between
+    /// recording a revocation and publishing it, say). Whoever sees it
+    /// re-signs, so a revocation never waits for the CRL to half expire.
+    pub async fn crl_is_stale(&self, authority: &str) -> Result<bool, Error> {
+        let newest = self
+            .inner
+            .store
+            .list(&records::revoked_prefix(authority))
+            .await?
+            .iter()
+            .map(|e| e.revision)
+            .max();
+        let Some(newest) = newest else {
+            return Ok(false);
+        };
+        Ok(match stored_crl(&*self.inner.store, authority).await? {
+            Some(c) => c.covers < newest,
+            None => true,
+        })
+    }
+
     /// Sign a new CRL for `authority` now: unexpired revocations only, the
     /// number one above the stored one, written with compare-and-swap so
     /// concurrent signers never reuse a number.
@@ -996,7 +1021,9 @@ impl Authority {
         for _attempt in 0..16 {
             let now = self.now();
             let mut entries = Vec::new();
+            let mut covers = 0;
             for e in store.list(&records::revoked_prefix(authority)).await? {
+                covers = covers.max(e.revision);
                 let r: RevokedRecord = from_json(&e.key, &e.value)?;
                 if r.not_after > now {
                     entries.push(RevokedEntry {
@@ -1026,6 +1053,7 @@ impl Authority {
                 this_update: kith_pki::second_precision(now),
                 next_update: kith_pki::second_precision(spec.next_update),
                 entries: spec.entries.len(),
+                covers,
                 der,
             };
             let written = match &current {

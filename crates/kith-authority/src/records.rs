@@ -213,6 +213,10 @@ pub struct CrlRecord {
     pub next_update: OffsetDateTime,
     /// Number of entries.
     pub entries: usize,
+    /// The highest store revision of the revocation records it was signed
+    /// from: a revocation record above it is not in this CRL yet.
+    #[serde(default)]
+    pub covers: u64,
     /// The CRL, DER.
     #[serde(with = "b64")]
     pub der: Vec<u8>,

@@ -153,7 +153,7 @@ async fn crl_drops_expired_entries_and_numbers_only_grow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_passphrase_and_tampered_keys_are_refused() {
     let (_d, store, clock, authority) = setup().await;
-    drop(authority);
+    authority.close().await;
     match Authority::open(
         store.clone(),
         clock.clone(),

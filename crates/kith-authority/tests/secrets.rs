@@ -53,7 +53,7 @@ impl Env {
     /// Drop the authority and its store, and open the database again: a restart.
     async fn restart(self, pass: &[u8]) -> Result<Self, Error> {
         let Env { dir, authority } = self;
-        drop(authority);
+        authority.close().await;
         let store: Arc<dyn Store> =
             Arc::new(RedbStore::open(&dir.path().join("kith.redb")).expect("reopen"));
         let authority = Authority::open(
@@ -327,7 +327,7 @@ async fn passphrase_change_reads_back_with_the_new_one() {
         .await
         .expect("change");
     let dir = env.dir;
-    drop(env.authority);
+    env.authority.close().await;
     let reopen = |pass: &'static [u8]| {
         let path = dir.path().join("kith.redb");
         async move {

@@ -175,6 +175,10 @@ impl Server {
             self.state.crls.clone(),
             self.maintenance_interval,
         ));
+        let revocations = tokio::spawn(watch_revocations(
+            self.state.authority.clone(),
+            self.state.crls.clone(),
+        ));
         let shared = Arc::new(conn::Shared {
             acceptor: self.acceptor.clone(),
             router: api::router(self.state.clone()),
@@ -216,6 +220,7 @@ impl Server {
             tokio::spawn(conn::serve(tcp, addr, slot, shared.clone()));
         }
         maintenance.abort();
+        revocations.abort();
         Ok(())
     }
 }
@@ -242,7 +247,48 @@ async fn maintain(
             if let Err(e) = crls.current(&authority, &name).await {
                 tracing::error!(authority = %name, error = %e, "refreshing the CRL failed");
             }
+            publish_if_stale(&authority, &crls, &name).await;
         }
+    }
+}
+
+/// Re-sign `name`'s CRL if a revocation was recorded after it was signed
+/// (by another process sharing the store, say, that died before publishing).
+async fn publish_if_stale(authority: &Authority, crls: &crl::CrlPublisher, name: &str) {
+    match authority.crl_is_stale(name).await {
+        Ok(true) => {
+            if let Err(e) = crls.changed(authority, name).await {
+                tracing::error!(authority = %name, error = %e, "re-signing a stale CRL failed");
+            }
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!(authority = %name, error = %e, "checking the CRL failed"),
+    }
+}
+
+/// Watch every revocation recorded in the store, by any process: the CRL
+/// that should list it is re-signed within moments, not at the next
+/// maintenance tick or when the stored one half expires.
+async fn watch_revocations(authority: Authority, crls: Arc<crl::CrlPublisher>) {
+    use futures::StreamExt;
+    loop {
+        let mut events = match authority.store().watch("revoked/").await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch revocations; the maintenance tick covers them");
+                return;
+            }
+        };
+        while let Some(ev) = events.next().await {
+            let Ok(ev) = ev else {
+                continue; // lagged: the maintenance tick re-checks every CRL
+            };
+            let Some(name) = ev.key().split('/').nth(1).map(str::to_string) else {
+                continue;
+            };
+            publish_if_stale(&authority, &crls, &name).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
