@@ -1,18 +1,16 @@
-//! `kith secret …`, `kith exec`, `kith passphrase change`, `kith vault rotate`.
+//! `kith secret`: put, get, ls, history and rm.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use base64::Engine;
-use clap::Args;
+use clap::{Args, Subcommand};
 use hyper::Method;
 use kith_api::wire::{SecretInfo, SecretPutRequest, SecretVersionView};
-use kith_authority::{KdfParams, Settings};
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use crate::online::{AdminArgs, AdminJsonArgs};
+use crate::admin::{AdminArgs, AdminJsonArgs};
 use crate::output::{print_json, CliError};
 use crate::util;
 
@@ -25,6 +23,32 @@ fn b64() -> base64::engine::GeneralPurpose {
 
 fn check_name(name: &str) -> Result<(), CliError> {
     kith_api::validate_secret_name(name).map_err(|m| CliError::new("invalid-argument", m))
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum SecretCommand {
+    /// Write a new version (value from --from-file or stdin).
+    Put(PutArgs),
+    /// Read a value (as an operator, or as a node with --dir).
+    #[command(disable_version_flag = true)]
+    Get(GetArgs),
+    /// Secrets: name, versions, size, who may read, updated; never values.
+    Ls(AdminJsonArgs),
+    /// A secret's versions.
+    History(HistoryArgs),
+    /// Remove a secret, or one version.
+    #[command(disable_version_flag = true)]
+    Rm(RmArgs),
+}
+
+pub(crate) async fn run(dir: &Path, cmd: SecretCommand) -> Result<(), CliError> {
+    match cmd {
+        SecretCommand::Put(a) => put(dir, a).await,
+        SecretCommand::Get(a) => get(dir, a).await,
+        SecretCommand::Ls(a) => ls(dir, a).await,
+        SecretCommand::History(a) => history(dir, a).await,
+        SecretCommand::Rm(a) => rm(dir, a).await,
+    }
 }
 
 #[derive(Args, Debug)]
@@ -72,7 +96,7 @@ fn print_info(i: &SecretInfo) {
     );
 }
 
-pub(crate) async fn put(dir: &Path, a: PutArgs) -> Result<(), CliError> {
+async fn put(dir: &Path, a: PutArgs) -> Result<(), CliError> {
     check_name(&a.name)?;
     let value = Zeroizing::new(match &a.from_file {
         Some(f) => util::read_input(f, READ_LIMIT)?,
@@ -137,7 +161,7 @@ pub(crate) struct GetArgs {
     pub(crate) json: bool,
 }
 
-pub(crate) async fn get(data_dir: &Path, a: GetArgs) -> Result<(), CliError> {
+async fn get(data_dir: &Path, a: GetArgs) -> Result<(), CliError> {
     check_name(&a.name)?;
     let (version, value) = match &a.dir {
         Some(node_dir) => kith_agent::secrets::fetch_secret(node_dir, &a.name, a.version).await?,
@@ -180,7 +204,7 @@ pub(crate) async fn get(data_dir: &Path, a: GetArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-pub(crate) async fn ls(dir: &Path, a: AdminJsonArgs) -> Result<(), CliError> {
+async fn ls(dir: &Path, a: AdminJsonArgs) -> Result<(), CliError> {
     let mut conn = a.admin.connect(dir).await?;
     let all: Vec<SecretInfo> = conn
         .json(Method::GET, "/v1/admin/secrets", None::<&()>)
@@ -209,7 +233,7 @@ pub(crate) struct HistoryArgs {
     pub(crate) json: bool,
 }
 
-pub(crate) async fn history(dir: &Path, a: HistoryArgs) -> Result<(), CliError> {
+async fn history(dir: &Path, a: HistoryArgs) -> Result<(), CliError> {
     check_name(&a.name)?;
     let mut conn = a.admin.connect(dir).await?;
     let h: Vec<SecretVersionView> = conn
@@ -246,7 +270,7 @@ pub(crate) struct RmArgs {
     pub(crate) json: bool,
 }
 
-pub(crate) async fn rm(dir: &Path, a: RmArgs) -> Result<(), CliError> {
+async fn rm(dir: &Path, a: RmArgs) -> Result<(), CliError> {
     check_name(&a.name)?;
     let mut conn = a.admin.connect(dir).await?;
     let path = match a.version {
@@ -261,170 +285,6 @@ pub(crate) async fn rm(dir: &Path, a: RmArgs) -> Result<(), CliError> {
             Some(v) => println!("removed version {v} of {}", a.name),
             None => println!("removed secret {} and all its versions", a.name),
         }
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------- exec
-
-#[derive(Args, Debug)]
-pub(crate) struct ExecArgs {
-    /// Node directory whose certificate reads the secrets.
-    #[arg(long, default_value = "/var/lib/kith")]
-    dir: PathBuf,
-    /// VAR=secret-name: put the secret in the child's environment as VAR (repeatable).
-    #[arg(long = "env", value_name = "VAR=SECRET", required = true)]
-    env: Vec<String>,
-    /// The command and its arguments (after --).
-    #[arg(last = true, required = true, value_name = "COMMAND")]
-    command: Vec<String>,
-}
-
-pub(crate) async fn exec(a: ExecArgs) -> Result<(), CliError> {
-    use std::os::unix::ffi::OsStringExt;
-    use std::os::unix::process::CommandExt;
-    let mut pairs = Vec::new();
-    for e in &a.env {
-        let (var, name) = e.split_once('=').ok_or_else(|| {
-            CliError::new(
-                "invalid-argument",
-                format!("--env {e:?}: expected VAR=secret-name"),
-            )
-        })?;
-        let var_ok = !var.is_empty()
-            && !var.as_bytes()[0].is_ascii_digit()
-            && var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        if !var_ok {
-            return Err(CliError::new(
-                "invalid-argument",
-                format!("--env {e:?}: {var:?} is not a variable name"),
-            ));
-        }
-        check_name(name)?;
-        pairs.push((var.to_string(), name.to_string()));
-    }
-    let (_, mut conn) = kith_agent::connect(&a.dir).await?;
-    let mut cmd = std::process::Command::new(&a.command[0]);
-    cmd.args(&a.command[1..]);
-    for (var, name) in &pairs {
-        let (_, value) = kith_agent::secrets::fetch_with(&mut conn, name, None).await?;
-        if value.contains(&0) {
-            return Err(CliError::new(
-                "invalid-argument",
-                format!(
-                    "secret {name} holds a NUL byte and cannot go into an environment variable"
-                ),
-            ));
-        }
-        cmd.env(var, std::ffi::OsString::from_vec(value.to_vec()));
-    }
-    // Replaces this process: the values live only in the child's environment.
-    let err = cmd.exec();
-    Err(CliError::new(
-        "exec-failed",
-        format!("{}: {err}", a.command[0]),
-    ))
-}
-
-// ---------------------------------------------------------------- vault
-
-#[derive(Args, Debug)]
-pub(crate) struct PassphraseChangeArgs {
-    /// File holding the current passphrase (else KITH_PASSPHRASE, else a prompt).
-    #[arg(long, value_name = "FILE")]
-    passphrase_file: Option<PathBuf>,
-    /// File holding the new passphrase (else KITH_NEW_PASSPHRASE, else a prompt).
-    #[arg(long, value_name = "FILE")]
-    new_passphrase_file: Option<PathBuf>,
-    /// Argon2id memory cost for the new passphrase, in MiB (19 at least).
-    #[arg(long, default_value_t = 64, value_name = "MIB")]
-    kdf_memory_mib: u32,
-}
-
-pub(crate) async fn passphrase_change(dir: &Path, a: PassphraseChangeArgs) -> Result<(), CliError> {
-    let authority = util::unlock(dir, a.passphrase_file.as_deref(), Settings::default()).await?;
-    let new = util::read_secret(
-        a.new_passphrase_file.as_deref(),
-        "KITH_NEW_PASSPHRASE",
-        Some(util::Prompt {
-            text: "New CA passphrase: ",
-            confirm: true,
-        }),
-    )?
-    .ok_or_else(|| {
-        CliError::new("passphrase-required", "no new passphrase given")
-            .hint("pass --new-passphrase-file FILE or set KITH_NEW_PASSPHRASE")
-    })?;
-    let kdf = KdfParams {
-        m_kib: a.kdf_memory_mib.saturating_mul(1024),
-        ..KdfParams::default()
-    };
-    authority.change_passphrase(new.as_bytes(), kdf).await?;
-    println!("passphrase changed: the master key is wrapped under the new one; the old one opens nothing");
-    Ok(())
-}
-
-#[derive(Args, Debug)]
-pub(crate) struct RotateArgs {
-    /// File holding the passphrase (else KITH_PASSPHRASE, else a prompt).
-    #[arg(long, value_name = "FILE")]
-    passphrase_file: Option<PathBuf>,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub(crate) json: bool,
-}
-
-pub(crate) async fn vault_rotate(dir: &Path, a: RotateArgs) -> Result<(), CliError> {
-    let pass = util::read_secret(
-        a.passphrase_file.as_deref(),
-        "KITH_PASSPHRASE",
-        Some(util::Prompt {
-            text: "CA passphrase: ",
-            confirm: false,
-        }),
-    )?
-    .ok_or_else(|| {
-        CliError::new(
-            "passphrase-required",
-            "this command needs the CA passphrase",
-        )
-        .hint("pass --passphrase-file FILE or set KITH_PASSPHRASE")
-    })?;
-    let store = util::open_store(dir)?;
-    let authority = kith_authority::Authority::open(
-        store,
-        Arc::new(kith_authority::SystemClock),
-        pass.as_bytes(),
-        Settings::default(),
-    )
-    .await?;
-    let bar = Arc::new(crate::commands::progress_bar(
-        0,
-        !a.json && std::io::stderr().is_terminal(),
-    ));
-    bar.set_message("resealing");
-    let b2 = bar.clone();
-    let report = authority
-        .rotate_master(
-            pass.as_bytes(),
-            Arc::new(move |done, total| {
-                b2.set_length(total as u64);
-                b2.set_position(done as u64);
-            }),
-        )
-        .await?;
-    bar.finish_and_clear();
-    if a.json {
-        print_json(&json!({
-            "master_version": report.master_version,
-            "authorities": report.authorities,
-            "secret_versions": report.secret_versions,
-        }));
-    } else {
-        println!(
-            "master key rotated to version {}: {} authorities and {} secret versions resealed; the old key is gone",
-            report.master_version, report.authorities, report.secret_versions
-        );
     }
     Ok(())
 }

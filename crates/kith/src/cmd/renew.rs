@@ -1,0 +1,24 @@
+//! `kith renew`: renew this node's certificate now.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::node_files::print_identity;
+use crate::output::CliError;
+
+#[derive(Args, Debug)]
+pub(crate) struct RenewArgs {
+    /// Node directory.
+    #[arg(long, default_value = "/var/lib/kith")]
+    dir: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+pub(crate) async fn renew(a: RenewArgs) -> Result<(), CliError> {
+    let id = kith_agent::renew(&a.dir).await?;
+    print_identity(&id, &a.dir, "renewed", a.json);
+    Ok(())
+}
