@@ -71,12 +71,3 @@ impl AdminArgs {
         self.connect_to(data_dir, &server).await
     }
 }
-
-#[derive(Args, Debug)]
-pub(crate) struct AdminJsonArgs {
-    #[command(flatten)]
-    pub(crate) admin: AdminArgs,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub(crate) json: bool,
-}

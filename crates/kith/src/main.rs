@@ -12,7 +12,7 @@ mod util;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 use crate::output::CliError;
 
@@ -25,6 +25,10 @@ struct Cli {
     /// Default: $XDG_DATA_HOME/kith or ~/.local/share/kith.
     #[arg(long, global = true, env = "KITH_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
+
+    /// Print JSON on stdout instead of text (errors too, as {"error": ...}).
+    #[arg(long, global = true)]
+    json: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -56,7 +60,7 @@ enum Command {
     #[command(subcommand)]
     Node(cmd::node::NodeCommand),
     /// Authorities, validity left, nodes by state, tokens, CRL numbers.
-    Status(admin::AdminJsonArgs),
+    Status(admin::AdminArgs),
     /// Join a cluster with a token: key made here, certificate from the server.
     Join(cmd::join::JoinArgs),
     /// Renew this node's certificate now.
@@ -74,14 +78,6 @@ enum Command {
     /// The master key that seals CA keys and secrets.
     #[command(subcommand)]
     Vault(cmd::vault::VaultCommand),
-}
-
-/// `--json`: machine-readable output on stdout.
-#[derive(Args, Debug)]
-pub(crate) struct JsonFlag {
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub(crate) json: bool,
 }
 
 fn main() -> ExitCode {
@@ -111,7 +107,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let json = cli_wants_json(&cli.command);
+    let json = cli.json;
     let is_agent = matches!(cli.command, Command::Agent(_));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -124,7 +120,7 @@ fn main() -> ExitCode {
         }
     };
     let data_dir = cli.data_dir.clone();
-    let result = runtime.block_on(run(cli.command, data_dir));
+    let result = runtime.block_on(run(cli.command, data_dir, json));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -140,57 +136,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn cli_wants_json(cmd: &Command) -> bool {
-    use cmd::cert::CertCommand;
-    use cmd::secret::SecretCommand;
-    use cmd::token::TokenCommand;
-    match cmd {
-        Command::Init(a) => a.json,
-        Command::Ca(cmd::ca::CaCommand::Show(j)) => j.json,
-        Command::Cert(CertCommand::Issue(a)) => a.json,
-        Command::Cert(CertCommand::Sign(a)) => a.json,
-        Command::Cert(CertCommand::Inspect(a)) => a.json,
-        Command::Cert(CertCommand::Verify(a)) => a.json,
-        Command::Cert(CertCommand::Ls(a)) => a.json,
-        Command::Revoke(a) => a.json,
-        Command::Token(TokenCommand::Create(a)) => a.json,
-        Command::Token(TokenCommand::Ls(a)) => a.json,
-        Command::Token(TokenCommand::Revoke(a)) => a.json,
-        Command::Node(cmd::node::NodeCommand::Ls(a)) => a.json,
-        Command::Node(cmd::node::NodeCommand::Rm(a)) => a.json,
-        Command::Status(a) => a.json,
-        Command::Join(a) => a.json,
-        Command::Renew(a) => a.json,
-        Command::Secret(SecretCommand::Put(a)) => a.json,
-        Command::Secret(SecretCommand::Get(a)) => a.json,
-        Command::Secret(SecretCommand::Ls(a)) => a.json,
-        Command::Secret(SecretCommand::History(a)) => a.json,
-        Command::Secret(SecretCommand::Rm(a)) => a.json,
-        Command::Vault(cmd::vault::VaultCommand::Rotate(a)) => a.json,
-        _ => false,
-    }
-}
-
-async fn run(command: Command, data_dir: Option<PathBuf>) -> Result<(), CliError> {
+async fn run(command: Command, data_dir: Option<PathBuf>, json: bool) -> Result<(), CliError> {
     let dir = util::data_dir(data_dir)?;
     match command {
-        Command::Init(a) => cmd::init::init(&dir, a).await,
-        Command::Ca(c) => cmd::ca::run(&dir, c).await,
+        Command::Init(a) => cmd::init::init(&dir, a, json).await,
+        Command::Ca(c) => cmd::ca::run(&dir, c, json).await,
         Command::Authority(c) => cmd::authority::run(&dir, c).await,
-        Command::Cert(c) => cmd::cert::run(&dir, c).await,
-        Command::Revoke(a) => cmd::revoke::revoke(&dir, a).await,
+        Command::Cert(c) => cmd::cert::run(&dir, c, json).await,
+        Command::Revoke(a) => cmd::revoke::revoke(&dir, a, json).await,
         Command::Crl(a) => cmd::crl::crl(&dir, a).await,
         Command::Serve(a) => cmd::serve::serve(&dir, a).await,
-        Command::Token(c) => cmd::token::run(&dir, c).await,
-        Command::Node(c) => cmd::node::run(&dir, c).await,
-        Command::Status(a) => cmd::status::status(&dir, a).await,
-        Command::Join(a) => cmd::join::join(a).await,
-        Command::Renew(a) => cmd::renew::renew(a).await,
+        Command::Token(c) => cmd::token::run(&dir, c, json).await,
+        Command::Node(c) => cmd::node::run(&dir, c, json).await,
+        Command::Status(a) => cmd::status::status(&dir, a, json).await,
+        Command::Join(a) => cmd::join::join(a, json).await,
+        Command::Renew(a) => cmd::renew::renew(a, json).await,
         Command::Agent(a) => cmd::agent::agent(a).await,
-        Command::Secret(c) => cmd::secret::run(&dir, c).await,
+        Command::Secret(c) => cmd::secret::run(&dir, c, json).await,
         Command::Exec(a) => cmd::exec::exec(a).await,
         Command::Passphrase(c) => cmd::passphrase::run(&dir, c).await,
-        Command::Vault(c) => cmd::vault::run(&dir, c).await,
+        Command::Vault(c) => cmd::vault::run(&dir, c, json).await,
     }
 }
 

@@ -16,14 +16,14 @@ use crate::util::{self, rfc3339, split_path};
 #[derive(Subcommand, Debug)]
 pub(crate) enum CaCommand {
     /// Authorities, roots, intermediates, validity left and SPKI pins.
-    Show(crate::JsonFlag),
+    Show,
     /// Export a CA private key as PKCS#8 ENCRYPTED PRIVATE KEY (openssl reads it).
     ExportKey(ExportKeyArgs),
 }
 
-pub(crate) async fn run(dir: &Path, cmd: CaCommand) -> Result<(), CliError> {
+pub(crate) async fn run(dir: &Path, cmd: CaCommand, json: bool) -> Result<(), CliError> {
     match cmd {
-        CaCommand::Show(j) => ca_show(dir, j.json).await,
+        CaCommand::Show => ca_show(dir, json).await,
         CaCommand::ExportKey(a) => export_key(dir, a).await,
     }
 }

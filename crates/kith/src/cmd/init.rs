@@ -33,9 +33,6 @@ pub(crate) struct InitArgs {
     /// Argon2id memory cost in MiB (19 at least).
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     kdf_memory_mib: u32,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub(crate) json: bool,
     /// Set by `serve --dev`, which prints its own next steps.
     #[arg(skip)]
     dev: bool,
@@ -55,14 +52,14 @@ pub(crate) async fn init_quiet(
             key_type: KeyType::P256,
             passphrase_file: Some(passphrase_file.to_path_buf()),
             kdf_memory_mib: 19,
-            json: false,
             dev: true,
         },
+        false,
     )
     .await
 }
 
-pub(crate) async fn init(dir: &Path, a: InitArgs) -> Result<(), CliError> {
+pub(crate) async fn init(dir: &Path, a: InitArgs, json: bool) -> Result<(), CliError> {
     kith_pki::validate_cluster_name(&a.cluster)?;
     // No prompt: without a file or variable, init generates the passphrase.
     let supplied = util::read_secret(a.passphrase_file.as_deref(), "KITH_PASSPHRASE", None)?;
@@ -115,7 +112,7 @@ pub(crate) async fn init(dir: &Path, a: InitArgs) -> Result<(), CliError> {
         &authority.root_cert(DEFAULT_AUTHORITY)?,
     )?);
     let now = OffsetDateTime::now_utc();
-    if a.json {
+    if json {
         print_json(&json!({
             "cluster": authority.cluster(),
             "data_dir": dir,

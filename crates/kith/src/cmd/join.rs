@@ -43,12 +43,9 @@ pub(crate) struct JoinArgs {
     /// Replace an identity already in --dir.
     #[arg(long)]
     force: bool,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub(crate) json: bool,
 }
 
-pub(crate) async fn join(a: JoinArgs) -> Result<(), CliError> {
+pub(crate) async fn join(a: JoinArgs, json: bool) -> Result<(), CliError> {
     let server = ServerAddr::parse(&a.server)?;
     // An existing directory (a package's /var/lib/kith is often 0755) is
     // made 0700, or refused if others can write it, before the token is sent.
@@ -67,8 +64,8 @@ pub(crate) async fn join(a: JoinArgs) -> Result<(), CliError> {
         force: a.force,
     };
     let id = kith_agent::join(&opts).await?;
-    print_identity(&id, &a.dir, "joined", a.json);
-    if !a.json {
+    print_identity(&id, &a.dir, "joined", json);
+    if !json {
         println!("keep it renewed: kith agent --dir {}", a.dir.display());
     }
     Ok(())

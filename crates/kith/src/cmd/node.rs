@@ -6,31 +6,31 @@ use clap::{Args, Subcommand};
 use hyper::Method;
 use kith_api::wire::{NodeView, RevokeResponse};
 
-use crate::admin::{AdminArgs, AdminJsonArgs};
+use crate::admin::AdminArgs;
 use crate::output::{print_json, CliError};
 use crate::util;
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum NodeCommand {
     /// Nodes: name, role, state, serial, expiry, last renewal.
-    Ls(AdminJsonArgs),
+    Ls(AdminArgs),
     /// Remove a node: revoke its certificates; it can never renew again.
     Rm(NodeRmArgs),
 }
 
-pub(crate) async fn run(dir: &Path, cmd: NodeCommand) -> Result<(), CliError> {
+pub(crate) async fn run(dir: &Path, cmd: NodeCommand, json: bool) -> Result<(), CliError> {
     match cmd {
-        NodeCommand::Ls(a) => node_ls(dir, a).await,
-        NodeCommand::Rm(a) => node_rm(dir, a).await,
+        NodeCommand::Ls(a) => node_ls(dir, a, json).await,
+        NodeCommand::Rm(a) => node_rm(dir, a, json).await,
     }
 }
 
-pub(crate) async fn node_ls(dir: &Path, a: AdminJsonArgs) -> Result<(), CliError> {
-    let mut conn = a.admin.connect(dir).await?;
+pub(crate) async fn node_ls(dir: &Path, a: AdminArgs, json: bool) -> Result<(), CliError> {
+    let mut conn = a.connect(dir).await?;
     let nodes: Vec<NodeView> = conn
         .json(Method::GET, "/v1/admin/nodes", None::<&()>)
         .await?;
-    if a.json {
+    if json {
         print_json(&nodes);
         return Ok(());
     }
@@ -60,12 +60,9 @@ pub(crate) struct NodeRmArgs {
     name: String,
     #[command(flatten)]
     admin: AdminArgs,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub(crate) json: bool,
 }
 
-pub(crate) async fn node_rm(dir: &Path, a: NodeRmArgs) -> Result<(), CliError> {
+pub(crate) async fn node_rm(dir: &Path, a: NodeRmArgs, json: bool) -> Result<(), CliError> {
     kith_pki::validate_label("node name", &a.name)?;
     let mut conn = a.admin.connect(dir).await?;
     let r: RevokeResponse = conn
@@ -75,7 +72,7 @@ pub(crate) async fn node_rm(dir: &Path, a: NodeRmArgs) -> Result<(), CliError> {
             None::<&()>,
         )
         .await?;
-    if a.json {
+    if json {
         print_json(&r);
     } else {
         println!(

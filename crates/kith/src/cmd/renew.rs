@@ -12,13 +12,10 @@ pub(crate) struct RenewArgs {
     /// Node directory.
     #[arg(long, default_value = "/var/lib/kith")]
     dir: PathBuf,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub(crate) json: bool,
 }
 
-pub(crate) async fn renew(a: RenewArgs) -> Result<(), CliError> {
+pub(crate) async fn renew(a: RenewArgs, json: bool) -> Result<(), CliError> {
     let id = kith_agent::renew(&a.dir).await?;
-    print_identity(&id, &a.dir, "renewed", a.json);
+    print_identity(&id, &a.dir, "renewed", json);
     Ok(())
 }

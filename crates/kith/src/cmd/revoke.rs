@@ -35,12 +35,9 @@ pub(crate) struct RevokeArgs {
     pass: PassphraseArg,
     #[command(flatten)]
     admin: AdminArgs,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub(crate) json: bool,
 }
 
-pub(crate) async fn revoke(dir: &Path, a: RevokeArgs) -> Result<(), CliError> {
+pub(crate) async fn revoke(dir: &Path, a: RevokeArgs, json: bool) -> Result<(), CliError> {
     let serial = a.serial.as_deref().map(Serial::parse).transpose()?;
     if let Some(n) = &a.node {
         kith_pki::validate_label("node name", n)?;
@@ -52,7 +49,7 @@ pub(crate) async fn revoke(dir: &Path, a: RevokeArgs) -> Result<(), CliError> {
         serial.as_ref().map(Serial::to_hex).as_deref(),
         a.node.as_deref(),
         a.reason.as_str(),
-        a.json,
+        json,
     )
     .await?
     .is_some()
@@ -82,7 +79,7 @@ pub(crate) async fn revoke(dir: &Path, a: RevokeArgs) -> Result<(), CliError> {
             crl_numbers.push((auth.clone(), crl.number));
         }
     }
-    if a.json {
+    if json {
         print_json(&json!({
             "results": outcomes.iter().map(|o| {
                 let r = o.record();

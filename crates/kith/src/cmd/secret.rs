@@ -10,7 +10,7 @@ use kith_api::wire::{SecretInfo, SecretPutRequest, SecretVersionView};
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use crate::admin::{AdminArgs, AdminJsonArgs};
+use crate::admin::AdminArgs;
 use crate::output::{print_json, CliError};
 use crate::util;
 
@@ -33,7 +33,7 @@ pub(crate) enum SecretCommand {
     #[command(disable_version_flag = true)]
     Get(GetArgs),
     /// Secrets: name, versions, size, who may read, updated; never values.
-    Ls(AdminJsonArgs),
+    Ls(AdminArgs),
     /// A secret's versions.
     History(HistoryArgs),
     /// Remove a secret, or one version.
@@ -41,13 +41,13 @@ pub(crate) enum SecretCommand {
     Rm(RmArgs),
 }
 
-pub(crate) async fn run(dir: &Path, cmd: SecretCommand) -> Result<(), CliError> {
+pub(crate) async fn run(dir: &Path, cmd: SecretCommand, json: bool) -> Result<(), CliError> {
     match cmd {
-        SecretCommand::Put(a) => put(dir, a).await,
-        SecretCommand::Get(a) => get(dir, a).await,
-        SecretCommand::Ls(a) => ls(dir, a).await,
-        SecretCommand::History(a) => history(dir, a).await,
-        SecretCommand::Rm(a) => rm(dir, a).await,
+        SecretCommand::Put(a) => put(dir, a, json).await,
+        SecretCommand::Get(a) => get(dir, a, json).await,
+        SecretCommand::Ls(a) => ls(dir, a, json).await,
+        SecretCommand::History(a) => history(dir, a, json).await,
+        SecretCommand::Rm(a) => rm(dir, a, json).await,
     }
 }
 
@@ -75,9 +75,6 @@ pub(crate) struct PutArgs {
     if_version: Option<u64>,
     #[command(flatten)]
     admin: AdminArgs,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub(crate) json: bool,
 }
 
 fn print_info(i: &SecretInfo) {
@@ -96,7 +93,7 @@ fn print_info(i: &SecretInfo) {
     );
 }
 
-async fn put(dir: &Path, a: PutArgs) -> Result<(), CliError> {
+async fn put(dir: &Path, a: PutArgs, json: bool) -> Result<(), CliError> {
     check_name(&a.name)?;
     let value = Zeroizing::new(match &a.from_file {
         Some(f) => util::read_input(f, READ_LIMIT)?,
@@ -130,7 +127,7 @@ async fn put(dir: &Path, a: PutArgs) -> Result<(), CliError> {
             Some(&body),
         )
         .await?;
-    if a.json {
+    if json {
         print_json(&info);
     } else {
         println!(
@@ -156,12 +153,9 @@ pub(crate) struct GetArgs {
     dir: Option<PathBuf>,
     #[command(flatten)]
     admin: AdminArgs,
-    /// Print JSON (the value base64-encoded) instead of the raw value.
-    #[arg(long)]
-    pub(crate) json: bool,
 }
 
-async fn get(data_dir: &Path, a: GetArgs) -> Result<(), CliError> {
+async fn get(data_dir: &Path, a: GetArgs, json: bool) -> Result<(), CliError> {
     check_name(&a.name)?;
     let (version, value) = match &a.dir {
         Some(node_dir) => kith_agent::secrets::fetch_secret(node_dir, &a.name, a.version).await?,
@@ -170,7 +164,7 @@ async fn get(data_dir: &Path, a: GetArgs) -> Result<(), CliError> {
             kith_agent::secrets::fetch_with(&mut conn, &a.name, a.version).await?
         }
     };
-    if a.json {
+    if json {
         let encoded = Zeroizing::new(b64().encode(value.as_slice()));
         print_json(&json!({ "name": a.name, "version": version, "value": encoded.as_str() }));
         return Ok(());
@@ -204,12 +198,12 @@ async fn get(data_dir: &Path, a: GetArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn ls(dir: &Path, a: AdminJsonArgs) -> Result<(), CliError> {
-    let mut conn = a.admin.connect(dir).await?;
+async fn ls(dir: &Path, a: AdminArgs, json: bool) -> Result<(), CliError> {
+    let mut conn = a.connect(dir).await?;
     let all: Vec<SecretInfo> = conn
         .json(Method::GET, "/v1/admin/secrets", None::<&()>)
         .await?;
-    if a.json {
+    if json {
         print_json(&all);
         return Ok(());
     }
@@ -228,12 +222,9 @@ pub(crate) struct HistoryArgs {
     name: String,
     #[command(flatten)]
     admin: AdminArgs,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub(crate) json: bool,
 }
 
-async fn history(dir: &Path, a: HistoryArgs) -> Result<(), CliError> {
+async fn history(dir: &Path, a: HistoryArgs, json: bool) -> Result<(), CliError> {
     check_name(&a.name)?;
     let mut conn = a.admin.connect(dir).await?;
     let h: Vec<SecretVersionView> = conn
@@ -243,7 +234,7 @@ async fn history(dir: &Path, a: HistoryArgs) -> Result<(), CliError> {
             None::<&()>,
         )
         .await?;
-    if a.json {
+    if json {
         print_json(&h);
         return Ok(());
     }
@@ -265,12 +256,9 @@ pub(crate) struct RmArgs {
     version: Option<u64>,
     #[command(flatten)]
     admin: AdminArgs,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub(crate) json: bool,
 }
 
-async fn rm(dir: &Path, a: RmArgs) -> Result<(), CliError> {
+async fn rm(dir: &Path, a: RmArgs, json: bool) -> Result<(), CliError> {
     check_name(&a.name)?;
     let mut conn = a.admin.connect(dir).await?;
     let path = match a.version {
@@ -278,7 +266,7 @@ async fn rm(dir: &Path, a: RmArgs) -> Result<(), CliError> {
         None => format!("/v1/admin/secrets/{}", a.name),
     };
     let r: serde_json::Value = conn.json(Method::DELETE, &path, None::<&()>).await?;
-    if a.json {
+    if json {
         print_json(&r);
     } else {
         match a.version {

@@ -5,15 +5,15 @@ use std::path::Path;
 use hyper::Method;
 use kith_api::wire::StatusResponse;
 
-use crate::admin::AdminJsonArgs;
+use crate::admin::AdminArgs;
 use crate::output::{print_json, CliError};
 
-pub(crate) async fn status(dir: &Path, a: AdminJsonArgs) -> Result<(), CliError> {
-    let mut conn = a.admin.connect(dir).await?;
+pub(crate) async fn status(dir: &Path, a: AdminArgs, json: bool) -> Result<(), CliError> {
+    let mut conn = a.connect(dir).await?;
     let s: StatusResponse = conn
         .json(Method::GET, "/v1/admin/status", None::<&()>)
         .await?;
-    if a.json {
+    if json {
         print_json(&s);
         return Ok(());
     }

@@ -7,7 +7,7 @@ use hyper::Method;
 use kith_api::wire::{TokenCreateRequest, TokenCreated, TokenView};
 use time::Duration;
 
-use crate::admin::{AdminArgs, AdminJsonArgs};
+use crate::admin::AdminArgs;
 use crate::output::{print_json, CliError};
 use crate::util;
 
@@ -16,16 +16,16 @@ pub(crate) enum TokenCommand {
     /// Mint a join token (printed once; only its hash is kept).
     Create(TokenCreateArgs),
     /// List tokens (never their secrets).
-    Ls(AdminJsonArgs),
+    Ls(AdminArgs),
     /// Revoke a token so it can no longer be used.
     Revoke(TokenRevokeArgs),
 }
 
-pub(crate) async fn run(dir: &Path, cmd: TokenCommand) -> Result<(), CliError> {
+pub(crate) async fn run(dir: &Path, cmd: TokenCommand, json: bool) -> Result<(), CliError> {
     match cmd {
-        TokenCommand::Create(a) => token_create(dir, a).await,
-        TokenCommand::Ls(a) => token_ls(dir, a).await,
-        TokenCommand::Revoke(a) => token_revoke(dir, a).await,
+        TokenCommand::Create(a) => token_create(dir, a, json).await,
+        TokenCommand::Ls(a) => token_ls(dir, a, json).await,
+        TokenCommand::Revoke(a) => token_revoke(dir, a, json).await,
     }
 }
 
@@ -51,12 +51,13 @@ pub(crate) struct TokenCreateArgs {
     authority: Option<String>,
     #[command(flatten)]
     admin: AdminArgs,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub(crate) json: bool,
 }
 
-pub(crate) async fn token_create(dir: &Path, a: TokenCreateArgs) -> Result<(), CliError> {
+pub(crate) async fn token_create(
+    dir: &Path,
+    a: TokenCreateArgs,
+    json: bool,
+) -> Result<(), CliError> {
     let mut conn = a.admin.connect(dir).await?;
     let body = TokenCreateRequest {
         role: a.role,
@@ -69,7 +70,7 @@ pub(crate) async fn token_create(dir: &Path, a: TokenCreateArgs) -> Result<(), C
     let created: TokenCreated = conn
         .json(Method::POST, "/v1/admin/tokens", Some(&body))
         .await?;
-    if a.json {
+    if json {
         print_json(&created);
     } else {
         println!("{}", created.token);
@@ -90,12 +91,12 @@ pub(crate) async fn token_create(dir: &Path, a: TokenCreateArgs) -> Result<(), C
     Ok(())
 }
 
-pub(crate) async fn token_ls(dir: &Path, a: AdminJsonArgs) -> Result<(), CliError> {
-    let mut conn = a.admin.connect(dir).await?;
+pub(crate) async fn token_ls(dir: &Path, a: AdminArgs, json: bool) -> Result<(), CliError> {
+    let mut conn = a.connect(dir).await?;
     let tokens: Vec<TokenView> = conn
         .json(Method::GET, "/v1/admin/tokens", None::<&()>)
         .await?;
-    if a.json {
+    if json {
         print_json(&tokens);
         return Ok(());
     }
@@ -124,12 +125,13 @@ pub(crate) struct TokenRevokeArgs {
     id: String,
     #[command(flatten)]
     admin: AdminArgs,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub(crate) json: bool,
 }
 
-pub(crate) async fn token_revoke(dir: &Path, a: TokenRevokeArgs) -> Result<(), CliError> {
+pub(crate) async fn token_revoke(
+    dir: &Path,
+    a: TokenRevokeArgs,
+    json: bool,
+) -> Result<(), CliError> {
     kith_api::TokenId::parse(&a.id).map_err(|e| CliError::new(e.code(), e))?;
     let mut conn = a.admin.connect(dir).await?;
     let t: TokenView = conn
@@ -139,7 +141,7 @@ pub(crate) async fn token_revoke(dir: &Path, a: TokenRevokeArgs) -> Result<(), C
             None::<&()>,
         )
         .await?;
-    if a.json {
+    if json {
         print_json(&t);
     } else {
         println!("token {} is {}", t.id, t.state);

@@ -17,9 +17,9 @@ pub(crate) enum VaultCommand {
     Rotate(RotateArgs),
 }
 
-pub(crate) async fn run(dir: &Path, cmd: VaultCommand) -> Result<(), CliError> {
+pub(crate) async fn run(dir: &Path, cmd: VaultCommand, json: bool) -> Result<(), CliError> {
     match cmd {
-        VaultCommand::Rotate(a) => vault_rotate(dir, a).await,
+        VaultCommand::Rotate(a) => vault_rotate(dir, a, json).await,
     }
 }
 
@@ -28,12 +28,9 @@ pub(crate) struct RotateArgs {
     /// File holding the passphrase (else KITH_PASSPHRASE, else a prompt).
     #[arg(long, value_name = "FILE")]
     passphrase_file: Option<PathBuf>,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub(crate) json: bool,
 }
 
-pub(crate) async fn vault_rotate(dir: &Path, a: RotateArgs) -> Result<(), CliError> {
+pub(crate) async fn vault_rotate(dir: &Path, a: RotateArgs, json: bool) -> Result<(), CliError> {
     let pass = util::read_secret(
         a.passphrase_file.as_deref(),
         "KITH_PASSPHRASE",
@@ -57,7 +54,7 @@ pub(crate) async fn vault_rotate(dir: &Path, a: RotateArgs) -> Result<(), CliErr
         Settings::default(),
     )
     .await?;
-    let bar = Arc::new(progress_bar(0, !a.json && std::io::stderr().is_terminal()));
+    let bar = Arc::new(progress_bar(0, !json && std::io::stderr().is_terminal()));
     bar.set_message("resealing");
     let b2 = bar.clone();
     let report = authority
@@ -70,7 +67,7 @@ pub(crate) async fn vault_rotate(dir: &Path, a: RotateArgs) -> Result<(), CliErr
         )
         .await?;
     bar.finish_and_clear();
-    if a.json {
+    if json {
         print_json(&json!({
             "master_version": report.master_version,
             "authorities": report.authorities,

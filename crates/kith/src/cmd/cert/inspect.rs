@@ -13,15 +13,12 @@ use crate::util::{self, relative, rfc3339};
 pub(crate) struct InspectArgs {
     /// File to inspect (PEM or DER); `-` reads stdin.
     file: PathBuf,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub(crate) json: bool,
 }
 
-pub(crate) fn cert_inspect(a: InspectArgs) -> Result<(), CliError> {
+pub(crate) fn cert_inspect(a: InspectArgs, json: bool) -> Result<(), CliError> {
     let data = util::read_input(&a.file, 16 * 1024 * 1024)?;
     let found = kith_pki::inspect(&data)?;
-    if a.json {
+    if json {
         print_json(&found);
         return Ok(());
     }

@@ -47,12 +47,9 @@ pub(crate) struct IssueArgs {
     force: bool,
     #[command(flatten)]
     pass: PassphraseArg,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub(crate) json: bool,
 }
 
-pub(crate) async fn cert_issue(dir: &Path, a: IssueArgs) -> Result<(), CliError> {
+pub(crate) async fn cert_issue(dir: &Path, a: IssueArgs, json: bool) -> Result<(), CliError> {
     // Check everything before touching keys or state.
     let mut seen = BTreeSet::new();
     for n in &a.nodes {
@@ -162,7 +159,7 @@ pub(crate) async fn cert_issue(dir: &Path, a: IssueArgs) -> Result<(), CliError>
             rfc3339(t.record.not_after)
         );
     }
-    if a.json {
+    if json {
         print_json(&json!(issued
             .iter()
             .map(|i| json!({

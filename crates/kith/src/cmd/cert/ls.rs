@@ -14,12 +14,9 @@ pub(crate) struct LsArgs {
     /// Only this node's certificates.
     #[arg(long)]
     node: Option<String>,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub(crate) json: bool,
 }
 
-pub(crate) async fn cert_ls(dir: &Path, a: LsArgs) -> Result<(), CliError> {
+pub(crate) async fn cert_ls(dir: &Path, a: LsArgs, json: bool) -> Result<(), CliError> {
     let store = util::open_store(dir)?;
     let mut all = kith_authority::list_certificates(&*store).await?;
     if let Some(n) = &a.node {
@@ -27,7 +24,7 @@ pub(crate) async fn cert_ls(dir: &Path, a: LsArgs) -> Result<(), CliError> {
     }
     all.sort_by(|(a, _), (b, _)| (&a.node, a.issued_at).cmp(&(&b.node, b.issued_at)));
     let now = OffsetDateTime::now_utc();
-    if a.json {
+    if json {
         print_json(&json!(all
             .iter()
             .map(|(c, r)| json!({

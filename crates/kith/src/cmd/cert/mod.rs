@@ -32,12 +32,12 @@ pub(crate) enum CertCommand {
     Ls(LsArgs),
 }
 
-pub(crate) async fn run(dir: &Path, cmd: CertCommand) -> Result<(), CliError> {
+pub(crate) async fn run(dir: &Path, cmd: CertCommand, json: bool) -> Result<(), CliError> {
     match cmd {
-        CertCommand::Issue(a) => issue::cert_issue(dir, a).await,
-        CertCommand::Sign(a) => sign::cert_sign(dir, a).await,
-        CertCommand::Inspect(a) => inspect::cert_inspect(a),
-        CertCommand::Verify(a) => verify::cert_verify(dir, a).await,
-        CertCommand::Ls(a) => ls::cert_ls(dir, a).await,
+        CertCommand::Issue(a) => issue::cert_issue(dir, a, json).await,
+        CertCommand::Sign(a) => sign::cert_sign(dir, a, json).await,
+        CertCommand::Inspect(a) => inspect::cert_inspect(a, json),
+        CertCommand::Verify(a) => verify::cert_verify(dir, a, json).await,
+        CertCommand::Ls(a) => ls::cert_ls(dir, a, json).await,
     }
 }

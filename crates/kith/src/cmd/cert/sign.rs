@@ -46,12 +46,9 @@ pub(crate) struct SignArgs {
     out: Option<PathBuf>,
     #[command(flatten)]
     pass: PassphraseArg,
-    /// Print JSON instead of PEM.
-    #[arg(long)]
-    pub(crate) json: bool,
 }
 
-pub(crate) async fn cert_sign(dir: &Path, a: SignArgs) -> Result<(), CliError> {
+pub(crate) async fn cert_sign(dir: &Path, a: SignArgs, json: bool) -> Result<(), CliError> {
     kith_pki::validate_label("node name", &a.name)?;
     kith_pki::validate_label("role", &a.role)?;
     // Read a little past the CSR limit so oversized input is named as such.
@@ -94,7 +91,7 @@ pub(crate) async fn cert_sign(dir: &Path, a: SignArgs) -> Result<(), CliError> {
         let (parent, name) = split_path(out)?;
         nodedir::write_atomic(&parent, &name, pem.as_bytes(), nodedir::PUBLIC_MODE)?;
     }
-    if a.json {
+    if json {
         print_json(&json!({
             "node": issued.record.node,
             "serial": issued.record.serial,

@@ -25,12 +25,9 @@ pub(crate) struct VerifyArgs {
     /// Require the usages of this profile (default: the recorded profile).
     #[arg(long, value_parser = profile_parser)]
     profile: Option<Profile>,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub(crate) json: bool,
 }
 
-pub(crate) async fn cert_verify(dir: &Path, a: VerifyArgs) -> Result<(), CliError> {
+pub(crate) async fn cert_verify(dir: &Path, a: VerifyArgs, json: bool) -> Result<(), CliError> {
     let data = util::read_input(&a.file, 1024 * 1024)?;
     let certs = kith_pki::certs_from_pem_or_der(&data)?;
     let leaf = &certs[0];
@@ -102,7 +99,7 @@ pub(crate) async fn cert_verify(dir: &Path, a: VerifyArgs) -> Result<(), CliErro
         }
     }
     let revoked = problems.iter().any(|(c, _)| c == "revoked");
-    if a.json {
+    if json {
         print_json(&json!({
             "valid": problems.is_empty(),
             "serial": c.serial,
@@ -129,7 +126,7 @@ pub(crate) async fn cert_verify(dir: &Path, a: VerifyArgs) -> Result<(), CliErro
                 code,
                 format!("{} does not verify: {}", a.file.display(), all.join("; ")),
             );
-            e.json_printed = a.json;
+            e.json_printed = json;
             Err(e)
         }
     }
