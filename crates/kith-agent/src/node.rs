@@ -11,8 +11,8 @@ use kith_api::wire::{
 };
 use kith_api::JoinToken;
 use kith_nodedir as nodedir;
+pub(crate) use kith_nodedir::NodeIdentity;
 use kith_pki::{KeyType, PrivateKey, Profile, San};
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::client::{Connection, ServerAddr};
@@ -21,58 +21,6 @@ use crate::Error;
 
 /// Most interface addresses a node puts in its certificate.
 const MAX_INTERFACE_IPS: usize = 32;
-
-/// `identity.json`: what the node is and where it renews.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct NodeIdentity {
-    /// Cluster name.
-    pub cluster: String,
-    /// Node name.
-    pub node: String,
-    /// Role.
-    pub role: String,
-    /// Issuing authority.
-    pub authority: String,
-    /// The server it joined (and renews with).
-    pub server: ServerAddr,
-    /// Profiles it holds; the first is `cert.pem`, others `<profile>-cert.pem`.
-    pub profiles: Vec<Profile>,
-    /// Serial of `cert.pem`.
-    pub serial: String,
-    /// Start of validity of `cert.pem`.
-    #[serde(with = "time::serde::rfc3339")]
-    pub not_before: OffsetDateTime,
-    /// End of validity of `cert.pem`.
-    #[serde(with = "time::serde::rfc3339")]
-    pub not_after: OffsetDateTime,
-    /// Key type used for new keys.
-    pub key_type: KeyType,
-    /// Extra SANs asked for at join (asked again at each renewal).
-    pub sans: Vec<String>,
-    /// CRL path on the server.
-    pub crl_path: String,
-    /// Whether this host's interface addresses go into the certificate.
-    #[serde(default)]
-    pub interface_ips: bool,
-}
-
-impl NodeIdentity {
-    /// Read `identity.json` from `dir`.
-    pub fn load(dir: &Path) -> Result<Self, Error> {
-        let path = dir.join(nodedir::IDENTITY);
-        let bytes = nodedir::read(dir, nodedir::IDENTITY).map_err(|e| match e.code() {
-            "io-error" => Error::NodeDir(format!("{e} (has this node joined? run `kith join`)")),
-            _ => Error::Files(e),
-        })?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| Error::NodeDir(format!("{}: {e}", path.display())))
-    }
-
-    /// When the agent should renew: two thirds into the lifetime.
-    pub fn renew_at(&self) -> OffsetDateTime {
-        self.not_before + (self.not_after - self.not_before) * 2 / 3
-    }
-}
 
 /// What `kith join` needs.
 #[derive(Clone, Debug)]
@@ -280,7 +228,8 @@ fn write_node_dir(
     if let Some(crl) = crl_pem {
         public.push((nodedir::CRL.into(), crl.as_bytes().to_vec()));
     }
-    let json = serde_json::to_vec_pretty(identity)
+    let json = identity
+        .to_json()
         .map_err(|e| Error::NodeDir(format!("encoding identity: {e}")))?;
     public.push((nodedir::IDENTITY.into(), json));
     let mut files: Vec<(&str, &[u8], u32)> =

@@ -23,7 +23,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+mod identity;
 mod safe;
+pub use identity::{InvalidAddress, NodeIdentity, ServerAddr, DEFAULT_PORT};
 pub use safe::{
     check_node_dir, check_private_dir, check_private_file, read, read_private_file,
     tighten_private_dir, MAX_FILE_BYTES,
@@ -71,6 +73,8 @@ enum Repr {
         problem: String,
         fix: String,
     },
+    /// The file is there but does not say what kith needs.
+    Invalid { code: &'static str, message: String },
 }
 
 impl Error {
@@ -92,14 +96,22 @@ impl Error {
         }
     }
 
+    pub(crate) fn invalid(code: &'static str, path: &Path, message: String) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            repr: Repr::Invalid { code, message },
+        }
+    }
+
     /// A stable machine-readable code: `insecure-permissions` (owner or
     /// mode lets someone else read or replace it), `not-regular-file`
     /// (a FIFO, device, socket, directory or link where a file belongs),
-    /// `not-a-directory`, `file-too-large`, or `io-error`.
+    /// `not-a-directory`, `file-too-large`, `io-error` or `node-dir` (an
+    /// `identity.json` that cannot be read).
     pub fn code(&self) -> &'static str {
         match &self.repr {
             Repr::Io { .. } => "io-error",
-            Repr::Refused { code, .. } => code,
+            Repr::Refused { code, .. } | Repr::Invalid { code, .. } => code,
         }
     }
 
@@ -122,6 +134,7 @@ impl std::fmt::Display for Error {
             Repr::Refused { problem, fix, .. } => {
                 write!(f, "refusing {path}: it {problem}; fix: {fix}")
             }
+            Repr::Invalid { message, .. } => f.write_str(message),
         }
     }
 }
@@ -130,7 +143,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.repr {
             Repr::Io { source, .. } => Some(source),
-            Repr::Refused { .. } => None,
+            Repr::Refused { .. } | Repr::Invalid { .. } => None,
         }
     }
 }

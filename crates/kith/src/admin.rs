@@ -29,7 +29,7 @@ impl AdminArgs {
     /// The server to talk to, if one is configured anywhere.
     pub(crate) fn server(&self, data_dir: &Path) -> Result<Option<ServerAddr>, CliError> {
         if let Some(s) = &self.server {
-            return Ok(Some(ServerAddr::parse(s)?));
+            return Ok(Some(parse_server(s)?));
         }
         let f = data_dir.join(SERVER_FILE);
         let Ok(bytes) = std::fs::read(&f) else {
@@ -40,7 +40,7 @@ impl AdminArgs {
         let url = v["server"].as_str().ok_or_else(|| {
             CliError::new("invalid-config", format!("{}: no \"server\"", f.display()))
         })?;
-        Ok(Some(ServerAddr::parse(url)?))
+        Ok(Some(parse_server(url)?))
     }
 
     pub(crate) async fn connect_to(
@@ -70,4 +70,9 @@ impl AdminArgs {
         })?;
         self.connect_to(data_dir, &server).await
     }
+}
+
+/// A server address as users write it (`host`, `host:port`, `https://host[:port]`).
+pub(crate) fn parse_server(s: &str) -> Result<ServerAddr, CliError> {
+    ServerAddr::parse(s).map_err(|e| CliError::new(e.code(), e))
 }

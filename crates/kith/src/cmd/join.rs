@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use kith_agent::ServerAddr;
 use kith_pki::{KeyType, Profile};
 
 use crate::args::key_type_parser;
@@ -46,7 +45,7 @@ pub(crate) struct JoinArgs {
 }
 
 pub(crate) async fn join(a: JoinArgs, json: bool) -> Result<(), CliError> {
-    let server = ServerAddr::parse(&a.server)?;
+    let server = crate::admin::parse_server(&a.server)?;
     // An existing directory (a package's /var/lib/kith is often 0755) is
     // made 0700, or refused if others can write it, before the token is sent.
     if a.dir.symlink_metadata().is_ok() {

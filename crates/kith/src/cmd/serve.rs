@@ -156,7 +156,7 @@ pub(crate) async fn serve(dir: &Path, a: ServeArgs) -> Result<(), CliError> {
     let mut names = Vec::new();
     let advertised = match &a.advertise {
         Some(url) => {
-            let addr = ServerAddr::parse(url).map_err(CliError::from)?;
+            let addr = crate::admin::parse_server(url)?;
             names.push(addr.host.clone());
             Some(addr)
         }
