@@ -263,7 +263,7 @@ fn identity_from(
         node: answer.node.clone(),
         role: answer.role.clone(),
         authority: answer.authority.clone(),
-        server: server.clone(),
+        server: Some(server.clone()),
         profiles: profiles.to_vec(),
         serial: first.serial.clone(),
         not_before: parse(&first.not_before)?,
@@ -420,7 +420,8 @@ pub async fn renew(dir: &Path) -> Result<NodeIdentity, Error> {
     };
     // A bundle this node must not take does not stop the renewal: the new
     // certificate is checked against the roots it trusts, ca.pem stays.
-    let roots = accepted_roots(&identity.server, &trusted, &offered, &cross).unwrap_or(trusted);
+    let roots =
+        accepted_roots(identity.server(dir)?, &trusted, &offered, &cross).unwrap_or(trusted);
     check_answer(
         &answer,
         &key,
@@ -431,7 +432,7 @@ pub async fn renew(dir: &Path) -> Result<NodeIdentity, Error> {
     let crl = crl_or_warn(&mut conn, &answer.crl_path).await;
     let fresh = identity_from(
         &answer,
-        &identity.server,
+        identity.server(dir)?,
         &identity.profiles,
         identity.key_type,
         &identity.sans,
@@ -460,7 +461,7 @@ fn trusted_roots(dir: &Path) -> Result<Vec<Vec<u8>>, Error> {
 /// with the node's own certificate.
 pub async fn connect(dir: &Path) -> Result<(NodeIdentity, Connection), Error> {
     let identity = NodeIdentity::load(dir)?;
-    let conn = Connection::open(&identity.server, server_api_config(dir)?).await?;
+    let conn = Connection::open(identity.server(dir)?, server_api_config(dir)?).await?;
     Ok((identity, conn))
 }
 
@@ -487,7 +488,7 @@ pub(crate) async fn refresh_with(
     // roots it trusts vouch for.
     let old_roots = trusted_roots(dir)?;
     let (offered, cross) = authority_roots(&ca, &identity.authority)?;
-    let new_roots = accepted_roots(&identity.server, &old_roots, &offered, &cross)?;
+    let new_roots = accepted_roots(identity.server(dir)?, &old_roots, &offered, &cross)?;
     let crl = fetch_crl_pem(conn, &identity.crl_path).await?;
     let mut changed = false;
     if old_roots != new_roots {

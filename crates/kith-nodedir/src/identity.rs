@@ -1,5 +1,7 @@
 //! `identity.json`: what a node directory is (cluster, node, role, the
-//! certificate's serial and validity) and the server it renews with.
+//! certificate's serial and validity) and, when it was made by `kith join`,
+//! the server it renews with. One type for every writer (`kith join`, the
+//! agent's renewals, `kith cert issue`) and every reader.
 
 use std::path::Path;
 
@@ -24,8 +26,9 @@ pub struct NodeIdentity {
     pub role: String,
     /// Issuing authority.
     pub authority: String,
-    /// The server it joined (and renews with).
-    pub server: ServerAddr,
+    /// The server it joined (and renews with); `None` for a directory
+    /// issued offline by `kith cert issue`, which no server renews.
+    pub server: Option<ServerAddr>,
     /// Profiles it holds; the first is `cert.pem`, others `<profile>-cert.pem`.
     pub profiles: Vec<Profile>,
     /// Serial of `cert.pem`.
@@ -73,6 +76,23 @@ impl NodeIdentity {
     /// The JSON written to `identity.json`.
     pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
         serde_json::to_vec_pretty(self)
+    }
+
+    /// The server this node renews with, or `no-server` for a directory
+    /// issued offline (`kith cert issue`): it holds valid TLS files, but no
+    /// server to talk to is recorded in it.
+    pub fn server(&self, dir: &Path) -> Result<&ServerAddr, Error> {
+        self.server.as_ref().ok_or_else(|| {
+            let path = dir.join(IDENTITY);
+            Error::invalid(
+                "no-server",
+                &path,
+                format!(
+                    "node directory {} was issued offline (`kith cert issue`) and records no server to talk to",
+                    dir.display()
+                ),
+            )
+        })
     }
 
     /// When the agent should renew: two thirds into the lifetime.

@@ -14,6 +14,9 @@
 //! Reading is as careful as writing: [`read`] and [`read_private_file`]
 //! refuse what ssh would refuse (files and directories that others can read
 //! or replace) and open nothing but regular files, bounded in size.
+//!
+//! [`NodeIdentity`] is `identity.json`, one type for every writer (`kith
+//! join`, renewals, `kith cert issue`) and reader.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
@@ -106,8 +109,9 @@ impl Error {
     /// A stable machine-readable code: `insecure-permissions` (owner or
     /// mode lets someone else read or replace it), `not-regular-file`
     /// (a FIFO, device, socket, directory or link where a file belongs),
-    /// `not-a-directory`, `file-too-large`, `io-error` or `node-dir` (an
-    /// `identity.json` that cannot be read).
+    /// `not-a-directory`, `file-too-large`, `io-error`, `node-dir` (an
+    /// `identity.json` that cannot be read) or `no-server` (a directory
+    /// issued offline, asked to talk to a server).
     pub fn code(&self) -> &'static str {
         match &self.repr {
             Repr::Io { .. } => "io-error",

@@ -76,3 +76,20 @@ impl AdminArgs {
 pub(crate) fn parse_server(s: &str) -> Result<ServerAddr, CliError> {
     ServerAddr::parse(s).map_err(|e| CliError::new(e.code(), e))
 }
+
+/// A mutual-TLS connection as the node of directory `dir`, to the server
+/// it records or, for a directory issued offline (`kith cert issue`,
+/// which records none), to `server` (`--server` / `KITH_SERVER`).
+pub(crate) async fn node_connect(dir: &Path, server: Option<&str>) -> Result<Connection, CliError> {
+    let identity = kith_nodedir::NodeIdentity::load(dir)?;
+    let addr = match (identity.server(dir), server) {
+        (Ok(recorded), _) => recorded.clone(),
+        (Err(_), Some(s)) => parse_server(s)?,
+        (Err(e), None) => {
+            return Err(CliError::from(e)
+                .hint("pass --server HOST:PORT (or set KITH_SERVER) to name the server"))
+        }
+    };
+    let config = kith_agent::api_client_config(dir)?;
+    Ok(Connection::open(&addr, config).await?)
+}

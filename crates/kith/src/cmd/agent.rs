@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use time::Duration;
 
+use crate::node_files::offline_hint;
 use crate::output::CliError;
 use crate::util::parse_duration;
 
@@ -38,6 +39,10 @@ pub(crate) struct AgentArgs {
 pub(crate) async fn agent(a: AgentArgs) -> Result<(), CliError> {
     // Refuse an unsafe directory now, not at the first renewal hours later.
     kith_nodedir::check_node_dir(&a.dir)?;
+    // A directory issued offline has no server to renew with: say so now,
+    // instead of retrying a renewal that cannot happen.
+    let identity = kith_nodedir::NodeIdentity::load(&a.dir)?;
+    identity.server(&a.dir).map_err(offline_hint)?;
     let mut opts = kith_agent::agent::AgentOptions::new(a.dir);
     opts.refresh_every = std_duration(a.refresh).max(std::time::Duration::from_secs(1));
     opts.secrets = a.secrets;

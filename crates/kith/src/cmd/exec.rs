@@ -15,6 +15,10 @@ pub(crate) struct ExecArgs {
     /// Node directory whose certificate reads the secrets.
     #[arg(long, default_value = "/var/lib/kith")]
     dir: PathBuf,
+    /// Server to read from when --dir was issued offline (`kith cert issue`)
+    /// and records none; a joined directory uses the server it joined.
+    #[arg(long, env = "KITH_SERVER", value_name = "ADDR")]
+    server: Option<String>,
     /// VAR=secret-name: put the secret in the child's environment as VAR (repeatable).
     #[arg(long = "env", value_name = "VAR=SECRET", required = true)]
     env: Vec<String>,
@@ -46,7 +50,7 @@ pub(crate) async fn exec(a: ExecArgs) -> Result<(), CliError> {
         check_name(name)?;
         pairs.push((var.to_string(), name.to_string()));
     }
-    let (_, mut conn) = kith_agent::connect(&a.dir).await?;
+    let mut conn = crate::admin::node_connect(&a.dir, a.server.as_deref()).await?;
     let mut cmd = std::process::Command::new(&a.command[0]);
     cmd.args(&a.command[1..]);
     for (var, name) in &pairs {

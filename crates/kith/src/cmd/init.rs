@@ -105,7 +105,7 @@ pub(crate) async fn init(dir: &Path, a: InitArgs, json: bool) -> Result<(), CliE
         .await?;
     let admin_dir = dir.join("admin");
     let batch = nodedir::Batch::new();
-    stage_node_files(&batch, &admin_dir, &key, &issued, authority.cluster())?;
+    stage_node_files(&batch, &admin_dir, &key, &issued, authority.cluster(), &[])?;
     batch.commit()?;
 
     let pin = hex::encode(kith_pki::spki_pin(

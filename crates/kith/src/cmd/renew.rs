@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::node_files::print_identity;
+use crate::node_files::{offline_hint, print_identity};
 use crate::output::CliError;
 
 #[derive(Args, Debug)]
@@ -15,7 +15,7 @@ pub(crate) struct RenewArgs {
 }
 
 pub(crate) async fn renew(a: RenewArgs, json: bool) -> Result<(), CliError> {
-    let id = kith_agent::renew(&a.dir).await?;
+    let id = kith_agent::renew(&a.dir).await.map_err(offline_hint)?;
     print_identity(&id, &a.dir, "renewed", json);
     Ok(())
 }

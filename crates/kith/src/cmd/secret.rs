@@ -10,7 +10,7 @@ use kith_api::wire::{SecretInfo, SecretPutRequest, SecretVersionView};
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use crate::admin::AdminArgs;
+use crate::admin::{node_connect, AdminArgs};
 use crate::output::{print_json, CliError};
 use crate::util;
 
@@ -148,7 +148,8 @@ pub(crate) struct GetArgs {
     /// Write the value to this file (0600, atomically) instead of stdout.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
-    /// Read as this node (its directory and certificate) instead of as an operator.
+    /// Read as this node (its directory and certificate) instead of as an
+    /// operator; a directory issued offline (`kith cert issue`) needs --server.
     #[arg(long, value_name = "NODE_DIR")]
     dir: Option<PathBuf>,
     #[command(flatten)]
@@ -158,7 +159,11 @@ pub(crate) struct GetArgs {
 async fn get(data_dir: &Path, a: GetArgs, json: bool) -> Result<(), CliError> {
     check_name(&a.name)?;
     let (version, value) = match &a.dir {
-        Some(node_dir) => kith_agent::secrets::fetch_secret(node_dir, &a.name, a.version).await?,
+        Some(node_dir) => {
+            // A directory issued offline records no server: --server names it.
+            let mut conn = node_connect(node_dir, a.admin.server.as_deref()).await?;
+            kith_agent::secrets::fetch_with(&mut conn, &a.name, a.version).await?
+        }
         None => {
             let mut conn = a.admin.connect(data_dir).await?;
             kith_agent::secrets::fetch_with(&mut conn, &a.name, a.version).await?

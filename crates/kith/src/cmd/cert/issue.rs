@@ -129,6 +129,7 @@ pub(crate) async fn cert_issue(dir: &Path, a: IssueArgs, json: bool) -> Result<(
 
     bar.set_message("writing files");
     let out = a.out.clone();
+    let extra = a.sans.clone();
     let cluster = authority.cluster().to_string();
     let written = {
         let bar = bar.clone();
@@ -140,7 +141,7 @@ pub(crate) async fn cert_issue(dir: &Path, a: IssueArgs, json: bool) -> Result<(
             keys.par_iter().zip(issued.par_iter()).try_for_each(
                 |(key, iss)| -> Result<(), CliError> {
                     let node_dir = out.join(&iss.record.node);
-                    stage_node_files(&batch, &node_dir, key, iss, &cluster)?;
+                    stage_node_files(&batch, &node_dir, key, iss, &cluster, &extra)?;
                     bar.inc(1);
                     Ok(())
                 },
