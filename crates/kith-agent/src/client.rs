@@ -19,72 +19,12 @@ use tokio_rustls::TlsConnector;
 
 use crate::Error;
 
-/// The default port of `kith serve`.
-pub const DEFAULT_PORT: u16 = 7443;
+/// The address type lives with `identity.json`, which records it.
+pub use kith_nodedir::{ServerAddr, DEFAULT_PORT};
+
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_RESPONSE: usize = 16 * 1024 * 1024;
-
-/// A server address: `host`, `host:port` or `https://host[:port][/]`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ServerAddr {
-    /// DNS name or IP address (brackets stripped).
-    pub host: String,
-    /// Port.
-    pub port: u16,
-}
-
-impl ServerAddr {
-    /// Parse an address as users write it.
-    pub fn parse(s: &str) -> Result<Self, Error> {
-        let bad = |why: &str| Error::Invalid(format!("server address {s:?}: {why}"));
-        let mut rest = s.trim();
-        if let Some(r) = rest.strip_prefix("https://") {
-            rest = r;
-        } else if rest.contains("://") {
-            return Err(bad("only https:// is spoken"));
-        }
-        let rest = rest.trim_end_matches('/');
-        if rest.is_empty() || rest.contains('/') {
-            return Err(bad("expected host[:port]"));
-        }
-        let (host, port) = if let Some(r) = rest.strip_prefix('[') {
-            let (h, tail) = r.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
-            let port = match tail.strip_prefix(':') {
-                Some(p) => p.parse().map_err(|_| bad("bad port"))?,
-                None if tail.is_empty() => DEFAULT_PORT,
-                None => return Err(bad("junk after ']'")),
-            };
-            (h.to_string(), port)
-        } else if rest.matches(':').count() > 1 {
-            (rest.to_string(), DEFAULT_PORT) // a bare IPv6 address
-        } else if let Some((h, p)) = rest.split_once(':') {
-            (h.to_string(), p.parse().map_err(|_| bad("bad port"))?)
-        } else {
-            (rest.to_string(), DEFAULT_PORT)
-        };
-        if host.is_empty() {
-            return Err(bad("no host"));
-        }
-        ServerName::try_from(host.clone()).map_err(|_| bad("not a DNS name or IP address"))?;
-        Ok(Self { host, port })
-    }
-
-    /// `https://host:port`.
-    pub fn url(&self) -> String {
-        if self.host.contains(':') {
-            format!("https://[{}]:{}", self.host, self.port)
-        } else {
-            format!("https://{}:{}", self.host, self.port)
-        }
-    }
-}
-
-impl std::fmt::Display for ServerAddr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.url())
-    }
-}
 
 /// One TLS connection to the server, reusable for many requests.
 pub struct Connection {
@@ -249,25 +189,4 @@ fn check_status(status: StatusCode, bytes: &[u8]) -> Result<(), Error> {
         code,
         message,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses() {
-        let a = ServerAddr::parse("ca.example").unwrap();
-        assert_eq!((a.host.as_str(), a.port), ("ca.example", DEFAULT_PORT));
-        let a = ServerAddr::parse("https://ca.example:9000/").unwrap();
-        assert_eq!((a.host.as_str(), a.port), ("ca.example", 9000));
-        let a = ServerAddr::parse("[::1]:7000").unwrap();
-        assert_eq!((a.host.as_str(), a.port), ("::1", 7000));
-        assert_eq!(a.url(), "https://[::1]:7000");
-        let a = ServerAddr::parse("127.0.0.1:7443").unwrap();
-        assert_eq!(a.host, "127.0.0.1");
-        for bad in ["", "http://x", "x:port", "https://x/path", "[::1", "a b"] {
-            assert!(ServerAddr::parse(bad).is_err(), "{bad}");
-        }
-    }
 }

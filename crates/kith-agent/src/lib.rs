@@ -21,9 +21,8 @@ mod tls;
 
 pub use client::{Connection, ServerAddr, DEFAULT_PORT};
 pub use error::Error;
-pub use node::{
-    connect, default_node_name, join, profile_files, refresh, renew, JoinOptions, NodeIdentity,
-};
+pub use kith_nodedir::NodeIdentity;
+pub use node::{connect, default_node_name, join, profile_files, refresh, renew, JoinOptions};
 pub use tls::{client_config, server_config, PeerPolicy, TlsWatch};
 
 /// A client configuration that presents the certificate of node directory

@@ -11,8 +11,8 @@ use kith_api::wire::{
 };
 use kith_api::JoinToken;
 use kith_nodedir as nodedir;
+pub(crate) use kith_nodedir::NodeIdentity;
 use kith_pki::{KeyType, PrivateKey, Profile, San};
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::client::{Connection, ServerAddr};
@@ -21,60 +21,6 @@ use crate::Error;
 
 /// Most interface addresses a node puts in its certificate.
 const MAX_INTERFACE_IPS: usize = 32;
-
-/// `identity.json`: what the node is and where it renews.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct NodeIdentity {
-    /// Cluster name.
-    pub cluster: String,
-    /// Node name.
-    pub node: String,
-    /// Role.
-    pub role: String,
-    /// Issuing authority.
-    pub authority: String,
-    /// The server it joined (and renews with).
-    pub server: ServerAddr,
-    /// Profiles it holds; the first is `cert.pem`, others `<profile>-cert.pem`.
-    pub profiles: Vec<Profile>,
-    /// Serial of `cert.pem`.
-    pub serial: String,
-    /// Start of validity of `cert.pem`.
-    #[serde(with = "time::serde::rfc3339")]
-    pub not_before: OffsetDateTime,
-    /// End of validity of `cert.pem`.
-    #[serde(with = "time::serde::rfc3339")]
-    pub not_after: OffsetDateTime,
-    /// Key type used for new keys.
-    pub key_type: KeyType,
-    /// Extra SANs asked for at join (asked again at each renewal).
-    pub sans: Vec<String>,
-    /// CRL path on the server.
-    pub crl_path: String,
-    /// Whether this host's interface addresses go into the certificate.
-    #[serde(default)]
-    pub interface_ips: bool,
-}
-
-impl NodeIdentity {
-    /// Read `identity.json` from `dir`.
-    pub fn load(dir: &Path) -> Result<Self, Error> {
-        let path = dir.join(nodedir::IDENTITY);
-        let bytes = nodedir::read(dir, nodedir::IDENTITY).map_err(|e| match e.code() {
-            kith_api::ErrorCode::IoError => {
-                Error::NodeDir(format!("{e} (has this node joined? run `kith join`)"))
-            }
-            _ => Error::Files(e),
-        })?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| Error::NodeDir(format!("{}: {e}", path.display())))
-    }
-
-    /// When the agent should renew: two thirds into the lifetime.
-    pub fn renew_at(&self) -> OffsetDateTime {
-        self.not_before + (self.not_after - self.not_before) * 2 / 3
-    }
-}
 
 /// What `kith join` needs.
 #[derive(Clone, Debug)]
@@ -282,7 +228,8 @@ fn write_node_dir(
     if let Some(crl) = crl_pem {
         public.push((nodedir::CRL.into(), crl.as_bytes().to_vec()));
     }
-    let json = serde_json::to_vec_pretty(identity)
+    let json = identity
+        .to_json()
         .map_err(|e| Error::NodeDir(format!("encoding identity: {e}")))?;
     public.push((nodedir::IDENTITY.into(), json));
     let mut files: Vec<(&str, &[u8], u32)> =
@@ -316,7 +263,7 @@ fn identity_from(
         node: answer.node.clone(),
         role: answer.role.clone(),
         authority: answer.authority.clone(),
-        server: server.clone(),
+        server: Some(server.clone()),
         profiles: profiles.to_vec(),
         serial: first.serial.clone(),
         not_before: parse(&first.not_before)?,
@@ -473,7 +420,8 @@ pub async fn renew(dir: &Path) -> Result<NodeIdentity, Error> {
     };
     // A bundle this node must not take does not stop the renewal: the new
     // certificate is checked against the roots it trusts, ca.pem stays.
-    let roots = accepted_roots(&identity.server, &trusted, &offered, &cross).unwrap_or(trusted);
+    let roots =
+        accepted_roots(identity.server(dir)?, &trusted, &offered, &cross).unwrap_or(trusted);
     check_answer(
         &answer,
         &key,
@@ -484,7 +432,7 @@ pub async fn renew(dir: &Path) -> Result<NodeIdentity, Error> {
     let crl = crl_or_warn(&mut conn, &answer.crl_path).await;
     let fresh = identity_from(
         &answer,
-        &identity.server,
+        identity.server(dir)?,
         &identity.profiles,
         identity.key_type,
         &identity.sans,
@@ -513,7 +461,7 @@ fn trusted_roots(dir: &Path) -> Result<Vec<Vec<u8>>, Error> {
 /// with the node's own certificate.
 pub async fn connect(dir: &Path) -> Result<(NodeIdentity, Connection), Error> {
     let identity = NodeIdentity::load(dir)?;
-    let conn = Connection::open(&identity.server, server_api_config(dir)?).await?;
+    let conn = Connection::open(identity.server(dir)?, server_api_config(dir)?).await?;
     Ok((identity, conn))
 }
 
@@ -540,7 +488,7 @@ pub(crate) async fn refresh_with(
     // roots it trusts vouch for.
     let old_roots = trusted_roots(dir)?;
     let (offered, cross) = authority_roots(&ca, &identity.authority)?;
-    let new_roots = accepted_roots(&identity.server, &old_roots, &offered, &cross)?;
+    let new_roots = accepted_roots(identity.server(dir)?, &old_roots, &offered, &cross)?;
     let crl = fetch_crl_pem(conn, &identity.crl_path).await?;
     let mut changed = false;
     if old_roots != new_roots {

@@ -14,6 +14,9 @@
 //! Reading is as careful as writing: [`read`] and [`read_private_file`]
 //! refuse what ssh would refuse (files and directories that others can read
 //! or replace) and open nothing but regular files, bounded in size.
+//!
+//! [`NodeIdentity`] is `identity.json`, one type for every writer (`kith
+//! join`, renewals, `kith cert issue`) and reader.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
@@ -25,7 +28,9 @@ use std::sync::Mutex;
 
 use kith_api::ErrorCode;
 
+mod identity;
 mod safe;
+pub use identity::{InvalidAddress, NodeIdentity, ServerAddr, DEFAULT_PORT};
 pub use safe::{
     check_node_dir, check_private_dir, check_private_file, read, read_private_file,
     tighten_private_dir, MAX_FILE_BYTES,
@@ -73,6 +78,8 @@ enum Repr {
         problem: String,
         fix: String,
     },
+    /// The file is there but does not say what kith needs.
+    Invalid { code: ErrorCode, message: String },
 }
 
 impl Error {
@@ -94,14 +101,23 @@ impl Error {
         }
     }
 
+    pub(crate) fn invalid(code: ErrorCode, path: &Path, message: String) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            repr: Repr::Invalid { code, message },
+        }
+    }
+
     /// A stable machine-readable code: `insecure-permissions` (owner or
     /// mode lets someone else read or replace it), `not-regular-file`
     /// (a FIFO, device, socket, directory or link where a file belongs),
-    /// `not-a-directory`, `file-too-large`, or `io-error`.
+    /// `not-a-directory`, `file-too-large`, `io-error`, `node-dir` (an
+    /// `identity.json` that cannot be read) or `no-server` (a directory
+    /// issued offline, asked to talk to a server).
     pub fn code(&self) -> ErrorCode {
         match &self.repr {
             Repr::Io { .. } => ErrorCode::IoError,
-            Repr::Refused { code, .. } => *code,
+            Repr::Refused { code, .. } | Repr::Invalid { code, .. } => *code,
         }
     }
 
@@ -124,6 +140,7 @@ impl std::fmt::Display for Error {
             Repr::Refused { problem, fix, .. } => {
                 write!(f, "refusing {path}: it {problem}; fix: {fix}")
             }
+            Repr::Invalid { message, .. } => f.write_str(message),
         }
     }
 }
@@ -132,7 +149,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.repr {
             Repr::Io { source, .. } => Some(source),
-            Repr::Refused { .. } => None,
+            Repr::Refused { .. } | Repr::Invalid { .. } => None,
         }
     }
 }

@@ -1,17 +1,18 @@
 //! `kith`: the command-line front of kith. CLI parsing and wiring only; the
 //! work is done by kith-authority (CA engine), kith-pki and kith-nodedir.
 
-mod commands;
+mod admin;
+mod args;
+mod cmd;
 mod duration;
-mod online;
+mod node_files;
 mod output;
-mod secret_cmds;
 mod util;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 use crate::output::CliError;
 
@@ -25,6 +26,10 @@ struct Cli {
     #[arg(long, global = true, env = "KITH_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
 
+    /// Print JSON on stdout instead of text (errors too, as {"error": ...}).
+    #[arg(long, global = true)]
+    json: bool,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -32,129 +37,47 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Create a cluster CA: root and intermediate, encrypted keys, operator credential.
-    Init(commands::InitArgs),
+    Init(cmd::init::InitArgs),
     /// CA facts and key export.
     #[command(subcommand)]
-    Ca(CaCommand),
+    Ca(cmd::ca::CaCommand),
     /// Manage authorities (separate CA hierarchies inside the cluster).
     #[command(subcommand)]
-    Authority(AuthorityCommand),
+    Authority(cmd::authority::AuthorityCommand),
     /// Issue, sign, inspect and verify certificates.
     #[command(subcommand)]
-    Cert(CertCommand),
+    Cert(cmd::cert::CertCommand),
     /// Revoke a certificate by serial, or every certificate of a node.
-    Revoke(commands::RevokeArgs),
+    Revoke(cmd::revoke::RevokeArgs),
     /// Write the current CRL of an authority (DER by default).
-    Crl(commands::CrlArgs),
+    Crl(cmd::crl::CrlArgs),
     /// Run the CA server: join, renewal, CRLs, operator API (HTTPS, mutual TLS).
-    Serve(online::ServeArgs),
+    Serve(cmd::serve::ServeArgs),
     /// Join tokens (through the server, with the operator credential).
     #[command(subcommand)]
-    Token(TokenCommand),
+    Token(cmd::token::TokenCommand),
     /// Nodes (through the server, with the operator credential).
     #[command(subcommand)]
-    Node(NodeCommand),
+    Node(cmd::node::NodeCommand),
     /// Authorities, validity left, nodes by state, tokens, CRL numbers.
-    Status(online::AdminJsonArgs),
+    Status(admin::AdminArgs),
     /// Join a cluster with a token: key made here, certificate from the server.
-    Join(online::JoinArgs),
+    Join(cmd::join::JoinArgs),
     /// Renew this node's certificate now.
-    Renew(online::RenewArgs),
+    Renew(cmd::renew::RenewArgs),
     /// Keep this node's certificate, CA bundle, CRL and secrets fresh, forever.
-    Agent(online::AgentArgs),
+    Agent(cmd::agent::AgentArgs),
     /// Cluster secrets: encrypted, versioned, readable only by the nodes allowed.
     #[command(subcommand)]
-    Secret(SecretCommand),
+    Secret(cmd::secret::SecretCommand),
     /// Run a command with secrets in its environment (and nowhere else).
-    Exec(secret_cmds::ExecArgs),
+    Exec(cmd::exec::ExecArgs),
     /// The CA passphrase.
     #[command(subcommand)]
-    Passphrase(PassphraseCommand),
+    Passphrase(cmd::passphrase::PassphraseCommand),
     /// The master key that seals CA keys and secrets.
     #[command(subcommand)]
-    Vault(VaultCommand),
-}
-
-#[derive(Subcommand, Debug)]
-enum SecretCommand {
-    /// Write a new version (value from --from-file or stdin).
-    Put(secret_cmds::PutArgs),
-    /// Read a value (as an operator, or as a node with --dir).
-    #[command(disable_version_flag = true)]
-    Get(secret_cmds::GetArgs),
-    /// Secrets: name, versions, size, who may read, updated; never values.
-    Ls(online::AdminJsonArgs),
-    /// A secret's versions.
-    History(secret_cmds::HistoryArgs),
-    /// Remove a secret, or one version.
-    #[command(disable_version_flag = true)]
-    Rm(secret_cmds::RmArgs),
-}
-
-#[derive(Subcommand, Debug)]
-enum PassphraseCommand {
-    /// Wrap the master key under a new passphrase (nothing else is rewritten).
-    Change(secret_cmds::PassphraseChangeArgs),
-}
-
-#[derive(Subcommand, Debug)]
-enum VaultCommand {
-    /// A new master key: reseal every CA key and secret data key under it.
-    Rotate(secret_cmds::RotateArgs),
-}
-
-#[derive(Subcommand, Debug)]
-enum TokenCommand {
-    /// Mint a join token (printed once; only its hash is kept).
-    Create(online::TokenCreateArgs),
-    /// List tokens (never their secrets).
-    Ls(online::AdminJsonArgs),
-    /// Revoke a token so it can no longer be used.
-    Revoke(online::TokenRevokeArgs),
-}
-
-#[derive(Subcommand, Debug)]
-enum NodeCommand {
-    /// Nodes: name, role, state, serial, expiry, last renewal.
-    Ls(online::AdminJsonArgs),
-    /// Remove a node: revoke its certificates; it can never renew again.
-    Rm(online::NodeRmArgs),
-}
-
-#[derive(Subcommand, Debug)]
-enum CaCommand {
-    /// Authorities, roots, intermediates, validity left and SPKI pins.
-    Show(JsonFlag),
-    /// Export a CA private key as PKCS#8 ENCRYPTED PRIVATE KEY (openssl reads it).
-    ExportKey(commands::ExportKeyArgs),
-}
-
-#[derive(Subcommand, Debug)]
-enum AuthorityCommand {
-    /// Add an authority with its own root and intermediate.
-    Add(commands::AuthorityAddArgs),
-}
-
-#[derive(Subcommand, Debug)]
-enum CertCommand {
-    /// Generate keys and certificates for nodes, one folder per node.
-    Issue(commands::IssueArgs),
-    /// Sign a CSR made elsewhere; the chain PEM goes to stdout or --out.
-    Sign(commands::SignArgs),
-    /// Describe a certificate, chain, CSR, CRL or key (public parts only).
-    Inspect(commands::InspectArgs),
-    /// Verify a certificate against the cluster: chain, validity, revocation, identity.
-    Verify(commands::VerifyArgs),
-    /// List every certificate this CA has issued.
-    Ls(commands::LsArgs),
-}
-
-/// `--json`: machine-readable output on stdout.
-#[derive(Args, Debug)]
-struct JsonFlag {
-    /// Print JSON instead of text.
-    #[arg(long)]
-    json: bool,
+    Vault(cmd::vault::VaultCommand),
 }
 
 fn main() -> ExitCode {
@@ -184,7 +107,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let json = cli_wants_json(&cli.command);
+    let json = cli.json;
     let is_agent = matches!(cli.command, Command::Agent(_));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -200,7 +123,7 @@ fn main() -> ExitCode {
         }
     };
     let data_dir = cli.data_dir.clone();
-    let result = runtime.block_on(run(cli.command, data_dir));
+    let result = runtime.block_on(run(cli.command, data_dir, json));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -216,68 +139,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn cli_wants_json(cmd: &Command) -> bool {
-    match cmd {
-        Command::Init(a) => a.json,
-        Command::Ca(CaCommand::Show(j)) => j.json,
-        Command::Cert(CertCommand::Issue(a)) => a.json,
-        Command::Cert(CertCommand::Sign(a)) => a.json,
-        Command::Cert(CertCommand::Inspect(a)) => a.json,
-        Command::Cert(CertCommand::Verify(a)) => a.json,
-        Command::Cert(CertCommand::Ls(a)) => a.json,
-        Command::Revoke(a) => a.json,
-        Command::Token(TokenCommand::Create(a)) => a.json,
-        Command::Token(TokenCommand::Ls(a)) => a.json,
-        Command::Token(TokenCommand::Revoke(a)) => a.json,
-        Command::Node(NodeCommand::Ls(a)) => a.json,
-        Command::Node(NodeCommand::Rm(a)) => a.json,
-        Command::Status(a) => a.json,
-        Command::Join(a) => a.json,
-        Command::Renew(a) => a.json,
-        Command::Secret(SecretCommand::Put(a)) => a.json,
-        Command::Secret(SecretCommand::Get(a)) => a.json,
-        Command::Secret(SecretCommand::Ls(a)) => a.json,
-        Command::Secret(SecretCommand::History(a)) => a.json,
-        Command::Secret(SecretCommand::Rm(a)) => a.json,
-        Command::Vault(VaultCommand::Rotate(a)) => a.json,
-        _ => false,
-    }
-}
-
-async fn run(cmd: Command, data_dir: Option<PathBuf>) -> Result<(), CliError> {
+async fn run(command: Command, data_dir: Option<PathBuf>, json: bool) -> Result<(), CliError> {
     let dir = util::data_dir(data_dir)?;
-    match cmd {
-        Command::Init(a) => commands::init(&dir, a).await,
-        Command::Ca(CaCommand::Show(j)) => commands::ca_show(&dir, j.json).await,
-        Command::Ca(CaCommand::ExportKey(a)) => commands::export_key(&dir, a).await,
-        Command::Authority(AuthorityCommand::Add(a)) => commands::authority_add(&dir, a).await,
-        Command::Cert(CertCommand::Issue(a)) => commands::cert_issue(&dir, a).await,
-        Command::Cert(CertCommand::Sign(a)) => commands::cert_sign(&dir, a).await,
-        Command::Cert(CertCommand::Inspect(a)) => commands::cert_inspect(a),
-        Command::Cert(CertCommand::Verify(a)) => commands::cert_verify(&dir, a).await,
-        Command::Cert(CertCommand::Ls(a)) => commands::cert_ls(&dir, a).await,
-        Command::Revoke(a) => commands::revoke(&dir, a).await,
-        Command::Crl(a) => commands::crl(&dir, a).await,
-        Command::Serve(a) => online::serve(&dir, a).await,
-        Command::Token(TokenCommand::Create(a)) => online::token_create(&dir, a).await,
-        Command::Token(TokenCommand::Ls(a)) => online::token_ls(&dir, a).await,
-        Command::Token(TokenCommand::Revoke(a)) => online::token_revoke(&dir, a).await,
-        Command::Node(NodeCommand::Ls(a)) => online::node_ls(&dir, a).await,
-        Command::Node(NodeCommand::Rm(a)) => online::node_rm(&dir, a).await,
-        Command::Status(a) => online::status(&dir, a).await,
-        Command::Join(a) => online::join(a).await,
-        Command::Renew(a) => online::renew(a).await,
-        Command::Agent(a) => online::agent(a).await,
-        Command::Secret(SecretCommand::Put(a)) => secret_cmds::put(&dir, a).await,
-        Command::Secret(SecretCommand::Get(a)) => secret_cmds::get(&dir, a).await,
-        Command::Secret(SecretCommand::Ls(a)) => secret_cmds::ls(&dir, a).await,
-        Command::Secret(SecretCommand::History(a)) => secret_cmds::history(&dir, a).await,
-        Command::Secret(SecretCommand::Rm(a)) => secret_cmds::rm(&dir, a).await,
-        Command::Exec(a) => secret_cmds::exec(a).await,
-        Command::Passphrase(PassphraseCommand::Change(a)) => {
-            secret_cmds::passphrase_change(&dir, a).await
-        }
-        Command::Vault(VaultCommand::Rotate(a)) => secret_cmds::vault_rotate(&dir, a).await,
+    match command {
+        Command::Init(a) => cmd::init::init(&dir, a, json).await,
+        Command::Ca(c) => cmd::ca::run(&dir, c, json).await,
+        Command::Authority(c) => cmd::authority::run(&dir, c).await,
+        Command::Cert(c) => cmd::cert::run(&dir, c, json).await,
+        Command::Revoke(a) => cmd::revoke::revoke(&dir, a, json).await,
+        Command::Crl(a) => cmd::crl::crl(&dir, a).await,
+        Command::Serve(a) => cmd::serve::serve(&dir, a).await,
+        Command::Token(c) => cmd::token::run(&dir, c, json).await,
+        Command::Node(c) => cmd::node::run(&dir, c, json).await,
+        Command::Status(a) => cmd::status::status(&dir, a, json).await,
+        Command::Join(a) => cmd::join::join(a, json).await,
+        Command::Renew(a) => cmd::renew::renew(a, json).await,
+        Command::Agent(a) => cmd::agent::agent(a).await,
+        Command::Secret(c) => cmd::secret::run(&dir, c, json).await,
+        Command::Exec(a) => cmd::exec::exec(a).await,
+        Command::Passphrase(c) => cmd::passphrase::run(&dir, c).await,
+        Command::Vault(c) => cmd::vault::run(&dir, c, json).await,
     }
 }
 

@@ -267,3 +267,37 @@ pub(crate) fn read_input(path: &Path, max: usize) -> Result<Vec<u8>, CliError> {
     }
     Ok(buf)
 }
+
+pub(crate) fn split_path(p: &Path) -> Result<(PathBuf, String), CliError> {
+    let name = p
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| {
+            CliError::new(
+                ErrorCode::InvalidArgument,
+                format!("{} is not a file path", p.display()),
+            )
+        })?
+        .to_string();
+    let parent = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok((parent, name))
+}
+
+pub(crate) fn progress_bar(len: u64, visible: bool) -> indicatif::ProgressBar {
+    if !visible {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(len),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} {msg:24} [{bar:30}] {percent:>3}% {elapsed}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}

@@ -1,0 +1,174 @@
+//! `kith revoke`: through a running server when one is configured, else offline.
+
+use kith_api::ErrorCode;
+use std::path::Path;
+
+use clap::Args;
+use hyper::Method;
+use kith_api::wire::{RevokeRequest, RevokeResponse};
+use kith_authority::{RevokeOutcome, Settings, LOCAL_OPERATOR};
+use kith_pki::{RevocationReason, Serial};
+use serde_json::json;
+use time::Duration;
+
+use crate::admin::AdminArgs;
+use crate::args::{reason_parser, PassphraseArg};
+use crate::output::{print_json, CliError};
+use crate::util::{self, rfc3339};
+
+#[derive(Args, Debug)]
+pub(crate) struct RevokeArgs {
+    /// Serial number (hex, as `kith cert inspect` or openssl prints it).
+    #[arg(required_unless_present = "node", conflicts_with = "node")]
+    serial: Option<String>,
+    /// Revoke every unexpired certificate of this node instead.
+    #[arg(long)]
+    node: Option<String>,
+    /// Reason: unspecified, key-compromise, ca-compromise, affiliation-changed,
+    /// superseded, cessation-of-operation, privilege-withdrawn.
+    #[arg(long, default_value = "unspecified", value_parser = reason_parser)]
+    reason: RevocationReason,
+    /// CRL validity for the CRL published after the revocation, e.g. 7d
+    /// (offline only: a server uses its own).
+    #[arg(long, value_parser = util::parse_crl_validity, default_value = "7d")]
+    crl_validity: Duration,
+    #[command(flatten)]
+    pass: PassphraseArg,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+pub(crate) async fn revoke(dir: &Path, a: RevokeArgs, json: bool) -> Result<(), CliError> {
+    let serial = a.serial.as_deref().map(Serial::parse).transpose()?;
+    if let Some(n) = &a.node {
+        kith_pki::validate_label("node name", n)?;
+    }
+    // A running server owns the store: go through it when one is configured.
+    if revoke_online(
+        dir,
+        &a.admin,
+        serial.as_ref().map(Serial::to_hex).as_deref(),
+        a.node.as_deref(),
+        a.reason.as_str(),
+        json,
+    )
+    .await?
+    .is_some()
+    {
+        return Ok(());
+    }
+    let settings = Settings {
+        crl_validity: a.crl_validity,
+        ..Settings::default()
+    };
+    let authority = util::unlock(dir, a.pass.passphrase_file.as_deref(), settings).await?;
+    let outcomes = match (&serial, &a.node) {
+        (Some(s), _) => vec![authority.revoke(s, a.reason, LOCAL_OPERATOR).await?],
+        (None, Some(n)) => authority.revoke_node(n, a.reason, LOCAL_OPERATOR).await?,
+        (None, None) => {
+            return Err(CliError::new(
+                ErrorCode::InvalidArgument,
+                "give a SERIAL or --node NAME",
+            ))
+        }
+    };
+    let mut crl_numbers = Vec::new();
+    for o in &outcomes {
+        let auth = &o.record().authority;
+        if !crl_numbers.iter().any(|(a, _)| a == auth) {
+            let crl = authority.crl(auth).await?;
+            crl_numbers.push((auth.clone(), crl.number));
+        }
+    }
+    if json {
+        print_json(&json!({
+            "results": outcomes.iter().map(|o| {
+                let r = o.record();
+                json!({
+                    "serial": r.serial,
+                    "node": r.node,
+                    "authority": r.authority,
+                    "reason": r.reason,
+                    "revoked_at": rfc3339(r.revoked_at),
+                    "already_revoked": matches!(o, RevokeOutcome::AlreadyRevoked(_)),
+                })
+            }).collect::<Vec<_>>(),
+            "crl_numbers": crl_numbers.iter().map(|(a, n)| json!({"authority": a, "number": n})).collect::<Vec<_>>(),
+        }));
+        return Ok(());
+    }
+    for o in &outcomes {
+        let r = o.record();
+        match o {
+            RevokeOutcome::Revoked(_) => {
+                println!(
+                    "revoked {} (node {}, reason {})",
+                    r.serial, r.node, r.reason
+                )
+            }
+            RevokeOutcome::AlreadyRevoked(_) => println!(
+                "{} (node {}) was already revoked at {} with reason {}; nothing changed",
+                r.serial,
+                r.node,
+                rfc3339(r.revoked_at),
+                r.reason
+            ),
+        }
+    }
+    for (auth, number) in crl_numbers {
+        println!("CRL of authority {auth} is now number {number}: publish it with `kith crl --authority {auth} --out FILE`");
+    }
+    Ok(())
+}
+
+/// `kith revoke` through a running server, if one is configured. Returns
+/// `None` when no server is configured (the caller revokes offline).
+pub(crate) async fn revoke_online(
+    dir: &Path,
+    admin: &AdminArgs,
+    serial: Option<&str>,
+    node: Option<&str>,
+    reason: &str,
+    json_out: bool,
+) -> Result<Option<()>, CliError> {
+    let explicit = admin.server.is_some();
+    let Some(server) = admin.server(dir)? else {
+        return Ok(None);
+    };
+    let mut conn = match admin.connect_to(dir, &server).await {
+        Ok(c) => c,
+        // A server.json left by a server that is gone: work offline.
+        Err(e) if !explicit && e.code == "unreachable" => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let body = RevokeRequest {
+        serial: serial.map(str::to_string),
+        node: node.map(str::to_string),
+        reason: Some(reason.to_string()),
+        remove: false,
+    };
+    let r: RevokeResponse = conn
+        .json(Method::POST, "/v1/admin/revoke", Some(&body))
+        .await?;
+    if json_out {
+        print_json(&r);
+        return Ok(Some(()));
+    }
+    for v in &r.revoked {
+        if v.newly_revoked {
+            println!(
+                "revoked {} (node {}, reason {})",
+                v.serial, v.node, v.reason
+            );
+        } else {
+            println!(
+                "{} (node {}) was already revoked at {} with reason {}; nothing changed",
+                v.serial, v.node, v.revoked_at, v.reason
+            );
+        }
+    }
+    for (a, n) in &r.crl_numbers {
+        println!("CRL of authority {a} is now number {n}; peers see it at their next refresh");
+    }
+    Ok(Some(()))
+}

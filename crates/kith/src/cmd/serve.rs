@@ -1,0 +1,259 @@
+//! `kith serve`: unlock the authority and run kith-server (or `--dev`, a throwaway CA).
+
+use kith_api::ErrorCode;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use kith_agent::ServerAddr;
+use kith_authority::{Settings, TokenSpec, LOCAL_OPERATOR};
+use serde_json::json;
+use time::Duration;
+
+use crate::admin::SERVER_FILE;
+use crate::output::CliError;
+use crate::util;
+
+#[derive(Args, Debug)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:7443")]
+    listen: SocketAddr,
+    /// The URL nodes use to reach this server (its host goes into the
+    /// server certificate), e.g. https://ca.example:7443.
+    #[arg(long, value_name = "URL")]
+    advertise: Option<String>,
+    /// File holding the CA passphrase (else KITH_PASSPHRASE, else a prompt).
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+    /// A throwaway CA in a temporary directory, no passphrase to manage;
+    /// prints a join token and the next commands.
+    #[arg(long)]
+    dev: bool,
+    /// How long after expiry a certificate may still renew (proving its old key).
+    #[arg(long, value_parser = util::parse_renew_grace, default_value = "7d")]
+    renew_grace: Duration,
+    /// Largest secret value accepted: bytes, or with K/M (KiB/MiB), e.g. 1M.
+    #[arg(long, value_parser = parse_size, default_value = "1M")]
+    secret_max_size: usize,
+    /// Audit window for refusals and repeated reads: per identity, the
+    /// first is recorded, the rest summarised with their count when the
+    /// window ends (1s to 24h, e.g. 30s, 1m, 1h).
+    #[arg(long, value_parser = parse_audit_window, default_value = "1m")]
+    audit_window: std::time::Duration,
+    /// Refusals of one identity per audit window answered as refusals; the
+    /// ones past it get 429 rate-limited until the window ends.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000), default_value = "30")]
+    refusal_limit: u32,
+    /// Renewals of one node per audit window (each writes certificates);
+    /// the ones past it get 429 rate-limited until the window ends.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000), default_value = "10")]
+    renew_limit: u32,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// `--audit-window`: a number of seconds, minutes or hours, 1s to 24h.
+fn parse_audit_window(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{s:?}: expected a window from 1s to 24h, such as 30s, 1m or 1h");
+    let t = s.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(unit)
+        .filter(|secs| (1..=86_400).contains(secs))
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(bad)
+}
+
+/// What a client may cost the server before it has proven anything
+/// (defaults: `kith_server::Limits`).
+#[derive(Args, Debug)]
+struct LimitArgs {
+    /// Most client connections open at once; more are refused before the TLS handshake.
+    #[arg(long, default_value_t = kith_server::Limits::default().max_connections)]
+    max_connections: usize,
+    /// Most connections open at once from one source address (an IPv6 /64 counts as one).
+    #[arg(long, default_value_t = kith_server::Limits::default().max_connections_per_source)]
+    max_connections_per_source: usize,
+    /// New connections per source address, as COUNT/PERIOD (each costs a TLS handshake);
+    /// off unless given.
+    #[arg(long, value_name = "RATE")]
+    connection_rate: Option<kith_server::Rate>,
+    /// Longest a client may take to send a whole request, headers and body (ms, s, m or h).
+    #[arg(long, default_value_t = kith_server::Timeout(kith_server::Limits::default().request_timeout))]
+    request_timeout: kith_server::Timeout,
+    /// Longest a kept-alive connection may wait for its next request.
+    #[arg(long, default_value_t = kith_server::Timeout(kith_server::Limits::default().idle_timeout))]
+    idle_timeout: kith_server::Timeout,
+    /// Longest a client may take to finish the TLS handshake.
+    #[arg(long, default_value_t = kith_server::Timeout(kith_server::Limits::default().handshake_timeout))]
+    handshake_timeout: kith_server::Timeout,
+    /// Requests without a client certificate (join, CA bundle, CRLs, health) per source
+    /// address, as COUNT/PERIOD; a successful join does not count.
+    #[arg(long, default_value_t = kith_server::Limits::default().public_requests)]
+    public_rate: kith_server::Rate,
+    /// Failed token guesses per source address, as COUNT/PERIOD; past it every join from
+    /// that address is refused (429) until the budget refills.
+    #[arg(long, default_value_t = kith_server::Limits::default().failed_joins)]
+    failed_join_rate: kith_server::Rate,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Result<kith_server::Limits, CliError> {
+        let mut l = kith_server::Limits::default();
+        l.max_connections = self.max_connections;
+        l.max_connections_per_source = self.max_connections_per_source;
+        l.new_connections = self.connection_rate;
+        l.request_timeout = self.request_timeout.0;
+        l.idle_timeout = self.idle_timeout.0;
+        l.handshake_timeout = self.handshake_timeout.0;
+        l.public_requests = self.public_rate;
+        l.failed_joins = self.failed_join_rate;
+        l.check()
+            .map_err(|e| CliError::new(ErrorCode::InvalidArgument, e))?;
+        Ok(l)
+    }
+}
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    let (num, mult) = match s.as_bytes().last() {
+        Some(b'K' | b'k') => (&s[..s.len() - 1], 1usize << 10),
+        Some(b'M' | b'm') => (&s[..s.len() - 1], 1usize << 20),
+        _ => (s, 1),
+    };
+    num.parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|n| *n > 0 && *n <= 64 << 20)
+        .ok_or_else(|| format!("{s:?}: expected a size such as 1M, 256K or 4096 (at most 64M)"))
+}
+
+pub(crate) async fn serve(dir: &Path, a: ServeArgs) -> Result<(), CliError> {
+    // Checked before anything is unlocked or created.
+    let limits = a.limits.limits()?;
+    let settings = Settings {
+        secret_max_bytes: a.secret_max_size,
+        audit_limits: kith_authority::AuditLimits {
+            window: a.audit_window,
+            max_refusals: a.refusal_limit,
+            max_renewals: a.renew_limit,
+        },
+        ..Settings::default()
+    };
+    let (dir, authority, dev_token) = if a.dev {
+        let (dir, authority, token) = dev_setup(settings).await?;
+        (dir, authority, Some(token))
+    } else {
+        let authority = util::unlock(dir, a.passphrase_file.as_deref(), settings).await?;
+        (dir.to_path_buf(), authority, None)
+    };
+    let mut names = Vec::new();
+    let advertised = match &a.advertise {
+        Some(url) => {
+            let addr = crate::admin::parse_server(url)?;
+            names.push(addr.host.clone());
+            Some(addr)
+        }
+        None => None,
+    };
+    if let Some(h) = kith_agent::default_node_name() {
+        names.push(h);
+    }
+    let mut opts = kith_server::Options::new(a.listen);
+    opts.names = names;
+    opts.renew_grace = a.renew_grace;
+    opts.limits = limits;
+    let server = kith_server::Server::bind(authority.clone(), opts)
+        .await
+        .map_err(|e| CliError::new(ErrorCode::ServeFailed, e))?;
+    let local = server
+        .local_addr()
+        .map_err(|e| CliError::new(ErrorCode::ServeFailed, e))?;
+    let reach = match advertised {
+        Some(a) => a,
+        None => ServerAddr {
+            host: if local.ip().is_unspecified() {
+                "127.0.0.1".into()
+            } else {
+                local.ip().to_string()
+            },
+            port: local.port(),
+        },
+    };
+    let server_file = dir.join(SERVER_FILE);
+    let info =
+        json!({ "server": reach.url(), "listen": local.to_string(), "pid": std::process::id() });
+    kith_nodedir::write_atomic(&dir, SERVER_FILE, info.to_string().as_bytes(), 0o644)?;
+    let _ = writeln!(
+        std::io::stderr(),
+        "kith: serving cluster {} on {} (listening on {local})",
+        authority.cluster(),
+        reach.url()
+    );
+    if let Some(token) = dev_token {
+        let d = dir.display();
+        // A server must outlive whoever reads its stdout: ignore a closed pipe.
+        let _ = writeln!(
+            std::io::stdout().lock(),
+            "\nDevelopment CA in {d} (throwaway: keys are not protected by a passphrase you keep).\n\n\
+             Join a node (token valid 1 hour, 10 uses):\n\n  \
+             kith join --server {server} --token {token} --name node-1 --dir ./node-1\n\n\
+             Then keep it renewed:   kith agent --dir ./node-1\n\
+             Operator commands:      KITH_DATA_DIR={d} kith status | kith node ls | kith token create --role worker\n",
+            server = reach.url(),
+        );
+        let _ = std::io::stdout().flush();
+    }
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler only fails if signals are unusable");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    let result = server.run(shutdown).await;
+    // Counts of refusals not yet summarised go into the audit trail.
+    authority.flush_audit_summaries().await;
+    let _ = std::fs::remove_file(&server_file);
+    if a.dev {
+        // Throwaway means throwaway: the keys go with the process.
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let _ = writeln!(std::io::stderr(), "kith: server stopped");
+    result.map_err(|e| CliError::new(ErrorCode::ServeFailed, e))
+}
+
+async fn dev_setup(
+    settings: Settings,
+) -> Result<(PathBuf, kith_authority::Authority, String), CliError> {
+    let dir = std::env::temp_dir().join(format!("kith-dev-{}", std::process::id()));
+    kith_nodedir::create_dir(&dir)?;
+    // The name is predictable: a directory someone else made first is refused.
+    kith_nodedir::check_private_dir(&dir)?;
+    let pass = util::generate_passphrase()?;
+    kith_nodedir::write_atomic(&dir, "passphrase", pass.as_bytes(), 0o600)?;
+    crate::cmd::init::init_quiet(&dir, "dev.kith", &dir.join("passphrase")).await?;
+    let authority = util::unlock(&dir, Some(&dir.join("passphrase")), settings).await?;
+    let (_, token) = authority
+        .create_token(
+            TokenSpec {
+                role: "worker".into(),
+                node: None,
+                ttl: Duration::hours(1),
+                uses: 10,
+                allow_sans: Vec::new(),
+                authority: None,
+            },
+            LOCAL_OPERATOR,
+        )
+        .await?;
+    Ok((dir, authority, token.encode().to_string()))
+}

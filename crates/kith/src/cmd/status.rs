@@ -1,0 +1,43 @@
+//! `kith status`: the server's view of the cluster.
+
+use std::path::Path;
+
+use hyper::Method;
+use kith_api::wire::StatusResponse;
+
+use crate::admin::AdminArgs;
+use crate::output::{print_json, CliError};
+
+pub(crate) async fn status(dir: &Path, a: AdminArgs, json: bool) -> Result<(), CliError> {
+    let mut conn = a.connect(dir).await?;
+    let s: StatusResponse = conn
+        .json(Method::GET, "/v1/admin/status", None::<&()>)
+        .await?;
+    if json {
+        print_json(&s);
+        return Ok(());
+    }
+    println!(
+        "cluster {} (kith {}), server time {}",
+        s.cluster, s.version, s.now
+    );
+    for au in &s.authorities {
+        println!(
+            "  authority {:<10} root until {}, intermediate until {}, CRL #{} ({} entries)",
+            au.name, au.root_not_after, au.intermediate_not_after, au.crl_number, au.crl_entries
+        );
+    }
+    let fmt = |v: &[(String, usize)]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.iter()
+                .map(|(k, n)| format!("{n} {k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    println!("  nodes:  {}", fmt(&s.nodes));
+    println!("  tokens: {}", fmt(&s.tokens));
+    Ok(())
+}
