@@ -8,16 +8,14 @@
 use std::collections::BTreeMap;
 
 use kith_api::JoinToken;
-use kith_pki::{parse_csr, Namespace, Profile, PublicKey, RevocationReason, San, Serial};
+use kith_pki::{parse_csr, Namespace, Profile, PublicKey, RevocationReason, San};
 use kith_store::{Revision, Store};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use crate::claims::OnHeld;
-use crate::records::{from_json, holder_cert_prefix, to_json, NodeCertIndex};
-use crate::{
-    find_certificate, Authority, CertRecord, Error, Identity, IssueRequest, Issued, TokenRecord,
-};
+use crate::records::{from_json, to_json};
+use crate::{find_certificate, Authority, CertRecord, Error, Identity, IssueRequest, Issued};
 
 /// Default grace window: a certificate that expired less than this long ago
 /// still renews (the TLS handshake proves the old key).
@@ -26,12 +24,12 @@ pub const DEFAULT_RENEW_GRACE: Duration = Duration::days(7);
 pub const MAX_CSRS: usize = 3;
 /// How long a join that claimed a name but has not recorded its
 /// certificates yet holds the name.
-const PENDING_NAME: Duration = Duration::minutes(1);
+pub(crate) const PENDING_NAME: Duration = Duration::minutes(1);
 /// How long after a renewal the certificate it replaced may retry it (a
 /// lost answer), if the new one was not presented meanwhile.
 pub const RETRY_WINDOW: Duration = Duration::hours(1);
 
-fn node_key(name: &str) -> String {
+pub(crate) fn node_key(name: &str) -> String {
     format!("node/{name}")
 }
 
@@ -483,182 +481,6 @@ impl Authority {
             .await?
             .ok_or_else(|| Error::UnknownNode(name.to_string()))?;
         from_json(&key, &e.value)
-    }
-
-    /// Remove a node: revoke its live certificates and mark it so it can
-    /// never renew. Removing twice is a no-op. The CRLs are not re-signed:
-    /// call [`Authority::regenerate_crl`] for the authorities of the outcomes.
-    pub async fn remove_node_deferred(
-        &self,
-        name: &str,
-        reason: RevocationReason,
-        actor: &str,
-    ) -> Result<Vec<crate::RevokeOutcome>, Error> {
-        self.mark_removed(name, actor).await?;
-        match self.revoke_node_deferred(name, reason, actor).await {
-            Ok(v) => Ok(v),
-            Err(Error::UnknownNode(_)) => Ok(Vec::new()),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Remove a node: revoke its live certificates and mark it so it can
-    /// never renew. Removing twice is a no-op.
-    pub async fn remove_node(
-        &self,
-        name: &str,
-        reason: RevocationReason,
-        actor: &str,
-    ) -> Result<Vec<crate::RevokeOutcome>, Error> {
-        self.mark_removed(name, actor).await?;
-        match self.revoke_node(name, reason, actor).await {
-            Ok(v) => Ok(v),
-            Err(Error::UnknownNode(_)) => Ok(Vec::new()),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Mark `name` revoked (`revoke --node`), if it has a record: done
-    /// before its certificates are listed and revoked, see
-    /// [`Authority::revoke_node_deferred`]. A node revoked already keeps
-    /// its first mark.
-    pub(crate) async fn mark_revoked(&self, name: &str) -> Result<(), Error> {
-        let key = node_key(name);
-        for _attempt in 0..64 {
-            let Some(entry) = self.store().get(&key).await? else {
-                return Ok(());
-            };
-            let mut node: NodeRecord = from_json(&key, &entry.value)?;
-            if node.revoked_at.is_some() {
-                return Ok(());
-            }
-            node.revoked_at = Some(kith_pki::second_precision(self.now()));
-            match self
-                .store()
-                .update(&key, to_json(&node)?, entry.revision)
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(kith_store::Error::RevisionMismatch { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(Error::Contended(key))
-    }
-
-    async fn mark_removed(&self, name: &str, actor: &str) -> Result<(), Error> {
-        kith_pki::validate_label("node name", name)?;
-        let key = node_key(name);
-        loop {
-            let Some(entry) = self.store().get(&key).await? else {
-                return Err(Error::UnknownNode(name.to_string()));
-            };
-            let mut node: NodeRecord = from_json(&key, &entry.value)?;
-            if node.removed_at.is_some() {
-                break;
-            }
-            node.removed_at = Some(kith_pki::second_precision(self.now()));
-            match self
-                .store()
-                .update(&key, to_json(&node)?, entry.revision)
-                .await
-            {
-                Ok(_) => {
-                    self.audit(actor, "node-remove", name, "").await?;
-                    break;
-                }
-                Err(kith_store::Error::RevisionMismatch { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
-    }
-
-    /// Whether `node` may be (re)claimed by a join with `token` over the key
-    /// whose SPKI hash is `spki`. Returns the revision of the node record to
-    /// compare-and-swap against, if one exists.
-    ///
-    /// - A live certificate (unexpired, unrevoked) holds its name, whoever
-    ///   issued it (a join, a renewal, `cert issue`): a join over another key
-    ///   is `node-name-taken`, whatever its token.
-    /// - A token minted for the name reserves it while it can be used: other
-    ///   tokens get `node-name-reserved`.
-    /// - A name never issued is free.
-    /// - A name with a past (revoked, removed, expired, issued offline) comes
-    ///   back only through a token minted for exactly that name
-    ///   (`node-name-retired` otherwise), so nobody inherits what a policy
-    ///   grants that name by joining with a token for any name.
-    /// - The key of the node's current, live certificate may join again.
-    /// - A join that claimed the name and never recorded a certificate
-    ///   holds it for a minute, then it is free.
-    async fn name_claimable(
-        &self,
-        node: &str,
-        token: &TokenRecord,
-        spki: &str,
-    ) -> Result<Option<Revision>, Error> {
-        let now = self.now();
-        let store = &**self.store();
-        let prefix = holder_cert_prefix(Namespace::Node, node);
-        let index = store.list(&prefix).await?;
-        let mut live_same_key = Vec::new();
-        for e in &index {
-            let idx: NodeCertIndex = from_json(&e.key, &e.value)?;
-            if idx.not_after <= now {
-                continue;
-            }
-            let serial = Serial::parse(&e.key[prefix.len()..])?;
-            let (cert, revoked) = find_certificate(store, &serial).await?;
-            if revoked.is_some() || cert.holder() != Namespace::Node {
-                continue;
-            }
-            if hex::encode(kith_pki::spki_pin(&cert.der)?) != spki {
-                return Err(Error::NodeNameTaken(node.to_string()));
-            }
-            live_same_key.push(cert.serial);
-        }
-        if token.node.as_deref() != Some(node) {
-            if let Some(other) = self.reserving_token(node, &token.id).await? {
-                return Err(Error::NodeNameReserved {
-                    name: node.to_string(),
-                    token: other,
-                });
-            }
-        }
-        let key = node_key(node);
-        let entry = store.get(&key).await?;
-        let record: Option<NodeRecord> = match &entry {
-            Some(e) => Some(from_json(&key, &e.value)?),
-            None => None,
-        };
-        let revision = entry.as_ref().map(|e| e.revision);
-        if record.is_none() && index.is_empty() {
-            return Ok(None);
-        }
-        if let Some(r) = &record {
-            if r.serials.is_empty() && index.is_empty() && r.removed_at.is_none() {
-                // A claim whose join never recorded a certificate.
-                if now - r.last_renewal < PENDING_NAME && r.spki_sha256 != spki {
-                    return Err(Error::NodeNameTaken(node.to_string()));
-                }
-                return Ok(revision);
-            }
-        }
-        if token.node.as_deref() == Some(node) {
-            return Ok(revision);
-        }
-        // The same key may come back only while its certificate is the
-        // node's current one: not a key a renewal replaced, not a revoked
-        // or removed node's.
-        let current_same_key = record.as_ref().is_some_and(|r| {
-            r.removed_at.is_none()
-                && r.revoked_at.is_none()
-                && live_same_key.iter().any(|s| r.is_current(s))
-        });
-        if current_same_key {
-            return Ok(revision);
-        }
-        Err(Error::NodeNameRetired(node.to_string()))
     }
 
     /// Sign one certificate per approved CSR (CPU only; nothing recorded yet).
