@@ -266,11 +266,15 @@ async fn publish_if_stale(authority: &Authority, crls: &crl::CrlPublisher, name:
     }
 }
 
+/// How long a revocation seen in the store is left to the process that
+/// recorded it to publish, before this server re-signs the CRL itself.
+const PUBLISH_GRACE: Duration = Duration::from_secs(1);
+
 /// Watch every revocation recorded in the store, by any process: the CRL
 /// that should list it is re-signed within moments, not at the next
 /// maintenance tick or when the stored one half expires.
 async fn watch_revocations(authority: Authority, crls: Arc<crl::CrlPublisher>) {
-    use futures::StreamExt;
+    use futures::{FutureExt, StreamExt};
     loop {
         let mut events = match authority.store().watch("revoked/").await {
             Ok(s) => s,
@@ -279,14 +283,25 @@ async fn watch_revocations(authority: Authority, crls: Arc<crl::CrlPublisher>) {
                 return;
             }
         };
-        while let Some(ev) = events.next().await {
-            let Ok(ev) = ev else {
-                continue; // lagged: the maintenance tick re-checks every CRL
-            };
-            let Some(name) = ev.key().split('/').nth(1).map(str::to_string) else {
-                continue;
-            };
-            publish_if_stale(&authority, &crls, &name).await;
+        while let Some(first) = events.next().await {
+            // The process that recorded a revocation publishes it itself,
+            // within moments: give it that second, then sign only what is
+            // still missing (a process that died first), once per burst.
+            tokio::time::sleep(PUBLISH_GRACE).await;
+            let mut batch = vec![first];
+            while let Some(Some(ev)) = events.next().now_or_never() {
+                batch.push(ev);
+            }
+            let mut touched: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+            // A lagged watch (an error) is left to the maintenance tick.
+            for ev in batch.into_iter().flatten() {
+                if let Some(name) = ev.key().split('/').nth(1) {
+                    touched.insert(name.to_string());
+                }
+            }
+            for name in touched {
+                publish_if_stale(&authority, &crls, &name).await;
+            }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
