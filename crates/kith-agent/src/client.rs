@@ -70,7 +70,7 @@ impl Connection {
                 .and_then(|inner| inner.downcast_ref::<rustls::Error>())
                 .and_then(|tls| match tls {
                     rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o)) => {
-                        o.0.downcast_ref::<crate::tls::NotKithServer>()
+                        o.0.downcast_ref::<crate::verify::NotKithServer>()
                     }
                     _ => None,
                 });

@@ -18,6 +18,7 @@ mod error;
 mod node;
 pub mod secrets;
 mod tls;
+mod verify;
 
 pub use client::{Connection, ServerAddr, DEFAULT_PORT};
 pub use error::Error;

@@ -16,7 +16,8 @@ use kith_pki::{KeyType, PrivateKey, Profile, San};
 use time::OffsetDateTime;
 
 use crate::client::{Connection, ServerAddr};
-use crate::tls::{pinned_config, server_api_config, PinVerifier};
+use crate::tls::{pinned_config, server_api_config};
+use crate::verify::PinVerifier;
 use crate::Error;
 
 /// Most interface addresses a node puts in its certificate.

@@ -11,21 +11,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore,
-    ServerConfig, SignatureScheme,
-};
+use rustls::{CertificateError, ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{
-    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
-};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use tokio::sync::watch;
 
+use crate::verify::{CheckedServerVerifier, PinVerifier, PolicyClientVerifier, ServerCheck};
 use crate::Error;
 
 pub(crate) fn provider() -> Arc<CryptoProvider> {
@@ -48,7 +42,7 @@ impl PeerPolicy {
         Self::default()
     }
 
-    fn check(&self, der: &[u8]) -> Result<(), rustls::Error> {
+    pub(crate) fn check(&self, der: &[u8]) -> Result<(), rustls::Error> {
         if self.node.is_none() && self.role.is_none() {
             return Ok(());
         }
@@ -182,100 +176,6 @@ impl Material {
     }
 }
 
-/// A client-certificate verifier for servers: cluster roots, CRL, policy.
-#[derive(Debug)]
-struct PolicyClientVerifier {
-    inner: Arc<dyn ClientCertVerifier>,
-    policy: PeerPolicy,
-}
-
-impl ClientCertVerifier for PolicyClientVerifier {
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        let ok = self
-            .inner
-            .verify_client_cert(end_entity, intermediates, now)?;
-        self.policy.check(end_entity)?;
-        Ok(ok)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// A server verifier for clients: cluster roots, CRL, policy.
-#[derive(Debug)]
-struct PolicyServerVerifier {
-    inner: Arc<dyn ServerCertVerifier>,
-    policy: PeerPolicy,
-}
-
-impl ServerCertVerifier for PolicyServerVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let ok =
-            self.inner
-                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
-        self.policy.check(end_entity)?;
-        Ok(ok)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
 fn warn_without_crl(m: &Material) {
     if m.crls.is_empty() {
         tracing::warn!(
@@ -319,9 +219,9 @@ fn build_client(m: &Material, policy: &PeerPolicy) -> Result<Arc<ClientConfig>, 
     let inner = b
         .build()
         .map_err(|e| Error::NodeDir(format!("server verifier: {e}")))?;
-    let verifier = Arc::new(PolicyServerVerifier {
+    let verifier = Arc::new(CheckedServerVerifier {
         inner,
-        policy: policy.clone(),
+        check: ServerCheck::Peer(policy.clone()),
     });
     let cfg = ClientConfig::builder_with_provider(p)
         .with_safe_default_protocol_versions()?
@@ -376,9 +276,9 @@ pub(crate) fn server_api_config(dir: &Path) -> Result<Arc<ClientConfig>, Error> 
     let inner = b
         .build()
         .map_err(|e| Error::NodeDir(format!("server verifier: {e}")))?;
-    let verifier = Arc::new(KithServerVerifier {
+    let verifier = Arc::new(CheckedServerVerifier {
         inner,
-        cluster: Some(cluster),
+        check: ServerCheck::KithServer(Some(cluster)),
     });
     let cfg = ClientConfig::builder_with_provider(p)
         .with_safe_default_protocol_versions()?
@@ -386,90 +286,6 @@ pub(crate) fn server_api_config(dir: &Path) -> Result<Arc<ClientConfig>, Error> 
         .with_custom_certificate_verifier(verifier)
         .with_client_auth_cert(m.chain.clone(), m.key.clone_key())?;
     Ok(Arc::new(cfg))
-}
-
-/// Why a server was refused although its chain verified: it is not a kith
-/// server (a node's certificate, say).
-#[derive(Debug)]
-pub(crate) struct NotKithServer(pub(crate) String);
-
-impl std::fmt::Display for NotKithServer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "not a kith server: {}", self.0)
-    }
-}
-
-impl std::error::Error for NotKithServer {}
-
-fn not_kith_server(why: String) -> rustls::Error {
-    rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(
-        NotKithServer(why),
-    ))))
-}
-
-/// Check that a verified server certificate carries a kith server identity
-/// (of `cluster`, when known). Returns the cluster it names.
-fn check_server_identity(
-    end_entity: &CertificateDer<'_>,
-    cluster: Option<&str>,
-) -> Result<String, rustls::Error> {
-    match kith_pki::server_identity(end_entity, cluster) {
-        Ok(Some((domain, _name))) => Ok(domain),
-        Ok(None) => Err(not_kith_server(match cluster {
-            Some(c) => format!(
-                "its certificate chains to the cluster roots but carries no server identity of {c} (spiffe://{c}/kith/server/...): it may be a node posing as the CA"
-            ),
-            None => "its certificate chains to the pinned root but carries no kith server identity (spiffe://<cluster>/kith/server/...): it may be a node posing as the CA".into(),
-        })),
-        Err(e) => Err(not_kith_server(format!("unreadable certificate: {e}"))),
-    }
-}
-
-/// webpki's server verification (roots, name, validity), then the kith
-/// server identity.
-#[derive(Debug)]
-struct KithServerVerifier {
-    inner: Arc<WebPkiServerVerifier>,
-    cluster: Option<String>,
-}
-
-impl ServerCertVerifier for KithServerVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let ok =
-            self.inner
-                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
-        check_server_identity(end_entity, self.cluster.as_deref())?;
-        Ok(ok)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
 }
 
 /// Live rustls configurations for a node directory: every read of
@@ -567,96 +383,6 @@ fn fingerprint(dir: &Path) -> [u8; 32] {
         }
     }
     kith_pki::sha256(&all)
-}
-
-/// Verifies the kith server during a join: its chain must end in a root
-/// whose SPKI SHA-256 is the token's pin, name the server, and its
-/// certificate must carry a kith server identity (a node of the cluster
-/// chains to the pinned root too). Nothing is sent before this passes.
-#[derive(Debug)]
-pub(crate) struct PinVerifier {
-    pin: [u8; 32],
-    provider: Arc<CryptoProvider>,
-    pub(crate) mismatch: std::sync::atomic::AtomicBool,
-    /// The cluster the server's identity names, once verified.
-    pub(crate) cluster: std::sync::Mutex<Option<String>>,
-}
-
-impl PinVerifier {
-    pub(crate) fn new(pin: [u8; 32]) -> Self {
-        Self {
-            pin,
-            provider: provider(),
-            mismatch: Default::default(),
-            cluster: Default::default(),
-        }
-    }
-}
-
-impl ServerCertVerifier for PinVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let root = intermediates
-            .iter()
-            .find(|c| kith_pki::spki_pin(c).is_ok_and(|p| p == self.pin));
-        let Some(root) = root else {
-            self.mismatch
-                .store(true, std::sync::atomic::Ordering::SeqCst);
-            return Err(rustls::Error::InvalidCertificate(
-                CertificateError::UnknownIssuer,
-            ));
-        };
-        let mut roots = RootCertStore::empty();
-        roots.add(root.clone().into_owned())?;
-        let verifier =
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
-                .build()
-                .map_err(|e| rustls::Error::General(e.to_string()))?;
-        let ok = verifier.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
-        let cluster = check_server_identity(end_entity, None)?;
-        *self.cluster.lock().unwrap_or_else(|p| p.into_inner()) = Some(cluster);
-        Ok(ok)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
 }
 
 /// A client configuration that trusts only a server proving the pin.
