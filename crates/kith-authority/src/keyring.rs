@@ -61,7 +61,7 @@ impl Keyring {
 
     /// The key new records are sealed under, and its version: the next key
     /// while a rotation runs (so the rotation converges), else the current.
-    pub(crate) fn sealing(&self) -> (u32, Arc<SealKey>) {
+    fn sealing(&self) -> (u32, Arc<SealKey>) {
         match &self.pending {
             Some((v, k)) => (*v, k.clone()),
             None => (self.cluster.master_version, self.master.clone()),
@@ -101,6 +101,25 @@ pub(crate) fn load_signer(
 }
 
 impl Authority {
+    /// The key to seal new records under (see [`Keyring::sealing`]); an
+    /// error while the store holds a master key this process cannot unwrap
+    /// (the passphrase was changed elsewhere, then the key rotated): what it
+    /// sealed under its old key would be unreadable once that key retires.
+    pub(crate) fn sealing(&self) -> Result<(u32, Arc<SealKey>), Error> {
+        if self
+            .inner
+            .keyring_behind
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(Error::Invalid(
+                "the master key was rotated with a passphrase this process does not hold: \
+                 restart it with the current passphrase"
+                    .into(),
+            ));
+        }
+        Ok(self.keyring().sealing())
+    }
+
     /// The keyring of the moment.
     pub(crate) fn keyring(&self) -> Arc<Keyring> {
         self.inner
@@ -151,11 +170,20 @@ impl Authority {
                 })?;
             Ok(Arc::new(crate::key_from(&raw)?))
         };
-        let master = unwrap(cluster.master_version, &cluster.wrapped_master)?;
+        let behind = |e: Error| {
+            self.inner
+                .keyring_behind
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            e
+        };
+        let master = unwrap(cluster.master_version, &cluster.wrapped_master).map_err(behind)?;
         let pending = match &cluster.pending_master {
-            Some(p) => Some((p.version, unwrap(p.version, &p.wrapped)?)),
+            Some(p) => Some((p.version, unwrap(p.version, &p.wrapped).map_err(behind)?)),
             None => None,
         };
+        self.inner
+            .keyring_behind
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         let mut ring = Keyring {
             generation: old.generation,
             cluster,
@@ -192,15 +220,22 @@ impl Authority {
     /// then rebuilds once for what changed before. The task ends when the
     /// last handle to this authority is dropped.
     pub(crate) async fn start_keyring_watch(&self) -> Result<(), Error> {
-        let first = subscribe(&**self.store()).await;
+        let (first, watching) = subscribe(&**self.store()).await;
         self.refresh_keyring().await?;
         // Only a weak handle: the task must not keep the authority (and its
         // store, whose file a restart reopens) alive.
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let task = tokio::spawn(async move {
-            let mut events = first;
+            let (mut events, mut watching) = (first, watching);
             loop {
-                let mut tick = tokio::time::interval(RESYNC_EVERY);
+                // Without a watch, re-read every second: a master key
+                // rotation waits 2 s for every process to see its next key.
+                let every = if watching {
+                    RESYNC_EVERY
+                } else {
+                    Duration::from_secs(1)
+                };
+                let mut tick = tokio::time::interval(every);
                 tick.tick().await;
                 loop {
                     let ended = tokio::select! {
@@ -225,7 +260,7 @@ impl Authority {
                 else {
                     return;
                 };
-                events = subscribe(&*store).await;
+                (events, watching) = subscribe(&*store).await;
             }
         });
         *self
@@ -236,7 +271,9 @@ impl Authority {
         Ok(())
     }
 
-    /// Stop this authority's background work and let it go. The keyring
+    /// Stop this authority's background work and let it go: the keyring
+    /// task is shared by every clone of this authority, so call it on the
+    /// last one. The keyring
     /// task holds the authority only while it reloads, but then it does:
     /// a process that opens the same store again right after (a restart)
     /// closes rather than drops, so the store is surely released.
@@ -254,13 +291,21 @@ impl Authority {
     }
 }
 
-/// Events under `cluster/` and `authority/`; a store that cannot watch
-/// gives a stream that never yields (the timer still resyncs).
-async fn subscribe(store: &dyn Store) -> futures::stream::BoxStream<'static, ()> {
+/// Events under `cluster/` and `authority/`, and whether they come; a store
+/// that cannot watch gives a stream that never yields (the timer resyncs).
+async fn subscribe(store: &dyn Store) -> (futures::stream::BoxStream<'static, ()>, bool) {
     let cluster = store.watch("cluster/").await;
     let authorities = store.watch("authority/").await;
     match (cluster, authorities) {
-        (Ok(a), Ok(b)) => futures::stream::select(a, b).map(|_| ()).boxed(),
-        _ => futures::stream::pending().boxed(),
+        (Ok(a), Ok(b)) => (futures::stream::select(a, b).map(|_| ()).boxed(), true),
+        (a, b) => {
+            let e = a
+                .err()
+                .or(b.err())
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            tracing::warn!(error = %e, "cannot watch the keyring's records; re-reading them every second");
+            (futures::stream::pending().boxed(), false)
+        }
     }
 }

@@ -303,6 +303,9 @@ struct Inner {
     refreshing: tokio::sync::Mutex<()>,
     /// The task that keeps the keyring current.
     keyring_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Set while the store holds a master key this process cannot unwrap:
+    /// it must not seal anything until it is restarted with the passphrase.
+    keyring_behind: std::sync::atomic::AtomicBool,
     /// Refusals per identity, so that they cannot flood the audit trail.
     refusals: audit::RefusalLimiter,
     settings: Settings,
@@ -469,6 +472,7 @@ impl Authority {
                 keyring: std::sync::RwLock::new(Arc::new(ring)),
                 refreshing: tokio::sync::Mutex::new(()),
                 keyring_task: std::sync::Mutex::new(None),
+                keyring_behind: std::sync::atomic::AtomicBool::new(false),
                 refusals: audit::RefusalLimiter::new(settings.audit_limits.clone()),
                 settings,
             }),
@@ -580,7 +584,7 @@ impl Authority {
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
         let key_version = 1;
-        let (master_version, master) = self.keyring().sealing();
+        let (master_version, master) = self.sealing()?;
         let record = AuthorityRecord {
             version: 1,
             name: name.to_string(),
@@ -674,7 +678,6 @@ impl Authority {
     }
 }
 
-/// The next master key of an unfinished rotation, unwrapped with the KEK.
 /// Open a CA key of `record` with the master keys of `ring`.
 pub(crate) fn open_ca_key_with(
     ring: &Keyring,
@@ -700,6 +703,7 @@ pub(crate) fn open_ca_key_with(
     Ok(PrivateKey::from_pkcs8_der(record.key_type, &der)?)
 }
 
+/// The next master key of an unfinished rotation, unwrapped with the KEK.
 pub(crate) fn unwrap_pending(
     kek: &SealKey,
     cluster: &str,

@@ -57,8 +57,7 @@ impl Authority {
     }
 
     /// Wrap the master key under a new passphrase (new salt; Argon2id
-    /// parameters `kdf`). Nothing else changes. Reopen the authority with the
-    /// new passphrase afterwards.
+    /// parameters `kdf`). Nothing else changes.
     pub async fn change_passphrase(
         &self,
         new_passphrase: &[u8],
@@ -103,8 +102,7 @@ impl Authority {
     /// Replace the master key: a new random key, every CA key and every
     /// secret data key resealed under it, the old key dropped. `passphrase`
     /// (the current one) wraps the new key. `progress(done, total)` is
-    /// called per record. Resumes an interrupted rotation. Reopen the
-    /// authority afterwards: this one still holds the old key.
+    /// called per record. Resumes an interrupted rotation.
     pub async fn rotate_master(
         &self,
         passphrase: &[u8],
@@ -171,6 +169,11 @@ impl Authority {
         }
         // Swap: the pending key becomes the master; the old one is gone.
         let (mut cluster, rev) = self.cluster_record().await?;
+        if cluster.master_version == new_version && cluster.pending_master.is_none() {
+            // A rotation run concurrently elsewhere swapped first: done.
+            self.refresh_keyring().await?;
+            return Ok(report);
+        }
         let pending = cluster
             .pending_master
             .take()

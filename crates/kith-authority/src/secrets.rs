@@ -314,7 +314,7 @@ impl Authority {
         let data_key = SealKey::random()?;
         let value = data_key.seal(&value_aad(cluster, name, version), value)?;
         // Under the next master key while a rotation runs, so it converges.
-        let (mv, master) = self.keyring().sealing();
+        let (mv, master) = self.sealing()?;
         let data_key = master.seal(&dek_aad(cluster, name, version, mv), data_key.bytes())?;
         Ok(SecretValueRecord {
             master_version: mv,

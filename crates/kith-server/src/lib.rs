@@ -277,10 +277,12 @@ async fn watch_revocations(authority: Authority, crls: Arc<crl::CrlPublisher>) {
     use futures::{FutureExt, StreamExt};
     loop {
         let mut events = match authority.store().watch("revoked/").await {
-            Ok(s) => s,
+            // Fused: the drain below may see the end before the loop does.
+            Ok(s) => s.fuse(),
             Err(e) => {
-                tracing::warn!(error = %e, "cannot watch revocations; the maintenance tick covers them");
-                return;
+                tracing::warn!(error = %e, "cannot watch revocations (the maintenance tick covers them); retrying");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
             }
         };
         while let Some(first) = events.next().await {

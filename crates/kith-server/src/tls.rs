@@ -154,7 +154,11 @@ impl ClientVerifier {
         if cur.0 != generation {
             match webpki_for(&self.authority.roots()) {
                 Ok(v) => *cur = (generation, v),
-                Err(e) => tracing::error!(error = %e, "rebuilding the client verifier failed"),
+                Err(e) => {
+                    // Keep the last verifier; say so once per keyring change.
+                    cur.0 = generation;
+                    tracing::error!(error = %e, "rebuilding the client verifier failed");
+                }
             }
         }
         cur.1.clone()
