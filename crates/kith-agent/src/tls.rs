@@ -278,7 +278,7 @@ pub(crate) fn server_api_config(dir: &Path) -> Result<Arc<ClientConfig>, Error> 
         .map_err(|e| Error::NodeDir(format!("server verifier: {e}")))?;
     let verifier = Arc::new(CheckedServerVerifier {
         inner,
-        check: ServerCheck::KithServer(Some(cluster)),
+        check: ServerCheck::KithServer(cluster),
     });
     let cfg = ClientConfig::builder_with_provider(p)
         .with_safe_default_protocol_versions()?

@@ -68,8 +68,8 @@ impl ClientCertVerifier for PolicyClientVerifier {
 pub(crate) enum ServerCheck {
     /// A node of the cluster that `PeerPolicy` accepts (node-to-node TLS).
     Peer(PeerPolicy),
-    /// The kith server of `cluster` (of any cluster when `None`).
-    KithServer(Option<String>),
+    /// The kith server of this cluster.
+    KithServer(String),
 }
 
 /// webpki's server verification (roots, CRL, name, validity), then a
@@ -95,7 +95,7 @@ impl ServerCertVerifier for CheckedServerVerifier {
         match &self.check {
             ServerCheck::Peer(policy) => policy.check(end_entity)?,
             ServerCheck::KithServer(cluster) => {
-                check_server_identity(end_entity, cluster.as_deref())?;
+                check_server_identity(end_entity, Some(cluster))?;
             }
         }
         Ok(ok)

@@ -157,9 +157,6 @@ impl Authority {
                 return Ok(k);
             }
             let kek = self.inner.kek.lock().unwrap_or_else(|p| p.into_inner());
-            let kek = kek.as_ref().ok_or_else(|| {
-                Error::Invalid("this process cannot unwrap new master keys".into())
-            })?;
             let raw = kek
                 .open(&master_aad(&name, version), wrapped)
                 .ok_or_else(|| {
@@ -209,7 +206,10 @@ impl Authority {
         if changed {
             ring.generation = old.generation + 1;
             self.swap_keyring(ring);
-            tracing::info!("keyring reloaded: the cluster or an authority changed");
+            // The first load at open is not news.
+            if old.generation > 0 {
+                tracing::info!("keyring reloaded: the cluster or an authority changed");
+            }
         }
         Ok(changed)
     }

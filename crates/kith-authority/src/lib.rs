@@ -296,7 +296,7 @@ struct Inner {
     cluster_name: String,
     /// The passphrase-derived key, to unwrap master keys another process
     /// rotates in (replaced by a passphrase change made here).
-    kek: std::sync::Mutex<Option<SealKey>>,
+    kek: std::sync::Mutex<SealKey>,
     /// Everything unlocked, rebuilt when the store says it changed.
     keyring: std::sync::RwLock<Arc<Keyring>>,
     /// One keyring rebuild at a time.
@@ -468,7 +468,7 @@ impl Authority {
                 store,
                 clock,
                 cluster_name: ring.cluster.cluster.clone(),
-                kek: std::sync::Mutex::new(Some(kek)),
+                kek: std::sync::Mutex::new(kek),
                 keyring: std::sync::RwLock::new(Arc::new(ring)),
                 refreshing: tokio::sync::Mutex::new(()),
                 keyring_task: std::sync::Mutex::new(None),

@@ -88,7 +88,7 @@ impl Authority {
         )?;
         self.write_cluster(&cluster, rev).await?;
         // Master keys rotated in from now on are wrapped under the new key.
-        *self.inner.kek.lock().unwrap_or_else(|p| p.into_inner()) = Some(kek);
+        *self.inner.kek.lock().unwrap_or_else(|p| p.into_inner()) = kek;
         self.refresh_keyring().await?;
         self.audit(
             crate::LOCAL_OPERATOR,
