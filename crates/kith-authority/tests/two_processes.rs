@@ -272,3 +272,36 @@ async fn revocations_and_crl_numbers_across_processes() {
     all.dedup();
     assert_eq!(all.len(), n, "a CRL number was used twice");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_process_that_cannot_follow_a_rotation_refuses_to_seal() {
+    let (_dir, a, b) = pair().await;
+    // The passphrase changes in A, then A rotates the master key: B holds
+    // the old passphrase and cannot unwrap the next key.
+    a.change_passphrase(PASS2, KdfParams::MINIMUM)
+        .await
+        .expect("passphrase change");
+    a.rotate_master(PASS2, Arc::new(|_, _| {}))
+        .await
+        .expect("rotate");
+    let start = Instant::now();
+    loop {
+        // Whatever B would seal under its old key would be unreadable now.
+        match b.put_secret("s", b"v", SecretUpdate::default(), "t").await {
+            Err(e) => {
+                assert!(e.to_string().contains("restart"), "{e}");
+                break;
+            }
+            Ok(_) => {
+                a.get_secret("s", None, Reader::Admin("t"))
+                    .await
+                    .expect("anything B sealed is readable");
+                assert!(
+                    start.elapsed() < Duration::from_secs(3),
+                    "B kept sealing although it cannot follow the rotation"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
