@@ -90,6 +90,10 @@ error_codes! {
     NodeNameRetired => "node-name-retired",
     /// A token minted for this name can still be used.
     NodeNameReserved => "node-name-reserved",
+    /// No certificate was ever issued to a kith server of that name.
+    UnknownServer => "unknown-server",
+    /// A kith server name whose certificates were revoked: it never serves again.
+    ServerNameRetired => "server-name-retired",
     /// An IP address asked for is held by another live certificate.
     IpTaken => "ip-taken",
     /// A certificate that a renewal replaced tried to renew again.
@@ -269,6 +273,8 @@ impl ErrorCode {
             SecretForbidden | NodeRequired | AdminRequired => 403,
             UnknownNode | UnknownToken | UnknownAuthority | UnknownSecret
             | UnknownSecretVersion | NotFound => 404,
+            UnknownServer => 404,
+            ServerNameRetired => 409,
             MethodNotAllowed => 405,
             NodeNameTaken | NodeNameRetired | NodeNameReserved | IpTaken | SecretConflict
             | Exists => 409,
@@ -316,6 +322,7 @@ impl ErrorCode {
             | UnknownSecretVersion | SecretForbidden | SecretTooLarge | SecretConflict
             | InvalidArgument | IntegrityError | StoreLocked | StoreUnavailable | StoreCorrupt
             | StoreError | Contended | RateLimited | Internal => false,
+            UnknownServer | ServerNameRetired => false,
             MalformedInput | InvalidName | KeyError | BuildFailed | VerifyFailed | Revoked
             | MalformedCsr | CsrTooLarge | BadSignature | WeakSignature | WeakKey
             | UnsupportedKey | NoNames | SanNotAllowed | WildcardNotAllowed | IpNotAllowed
@@ -361,6 +368,10 @@ impl ErrorCode {
             ClientCertificateRequired | AdminRequired => {
                 Some("use the admin/ credential that `kith init` wrote (--admin-dir)")
             }
+            ServerNameRetired => Some(
+                "start the server under another name: --server-name kith-server-NAME (or KITH_SERVER_NAME)",
+            ),
+            UnknownServer => Some("`kith server ls` lists the servers and their names"),
             NotInitialized | AlreadyInitialized | UnknownAuthority | AuthorityExists
             | UnknownCertificate | UnknownNode | UnknownToken | TokenWrongCluster
             | NodeNameTaken | NodeNameMismatch | NodeNameRetired | NodeNameReserved | IpTaken

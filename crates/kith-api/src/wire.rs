@@ -231,7 +231,7 @@ pub struct NodeView {
     pub state: String,
 }
 
-/// `POST /v1/admin/revoke`: exactly one of `serial` and `node`.
+/// `POST /v1/admin/revoke`: exactly one of `serial`, `node` and `server`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
@@ -247,6 +247,11 @@ pub struct RevokeRequest {
     /// With `node`: also remove the node, so it can never renew.
     #[serde(default)]
     pub remove: bool,
+    /// Every live certificate of the kith server of that name (one
+    /// replica); its name is retired. Not written when absent, so a server
+    /// that predates it still reads the other requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
 }
 
 /// One revoked certificate.
@@ -303,6 +308,28 @@ pub struct StatusResponse {
     pub nodes: Vec<(String, usize)>,
     /// Tokens by state.
     pub tokens: Vec<(String, usize)>,
+    /// The name of the server that answered (absent from older servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+}
+
+/// A kith server in `GET /v1/admin/servers`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServerView {
+    /// Its name (`kith-server-<host>`, `--server-name`).
+    pub name: String,
+    /// `live`, `expired` or `revoked`.
+    pub state: String,
+    /// Serial of its latest certificate.
+    pub serial: String,
+    /// When its latest certificate was issued (RFC 3339).
+    pub issued_at: String,
+    /// Expiry of its latest certificate (RFC 3339).
+    pub not_after: String,
+    /// The DNS names and addresses its latest certificate carries.
+    pub names: Vec<String>,
+    /// Its unexpired, unrevoked certificates.
+    pub live: usize,
 }
 
 /// `PUT /v1/admin/secrets/{name}`: a new version.

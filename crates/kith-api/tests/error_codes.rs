@@ -202,6 +202,8 @@ fn the_spellings_clients_know() {
         "input-too-large",
         "serve-failed",
         "exec-failed",
+        "unknown-server",
+        "server-name-retired",
     ];
     for s in known {
         assert!(s.parse::<ErrorCode>().is_ok(), "{s:?} is no longer a code");

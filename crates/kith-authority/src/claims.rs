@@ -173,11 +173,62 @@ impl Authority {
         name: &str,
     ) -> Result<Option<Claim>, Error> {
         match self.claim_of(held).await? {
-            Some((c, _)) if !(c.holder == ns && c.name == name) && self.claim_live(&c).await? => {
-                Ok(Some(c))
+            Some((c, _)) if !(c.holder == ns && c.name == name) => {
+                if self.claim_live(&c).await? {
+                    Ok(Some(c))
+                } else if c.holder == Namespace::Server {
+                    // Replicas share names (a load balancer's): the claim
+                    // names the last server that took it, which may be
+                    // revoked or gone while another still carries the name.
+                    self.live_server_holding(held, ns, name).await
+                } else {
+                    Ok(None)
+                }
             }
             _ => Ok(None),
         }
+    }
+
+    /// A live server certificate, of a holder other than (`ns`, `name`),
+    /// that carries `held`. Servers are few and renew monthly, so their
+    /// index is short; this runs only when a server's claim has lapsed.
+    async fn live_server_holding(
+        &self,
+        held: &Held,
+        ns: Namespace,
+        name: &str,
+    ) -> Result<Option<Claim>, Error> {
+        let now = self.now();
+        for e in self.store().list("servercert/").await? {
+            let Some((server, serial)) = e.key["servercert/".len()..].split_once('/') else {
+                continue;
+            };
+            let idx: crate::records::NodeCertIndex = from_json(&e.key, &e.value)?;
+            if idx.not_after <= now || (ns == Namespace::Server && server == name) {
+                continue;
+            }
+            if self
+                .store()
+                .get(&revoked_key(&idx.authority, serial))
+                .await?
+                .is_some()
+            {
+                continue;
+            }
+            let (cert, _) =
+                crate::find_certificate(&**self.store(), &kith_pki::Serial::parse(serial)?).await?;
+            if held_names(Namespace::Server, &cert.sans).contains(held) {
+                return Ok(Some(Claim {
+                    holder: Namespace::Server,
+                    name: server.to_string(),
+                    serial: Some(cert.serial),
+                    authority: cert.authority,
+                    not_after: cert.not_after,
+                    claimed_at: cert.issued_at,
+                }));
+            }
+        }
+        Ok(None)
     }
 
     /// Check what node `name` asks for: its own `<name>.<cluster>` and its

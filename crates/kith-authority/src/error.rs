@@ -62,6 +62,13 @@ pub enum Error {
         /// The reserving token's id.
         token: String,
     },
+    /// No certificate was ever issued to a kith server of that name.
+    #[error("no kith server named {0:?} has a certificate here (`kith server ls` lists them)")]
+    UnknownServer(String),
+    /// A kith server name with a revoked certificate: the name is retired,
+    /// so a revoked replica can never issue itself a fresh certificate.
+    #[error("server name {0:?} was revoked and is retired: start this server under another name (`--server-name kith-server-NAME` or KITH_SERVER_NAME)")]
+    ServerNameRetired(String),
     /// An IP address asked for is held by another live certificate.
     #[error("IP address {ip} is held by {holder}'s live certificate; a node may share it only if its token allows it (`kith token create --allow-san {ip}`), or leave it out (`kith join --no-interface-ips`)")]
     IpTaken {
@@ -213,6 +220,8 @@ impl Error {
             Self::NodeNameMismatch { .. } => ErrorCode::NodeNameMismatch,
             Self::NodeNameRetired(_) => ErrorCode::NodeNameRetired,
             Self::NodeNameReserved { .. } => ErrorCode::NodeNameReserved,
+            Self::UnknownServer(_) => ErrorCode::UnknownServer,
+            Self::ServerNameRetired(_) => ErrorCode::ServerNameRetired,
             Self::IpTaken { .. } => ErrorCode::IpTaken,
             Self::CertificateSuperseded { .. } => ErrorCode::CertificateSuperseded,
             Self::ProfileNotAllowed(_) => ErrorCode::ProfileNotAllowed,

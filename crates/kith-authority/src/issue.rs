@@ -117,8 +117,11 @@ impl Authority {
     /// Issue a kith server its own certificate: the `server` profile with
     /// the server identity `spiffe://<cluster>/kith/server/<name>`, which no
     /// node or operator can be issued, so a node's certificate never passes
-    /// for the CA's. `sans` are the server's own DNS names and addresses,
-    /// from its configuration (no CSR policy applies).
+    /// for the CA's. `name` is the replica's own, in the server name space
+    /// ([`kith_pki::validate_server_name`]); a retired name (a revoked
+    /// server's) is refused with [`Error::ServerNameRetired`]. `sans` are the
+    /// server's own DNS names and addresses, from its configuration (no CSR
+    /// policy applies); replicas may share them (a load balancer's name).
     pub async fn issue_server_certificate(
         &self,
         name: &str,
@@ -126,6 +129,10 @@ impl Authority {
         sans: Vec<San>,
         ttl: Duration,
     ) -> Result<Issued, Error> {
+        kith_pki::validate_server_name(name)?;
+        if self.server_retired(name).await? {
+            return Err(Error::ServerNameRetired(name.to_string()));
+        }
         // The server's configured addresses are its own: no node may hold them.
         self.claim_sans(Namespace::Server, name, DEFAULT_AUTHORITY, &sans, &[], true)
             .await?;
@@ -144,6 +151,14 @@ impl Authority {
             Namespace::Server,
         )?;
         self.record(&issued).await?;
+        // Revoked while this was signed: the revocation marked the name
+        // before listing its certificates, and may have missed this one.
+        if let Some(reason) = self.server_marked_retired(name).await? {
+            let serial = Serial::parse(&issued.record.serial)?;
+            self.revoke_deferred(&serial, reason, name).await?;
+            self.regenerate_crl(&issued.record.authority).await?;
+            return Err(Error::ServerNameRetired(name.to_string()));
+        }
         self.settle_claims(Namespace::Server, name, std::slice::from_ref(&issued))
             .await?;
         Ok(issued)

@@ -25,6 +25,7 @@ mod records;
 mod rekey;
 mod revoke;
 mod secrets;
+mod servers;
 mod tokens;
 mod vault;
 
@@ -51,6 +52,7 @@ pub use secrets::{
     list_secrets, validate_secret_name, Reader, SecretRecord, SecretUpdate, SecretVersion,
     DEFAULT_KEEP_VERSIONS, DEFAULT_SECRET_MAX_BYTES,
 };
+pub use servers::{ServerState, ServerView};
 pub use tokens::{list_tokens, TokenRecord, TokenSpec, DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL};
 pub use vault::{KdfParams, SecretBytes};
 

@@ -34,8 +34,8 @@ pub use key::{KeyType, PrivateKey, PublicKey};
 pub use leaf::{IssuedLeaf, LeafSpec, DEFAULT_BACKDATE, MAX_SANS, MAX_SAN_BYTES};
 pub use names::{
     is_reserved_node_name, parse_server_id, spiffe_id, validate_cluster_name, validate_holder,
-    validate_label, validate_new_node, validate_node_name, validate_node_role, Namespace, San,
-    RESERVED_ROLE,
+    validate_label, validate_new_node, validate_node_name, validate_node_role,
+    validate_server_name, Namespace, San, DEFAULT_SERVER_NAME, RESERVED_ROLE,
 };
 pub use pem_util::{certs_from_pem_or_der, pem_encode, pem_encode_many};
 pub use profile::Profile;

@@ -160,6 +160,31 @@ pub fn validate_holder(ns: Namespace, name: &str, role: &str) -> Result<(), Erro
     validate_label("role", role)
 }
 
+/// The name a kith server takes when it has no name of its own: the one
+/// every server had before servers were named one by one.
+pub const DEFAULT_SERVER_NAME: &str = "kith-server";
+
+/// Check a kith server's name: a DNS label ([`validate_label`]) in the
+/// server name space, `kith-server` or `kith-server-*`. Node names can never
+/// be of that shape ([`is_reserved_node_name`]), so a server name never
+/// reads as a node's.
+pub fn validate_server_name(value: &str) -> Result<(), Error> {
+    validate_label("server name", value)?;
+    let in_space = value == DEFAULT_SERVER_NAME
+        || value
+            .strip_prefix(DEFAULT_SERVER_NAME)
+            .is_some_and(|rest| rest.len() > 1 && rest.starts_with('-'));
+    if !in_space {
+        return Err(Error::InvalidName {
+            what: "server name",
+            value: value.to_string(),
+            reason:
+                "a server name is kith-server or starts with kith-server- (e.g. kith-server-ca1)",
+        });
+    }
+    Ok(())
+}
+
 /// Check the name and role of a node identity being created (a join, a
 /// token, an offline issuance): [`validate_node_name`] and
 /// [`validate_node_role`].
@@ -288,6 +313,19 @@ mod tests {
         }
         assert!(validate_node_role("kith").is_err());
         assert!(validate_holder(Namespace::Server, "kith-server", "kith").is_ok());
+        for fine in ["kith-server", "kith-server-ca1", "kith-server-a-b"] {
+            assert!(validate_server_name(fine).is_ok(), "{fine}");
+        }
+        for bad in [
+            "kith-serverx",
+            "kith-server-",
+            "node-1",
+            "kith",
+            "Kith-server",
+            "",
+        ] {
+            assert!(validate_server_name(bad).is_err(), "{bad:?}");
+        }
         assert!(validate_new_node("kith-server", "worker").is_err());
         assert!(validate_new_node("node-1", "kith").is_err());
         assert!(validate_new_node("node-1", "worker").is_ok());
