@@ -5,7 +5,9 @@
 //! routes `/v1`, and every handler decodes, calls the authority and encodes.
 //! The server issues its own certificate from the cluster CA at start (its
 //! key never leaves memory), renews it before it expires, and keeps each
-//! authority's CRL fresh.
+//! authority's CRL fresh. Each replica has a name of its own in the server
+//! name space ([`Options::server_name`]), so one can be revoked without the
+//! others; a revoked replica stops ([`Server::run`]).
 //!
 //! ```text
 //! GET  /healthz, /readyz                 public
@@ -24,6 +26,7 @@ mod crl;
 mod error;
 mod gate;
 mod limits;
+mod name;
 mod throttle;
 mod tls;
 
@@ -39,12 +42,18 @@ use tokio_rustls::TlsAcceptor;
 
 pub use kith_authority::DEFAULT_RENEW_GRACE;
 pub use limits::{Limits, Rate, Timeout};
+pub use name::{default_server_name, server_name_for_host};
 
 /// What the server needs besides the authority.
 #[derive(Clone, Debug)]
 pub struct Options {
     /// Address to listen on (port 0 picks one; see [`Server::local_addr`]).
     pub listen: SocketAddr,
+    /// This replica's name, in the server name space (`kith-server` or
+    /// `kith-server-*`, [`kith_pki::validate_server_name`]): its certificate
+    /// says `spiffe://<cluster>/kith/server/<name>`, and revoking that name
+    /// revokes this replica only. Default: [`default_server_name`].
+    pub server_name: String,
     /// Names (DNS or IP) the server's certificate carries besides the
     /// listen address; the host of `--advertise` belongs here.
     pub names: Vec<String>,
@@ -63,6 +72,7 @@ impl Options {
     pub fn new(listen: SocketAddr) -> Self {
         Self {
             listen,
+            server_name: default_server_name(),
             names: Vec::new(),
             renew_grace: DEFAULT_RENEW_GRACE,
             maintenance_interval: Duration::from_secs(60),
@@ -134,12 +144,16 @@ fn server_sans(opts: &Options) -> Result<Vec<San>, Error> {
 
 impl Server {
     /// Bind, issue the server's certificate, build the TLS configuration.
+    /// A name outside the server name space is `invalid-name`; the name of
+    /// a revoked server is [`kith_authority::Error::ServerNameRetired`].
     pub async fn bind(authority: Authority, opts: Options) -> Result<Self, Error> {
+        kith_pki::validate_server_name(&opts.server_name)?;
         opts.limits.check().map_err(Error::Setup)?;
         let mut limits = opts.limits.clone();
         gate::fit_descriptors(&mut limits);
         let sans = server_sans(&opts)?;
-        let cert = Arc::new(tls::ServerCert::issue(&authority, sans).await?);
+        let cert =
+            Arc::new(tls::ServerCert::issue(&authority, opts.server_name.clone(), sans).await?);
         let verifier = Arc::new(tls::ClientVerifier::new(&authority)?);
         let mut config = rustls::ServerConfig::builder_with_provider(tls::provider())
             .with_safe_default_protocol_versions()
@@ -153,6 +167,7 @@ impl Server {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             cert,
             state: Arc::new(api::AppState {
+                server_name: opts.server_name.clone(),
                 authority,
                 renew_grace: opts.renew_grace,
                 crls: Arc::new(crl::CrlPublisher::default()),
@@ -162,14 +177,24 @@ impl Server {
         })
     }
 
+    /// This replica's name (its certificate's server identity).
+    pub fn name(&self) -> &str {
+        self.cert.name()
+    }
+
     /// The address actually bound.
     pub fn local_addr(&self) -> Result<SocketAddr, Error> {
         Ok(self.listener.local_addr()?)
     }
 
-    /// Serve until `shutdown` completes.
+    /// Serve until `shutdown` completes. A replica that finds itself
+    /// revoked (at a maintenance tick: every [`Options::maintenance_interval`])
+    /// stops accepting and returns
+    /// [`kith_authority::Error::ServerNameRetired`] rather than renew
+    /// itself past the revocation; nodes that have the CRL naming it refuse
+    /// it before that.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-        let maintenance = tokio::spawn(maintain(
+        let mut maintenance = tokio::spawn(maintain(
             self.state.authority.clone(),
             self.cert.clone(),
             self.state.crls.clone(),
@@ -194,6 +219,12 @@ impl Server {
         loop {
             let (tcp, addr) = tokio::select! {
                 _ = &mut shutdown => break,
+                stopped = &mut maintenance => {
+                    revocations.abort();
+                    let e = stopped.unwrap_or_else(|j| Error::Setup(format!("the maintenance task failed: {j}")));
+                    tracing::error!(server = %self.cert.name(), error = %e, "this server stops serving");
+                    return Err(e);
+                }
                 r = self.listener.accept() => match r {
                     Ok(c) => c,
                     Err(e) => {
@@ -225,22 +256,30 @@ impl Server {
     }
 }
 
-/// Renew the server's certificate at two thirds of its life and re-sign
-/// each CRL before it goes stale (the authority re-signs one past half its
-/// validity).
+/// Check that this replica is not revoked, renew its certificate at two
+/// thirds of its life and re-sign each CRL before it goes stale (the
+/// authority re-signs one past half its validity). Returns only when the
+/// replica is revoked (its name retired): the server then stops.
 async fn maintain(
     authority: Authority,
     cert: Arc<tls::ServerCert>,
     crls: Arc<crl::CrlPublisher>,
     every: Duration,
-) {
+) -> Error {
+    let retired = || kith_authority::Error::ServerNameRetired(cert.name().to_string()).into();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        match authority.server_retired(cert.name()).await {
+            Ok(true) => return retired(),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "checking this server's own revocation failed"),
+        }
         match cert.renew_if_due(&authority).await {
             Ok(true) => tracing::info!("server certificate renewed"),
             Ok(false) => {}
+            Err(Error::Authority(kith_authority::Error::ServerNameRetired(_))) => return retired(),
             Err(e) => tracing::error!(error = %e, "renewing the server certificate failed"),
         }
         for name in authority.authority_names() {

@@ -16,9 +16,6 @@ use time::OffsetDateTime;
 
 use crate::Error;
 
-/// Name the server's own certificates are issued to, in the server name
-/// space (`spiffe://<cluster>/kith/server/kith-server`), which no node can reach.
-pub(crate) const SERVER_NODE: &str = "kith-server";
 /// Lifetime of the server's own certificate; renewed at two thirds.
 pub(crate) const SERVER_CERT_TTL: time::Duration = time::Duration::days(30);
 
@@ -26,32 +23,56 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-/// The server's current certificate, swapped in place when renewed.
+/// One issued server certificate: the key and chain rustls presents, and
+/// its validity.
+#[derive(Debug)]
+struct Current {
+    key: Arc<CertifiedKey>,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+}
+
+/// The server's current certificate, swapped in place when renewed, issued
+/// to this replica's own name in the server name space
+/// (`spiffe://<cluster>/kith/server/<name>`), which no node can reach.
 #[derive(Debug)]
 pub(crate) struct ServerCert {
-    current: RwLock<(Arc<CertifiedKey>, OffsetDateTime, OffsetDateTime)>,
+    name: String,
+    current: RwLock<Current>,
     sans: Vec<San>,
 }
 
 impl ServerCert {
-    pub(crate) async fn issue(authority: &Authority, sans: Vec<San>) -> Result<Self, Error> {
-        let current = issue_server_cert(authority, &sans).await?;
+    pub(crate) async fn issue(
+        authority: &Authority,
+        name: String,
+        sans: Vec<San>,
+    ) -> Result<Self, Error> {
+        let current = issue_server_cert(authority, &name, &sans).await?;
         Ok(Self {
+            name,
             current: RwLock::new(current),
             sans,
         })
     }
 
-    /// Renew when two thirds of the lifetime are gone. Returns whether it did.
+    /// This replica's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Renew when two thirds of the lifetime are gone. Returns whether it
+    /// did. A retired name (this replica was revoked) is refused by the
+    /// authority: the server never renews itself past its revocation.
     pub(crate) async fn renew_if_due(&self, authority: &Authority) -> Result<bool, Error> {
         let (nb, na) = {
             let g = self.current.read().unwrap_or_else(|p| p.into_inner());
-            (g.1, g.2)
+            (g.not_before, g.not_after)
         };
         if authority.now() < nb + (na - nb) * 2 / 3 {
             return Ok(false);
         }
-        let fresh = issue_server_cert(authority, &self.sans).await?;
+        let fresh = issue_server_cert(authority, &self.name, &self.sans).await?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         Ok(true)
     }
@@ -63,7 +84,7 @@ impl ResolvesServerCert for ServerCert {
             self.current
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
-                .0
+                .key
                 .clone(),
         )
     }
@@ -71,17 +92,13 @@ impl ResolvesServerCert for ServerCert {
 
 async fn issue_server_cert(
     authority: &Authority,
+    name: &str,
     sans: &[San],
-) -> Result<(Arc<CertifiedKey>, OffsetDateTime, OffsetDateTime), Error> {
+) -> Result<Current, Error> {
     // The key lives only in this process's memory: a restart makes a new one.
     let key = PrivateKey::generate(KeyType::P256)?;
     let issued = authority
-        .issue_server_certificate(
-            SERVER_NODE,
-            key.public_key(),
-            sans.to_vec(),
-            SERVER_CERT_TTL,
-        )
+        .issue_server_certificate(name, key.public_key(), sans.to_vec(), SERVER_CERT_TTL)
         .await?;
     // Leaf, intermediate and root: a joining node has only the root's pin,
     // so the root must come with the chain for it to check.
@@ -94,15 +111,16 @@ async fn issue_server_cert(
         .load_private_key(der)
         .map_err(Error::Tls)?;
     tracing::info!(
+        server = name,
         serial = %issued.record.serial,
         not_after = %issued.record.not_after,
         "server certificate issued"
     );
-    Ok((
-        Arc::new(CertifiedKey::new(chain, signing)),
-        issued.record.not_before,
-        issued.record.not_after,
-    ))
+    Ok(Current {
+        key: Arc::new(CertifiedKey::new(chain, signing)),
+        not_before: issued.record.not_before,
+        not_after: issued.record.not_after,
+    })
 }
 
 /// Client certificates are optional (join and the CA bundle are public).

@@ -1,6 +1,6 @@
 //! Operator routes, nested at `/v1/admin` behind
-//! [`super::extract::require_admin`]: tokens, nodes, revocation, status,
-//! secrets. A handler learns who acts from [`Admin`]; none checks a
+//! [`super::extract::require_admin`]: tokens, nodes, servers, revocation,
+//! status, secrets. A handler learns who acts from [`Admin`]; none checks a
 //! certificate itself.
 
 use std::sync::Arc;
@@ -11,8 +11,8 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
 use kith_api::wire::{
     AuthorityStatus, NodeView, RevokeRequest, RevokeResponse, RevokedView, SecretInfo,
-    SecretPutRequest, SecretVersionView, StatusResponse, TokenCreateRequest, TokenCreated,
-    TokenView,
+    SecretPutRequest, SecretVersionView, ServerView, StatusResponse, TokenCreateRequest,
+    TokenCreated, TokenView,
 };
 use kith_api::TokenId;
 use kith_authority::{RevokeOutcome, TokenRecord};
@@ -43,6 +43,7 @@ fn table() -> Vec<Entry> {
         DELETE "/tokens/{id}" => token_revoke,
         GET "/nodes" => node_list,
         DELETE "/nodes/{name}" => node_remove,
+        GET "/servers" => server_list,
         POST "/revoke" => revoke,
         GET "/status" => status,
         GET "/secrets" => secret_list,
@@ -210,25 +211,30 @@ async fn revoke(
         Some(r) => r.parse().map_err(kith_authority::Error::from)?,
         None => RevocationReason::Unspecified,
     };
-    let outcomes = match (&body.serial, &body.node) {
-        (Some(serial), None) if !body.remove => {
+    let outcomes = match (&body.serial, &body.node, &body.server) {
+        (Some(serial), None, None) if !body.remove => {
             let serial = Serial::parse(serial).map_err(kith_authority::Error::from)?;
             vec![s.authority.revoke_deferred(&serial, reason, &actor).await?]
         }
-        (None, Some(node)) if body.remove => {
+        (None, Some(node), None) if body.remove => {
             s.authority
                 .remove_node_deferred(node, reason, &actor)
                 .await?
         }
-        (None, Some(node)) => {
+        (None, Some(node), None) => {
             s.authority
                 .revoke_node_deferred(node, reason, &actor)
+                .await?
+        }
+        (None, None, Some(server)) if !body.remove => {
+            s.authority
+                .revoke_server_deferred(server, reason, &actor)
                 .await?
         }
         _ => {
             return Err(ApiError::new(
                 ErrorCode::InvalidArgument,
-                "name exactly one of serial and node (remove goes with node)",
+                "name exactly one of serial, node and server (remove goes with node)",
             ))
         }
     };
@@ -236,6 +242,32 @@ async fn revoke(
         revoked: revoked_views(&outcomes),
         crl_numbers: s.publish(&outcomes).await?,
     }))
+}
+
+async fn server_list(State(s): St) -> Result<Json<Vec<ServerView>>, ApiError> {
+    let servers = s.authority.server_views().await?;
+    Ok(Json(
+        servers
+            .into_iter()
+            .map(|v| ServerView {
+                state: v.state.as_str().to_string(),
+                serial: v.serial,
+                issued_at: rfc3339(v.issued_at),
+                not_after: rfc3339(v.not_after),
+                names: v
+                    .sans
+                    .iter()
+                    .filter_map(|san| match san {
+                        kith_pki::San::Dns(d) => Some(d.clone()),
+                        kith_pki::San::Ip(ip) => Some(ip.to_string()),
+                        kith_pki::San::Uri(_) => None,
+                    })
+                    .collect(),
+                live: v.live,
+                name: v.name,
+            })
+            .collect(),
+    ))
 }
 
 async fn status(State(s): St) -> Result<Json<StatusResponse>, ApiError> {
@@ -265,6 +297,7 @@ async fn status(State(s): St) -> Result<Json<StatusResponse>, ApiError> {
             .into_iter()
             .map(|(k, n)| (k.to_string(), n))
             .collect(),
+        server_name: Some(s.server_name.clone()),
     }))
 }
 

@@ -36,6 +36,8 @@ use crate::error::ApiError;
 use kith_api::ErrorCode;
 
 pub(crate) struct AppState {
+    /// This replica's name (`kith status` shows which server answered).
+    pub(crate) server_name: String,
     pub(crate) authority: Authority,
     pub(crate) renew_grace: time::Duration,
     pub(crate) crls: Arc<crate::crl::CrlPublisher>,
