@@ -59,6 +59,9 @@ enum Command {
     /// Nodes (through the server, with the operator credential).
     #[command(subcommand)]
     Node(cmd::node::NodeCommand),
+    /// kith servers (replicas): names, states, certificates.
+    #[command(subcommand)]
+    Server(cmd::server::ServerCommand),
     /// Authorities, validity left, nodes by state, tokens, CRL numbers.
     Status(admin::AdminArgs),
     /// Join a cluster with a token: key made here, certificate from the server.
@@ -151,6 +154,7 @@ async fn run(command: Command, data_dir: Option<PathBuf>, json: bool) -> Result<
         Command::Serve(a) => cmd::serve::serve(&dir, a).await,
         Command::Token(c) => cmd::token::run(&dir, c, json).await,
         Command::Node(c) => cmd::node::run(&dir, c, json).await,
+        Command::Server(c) => cmd::server::run(&dir, c, json).await,
         Command::Status(a) => cmd::status::status(&dir, a, json).await,
         Command::Join(a) => cmd::join::join(a, json).await,
         Command::Renew(a) => cmd::renew::renew(a, json).await,

@@ -19,11 +19,19 @@ use crate::util::{self, rfc3339};
 #[derive(Args, Debug)]
 pub(crate) struct RevokeArgs {
     /// Serial number (hex, as `kith cert inspect` or openssl prints it).
-    #[arg(required_unless_present = "node", conflicts_with = "node")]
+    #[arg(
+        required_unless_present_any = ["node", "server_name"],
+        conflicts_with_all = ["node", "server_name"]
+    )]
     serial: Option<String>,
     /// Revoke every unexpired certificate of this node instead.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "server_name")]
     node: Option<String>,
+    /// Revoke every unexpired certificate of this kith server (one replica,
+    /// as `kith server ls` names it) instead; the name is retired: a server
+    /// never starts under it again, and a running one stops.
+    #[arg(long, value_name = "NAME")]
+    server_name: Option<String>,
     /// Reason: unspecified, key-compromise, ca-compromise, affiliation-changed,
     /// superseded, cessation-of-operation, privilege-withdrawn.
     #[arg(long, default_value = "unspecified", value_parser = reason_parser)]
@@ -43,12 +51,21 @@ pub(crate) async fn revoke(dir: &Path, a: RevokeArgs, json: bool) -> Result<(), 
     if let Some(n) = &a.node {
         kith_pki::validate_label("node name", n)?;
     }
+    if let Some(n) = &a.server_name {
+        kith_pki::validate_label("server name", n)?;
+    }
+    let holder = if a.server_name.is_some() {
+        "server"
+    } else {
+        "node"
+    };
     // A running server owns the store: go through it when one is configured.
     if revoke_online(
         dir,
         &a.admin,
         serial.as_ref().map(Serial::to_hex).as_deref(),
         a.node.as_deref(),
+        a.server_name.as_deref(),
         a.reason.as_str(),
         json,
     )
@@ -62,13 +79,14 @@ pub(crate) async fn revoke(dir: &Path, a: RevokeArgs, json: bool) -> Result<(), 
         ..Settings::default()
     };
     let authority = util::unlock(dir, a.pass.passphrase_file.as_deref(), settings).await?;
-    let outcomes = match (&serial, &a.node) {
-        (Some(s), _) => vec![authority.revoke(s, a.reason, LOCAL_OPERATOR).await?],
-        (None, Some(n)) => authority.revoke_node(n, a.reason, LOCAL_OPERATOR).await?,
-        (None, None) => {
+    let outcomes = match (&serial, &a.node, &a.server_name) {
+        (Some(s), _, _) => vec![authority.revoke(s, a.reason, LOCAL_OPERATOR).await?],
+        (None, Some(n), _) => authority.revoke_node(n, a.reason, LOCAL_OPERATOR).await?,
+        (None, None, Some(n)) => authority.revoke_server(n, a.reason, LOCAL_OPERATOR).await?,
+        (None, None, None) => {
             return Err(CliError::new(
                 ErrorCode::InvalidArgument,
-                "give a SERIAL or --node NAME",
+                "give a SERIAL, --node NAME or --server-name NAME",
             ))
         }
     };
@@ -102,18 +120,21 @@ pub(crate) async fn revoke(dir: &Path, a: RevokeArgs, json: bool) -> Result<(), 
         match o {
             RevokeOutcome::Revoked(_) => {
                 println!(
-                    "revoked {} (node {}, reason {})",
+                    "revoked {} ({holder} {}, reason {})",
                     r.serial, r.node, r.reason
                 )
             }
             RevokeOutcome::AlreadyRevoked(_) => println!(
-                "{} (node {}) was already revoked at {} with reason {}; nothing changed",
+                "{} ({holder} {}) was already revoked at {} with reason {}; nothing changed",
                 r.serial,
                 r.node,
                 rfc3339(r.revoked_at),
                 r.reason
             ),
         }
+    }
+    if let (Some(n), true) = (&a.server_name, outcomes.is_empty()) {
+        println!("server {n} had no live certificate; its name is retired");
     }
     for (auth, number) in crl_numbers {
         println!("CRL of authority {auth} is now number {number}: publish it with `kith crl --authority {auth} --out FILE`");
@@ -128,9 +149,15 @@ pub(crate) async fn revoke_online(
     admin: &AdminArgs,
     serial: Option<&str>,
     node: Option<&str>,
+    server_name: Option<&str>,
     reason: &str,
     json_out: bool,
 ) -> Result<Option<()>, CliError> {
+    let holder = if server_name.is_some() {
+        "server"
+    } else {
+        "node"
+    };
     let explicit = admin.server.is_some();
     let Some(server) = admin.server(dir)? else {
         return Ok(None);
@@ -146,6 +173,7 @@ pub(crate) async fn revoke_online(
         node: node.map(str::to_string),
         reason: Some(reason.to_string()),
         remove: false,
+        server: server_name.map(str::to_string),
     };
     let r: RevokeResponse = conn
         .json(Method::POST, "/v1/admin/revoke", Some(&body))
@@ -157,15 +185,18 @@ pub(crate) async fn revoke_online(
     for v in &r.revoked {
         if v.newly_revoked {
             println!(
-                "revoked {} (node {}, reason {})",
+                "revoked {} ({holder} {}, reason {})",
                 v.serial, v.node, v.reason
             );
         } else {
             println!(
-                "{} (node {}) was already revoked at {} with reason {}; nothing changed",
+                "{} ({holder} {}) was already revoked at {} with reason {}; nothing changed",
                 v.serial, v.node, v.revoked_at, v.reason
             );
         }
+    }
+    if let (Some(n), true) = (server_name, r.revoked.is_empty()) {
+        println!("server {n} had no live certificate; its name is retired");
     }
     for (a, n) in &r.crl_numbers {
         println!("CRL of authority {a} is now number {n}; peers see it at their next refresh");

@@ -24,6 +24,17 @@ pub(crate) struct ServeArgs {
     /// server certificate), e.g. https://ca.example:7443.
     #[arg(long, value_name = "URL")]
     advertise: Option<String>,
+    /// This server's name, so that replicas sharing a store can be told
+    /// apart and revoked one by one (`kith revoke --server-name NAME`):
+    /// `kith-server` or `kith-server-*`. Default: `kith-server-<host>`, this
+    /// machine's host name lowercased, other characters than a-z, 0-9 and
+    /// `-` turned into `-`, cut to 51 characters.
+    #[arg(long, env = "KITH_SERVER_NAME", value_name = "NAME")]
+    server_name: Option<String>,
+    /// How often the server checks its own certificate (renewal, and
+    /// whether it was revoked: then it stops) and the CRLs (1s to 24h).
+    #[arg(long, value_parser = parse_audit_window, default_value = "1m")]
+    maintenance_interval: std::time::Duration,
     /// File holding the CA passphrase (else KITH_PASSPHRASE, else a prompt).
     #[arg(long, value_name = "FILE")]
     passphrase_file: Option<PathBuf>,
@@ -135,9 +146,30 @@ fn parse_size(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{s:?}: expected a size such as 1M, 256K or 4096 (at most 64M)"))
 }
 
+/// What a server failure is printed as: the authority's own code when it
+/// names the fix (a retired or invalid server name), else `serve-failed`.
+fn serve_error(e: kith_server::Error) -> CliError {
+    match e {
+        kith_server::Error::Authority(a)
+            if matches!(
+                a.code(),
+                ErrorCode::ServerNameRetired | ErrorCode::InvalidName
+            ) =>
+        {
+            a.into()
+        }
+        other => CliError::new(ErrorCode::ServeFailed, other),
+    }
+}
+
 pub(crate) async fn serve(dir: &Path, a: ServeArgs) -> Result<(), CliError> {
     // Checked before anything is unlocked or created.
     let limits = a.limits.limits()?;
+    let server_name = a
+        .server_name
+        .clone()
+        .unwrap_or_else(kith_server::default_server_name);
+    kith_pki::validate_server_name(&server_name)?;
     let settings = Settings {
         secret_max_bytes: a.secret_max_size,
         audit_limits: kith_authority::AuditLimits {
@@ -167,12 +199,14 @@ pub(crate) async fn serve(dir: &Path, a: ServeArgs) -> Result<(), CliError> {
         names.push(h);
     }
     let mut opts = kith_server::Options::new(a.listen);
+    opts.server_name = server_name.clone();
+    opts.maintenance_interval = a.maintenance_interval;
     opts.names = names;
     opts.renew_grace = a.renew_grace;
     opts.limits = limits;
     let server = kith_server::Server::bind(authority.clone(), opts)
         .await
-        .map_err(|e| CliError::new(ErrorCode::ServeFailed, e))?;
+        .map_err(serve_error)?;
     let local = server
         .local_addr()
         .map_err(|e| CliError::new(ErrorCode::ServeFailed, e))?;
@@ -188,12 +222,16 @@ pub(crate) async fn serve(dir: &Path, a: ServeArgs) -> Result<(), CliError> {
         },
     };
     let server_file = dir.join(SERVER_FILE);
-    let info =
-        json!({ "server": reach.url(), "listen": local.to_string(), "pid": std::process::id() });
+    let info = json!({
+        "server": reach.url(),
+        "listen": local.to_string(),
+        "pid": std::process::id(),
+        "server_name": server_name,
+    });
     kith_nodedir::write_atomic(&dir, SERVER_FILE, info.to_string().as_bytes(), 0o644)?;
     let _ = writeln!(
         std::io::stderr(),
-        "kith: serving cluster {} on {} (listening on {local})",
+        "kith: server {server_name} serving cluster {} on {} (listening on {local})",
         authority.cluster(),
         reach.url()
     );
@@ -228,7 +266,7 @@ pub(crate) async fn serve(dir: &Path, a: ServeArgs) -> Result<(), CliError> {
         let _ = std::fs::remove_dir_all(&dir);
     }
     let _ = writeln!(std::io::stderr(), "kith: server stopped");
-    result.map_err(|e| CliError::new(ErrorCode::ServeFailed, e))
+    result.map_err(serve_error)
 }
 
 async fn dev_setup(

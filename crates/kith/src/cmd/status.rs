@@ -21,6 +21,9 @@ pub(crate) async fn status(dir: &Path, a: AdminArgs, json: bool) -> Result<(), C
         "cluster {} (kith {}), server time {}",
         s.cluster, s.version, s.now
     );
+    if let Some(name) = &s.server_name {
+        println!("  answered by server {name}");
+    }
     for au in &s.authorities {
         println!(
             "  authority {:<10} root until {}, intermediate until {}, CRL #{} ({} entries)",
