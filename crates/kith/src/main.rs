@@ -47,7 +47,7 @@ enum Command {
     /// Issue, sign, inspect and verify certificates.
     #[command(subcommand)]
     Cert(cmd::cert::CertCommand),
-    /// Revoke a certificate by serial, or every certificate of a node.
+    /// Revoke a certificate by serial, or every certificate of a node or of a server.
     Revoke(cmd::revoke::RevokeArgs),
     /// Write the current CRL of an authority (DER by default).
     Crl(cmd::crl::CrlArgs),

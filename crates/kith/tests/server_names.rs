@@ -219,7 +219,7 @@ fn servers_are_named_revoked_one_by_one_and_retired() {
     assert!(stderr.contains("error[invalid-name]"), "{stderr}");
 
     // A new name serves, on the same store.
-    let (_third, info) = serve(
+    let (third, info) = serve(
         &ca,
         &["--server-name", "kith-server-b"],
         &[],
@@ -229,4 +229,14 @@ fn servers_are_named_revoked_one_by_one_and_retired() {
     let servers = json(&ca, &["server", "ls", "--json"]);
     assert_eq!(server_state(&servers, "kith-server-a"), "revoked");
     assert_eq!(server_state(&servers, "kith-server-b"), "live");
+
+    // Offline too (the server is gone; its server.json points nowhere).
+    drop(third);
+    let out = ca.ok(&["revoke", "--server-name", "kith-server-b"]);
+    assert!(out.contains("(server kith-server-b, reason"), "{out}");
+    let out = serve_refused(&ca, &["--server-name", "kith-server-b"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("error[server-name-retired]"),
+        "retired offline too"
+    );
 }
