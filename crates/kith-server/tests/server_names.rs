@@ -198,8 +198,7 @@ async fn replicas_are_revoked_one_by_one_and_nodes_refuse_the_revoked_one() {
         opts("kith-server-b", &["lb.test.example"], hour),
     )
     .await
-    .err()
-    .expect("a retired name must not start");
+    .expect_err("a retired name must not start");
     match &e {
         kith_server::Error::Authority(a) => assert_eq!(a.code(), "server-name-retired", "{e}"),
         other => panic!("expected server-name-retired, got {other}"),
@@ -293,8 +292,7 @@ async fn a_revoked_replica_stops_instead_of_renewing() {
         opts("kith-server-c", &[], Duration::from_secs(3600)),
     )
     .await
-    .err()
-    .expect("C's name is retired");
+    .expect_err("C's name is retired");
     assert!(e.to_string().contains("retired"), "{e}");
     c.run.abort();
 }
