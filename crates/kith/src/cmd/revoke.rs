@@ -6,7 +6,7 @@ use std::path::Path;
 use clap::Args;
 use hyper::Method;
 use kith_api::wire::{RevokeRequest, RevokeResponse};
-use kith_authority::{RevokeOutcome, Settings, LOCAL_OPERATOR};
+use kith_authority::{Publish, RevokeOutcome, RevokeTarget, Settings, LOCAL_OPERATOR};
 use kith_pki::{RevocationReason, Serial};
 use serde_json::json;
 use time::Duration;
@@ -63,8 +63,18 @@ pub(crate) async fn revoke(dir: &Path, a: RevokeArgs, json: bool) -> Result<(), 
     };
     let authority = util::unlock(dir, a.pass.passphrase_file.as_deref(), settings).await?;
     let outcomes = match (&serial, &a.node) {
-        (Some(s), _) => vec![authority.revoke(s, a.reason, LOCAL_OPERATOR).await?],
-        (None, Some(n)) => authority.revoke_node(n, a.reason, LOCAL_OPERATOR).await?,
+        (Some(s), _) => {
+            let target = RevokeTarget::Serial(*s);
+            authority
+                .revoke(target, a.reason, LOCAL_OPERATOR, Publish::Now)
+                .await?
+        }
+        (None, Some(n)) => {
+            let target = RevokeTarget::Node(n.clone());
+            authority
+                .revoke(target, a.reason, LOCAL_OPERATOR, Publish::Now)
+                .await?
+        }
         (None, None) => {
             return Err(CliError::new(
                 ErrorCode::InvalidArgument,
