@@ -304,13 +304,11 @@ impl Authority {
                     claim.serial = Some(i.record.serial.clone());
                     claim.authority = i.record.authority.clone();
                     claim.not_after = i.record.not_after;
-                    Ok(
-                        match cas::written(self.store().update(&key, to_json(&claim)?, rev).await)?
-                        {
-                            Some(_) => Attempt::Done(()),
-                            None => Attempt::Conflict,
-                        },
-                    )
+                    let write = self.store().update(&key, to_json(&claim)?, rev).await;
+                    Ok(match cas::written(write)? {
+                        Some(_) => Attempt::Done(()),
+                        None => Attempt::Conflict,
+                    })
                 })
                 .await;
                 match settled {

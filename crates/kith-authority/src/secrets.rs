@@ -218,7 +218,8 @@ impl Authority {
                 .await
             {
                 Ok(rev) => rev,
-                Err(kith_store::Error::AlreadyExists { .. }) => return Ok(Attempt::Conflict), // a racing write took it
+                // A racing write took that number.
+                Err(kith_store::Error::AlreadyExists { .. }) => return Ok(Attempt::Conflict),
                 Err(e) => return Err(e.into()),
             };
             let now = kith_pki::second_precision(self.now());
@@ -495,12 +496,11 @@ async fn remove_values(store: &dyn Store, name: &str, versions: &[u64]) -> Resul
             let Some(e) = store.get(&key).await? else {
                 return Ok(Attempt::Done(()));
             };
-            Ok(
-                match cas::written(store.delete_if(&key, e.revision).await)? {
-                    Some(()) => Attempt::Done(()),
-                    None => Attempt::Conflict,
-                },
-            )
+            let deleted = store.delete_if(&key, e.revision).await;
+            Ok(match cas::written(deleted)? {
+                Some(()) => Attempt::Done(()),
+                None => Attempt::Conflict,
+            })
         })
         .await;
         match removed {

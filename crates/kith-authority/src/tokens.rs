@@ -239,13 +239,12 @@ impl Authority {
                 uses_left: record.uses_left - 1,
                 ..record.clone()
             };
-            // Lost: someone else spent or changed it meanwhile; look again.
-            Ok(
-                match cas::written(self.store().update(&key, to_json(&spent)?, revision).await)? {
-                    Some(_) => Attempt::Done((record, accepted)),
-                    None => Attempt::Conflict,
-                },
-            )
+            let write = self.store().update(&key, to_json(&spent)?, revision).await;
+            Ok(match cas::written(write)? {
+                Some(_) => Attempt::Done((record, accepted)),
+                // Someone else spent or changed it meanwhile: look again.
+                None => Attempt::Conflict,
+            })
         })
         .await
     }
