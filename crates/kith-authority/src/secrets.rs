@@ -375,12 +375,7 @@ impl Authority {
         let mut meta = meta.map(|(m, _)| m);
         // A version removed (by `rm`, or dropped by a newer write) between reading
         // the list and its value is gone, not corrupt: read the list again.
-        let mut attempts = 0;
-        let (v, entry) = loop {
-            attempts += 1;
-            if attempts > 32 {
-                return Err(Error::Contended(meta_key(name)));
-            }
+        let (v, entry) = cas::retry!(&meta_key(name), 32, async |_| {
             let m = meta
                 .as_ref()
                 .ok_or_else(|| Error::UnknownSecret(name.to_string()))?;
@@ -393,14 +388,16 @@ impl Authority {
             }
             let key = value_key(name, v);
             if let Some(entry) = store.get(&key).await? {
-                break (v, entry);
+                return Ok(Attempt::Done((v, entry)));
             }
             let again = load_meta(&**store, name).await?.map(|(m, _)| m);
             if again.as_ref().is_some_and(|a| a.versions == m.versions) {
                 return Err(Error::Integrity(format!("{key} is listed but missing")));
             }
             meta = again;
-        };
+            Ok(Attempt::Conflict)
+        })
+        .await?;
         let key = value_key(name, v);
         let rec: SecretValueRecord = from_json(&key, &entry.value)?;
         let plain = self.open_secret(name, v, rec)?;
