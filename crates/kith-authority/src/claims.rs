@@ -27,9 +27,13 @@ use kith_store::Revision;
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
+use crate::authority::Authority;
+use crate::cas::{self, Attempt};
+use crate::error::Error;
+use crate::issue::Issued;
+use crate::keys;
 use crate::nodes::NodeRecord;
-use crate::records::{from_json, revoked_key, to_json};
-use crate::{Authority, Error, Issued};
+use crate::records::{from_json, to_json, NodeCertIndex};
 
 /// How long a claim without a certificate yet holds its name.
 const PENDING_CLAIM: Duration = Duration::minutes(1);
@@ -60,14 +64,8 @@ enum Held {
 impl Held {
     fn key(&self) -> String {
         match self {
-            Held::Ip(ip) => {
-                let octets = match ip {
-                    IpAddr::V4(v4) => v4.octets().to_vec(),
-                    IpAddr::V6(v6) => v6.octets().to_vec(),
-                };
-                format!("ipclaim/{}", hex::encode(octets))
-            }
-            Held::Dns(d) => format!("dnsclaim/{}", hex::encode(d.as_bytes())),
+            Held::Ip(ip) => keys::ip_claim_key(*ip),
+            Held::Dns(d) => keys::dns_claim_key(d),
         }
     }
 
@@ -138,7 +136,7 @@ impl Authority {
         }
         let revoked = self
             .store()
-            .get(&revoked_key(&claim.authority, serial))
+            .get(&keys::revoked_key(&claim.authority, serial))
             .await?;
         if revoked.is_some() {
             return Ok(false);
@@ -146,7 +144,7 @@ impl Authority {
         if claim.holder != Namespace::Node {
             return Ok(true);
         }
-        let key = format!("node/{}", claim.name);
+        let key = keys::node_key(&claim.name);
         let Some(e) = self.store().get(&key).await? else {
             return Ok(true); // issued offline: held until it expires
         };
@@ -199,17 +197,18 @@ impl Authority {
         name: &str,
     ) -> Result<Option<Claim>, Error> {
         let now = self.now();
-        for e in self.store().list("servercert/").await? {
-            let Some((server, serial)) = e.key["servercert/".len()..].split_once('/') else {
+        for e in self.store().list(keys::SERVER_CERT_PREFIX).await? {
+            let Some((server, serial)) = e.key[keys::SERVER_CERT_PREFIX.len()..].split_once('/')
+            else {
                 continue;
             };
-            let idx: crate::records::NodeCertIndex = from_json(&e.key, &e.value)?;
+            let idx: NodeCertIndex = from_json(&e.key, &e.value)?;
             if idx.not_after <= now || (ns == Namespace::Server && server == name) {
                 continue;
             }
             if self
                 .store()
-                .get(&revoked_key(&idx.authority, serial))
+                .get(&keys::revoked_key(&idx.authority, serial))
                 .await?
                 .is_some()
             {
@@ -307,16 +306,14 @@ impl Authority {
         };
         for held in &names {
             let key = held.key();
-            let mut done = false;
-            for _ in 0..ATTEMPTS {
+            cas::retry!(&key, ATTEMPTS, async |_| {
                 let existing = self.claim_of(held).await?;
                 let written = match existing {
                     None => self.store().create(&key, to_json(&pending)?).await,
                     Some((c, rev)) => {
                         let mine = c.holder == ns && c.name == name;
                         if mine && c.serial.is_some() && self.claim_live(&c).await? {
-                            done = true;
-                            break;
+                            return Ok(Attempt::Done(()));
                         }
                         if !mine && !force && self.claim_live(&c).await? {
                             return Err(held.error(&c));
@@ -324,19 +321,12 @@ impl Authority {
                         self.store().update(&key, to_json(&pending)?, rev).await
                     }
                 };
-                match written {
-                    Ok(_) => {
-                        done = true;
-                        break;
-                    }
-                    Err(kith_store::Error::AlreadyExists { .. })
-                    | Err(kith_store::Error::RevisionMismatch { .. }) => continue,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            if !done {
-                return Err(Error::Contended(key));
-            }
+                Ok(match cas::written(written)? {
+                    Some(_) => Attempt::Done(()),
+                    None => Attempt::Conflict,
+                })
+            })
+            .await?;
         }
         Ok(())
     }
@@ -353,24 +343,31 @@ impl Authority {
         for i in issued {
             for held in held_names(ns, &i.record.sans) {
                 let key = held.key();
-                for _ in 0..ATTEMPTS {
+                let settled = cas::retry!(&key, ATTEMPTS, async |_| {
                     let Some((mut claim, rev)) = self.claim_of(&held).await? else {
-                        break;
+                        return Ok(Attempt::Done(()));
                     };
                     if claim.holder != ns
                         || claim.name != name
                         || claim.serial.as_deref() == Some(i.record.serial.as_str())
                     {
-                        break;
+                        return Ok(Attempt::Done(()));
                     }
                     claim.serial = Some(i.record.serial.clone());
                     claim.authority = i.record.authority.clone();
                     claim.not_after = i.record.not_after;
-                    match self.store().update(&key, to_json(&claim)?, rev).await {
-                        Ok(_) => break,
-                        Err(kith_store::Error::RevisionMismatch { .. }) => continue,
-                        Err(e) => return Err(e.into()),
-                    }
+                    let write = self.store().update(&key, to_json(&claim)?, rev).await;
+                    Ok(match cas::written(write)? {
+                        Some(_) => Attempt::Done(()),
+                        None => Attempt::Conflict,
+                    })
+                })
+                .await;
+                match settled {
+                    // Still contended: the claim stays pending and lapses in a
+                    // minute, as a claim whose issuance never settled would.
+                    Ok(()) | Err(Error::Contended(_)) => {}
+                    Err(e) => return Err(e),
                 }
             }
         }

@@ -3,9 +3,23 @@
 //! a revocation newer than the revision they cover).
 
 use kith_pki::{CrlSpec, RevokedEntry, Serial};
+use kith_store::Store;
 
-use crate::records::{self, from_json, to_json};
-use crate::{limits, stored_crl, Authority, CrlRecord, Error, RevokedRecord, MAX_CRL_VALIDITY};
+use crate::authority::Authority;
+use crate::cas::{self, Attempt};
+use crate::error::Error;
+use crate::keys;
+use crate::limits::{self, MAX_CRL_VALIDITY};
+use crate::records::{from_json, to_json, CrlRecord, RevokedRecord};
+
+/// The stored CRL of `authority`, if one was ever signed (no keys needed).
+pub async fn stored_crl(store: &dyn Store, authority: &str) -> Result<Option<CrlRecord>, Error> {
+    let key = keys::crl_key(authority);
+    match store.get(&key).await? {
+        Some(e) => Ok(Some(from_json(&key, &e.value)?)),
+        None => Ok(None),
+    }
+}
 
 impl Authority {
     /// The CRL of `authority`: the stored one while it has more than half of
@@ -27,7 +41,7 @@ impl Authority {
                         .await?
                         .unwrap_or(c))
                 }
-                _ => Err(Error::Contended(records::crl_key(authority))),
+                _ => Err(Error::Contended(keys::crl_key(authority))),
             },
             other => other,
         }
@@ -41,7 +55,7 @@ impl Authority {
         let newest = self
             .inner
             .store
-            .list(&records::revoked_prefix(authority))
+            .list(&keys::revoked_prefix(authority))
             .await?
             .iter()
             .map(|e| e.revision)
@@ -61,12 +75,12 @@ impl Authority {
     pub async fn regenerate_crl(&self, authority: &str) -> Result<CrlRecord, Error> {
         let signer = self.signer(authority)?;
         let store = &self.inner.store;
-        let key = records::crl_key(authority);
-        for _attempt in 0..16 {
+        let key = keys::crl_key(authority);
+        cas::retry!(&key, 16, async |_| {
             let now = self.now();
             let mut entries = Vec::new();
             let mut covers = 0;
-            for e in store.list(&records::revoked_prefix(authority)).await? {
+            for e in store.list(&keys::revoked_prefix(authority)).await? {
                 covers = covers.max(e.revision);
                 let r: RevokedRecord = from_json(&e.key, &e.value)?;
                 if r.not_after > now {
@@ -104,13 +118,11 @@ impl Authority {
                 Some(e) => store.update(&key, to_json(&record)?, e.revision).await,
                 None => store.create(&key, to_json(&record)?).await,
             };
-            match written {
-                Ok(_) => return Ok(record),
-                Err(kith_store::Error::RevisionMismatch { .. })
-                | Err(kith_store::Error::AlreadyExists { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(Error::Contended(key))
+            Ok(match cas::written(written)? {
+                Some(_) => Attempt::Done(record),
+                None => Attempt::Conflict,
+            })
+        })
+        .await
     }
 }

@@ -8,11 +8,42 @@ use futures::future::join_all;
 use kith_pki::{parse_csr, CsrPolicy, LeafSpec, Namespace, Profile, PublicKey, San, Serial};
 use time::Duration;
 
-use crate::records::{self, to_json, NodeCertIndex};
-use crate::{
-    limits, Authority, CertRecord, Error, Identity, IssueRequest, Issued, DEFAULT_AUTHORITY,
-    MAX_CERT_TTL,
-};
+use crate::authority::Authority;
+use crate::error::Error;
+use crate::keys;
+use crate::limits::{self, MAX_CERT_TTL};
+use crate::records::CertRecord;
+use crate::records::{to_json, NodeCertIndex};
+use crate::revoke::{Publish, RevokeTarget};
+use crate::{IssueRequest, DEFAULT_AUTHORITY};
+
+/// Who a certificate is for: decided by the caller, never read from a CSR.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    /// Node name (DNS label).
+    pub node: String,
+    /// Role (DNS label).
+    pub role: String,
+    /// Profile.
+    pub profile: Profile,
+    /// Authority; `None` means [`DEFAULT_AUTHORITY`].
+    pub authority: Option<String>,
+    /// Lifetime; `None` means the profile's default.
+    pub ttl: Option<Duration>,
+}
+
+/// An issued leaf: its record and the chain to present with it.
+#[derive(Clone, Debug)]
+pub struct Issued {
+    /// The durable record (includes the DER).
+    pub record: CertRecord,
+    /// Intermediates, leaf's issuer first.
+    pub chain: Vec<Vec<u8>>,
+    /// The root of the issuing authority.
+    pub root: Vec<u8>,
+    /// True when the lifetime was cut to the issuer's expiry.
+    pub truncated: bool,
+}
 
 impl Authority {
     /// Sign without recording: pure CPU, safe to run on any thread. An
@@ -78,8 +109,8 @@ impl Authority {
         let r = &issued.record;
         let store = &self.inner.store;
         let (cert_key, index_key) = (
-            records::cert_key(&r.serial),
-            records::holder_cert_key(r.holder(), &r.node, &r.serial),
+            keys::cert_key(&r.serial),
+            keys::holder_cert_key(r.holder(), &r.node, &r.serial),
         );
         let cert = store.create(&cert_key, to_json(r)?);
         let index = store.create(
@@ -155,8 +186,8 @@ impl Authority {
         // before listing its certificates, and may have missed this one.
         if let Some(reason) = self.server_marked_retired(name).await? {
             let serial = Serial::parse(&issued.record.serial)?;
-            self.revoke_deferred(&serial, reason, name).await?;
-            self.regenerate_crl(&issued.record.authority).await?;
+            self.revoke(RevokeTarget::Serial(serial), reason, name, Publish::Now)
+                .await?;
             return Err(Error::ServerNameRetired(name.to_string()));
         }
         self.settle_claims(Namespace::Server, name, std::slice::from_ref(&issued))

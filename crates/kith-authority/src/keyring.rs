@@ -10,21 +10,20 @@
 //! reuses what did not change (a master key of the same version, a signer
 //! whose record is the same) and unwraps what is new with the key derived
 //! from the passphrase, kept for that purpose.
+//!
+//! This module is the snapshot and how its keys are unsealed; the task that
+//! keeps it current is in `refresh`.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::Arc;
 
-use futures::StreamExt;
-use kith_pki::{CaKind, SigningCa};
-use kith_store::Store;
+use kith_pki::{CaKind, PrivateKey, SigningCa};
+use zeroize::Zeroizing;
 
-use crate::records::{self, from_json, AuthorityRecord, ClusterRecord};
+use crate::error::Error;
+use crate::keys;
+use crate::records::{AuthorityRecord, ClusterRecord, PendingMaster};
 use crate::vault::SealKey;
-use crate::{master_aad, Authority, Error, Inner};
-
-/// How often the keyring is re-read even without a watch event.
-pub(crate) const RESYNC_EVERY: Duration = Duration::from_secs(30);
 
 /// One authority's records and its unlocked intermediate.
 pub(crate) struct Signer {
@@ -61,7 +60,7 @@ impl Keyring {
 
     /// The key new records are sealed under, and its version: the next key
     /// while a rotation runs (so the rotation converges), else the current.
-    fn sealing(&self) -> (u32, Arc<SealKey>) {
+    pub(crate) fn sealing(&self) -> (u32, Arc<SealKey>) {
         match &self.pending {
             Some((v, k)) => (*v, k.clone()),
             None => (self.cluster.master_version, self.master.clone()),
@@ -77,7 +76,7 @@ impl Keyring {
 }
 
 /// Whether two authority records hold the same keys and certificates.
-fn same_authority(a: &AuthorityRecord, b: &AuthorityRecord) -> bool {
+pub(crate) fn same_authority(a: &AuthorityRecord, b: &AuthorityRecord) -> bool {
     a.master_version == b.master_version
         && a.key_version == b.key_version
         && a.intermediate_cert == b.intermediate_cert
@@ -92,7 +91,7 @@ pub(crate) fn load_signer(
     cluster: &str,
     record: AuthorityRecord,
 ) -> Result<Arc<Signer>, Error> {
-    let key = crate::open_ca_key_with(ring, cluster, &record, CaKind::Intermediate)?;
+    let key = open_ca_key_with(ring, cluster, &record, CaKind::Intermediate)?;
     let intermediate = SigningCa::new(record.intermediate_cert.clone(), key)?;
     Ok(Arc::new(Signer {
         record,
@@ -100,212 +99,61 @@ pub(crate) fn load_signer(
     }))
 }
 
-impl Authority {
-    /// The key to seal new records under (see [`Keyring::sealing`]); an
-    /// error while the store holds a master key this process cannot unwrap
-    /// (the passphrase was changed elsewhere, then the key rotated): what it
-    /// sealed under its old key would be unreadable once that key retires.
-    pub(crate) fn sealing(&self) -> Result<(u32, Arc<SealKey>), Error> {
-        if self
-            .inner
-            .keyring_behind
-            .load(std::sync::atomic::Ordering::SeqCst)
-        {
-            return Err(Error::Invalid(
-                "the master key was rotated with a passphrase this process does not hold: \
-                 restart it with the current passphrase"
-                    .into(),
-            ));
-        }
-        Ok(self.keyring().sealing())
-    }
-
-    /// The keyring of the moment.
-    pub(crate) fn keyring(&self) -> Arc<Keyring> {
-        self.inner
-            .keyring
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    fn swap_keyring(&self, ring: Keyring) {
-        *self
-            .inner
-            .keyring
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = Arc::new(ring);
-    }
-
-    /// Rebuild the keyring from the store. Returns whether anything changed.
-    /// A master key this process cannot unwrap (the passphrase was changed
-    /// elsewhere, then the key rotated) is an error and the old keyring
-    /// stays: restart with the new passphrase.
-    pub async fn refresh_keyring(&self) -> Result<bool, Error> {
-        let _one_at_a_time = self.inner.refreshing.lock().await;
-        let store = self.store();
-        let e = store
-            .get(records::CLUSTER_KEY)
-            .await?
-            .ok_or(Error::NotInitialized)?;
-        let cluster: ClusterRecord = from_json(records::CLUSTER_KEY, &e.value)?;
-        let authorities = store.list("authority/").await?;
-        let old = self.keyring();
-        let name = self.cluster().to_string();
-        let unwrap = |version: u32, wrapped: &[u8]| -> Result<Arc<SealKey>, Error> {
-            if let Ok(k) = old.master_for(version) {
-                return Ok(k);
-            }
-            let kek = self.inner.kek.lock().unwrap_or_else(|p| p.into_inner());
-            let raw = kek
-                .open(&master_aad(&name, version), wrapped)
-                .ok_or_else(|| {
-                    Error::Invalid(format!(
-                    "master key version {version} does not open with this process's passphrase: \
-                     it was changed elsewhere; restart with the new passphrase"
-                ))
-                })?;
-            Ok(Arc::new(crate::key_from(&raw)?))
-        };
-        let behind = |e: Error| {
-            self.inner
-                .keyring_behind
-                .store(true, std::sync::atomic::Ordering::SeqCst);
-            e
-        };
-        let master = unwrap(cluster.master_version, &cluster.wrapped_master).map_err(behind)?;
-        let pending = match &cluster.pending_master {
-            Some(p) => Some((p.version, unwrap(p.version, &p.wrapped).map_err(behind)?)),
-            None => None,
-        };
-        self.inner
-            .keyring_behind
-            .store(false, std::sync::atomic::Ordering::SeqCst);
-        let mut ring = Keyring {
-            generation: old.generation,
-            cluster,
-            master,
-            pending,
-            signers: BTreeMap::new(),
-        };
-        let mut changed = ring.cluster.master_version != old.cluster.master_version
-            || ring.pending.as_ref().map(|p| p.0) != old.pending.as_ref().map(|p| p.0)
-            || ring.cluster.wrapped_master != old.cluster.wrapped_master;
-        for e in authorities {
-            let record: AuthorityRecord = from_json(&e.key, &e.value)?;
-            let signer = match old.signers.get(&record.name) {
-                Some(s) if same_authority(&s.record, &record) => s.clone(),
-                _ => {
-                    changed = true;
-                    load_signer(&ring, &name, record)?
-                }
-            };
-            ring.signers.insert(signer.record.name.clone(), signer);
-        }
-        changed |= ring.signers.len() != old.signers.len();
-        if changed {
-            ring.generation = old.generation + 1;
-            self.swap_keyring(ring);
-            // The first load at open is not news.
-            if old.generation > 0 {
-                tracing::info!("keyring reloaded: the cluster or an authority changed");
-            }
-        }
-        Ok(changed)
-    }
-
-    /// Keep the keyring current: rebuild it on every change under
-    /// `cluster/` and `authority/`, and every [`RESYNC_EVERY`] regardless.
-    /// Subscribes before it returns (so no change made after it is missed),
-    /// then rebuilds once for what changed before. The task ends when the
-    /// last handle to this authority is dropped.
-    pub(crate) async fn start_keyring_watch(&self) -> Result<(), Error> {
-        let (first, watching) = subscribe(&**self.store()).await;
-        self.refresh_keyring().await?;
-        // Only a weak handle: the task must not keep the authority (and its
-        // store, whose file a restart reopens) alive.
-        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-        let task = tokio::spawn(async move {
-            let (mut events, mut watching) = (first, watching);
-            loop {
-                // Without a watch, re-read every second: a master key
-                // rotation waits 2 s for every process to see its next key.
-                let every = if watching {
-                    RESYNC_EVERY
-                } else {
-                    Duration::from_secs(1)
-                };
-                let mut tick = tokio::time::interval(every);
-                tick.tick().await;
-                loop {
-                    let ended = tokio::select! {
-                        ev = events.next() => ev.is_none(),
-                        _ = tick.tick() => false,
-                    };
-                    let Some(inner) = weak.upgrade() else {
-                        return;
-                    };
-                    let authority = Authority { inner };
-                    if let Err(e) = authority.refresh_keyring().await {
-                        tracing::error!(error = %e, "reloading the keyring failed; keeping the last one");
-                    }
-                    if ended {
-                        break;
-                    }
-                }
-                // The watch ended (the store's event channel closed): the
-                // timer carries on alone after a pause; resubscribe if we can.
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let Some(store): Option<Arc<dyn Store>> = weak.upgrade().map(|i| i.store.clone())
-                else {
-                    return;
-                };
-                (events, watching) = subscribe(&*store).await;
-            }
-        });
-        *self
-            .inner
-            .keyring_task
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(task);
-        Ok(())
-    }
-
-    /// Stop this authority's background work and let it go: the keyring
-    /// task is shared by every clone of this authority, so call it on the
-    /// last one. The keyring
-    /// task holds the authority only while it reloads, but then it does:
-    /// a process that opens the same store again right after (a restart)
-    /// closes rather than drops, so the store is surely released.
-    pub async fn close(self) {
-        let task = self
-            .inner
-            .keyring_task
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(task) = task {
-            task.abort();
-            let _ = task.await;
-        }
-    }
+/// Associated data of the master key of `version`, wrapped under the
+/// passphrase-derived key.
+pub(crate) fn master_aad(cluster: &str, version: u32) -> String {
+    format!("kith:{cluster}:{}:master:v{version}", keys::CLUSTER_KEY)
 }
 
-/// Events under `cluster/` and `authority/`, and whether they come; a store
-/// that cannot watch gives a stream that never yields (the timer resyncs).
-async fn subscribe(store: &dyn Store) -> (futures::stream::BoxStream<'static, ()>, bool) {
-    let cluster = store.watch("cluster/").await;
-    let authorities = store.watch("authority/").await;
-    match (cluster, authorities) {
-        (Ok(a), Ok(b)) => (futures::stream::select(a, b).map(|_| ()).boxed(), true),
-        (a, b) => {
-            let e = a
-                .err()
-                .or(b.err())
-                .map(|e| e.to_string())
-                .unwrap_or_default();
-            tracing::warn!(error = %e, "cannot watch the keyring's records; re-reading them every second");
-            (futures::stream::pending().boxed(), false)
-        }
-    }
+/// Associated data of a CA key sealed under a master key.
+pub(crate) fn ca_key_aad(cluster: &str, authority: &str, kind: CaKind, key_version: u32) -> String {
+    format!(
+        "kith:{cluster}:{}:{}:v{key_version}",
+        keys::authority_key(authority),
+        kind.as_str()
+    )
+}
+
+/// Open a CA key of `record` with the master keys of `ring`.
+pub(crate) fn open_ca_key_with(
+    ring: &Keyring,
+    cluster: &str,
+    record: &AuthorityRecord,
+    kind: CaKind,
+) -> Result<PrivateKey, Error> {
+    let sealed = match kind {
+        CaKind::Root => &record.root_key,
+        CaKind::Intermediate => &record.intermediate_key,
+    };
+    let aad = ca_key_aad(cluster, &record.name, kind, record.key_version);
+    let der = ring
+        .master_for(record.master_version)?
+        .open(&aad, sealed)
+        .ok_or_else(|| {
+            Error::Integrity(format!(
+                "the {} key of authority {:?} does not decrypt: the record was altered or moved",
+                kind.as_str(),
+                record.name
+            ))
+        })?;
+    Ok(PrivateKey::from_pkcs8_der(record.key_type, &der)?)
+}
+
+/// The next master key of an unfinished rotation, unwrapped with the KEK.
+pub(crate) fn unwrap_pending(
+    kek: &SealKey,
+    cluster: &str,
+    pending: &PendingMaster,
+) -> Result<SealKey, Error> {
+    let raw = kek
+        .open(&master_aad(cluster, pending.version), &pending.wrapped)
+        .ok_or_else(|| Error::Integrity("the pending master key does not decrypt".into()))?;
+    key_from(&raw)
+}
+
+pub(crate) fn key_from(raw: &[u8]) -> Result<SealKey, Error> {
+    let bytes: [u8; 32] = raw
+        .try_into()
+        .map_err(|_| Error::Integrity("master key has the wrong length".into()))?;
+    Ok(SealKey::from_bytes(Zeroizing::new(bytes)))
 }

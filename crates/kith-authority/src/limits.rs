@@ -5,7 +5,7 @@
 
 use time::{Duration, OffsetDateTime};
 
-use crate::Error;
+use crate::error::Error;
 
 /// Longest certificate lifetime: that of the intermediate that signs it
 /// (five years), which a leaf never outlives anyway.

@@ -1,105 +1,20 @@
-//! Who may hold a node name, and taking it away: the claim rules of a join
-//! (live certificates hold their names, retired names need a token minted
-//! for them, a token for a name reserves it), `node rm`, and the mark that
-//! `revoke --node` sets before it revokes.
+//! Who may hold a node name: the claim rules of a join (live certificates
+//! hold their names, retired names need a token minted for them, a token
+//! for a name reserves it). Taking a name away (`node rm`, `revoke --node`)
+//! is in `revoke`.
 
-use kith_pki::{Namespace, RevocationReason, Serial};
+use kith_pki::{Namespace, Serial};
 use kith_store::Revision;
 
-use crate::nodes::{node_key, NodeRecord, PENDING_NAME};
-use crate::records::{from_json, holder_cert_prefix, to_json, NodeCertIndex};
-use crate::{find_certificate, Authority, Error, TokenRecord};
+use crate::authority::Authority;
+use crate::error::Error;
+use crate::info::find_certificate;
+use crate::keys::{holder_cert_prefix, node_key};
+use crate::nodes::{NodeRecord, PENDING_NAME};
+use crate::records::{from_json, NodeCertIndex};
+use crate::tokens::TokenRecord;
 
 impl Authority {
-    /// Remove a node: revoke its live certificates and mark it so it can
-    /// never renew. Removing twice is a no-op. The CRLs are not re-signed:
-    /// call [`Authority::regenerate_crl`] for the authorities of the outcomes.
-    pub async fn remove_node_deferred(
-        &self,
-        name: &str,
-        reason: RevocationReason,
-        actor: &str,
-    ) -> Result<Vec<crate::RevokeOutcome>, Error> {
-        self.mark_removed(name, actor).await?;
-        match self.revoke_node_deferred(name, reason, actor).await {
-            Ok(v) => Ok(v),
-            Err(Error::UnknownNode(_)) => Ok(Vec::new()),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Remove a node: revoke its live certificates and mark it so it can
-    /// never renew. Removing twice is a no-op.
-    pub async fn remove_node(
-        &self,
-        name: &str,
-        reason: RevocationReason,
-        actor: &str,
-    ) -> Result<Vec<crate::RevokeOutcome>, Error> {
-        self.mark_removed(name, actor).await?;
-        match self.revoke_node(name, reason, actor).await {
-            Ok(v) => Ok(v),
-            Err(Error::UnknownNode(_)) => Ok(Vec::new()),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Mark `name` revoked (`revoke --node`), if it has a record: done
-    /// before its certificates are listed and revoked, see
-    /// [`Authority::revoke_node_deferred`]. A node revoked already keeps
-    /// its first mark.
-    pub(crate) async fn mark_revoked(&self, name: &str) -> Result<(), Error> {
-        let key = node_key(name);
-        for _attempt in 0..64 {
-            let Some(entry) = self.store().get(&key).await? else {
-                return Ok(());
-            };
-            let mut node: NodeRecord = from_json(&key, &entry.value)?;
-            if node.revoked_at.is_some() {
-                return Ok(());
-            }
-            node.revoked_at = Some(kith_pki::second_precision(self.now()));
-            match self
-                .store()
-                .update(&key, to_json(&node)?, entry.revision)
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(kith_store::Error::RevisionMismatch { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(Error::Contended(key))
-    }
-
-    pub(crate) async fn mark_removed(&self, name: &str, actor: &str) -> Result<(), Error> {
-        kith_pki::validate_label("node name", name)?;
-        let key = node_key(name);
-        loop {
-            let Some(entry) = self.store().get(&key).await? else {
-                return Err(Error::UnknownNode(name.to_string()));
-            };
-            let mut node: NodeRecord = from_json(&key, &entry.value)?;
-            if node.removed_at.is_some() {
-                break;
-            }
-            node.removed_at = Some(kith_pki::second_precision(self.now()));
-            match self
-                .store()
-                .update(&key, to_json(&node)?, entry.revision)
-                .await
-            {
-                Ok(_) => {
-                    self.audit(actor, "node-remove", name, "").await?;
-                    break;
-                }
-                Err(kith_store::Error::RevisionMismatch { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
-    }
-
     /// Whether `node` may be (re)claimed by a join with `token` over the key
     /// whose SPKI hash is `spki`. Returns the revision of the node record to
     /// compare-and-swap against, if one exists.

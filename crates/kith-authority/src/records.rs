@@ -4,39 +4,8 @@ use kith_pki::{KeyType, Namespace, Profile, RevocationReason, San};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::error::Error;
 use crate::vault::KdfParams;
-use crate::Error;
-
-pub(crate) const CLUSTER_KEY: &str = "cluster/meta";
-
-pub(crate) fn authority_key(name: &str) -> String {
-    format!("authority/{name}")
-}
-pub(crate) fn cert_key(serial_hex: &str) -> String {
-    format!("cert/{serial_hex}")
-}
-/// The index of a holder's certificates: one prefix per name space, so that
-/// listing (and revoking) a node's certificates can never reach an
-/// operator's or a server's of the same name.
-pub(crate) fn holder_cert_prefix(ns: Namespace, name: &str) -> String {
-    match ns {
-        Namespace::Operator => format!("opcert/{name}/"),
-        Namespace::Server => format!("servercert/{name}/"),
-        _ => format!("nodecert/{name}/"),
-    }
-}
-pub(crate) fn holder_cert_key(ns: Namespace, name: &str, serial_hex: &str) -> String {
-    format!("{}{serial_hex}", holder_cert_prefix(ns, name))
-}
-pub(crate) fn revoked_prefix(authority: &str) -> String {
-    format!("revoked/{authority}/")
-}
-pub(crate) fn revoked_key(authority: &str, serial_hex: &str) -> String {
-    format!("revoked/{authority}/{serial_hex}")
-}
-pub(crate) fn crl_key(authority: &str) -> String {
-    format!("crl/{authority}")
-}
 
 /// Base64 (standard, padded) for binary fields in JSON records.
 pub(crate) mod b64 {

@@ -13,10 +13,13 @@ use std::sync::Arc;
 use kith_pki::CaKind;
 use zeroize::Zeroizing;
 
-use crate::records::{self, from_json, to_json, AuthorityRecord, ClusterRecord, PendingMaster};
+use crate::authority::Authority;
+use crate::error::Error;
+use crate::keyring::{ca_key_aad, master_aad, unwrap_pending};
+use crate::keys;
+use crate::records::{from_json, to_json, AuthorityRecord, ClusterRecord, PendingMaster};
 use crate::secrets::SecretValueRecord;
-use crate::vault::{self, KdfParams, SealKey};
-use crate::{ca_key_aad, check_passphrase_strength, master_aad, Authority, Error};
+use crate::vault::{self, check_passphrase_strength, KdfParams, SealKey};
 
 /// What a rotation did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -50,10 +53,10 @@ impl Authority {
     async fn cluster_record(&self) -> Result<(ClusterRecord, u64), Error> {
         let e = self
             .store()
-            .get(records::CLUSTER_KEY)
+            .get(keys::CLUSTER_KEY)
             .await?
             .ok_or(Error::NotInitialized)?;
-        Ok((from_json(records::CLUSTER_KEY, &e.value)?, e.revision))
+        Ok((from_json(keys::CLUSTER_KEY, &e.value)?, e.revision))
     }
 
     /// Wrap the master key under a new passphrase (new salt; Argon2id
@@ -118,7 +121,7 @@ impl Authority {
         .ok_or(Error::WrongPassphrase)?;
         let old_version = cluster.master_version;
         let (new_version, new_key) = match &cluster.pending_master {
-            Some(p) => (p.version, crate::unwrap_pending(&kek, &cluster.cluster, p)?),
+            Some(p) => (p.version, unwrap_pending(&kek, &cluster.cluster, p)?),
             None => {
                 let key = SealKey::random()?;
                 let version = old_version + 1;
@@ -205,8 +208,8 @@ impl Authority {
         progress: Option<&Arc<dyn Fn(usize, usize) + Send + Sync>>,
     ) -> Result<(usize, usize), Error> {
         let store = self.store().clone();
-        let authorities = store.list("authority/").await?;
-        let values = store.list("secretval/").await?;
+        let authorities = store.list(keys::AUTHORITY_PREFIX).await?;
+        let values = store.list(keys::SECRET_VALUE_PREFIX).await?;
         let total = authorities.len() + values.len();
         let (mut done, mut resealed, mut conflicts) = (0, 0, 0);
         for e in authorities {
@@ -272,12 +275,12 @@ impl Authority {
     async fn write_cluster(&self, cluster: &ClusterRecord, rev: u64) -> Result<(), Error> {
         match self
             .store()
-            .update(records::CLUSTER_KEY, to_json(cluster)?, rev)
+            .update(keys::CLUSTER_KEY, to_json(cluster)?, rev)
             .await
         {
             Ok(_) => Ok(()),
             Err(kith_store::Error::RevisionMismatch { .. }) => {
-                Err(Error::Contended(records::CLUSTER_KEY.into()))
+                Err(Error::Contended(keys::CLUSTER_KEY.into()))
             }
             Err(e) => Err(e.into()),
         }
@@ -296,7 +299,7 @@ impl Authority {
 
 fn parse_value_key(key: &str) -> Result<(&str, u64), Error> {
     let rest = key
-        .strip_prefix("secretval/")
+        .strip_prefix(keys::SECRET_VALUE_PREFIX)
         .ok_or_else(|| Error::Integrity(format!("{key}: not a secret value")))?;
     let (name, v) = rest
         .rsplit_once('/')
@@ -347,7 +350,7 @@ mod tests {
             .expect("rotate");
         let cluster = a.cluster().to_string();
         let mut tried = 0;
-        for e in store.list("authority/").await.expect("list") {
+        for e in store.list(keys::AUTHORITY_PREFIX).await.expect("list") {
             let r: AuthorityRecord = from_json(&e.key, &e.value).expect("record");
             for (kind, field) in [
                 (CaKind::Root, &r.root_key),
@@ -358,7 +361,7 @@ mod tests {
                 tried += 1;
             }
         }
-        for e in store.list("secretval/").await.expect("list") {
+        for e in store.list(keys::SECRET_VALUE_PREFIX).await.expect("list") {
             let r: SecretValueRecord = from_json(&e.key, &e.value).expect("record");
             let (name, version) = parse_value_key(&e.key).expect("key");
             for mv in [1, 2] {

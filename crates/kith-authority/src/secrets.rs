@@ -26,26 +26,20 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
+use crate::authority::Authority;
+use crate::cas::{self, Attempt};
+use crate::error::Error;
+use crate::keys::{
+    self, secret_key as meta_key, secret_value_key as value_key,
+    secret_value_prefix as value_prefix,
+};
 use crate::records::{b64, from_json, to_json};
 use crate::vault::{SealKey, SecretBytes};
-use crate::{Authority, Error};
 
 /// Default largest value: 1 MiB.
 pub const DEFAULT_SECRET_MAX_BYTES: usize = 1 << 20;
 /// Default number of versions kept per secret.
 pub const DEFAULT_KEEP_VERSIONS: usize = 10;
-
-fn meta_key(name: &str) -> String {
-    format!("secret/{name}")
-}
-
-fn value_prefix(name: &str) -> String {
-    format!("secretval/{name}/")
-}
-
-fn value_key(name: &str, version: u64) -> String {
-    format!("secretval/{name}/{version:020}")
-}
 
 fn value_aad(cluster: &str, name: &str, version: u64) -> String {
     format!("kith:{cluster}:secret:{name}:v{version}:value")
@@ -153,7 +147,7 @@ impl Reader<'_> {
 /// Every secret's metadata, in name order (never values).
 pub async fn list_secrets(store: &dyn Store) -> Result<Vec<SecretRecord>, Error> {
     store
-        .list("secret/")
+        .list(keys::SECRET_PREFIX)
         .await?
         .iter()
         .map(|e| from_json(&e.key, &e.value))
@@ -197,7 +191,7 @@ impl Authority {
             kith_pki::validate_label("node name", n)?;
         }
         let store = self.store();
-        for _attempt in 0..32 {
+        cas::retry!(&meta_key(name), 32, async |_| {
             let current = load_meta(&**store, name).await?;
             let latest = current.as_ref().map_or(0, |(m, _)| m.latest());
             if let Some(expected) = update.if_version {
@@ -224,7 +218,8 @@ impl Authority {
                 .await
             {
                 Ok(rev) => rev,
-                Err(kith_store::Error::AlreadyExists { .. }) => continue, // a racing write took it
+                // A racing write took that number.
+                Err(kith_store::Error::AlreadyExists { .. }) => return Ok(Attempt::Conflict),
                 Err(e) => return Err(e.into()),
             };
             let now = kith_pki::second_precision(self.now());
@@ -287,7 +282,7 @@ impl Authority {
                             current: now_latest,
                         });
                     }
-                    continue;
+                    return Ok(Attempt::Conflict);
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -299,9 +294,9 @@ impl Authority {
                 &format!("version {version}, {} bytes", value.len()),
             )
             .await?;
-            return Ok(meta);
-        }
-        Err(Error::Contended(meta_key(name)))
+            Ok(Attempt::Done(meta))
+        })
+        .await
     }
 
     fn seal_secret(
@@ -380,12 +375,7 @@ impl Authority {
         let mut meta = meta.map(|(m, _)| m);
         // A version removed (by `rm`, or dropped by a newer write) between reading
         // the list and its value is gone, not corrupt: read the list again.
-        let mut attempts = 0;
-        let (v, entry) = loop {
-            attempts += 1;
-            if attempts > 32 {
-                return Err(Error::Contended(meta_key(name)));
-            }
+        let (v, entry) = cas::retry!(&meta_key(name), 32, async |_| {
             let m = meta
                 .as_ref()
                 .ok_or_else(|| Error::UnknownSecret(name.to_string()))?;
@@ -398,14 +388,16 @@ impl Authority {
             }
             let key = value_key(name, v);
             if let Some(entry) = store.get(&key).await? {
-                break (v, entry);
+                return Ok(Attempt::Done((v, entry)));
             }
             let again = load_meta(&**store, name).await?.map(|(m, _)| m);
             if again.as_ref().is_some_and(|a| a.versions == m.versions) {
                 return Err(Error::Integrity(format!("{key} is listed but missing")));
             }
             meta = again;
-        };
+            Ok(Attempt::Conflict)
+        })
+        .await?;
         let key = value_key(name, v);
         let rec: SecretValueRecord = from_json(&key, &entry.value)?;
         let plain = self.open_secret(name, v, rec)?;
@@ -438,7 +430,7 @@ impl Authority {
     ) -> Result<(), Error> {
         validate_secret_name(name)?;
         let store = self.store();
-        for _attempt in 0..32 {
+        cas::retry!(&meta_key(name), 32, async |_| {
             let (mut meta, rev) = load_meta(&**store, name)
                 .await?
                 .ok_or_else(|| Error::UnknownSecret(name.to_string()))?;
@@ -468,7 +460,7 @@ impl Authority {
             };
             match written {
                 Ok(()) => {}
-                Err(kith_store::Error::RevisionMismatch { .. }) => continue,
+                Err(kith_store::Error::RevisionMismatch { .. }) => return Ok(Attempt::Conflict),
                 Err(e) => return Err(e.into()),
             }
             // Only the values of the versions we took off the list: a value record of
@@ -484,9 +476,9 @@ impl Authority {
                 None => format!("all versions ({listed})"),
             };
             self.audit(actor, "secret-delete", name, &what).await?;
-            return Ok(());
-        }
-        Err(Error::Contended(meta_key(name)))
+            Ok(Attempt::Done(()))
+        })
+        .await
     }
 }
 
@@ -497,15 +489,23 @@ impl Authority {
 async fn remove_values(store: &dyn Store, name: &str, versions: &[u64]) -> Result<(), Error> {
     for &v in versions {
         let key = value_key(name, v);
-        for _attempt in 0..32 {
+        let removed = cas::retry!(&key, 32, async |_| {
             let Some(e) = store.get(&key).await? else {
-                break;
+                return Ok(Attempt::Done(()));
             };
-            match store.delete_if(&key, e.revision).await {
-                Ok(()) => break,
-                Err(kith_store::Error::RevisionMismatch { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
+            let deleted = store.delete_if(&key, e.revision).await;
+            Ok(match cas::written(deleted)? {
+                Some(()) => Attempt::Done(()),
+                None => Attempt::Conflict,
+            })
+        })
+        .await;
+        match removed {
+            // Still being rewritten: the value is off the list, so it is an
+            // unlisted orphan that nobody reads, and the next write of this
+            // secret numbers past it.
+            Ok(()) | Err(Error::Contended(_)) => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(())

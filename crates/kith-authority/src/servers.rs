@@ -22,13 +22,13 @@ use kith_pki::{Namespace, RevocationReason, San, Serial, DEFAULT_SERVER_NAME};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::records::{from_json, holder_cert_prefix, revoked_key, to_json, NodeCertIndex};
-use crate::{find_certificate, Authority, CertRecord, Error, RevokeOutcome};
-
-/// The record of a server name: written when the name is retired.
-fn server_key(name: &str) -> String {
-    format!("server/{name}")
-}
+use crate::authority::Authority;
+use crate::cas::{self, Attempt};
+use crate::error::Error;
+use crate::info::find_certificate;
+use crate::keys::{holder_cert_prefix, revoked_key, server_key, SERVER_CERT_PREFIX};
+use crate::records::{from_json, to_json, CertRecord, NodeCertIndex};
+use crate::revoke::RevokeOutcome;
 
 /// `server/<name>`: what is known of a server name beyond its certificates.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -102,10 +102,10 @@ impl Authority {
         let mut out = Vec::new();
         let prefix = match name {
             Some(n) => holder_cert_prefix(Namespace::Server, n),
-            None => "servercert/".to_string(),
+            None => SERVER_CERT_PREFIX.to_string(),
         };
         for e in store.list(&prefix).await? {
-            let rest = &e.key["servercert/".len()..];
+            let rest = &e.key[SERVER_CERT_PREFIX.len()..];
             let Some((n, serial)) = rest.split_once('/') else {
                 continue;
             };
@@ -177,13 +177,12 @@ impl Authority {
             .map(|r| r.reason.unwrap_or(RevocationReason::Unspecified)))
     }
 
-    /// Revoke kith server `name`: retire the name, then revoke every
-    /// unexpired certificate issued under it (a replica's, whichever
-    /// process holds it). The CRLs are re-signed by the caller (see
-    /// [`Authority::revoke_node_deferred`]). A name never issued a
+    /// Revoke kith server `name` ([`crate::RevokeTarget::Server`]): retire
+    /// the name, then revoke every unexpired certificate issued under it (a
+    /// replica's, whichever process holds it). A name never issued a
     /// certificate is [`Error::UnknownServer`] and changes nothing; a name
     /// whose certificates have all expired is retired with nothing to revoke.
-    pub async fn revoke_server_deferred(
+    pub(crate) async fn revoke_server(
         &self,
         name: &str,
         reason: RevocationReason,
@@ -203,28 +202,7 @@ impl Authority {
             if i.index.not_after <= now {
                 continue;
             }
-            out.push(self.revoke_deferred(&i.serial, reason, actor).await?);
-        }
-        Ok(out)
-    }
-
-    /// [`Authority::revoke_server_deferred`], then re-sign each affected
-    /// authority's CRL once.
-    pub async fn revoke_server(
-        &self,
-        name: &str,
-        reason: RevocationReason,
-        actor: &str,
-    ) -> Result<Vec<RevokeOutcome>, Error> {
-        let out = self.revoke_server_deferred(name, reason, actor).await?;
-        let mut changed = std::collections::BTreeSet::new();
-        for o in &out {
-            if let RevokeOutcome::Revoked(r) = o {
-                changed.insert(r.authority.clone());
-            }
-        }
-        for authority in changed {
-            self.regenerate_crl(&authority).await?;
+            out.push(self.record_revocation(&i.serial, reason, actor).await?);
         }
         Ok(out)
     }
@@ -241,12 +219,12 @@ impl Authority {
             r.reason = Some(reason);
             r
         };
-        for _attempt in 0..64 {
-            let written = match self.store().get(&key).await? {
+        cas::retry!(&key, cas::ATTEMPTS, async |_| {
+            let write = match self.store().get(&key).await? {
                 Some(e) => {
                     let r: ServerRecord = from_json(&key, &e.value)?;
                     if r.retired_at.is_some() {
-                        return Ok(()); // the first retirement stands
+                        return Ok(Attempt::Done(())); // the first retirement stands
                     }
                     self.store()
                         .update(&key, to_json(&mark(r))?, e.revision)
@@ -261,18 +239,14 @@ impl Authority {
                     self.store().create(&key, to_json(&mark(fresh))?).await
                 }
             };
-            match written {
-                Ok(_) => {
-                    return self
-                        .audit(actor, "server-retire", name, &format!("reason {reason}"))
-                        .await;
-                }
-                Err(kith_store::Error::RevisionMismatch { .. })
-                | Err(kith_store::Error::AlreadyExists { .. }) => continue,
-                Err(e) => return Err(e.into()),
+            if cas::written(write)?.is_none() {
+                return Ok(Attempt::Conflict);
             }
-        }
-        Err(Error::Contended(key))
+            self.audit(actor, "server-retire", name, &format!("reason {reason}"))
+                .await?;
+            Ok(Attempt::Done(()))
+        })
+        .await
     }
 
     /// Every kith server that holds or held a certificate here, in name

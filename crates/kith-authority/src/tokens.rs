@@ -11,8 +11,13 @@ use subtle::ConstantTimeEq;
 use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
+use crate::authority::Authority;
+use crate::cas::{self, Attempt};
+use crate::error::Error;
+use crate::keys;
 use crate::records::{from_json, to_json};
-use crate::{vault, Authority, Error, DEFAULT_AUTHORITY};
+use crate::vault;
+use crate::DEFAULT_AUTHORITY;
 
 /// Default token lifetime.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::hours(1);
@@ -20,12 +25,7 @@ pub const DEFAULT_TOKEN_TTL: Duration = Duration::hours(1);
 pub const MAX_TOKEN_TTL: Duration = Duration::days(30);
 
 fn token_key(id: &TokenId) -> String {
-    format!("token/{}", id.to_hex())
-}
-
-/// `tokenname/<node>/<token id>`: a token minted for a node name.
-pub(crate) fn reservation_key(node: &str, id: &str) -> String {
-    format!("tokenname/{node}/{id}")
+    keys::token_key(&id.to_hex())
 }
 
 impl Authority {
@@ -36,14 +36,14 @@ impl Authority {
         node: &str,
         except: &str,
     ) -> Result<Option<String>, Error> {
-        let prefix = format!("tokenname/{node}/");
+        let prefix = keys::reservation_prefix(node);
         let now = self.now();
         for e in self.store().list(&prefix).await? {
             let id = &e.key[prefix.len()..];
             if id == except {
                 continue;
             }
-            let key = format!("token/{id}");
+            let key = keys::token_key(id);
             if let Some(t) = self.store().get(&key).await? {
                 let t: TokenRecord = from_json(&key, &t.value)?;
                 if t.state(now) == "active" {
@@ -120,7 +120,7 @@ impl TokenRecord {
 /// Every token, in id order (no secrets: only their hashes are stored).
 pub async fn list_tokens(store: &dyn Store) -> Result<Vec<TokenRecord>, Error> {
     store
-        .list("token/")
+        .list(keys::TOKEN_PREFIX)
         .await?
         .iter()
         .map(|e| from_json(&e.key, &e.value))
@@ -181,7 +181,7 @@ impl Authority {
         // so a token never exists without it.
         if let Some(n) = &record.node {
             self.store()
-                .put(&reservation_key(n, &record.id), b"{}".to_vec())
+                .put(&keys::reservation_key(n, &record.id), b"{}".to_vec())
                 .await?;
         }
         match self
@@ -232,21 +232,21 @@ impl Authority {
         mut check: impl FnMut(&TokenRecord) -> Result<T, Error>,
     ) -> Result<(TokenRecord, T), Error> {
         let key = token_key(&token.id);
-        for _attempt in 0..64 {
+        cas::retry!(&key, cas::ATTEMPTS, async |_| {
             let (record, revision) = self.valid_token(token).await?;
             let accepted = check(&record)?;
             let spent = TokenRecord {
                 uses_left: record.uses_left - 1,
                 ..record.clone()
             };
-            match self.store().update(&key, to_json(&spent)?, revision).await {
-                Ok(_) => return Ok((record, accepted)),
+            let write = self.store().update(&key, to_json(&spent)?, revision).await;
+            Ok(match cas::written(write)? {
+                Some(_) => Attempt::Done((record, accepted)),
                 // Someone else spent or changed it meanwhile: look again.
-                Err(kith_store::Error::RevisionMismatch { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(Error::Contended(key))
+                None => Attempt::Conflict,
+            })
+        })
+        .await
     }
 
     /// Every check of [`Authority::redeem_token`] without spending a use:
@@ -286,7 +286,7 @@ impl Authority {
     /// Revoke a token so it can no longer be redeemed. Revoking twice is a no-op.
     pub async fn revoke_token(&self, id: &TokenId, actor: &str) -> Result<TokenRecord, Error> {
         let key = token_key(id);
-        for _attempt in 0..64 {
+        cas::retry!(&key, cas::ATTEMPTS, async |_| {
             let entry = self
                 .store()
                 .get(&key)
@@ -294,25 +294,22 @@ impl Authority {
                 .ok_or_else(|| Error::UnknownToken(id.to_hex()))?;
             let record: TokenRecord = from_json(&key, &entry.value)?;
             if record.revoked_at.is_some() {
-                return Ok(record);
+                return Ok(Attempt::Done(record));
             }
             let revoked = TokenRecord {
                 revoked_at: Some(kith_pki::second_precision(self.now())),
                 ..record
             };
-            match self
+            let write = self
                 .store()
                 .update(&key, to_json(&revoked)?, entry.revision)
-                .await
-            {
-                Ok(_) => {
-                    self.audit(actor, "token-revoke", &revoked.id, "").await?;
-                    return Ok(revoked);
-                }
-                Err(kith_store::Error::RevisionMismatch { .. }) => continue,
-                Err(e) => return Err(e.into()),
+                .await;
+            if cas::written(write)?.is_none() {
+                return Ok(Attempt::Conflict);
             }
-        }
-        Err(Error::Contended(key))
+            self.audit(actor, "token-revoke", &revoked.id, "").await?;
+            Ok(Attempt::Done(revoked))
+        })
+        .await
     }
 }

@@ -6,7 +6,7 @@
 use aws_lc_rs::aead::{Aad, RandomizedNonceKey, AES_256_GCM, NONCE_LEN};
 use zeroize::Zeroizing;
 
-use crate::Error;
+use crate::error::Error;
 
 /// Argon2id cost parameters, stored with the wrapped master key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -192,6 +192,16 @@ pub(crate) fn wipe(buf: &mut [u8]) {
 
 pub(crate) fn random_fill(buf: &mut [u8]) -> Result<(), Error> {
     aws_lc_rs::rand::fill(buf).map_err(|_| Error::Internal("system RNG failed".into()))
+}
+
+/// A passphrase shorter than 12 bytes is refused: it guards every CA key.
+pub(crate) fn check_passphrase_strength(p: &[u8]) -> Result<(), Error> {
+    if p.len() < 12 {
+        return Err(Error::Invalid(
+            "the passphrase must be at least 12 characters".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

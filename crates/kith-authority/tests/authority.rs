@@ -106,9 +106,10 @@ async fn crl_drops_expired_entries_and_numbers_only_grow() {
     for s in [&a.record.serial, &b.record.serial] {
         authority
             .revoke(
-                &Serial::parse(s).expect("serial"),
+                kith_authority::RevokeTarget::Serial(Serial::parse(s).expect("serial")),
                 RevocationReason::Superseded,
                 "test",
+                kith_authority::Publish::Now,
             )
             .await
             .expect("revoke");

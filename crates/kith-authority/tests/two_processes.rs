@@ -241,9 +241,14 @@ async fn revocations_and_crl_numbers_across_processes() {
         .await
         .expect("issue");
     let serial = Serial::parse(&issued.record.serial).expect("serial");
-    a.revoke(&serial, RevocationReason::KeyCompromise, "test")
-        .await
-        .expect("revoke");
+    a.revoke(
+        kith_authority::RevokeTarget::Serial(serial),
+        RevocationReason::KeyCompromise,
+        "test",
+        kith_authority::Publish::Now,
+    )
+    .await
+    .expect("revoke");
     let crl = b.crl("cluster").await.expect("the other's CRL");
     let listed = kith_pki::inspect(&crl.der).expect("CRL");
     assert!(

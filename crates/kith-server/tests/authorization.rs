@@ -176,7 +176,12 @@ async fn node_routes_need_a_live_certificate_of_the_right_holder() {
     // Revoked: the gate refuses it on every node route.
     let serial = kith_pki::Serial::parse(&node.serial).expect("serial");
     env.authority
-        .revoke(&serial, kith_pki::RevocationReason::KeyCompromise, "test")
+        .revoke(
+            kith_authority::RevokeTarget::Serial(serial),
+            kith_pki::RevocationReason::KeyCompromise,
+            "test",
+            kith_authority::Publish::Now,
+        )
         .await
         .expect("revoke");
     let mut as_node = env.mtls(&node).await;
@@ -308,7 +313,12 @@ async fn status_and_node_views_come_from_the_authority() {
     let mut op = env.mtls(&admin).await;
     let serial = kith_pki::Serial::parse(&node.serial).expect("serial");
     env.authority
-        .revoke(&serial, kith_pki::RevocationReason::KeyCompromise, "test")
+        .revoke(
+            kith_authority::RevokeTarget::Serial(serial),
+            kith_pki::RevocationReason::KeyCompromise,
+            "test",
+            kith_authority::Publish::Now,
+        )
         .await
         .expect("revoke");
 

@@ -506,12 +506,16 @@ async fn hostile_inputs_are_refused_with_exact_codes_and_change_nothing() {
     let outcome = env
         .authority
         .revoke(
-            &kith_pki::Serial::parse(&node1.serial).expect("serial"),
+            kith_authority::RevokeTarget::Serial(
+                kith_pki::Serial::parse(&node1.serial).expect("serial"),
+            ),
             RevocationReason::KeyCompromise,
             "test",
+            kith_authority::Publish::Now,
         )
         .await
-        .expect("revoke");
+        .expect("revoke")
+        .remove(0);
     assert!(matches!(outcome, RevokeOutcome::Revoked(_)));
     let mut m1 = env.mtls(&node1).await;
     cases += hostile!(
@@ -528,7 +532,12 @@ async fn hostile_inputs_are_refused_with_exact_codes_and_change_nothing() {
     );
     let gone = env.join_ok("node-gone").await;
     env.authority
-        .remove_node("node-gone", RevocationReason::CessationOfOperation, "test")
+        .remove_node(
+            "node-gone",
+            RevocationReason::CessationOfOperation,
+            "test",
+            kith_authority::Publish::Now,
+        )
         .await
         .expect("remove");
     let mut mr = env.mtls(&gone).await;

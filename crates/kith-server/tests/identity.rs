@@ -119,7 +119,12 @@ async fn reserved_names_are_refused_and_operators_and_servers_are_out_of_reach()
     // operators are in another name space.
     let e = env
         .authority
-        .revoke_node("admin", RevocationReason::KeyCompromise, "test")
+        .revoke(
+            kith_authority::RevokeTarget::Node("admin".to_string()),
+            RevocationReason::KeyCompromise,
+            "test",
+            kith_authority::Publish::Now,
+        )
         .await
         .unwrap_err();
     assert_eq!(e.code(), "unknown-node");
@@ -191,7 +196,12 @@ async fn a_name_is_never_taken_over() {
     // A revoked node's name (and what policies grant it) is not up for grabs.
     env.join_ok("node-1").await;
     env.authority
-        .revoke_node("node-1", RevocationReason::KeyCompromise, "test")
+        .revoke(
+            kith_authority::RevokeTarget::Node("node-1".to_string()),
+            RevocationReason::KeyCompromise,
+            "test",
+            kith_authority::Publish::Now,
+        )
         .await
         .expect("revoke");
     let token = env.token("worker", None, 1).await;
@@ -205,7 +215,12 @@ async fn a_name_is_never_taken_over() {
     // A removed one neither.
     env.join_ok("node-2").await;
     env.authority
-        .remove_node("node-2", RevocationReason::CessationOfOperation, "test")
+        .remove_node(
+            "node-2",
+            RevocationReason::CessationOfOperation,
+            "test",
+            kith_authority::Publish::Now,
+        )
         .await
         .expect("remove");
     hostile!(
@@ -306,9 +321,10 @@ async fn a_superseded_certificate_never_renews() {
     let current = env.authority.node("node-1").await.expect("node").serials[&Profile::Peer].clone();
     env.authority
         .revoke(
-            &Serial::parse(&current).expect("serial"),
+            kith_authority::RevokeTarget::Serial(Serial::parse(&current).expect("serial")),
             RevocationReason::KeyCompromise,
             "test",
+            kith_authority::Publish::Now,
         )
         .await
         .expect("revoke the current certificate");
@@ -358,7 +374,12 @@ async fn revoking_a_node_wins_over_its_renewals() {
         });
         tokio::time::sleep(std::time::Duration::from_millis(30 * (round + 1))).await;
         env.authority
-            .revoke_node(&name, RevocationReason::KeyCompromise, "test")
+            .revoke(
+                kith_authority::RevokeTarget::Node(name.clone()),
+                RevocationReason::KeyCompromise,
+                "test",
+                kith_authority::Publish::Now,
+            )
             .await
             .expect("revoke");
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -550,7 +571,12 @@ async fn sans_are_capped_and_ip_addresses_follow_policy() {
     );
     // Once its holder is revoked, an address is free again.
     env.authority
-        .revoke_node("node-1", RevocationReason::CessationOfOperation, "test")
+        .revoke(
+            kith_authority::RevokeTarget::Node("node-1".to_string()),
+            RevocationReason::CessationOfOperation,
+            "test",
+            kith_authority::Publish::Now,
+        )
         .await
         .expect("revoke");
     let (st, body) = env

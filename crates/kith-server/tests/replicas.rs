@@ -30,10 +30,11 @@ async fn a_revocation_recorded_elsewhere_is_in_the_served_crl_within_two_seconds
     let node = env.join_ok("node-1").await;
     let b = other(&env).await;
     // Recorded, never published: as if that process died right after.
-    b.revoke_deferred(
-        &Serial::parse(&node.serial).expect("serial"),
+    b.revoke(
+        kith_authority::RevokeTarget::Serial(Serial::parse(&node.serial).expect("serial")),
         RevocationReason::KeyCompromise,
         "test",
+        kith_authority::Publish::ByCaller,
     )
     .await
     .expect("record the revocation");

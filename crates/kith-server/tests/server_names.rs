@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use hyper::Method;
 use kith_api::wire::NodeSelf;
-use kith_authority::{Authority, ServerState, Settings};
+use kith_authority::{Authority, Publish, RevokeTarget, ServerState, Settings};
 use kith_pki::{KeyType, PrivateKey, Profile, RevocationReason, San, Serial};
 use rustls_pki_types::ServerName;
 
@@ -141,7 +141,12 @@ async fn replicas_are_revoked_one_by_one_and_nodes_refuse_the_revoked_one() {
     // Revoke B alone.
     let out = env
         .authority
-        .revoke_server("kith-server-b", RevocationReason::KeyCompromise, "test")
+        .revoke(
+            RevokeTarget::Server("kith-server-b".into()),
+            RevocationReason::KeyCompromise,
+            "test",
+            Publish::Now,
+        )
         .await
         .expect("revoke server B");
     assert_eq!(out.len(), 1, "B's one live certificate");
@@ -215,10 +220,11 @@ async fn replicas_are_revoked_one_by_one_and_nodes_refuse_the_revoked_one() {
 
     // Once A is revoked too, the shared name is free for a node.
     env.authority
-        .revoke_server(
-            "kith-server-a",
+        .revoke(
+            RevokeTarget::Server("kith-server-a".into()),
             RevocationReason::CessationOfOperation,
             "test",
+            Publish::Now,
         )
         .await
         .expect("revoke server A");
@@ -240,7 +246,12 @@ async fn a_revoked_replica_stops_instead_of_renewing() {
     // Revoked elsewhere (by this process's authority): at its next
     // maintenance tick B sees it and stops serving with the error.
     env.authority
-        .revoke_server("kith-server-b", RevocationReason::KeyCompromise, "test")
+        .revoke(
+            RevokeTarget::Server("kith-server-b".into()),
+            RevocationReason::KeyCompromise,
+            "test",
+            Publish::Now,
+        )
         .await
         .expect("revoke B");
     let ended = tokio::time::timeout(Duration::from_secs(30), b.run)
@@ -276,9 +287,10 @@ async fn a_revoked_replica_stops_instead_of_renewing() {
         .clone();
     env.authority
         .revoke(
-            &Serial::parse(&serial).expect("serial"),
+            RevokeTarget::Serial(Serial::parse(&serial).expect("serial")),
             RevocationReason::KeyCompromise,
             "test",
+            Publish::Now,
         )
         .await
         .expect("revoke C's certificate");
@@ -335,7 +347,12 @@ async fn names_outside_the_server_name_space_are_refused_and_nothing_changes() {
     // An unknown server cannot be revoked, and nothing is written.
     let e = env
         .authority
-        .revoke_server("kith-server-zz", RevocationReason::Unspecified, "test")
+        .revoke(
+            RevokeTarget::Server("kith-server-zz".into()),
+            RevocationReason::Unspecified,
+            "test",
+            Publish::Now,
+        )
         .await
         .unwrap_err();
     assert_eq!(e.code(), "unknown-server", "{e}");
@@ -373,13 +390,23 @@ async fn the_single_server_name_of_older_stores_keeps_working() {
     // Revoking the node `kith-server` cannot reach it; revoking the server can.
     let e = env
         .authority
-        .revoke_node("kith-server", RevocationReason::Unspecified, "test")
+        .revoke(
+            RevokeTarget::Node("kith-server".into()),
+            RevocationReason::Unspecified,
+            "test",
+            Publish::Now,
+        )
         .await
         .unwrap_err();
     assert_eq!(e.code(), "unknown-node", "{e}");
     let out = env
         .authority
-        .revoke_server("kith-server", RevocationReason::Superseded, "test")
+        .revoke(
+            RevokeTarget::Server("kith-server".into()),
+            RevocationReason::Superseded,
+            "test",
+            Publish::Now,
+        )
         .await
         .expect("revoke the old server");
     assert_eq!(out.len(), 1);

@@ -15,7 +15,7 @@ use kith_api::wire::{
     TokenCreated, TokenView,
 };
 use kith_api::TokenId;
-use kith_authority::{RevokeOutcome, TokenRecord};
+use kith_authority::{Publish, RevokeOutcome, RevokeTarget, TokenRecord};
 use kith_pki::{RevocationReason, Serial};
 use time::OffsetDateTime;
 
@@ -194,7 +194,12 @@ async fn node_remove(
 ) -> Result<Json<RevokeResponse>, ApiError> {
     let outcomes = s
         .authority
-        .remove_node_deferred(&name, RevocationReason::CessationOfOperation, &actor)
+        .remove_node(
+            &name,
+            RevocationReason::CessationOfOperation,
+            &actor,
+            Publish::ByCaller,
+        )
         .await?;
     Ok(Json(RevokeResponse {
         revoked: revoked_views(&outcomes),
@@ -214,21 +219,26 @@ async fn revoke(
     let outcomes = match (&body.serial, &body.node, &body.server) {
         (Some(serial), None, None) if !body.remove => {
             let serial = Serial::parse(serial).map_err(kith_authority::Error::from)?;
-            vec![s.authority.revoke_deferred(&serial, reason, &actor).await?]
+            let target = RevokeTarget::Serial(serial);
+            s.authority
+                .revoke(target, reason, &actor, Publish::ByCaller)
+                .await?
         }
         (None, Some(node), None) if body.remove => {
             s.authority
-                .remove_node_deferred(node, reason, &actor)
+                .remove_node(node, reason, &actor, Publish::ByCaller)
                 .await?
         }
         (None, Some(node), None) => {
+            let target = RevokeTarget::Node(node.clone());
             s.authority
-                .revoke_node_deferred(node, reason, &actor)
+                .revoke(target, reason, &actor, Publish::ByCaller)
                 .await?
         }
         (None, None, Some(server)) if !body.remove => {
+            let target = RevokeTarget::Server(server.clone());
             s.authority
-                .revoke_server_deferred(server, reason, &actor)
+                .revoke(target, reason, &actor, Publish::ByCaller)
                 .await?
         }
         _ => {

@@ -6,7 +6,7 @@ use std::path::Path;
 use clap::Args;
 use hyper::Method;
 use kith_api::wire::{RevokeRequest, RevokeResponse};
-use kith_authority::{RevokeOutcome, Settings, LOCAL_OPERATOR};
+use kith_authority::{Publish, RevokeOutcome, RevokeTarget, Settings, LOCAL_OPERATOR};
 use kith_pki::{RevocationReason, Serial};
 use serde_json::json;
 use time::Duration;
@@ -79,10 +79,10 @@ pub(crate) async fn revoke(dir: &Path, a: RevokeArgs, json: bool) -> Result<(), 
         ..Settings::default()
     };
     let authority = util::unlock(dir, a.pass.passphrase_file.as_deref(), settings).await?;
-    let outcomes = match (&serial, &a.node, &a.server_name) {
-        (Some(s), _, _) => vec![authority.revoke(s, a.reason, LOCAL_OPERATOR).await?],
-        (None, Some(n), _) => authority.revoke_node(n, a.reason, LOCAL_OPERATOR).await?,
-        (None, None, Some(n)) => authority.revoke_server(n, a.reason, LOCAL_OPERATOR).await?,
+    let target = match (serial, &a.node, &a.server_name) {
+        (Some(s), _, _) => RevokeTarget::Serial(s),
+        (None, Some(n), _) => RevokeTarget::Node(n.clone()),
+        (None, None, Some(n)) => RevokeTarget::Server(n.clone()),
         (None, None, None) => {
             return Err(CliError::new(
                 ErrorCode::InvalidArgument,
@@ -90,6 +90,9 @@ pub(crate) async fn revoke(dir: &Path, a: RevokeArgs, json: bool) -> Result<(), 
             ))
         }
     };
+    let outcomes = authority
+        .revoke(target, a.reason, LOCAL_OPERATOR, Publish::Now)
+        .await?;
     let mut crl_numbers = Vec::new();
     for o in &outcomes {
         let auth = &o.record().authority;
