@@ -25,13 +25,14 @@ mod records;
 mod rekey;
 mod revoke;
 mod secrets;
+mod settings;
 mod tokens;
 mod vault;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kith_pki::{CaKind, CaSpec, CsrPolicy, KeyType, PrivateKey, Profile, PublicKey, San, Serial};
+use kith_pki::{CaKind, CaSpec, KeyType, PrivateKey, Profile, PublicKey, San, Serial};
 use kith_store::Store;
 use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
@@ -51,6 +52,10 @@ pub use secrets::{
     list_secrets, validate_secret_name, Reader, SecretRecord, SecretUpdate, SecretVersion,
     DEFAULT_KEEP_VERSIONS, DEFAULT_SECRET_MAX_BYTES,
 };
+pub use settings::{
+    cluster_settings, ClusterSettings, Settings, SettingsChange, DEFAULT_CRL_VALIDITY,
+    MAX_KEEP_VERSIONS, MAX_SECRET_MAX_BYTES, MIN_CRL_VALIDITY,
+};
 pub use tokens::{list_tokens, TokenRecord, TokenSpec, DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL};
 pub use vault::{KdfParams, SecretBytes};
 
@@ -64,8 +69,6 @@ pub const DEFAULT_AUTHORITY: &str = "cluster";
 pub const ROOT_TTL: Duration = Duration::days(3650);
 /// Intermediate lifetime.
 pub const INTERMEDIATE_TTL: Duration = Duration::days(1825);
-/// Default CRL validity (nextUpdate − thisUpdate).
-pub const DEFAULT_CRL_VALIDITY: Duration = Duration::days(7);
 /// Actor name recorded for commands run on the CA machine itself.
 pub const LOCAL_OPERATOR: &str = "local-operator";
 
@@ -78,34 +81,6 @@ pub struct InitOptions {
     pub key_type: KeyType,
     /// Argon2id parameters for the passphrase.
     pub kdf: KdfParams,
-}
-
-/// Tunables that are not part of the stored cluster.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    /// CRL validity.
-    pub crl_validity: Duration,
-    /// Default CSR policy.
-    pub policy: CsrPolicy,
-    /// Largest secret value accepted, in bytes.
-    pub secret_max_bytes: usize,
-    /// Versions kept per secret; older ones are deleted.
-    pub keep_versions: usize,
-    /// What one identity can make the CA record: refusals and reads
-    /// summarised per window, refusals and renewals limited.
-    pub audit_limits: AuditLimits,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            crl_validity: DEFAULT_CRL_VALIDITY,
-            policy: CsrPolicy::default(),
-            secret_max_bytes: DEFAULT_SECRET_MAX_BYTES,
-            keep_versions: DEFAULT_KEEP_VERSIONS,
-            audit_limits: AuditLimits::default(),
-        }
-    }
 }
 
 /// A request to issue a leaf for a public key the caller holds the private key of.
@@ -374,6 +349,7 @@ impl Authority {
             master_version: 1,
             wrapped_master: kek.seal(&master_aad(&opts.cluster, 1), master.bytes())?,
             pending_master: None,
+            settings: ClusterSettings::default(),
         };
         match store.create(records::CLUSTER_KEY, to_json(&cluster)?).await {
             Ok(_) => {}

@@ -4,6 +4,7 @@ use kith_pki::{KeyType, Namespace, Profile, RevocationReason, San};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::settings::ClusterSettings;
 use crate::vault::KdfParams;
 use crate::Error;
 
@@ -80,6 +81,10 @@ pub struct ClusterRecord {
     /// key open while it is set; `vault rotate` finishes it.
     #[serde(default)]
     pub pending_master: Option<PendingMaster>,
+    /// What every process sharing the store must agree on; absent (the
+    /// defaults) until one is changed.
+    #[serde(default, skip_serializing_if = "ClusterSettings::is_default")]
+    pub settings: ClusterSettings,
 }
 
 /// The next master key while `vault rotate` runs.

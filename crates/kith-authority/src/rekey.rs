@@ -66,6 +66,7 @@ impl Authority {
         check_passphrase_strength(new_passphrase)?;
         kdf.check()?;
         let (mut cluster, rev) = self.cluster_record().await?;
+        let read = cluster.clone();
         if cluster.pending_master.is_some() {
             return Err(Error::Invalid(
                 "a master key rotation is unfinished: run `kith vault rotate` first".into(),
@@ -86,7 +87,7 @@ impl Authority {
             &master_aad(&cluster.cluster, cluster.master_version),
             self.master_for(cluster.master_version)?.bytes(),
         )?;
-        self.write_cluster(&cluster, rev).await?;
+        self.write_cluster(&read, cluster.clone(), rev).await?;
         // Master keys rotated in from now on are wrapped under the new key.
         *self.inner.kek.lock().unwrap_or_else(|p| p.into_inner()) = kek;
         self.refresh_keyring().await?;
@@ -109,6 +110,7 @@ impl Authority {
         progress: Arc<dyn Fn(usize, usize) + Send + Sync>,
     ) -> Result<RotationReport, Error> {
         let (mut cluster, rev) = self.cluster_record().await?;
+        let read = cluster.clone();
         let kek = derive(cluster.kdf, passphrase, cluster.salt.clone()).await?;
         // The passphrase must open the current key, or it is the wrong one.
         kek.open(
@@ -126,7 +128,7 @@ impl Authority {
                     version,
                     wrapped: kek.seal(&master_aad(&cluster.cluster, version), key.bytes())?,
                 });
-                self.write_cluster(&cluster, rev).await?;
+                self.write_cluster(&read, cluster.clone(), rev).await?;
                 (version, key)
             }
         };
@@ -169,6 +171,7 @@ impl Authority {
         }
         // Swap: the pending key becomes the master; the old one is gone.
         let (mut cluster, rev) = self.cluster_record().await?;
+        let read = cluster.clone();
         if cluster.master_version == new_version && cluster.pending_master.is_none() {
             // A rotation run concurrently elsewhere swapped first: done.
             self.refresh_keyring().await?;
@@ -180,7 +183,7 @@ impl Authority {
             .ok_or_else(|| Error::Integrity("the pending master key vanished".into()))?;
         cluster.master_version = pending.version;
         cluster.wrapped_master = pending.wrapped;
-        self.write_cluster(&cluster, rev).await?;
+        self.write_cluster(&read, cluster.clone(), rev).await?;
         self.refresh_keyring().await?;
         self.audit(
             crate::LOCAL_OPERATOR,
@@ -268,19 +271,34 @@ impl Authority {
         Ok((resealed, conflicts))
     }
 
-    /// Replace the cluster record if nobody changed it since `rev`.
-    async fn write_cluster(&self, cluster: &ClusterRecord, rev: u64) -> Result<(), Error> {
-        match self
-            .store()
-            .update(records::CLUSTER_KEY, to_json(cluster)?, rev)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(kith_store::Error::RevisionMismatch { .. }) => {
-                Err(Error::Contended(records::CLUSTER_KEY.into()))
+    /// Replace the cluster record `read` at `rev` with `cluster` if nobody
+    /// changed it since; a change of the shared settings alone is kept and
+    /// the write retried (it touches nothing a key change depends on).
+    async fn write_cluster(
+        &self,
+        read: &ClusterRecord,
+        mut cluster: ClusterRecord,
+        mut rev: u64,
+    ) -> Result<(), Error> {
+        for _attempt in 0..16 {
+            match self
+                .store()
+                .update(records::CLUSTER_KEY, to_json(&cluster)?, rev)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(kith_store::Error::RevisionMismatch { .. }) => {
+                    let (now, now_rev) = self.cluster_record().await?;
+                    if !crate::settings::same_but_settings(read, &now) {
+                        break;
+                    }
+                    cluster.settings = now.settings;
+                    rev = now_rev;
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => Err(e.into()),
         }
+        Err(Error::Contended(records::CLUSTER_KEY.into()))
     }
 
     /// Write a resealed record if nobody changed it meanwhile; `false` when
