@@ -38,22 +38,13 @@ pub const MAX_KEEP_VERSIONS: usize = 100;
 
 /// Tunables of this process alone: not shared state, so each process may
 /// choose its own (see [`ClusterSettings`] for those that must agree).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Settings {
     /// Default CSR policy.
     pub policy: CsrPolicy,
     /// What one identity can make the CA record: refusals and reads
     /// summarised per window, refusals and renewals limited.
     pub audit_limits: AuditLimits,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            policy: CsrPolicy::default(),
-            audit_limits: AuditLimits::default(),
-        }
-    }
 }
 
 /// Settings every process sharing the store must agree on, kept in the

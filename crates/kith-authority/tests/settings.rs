@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kith_authority::{
-    cluster_settings, AuditRecord, Authority, ClusterSettings, InitOptions, KdfParams,
-    ManualClock, Reader, SecretUpdate, Settings, SettingsChange, MAX_SECRET_MAX_BYTES,
+    cluster_settings, AuditRecord, Authority, ClusterSettings, InitOptions, KdfParams, ManualClock,
+    Reader, SecretUpdate, Settings, SettingsChange, MAX_SECRET_MAX_BYTES,
 };
 use kith_pki::KeyType;
 use kith_store::{MemStore, Store};
@@ -72,10 +72,7 @@ async fn cluster_json(store: &dyn Store) -> (serde_json::Value, u64) {
         .await
         .expect("get")
         .expect("a cluster record");
-    (
-        serde_json::from_slice(&e.value).expect("JSON"),
-        e.revision,
-    )
+    (serde_json::from_slice(&e.value).expect("JSON"), e.revision)
 }
 
 fn change(crl: Option<time::Duration>, max: Option<usize>, keep: Option<usize>) -> SettingsChange {
@@ -112,7 +109,11 @@ async fn a_change_in_one_process_is_in_effect_in_the_other() {
         .await
         .expect("update");
     assert_eq!(now.crl_validity, time::Duration::days(1));
-    assert_eq!(a.cluster_settings(), now, "in effect at once where it was made");
+    assert_eq!(
+        a.cluster_settings(),
+        now,
+        "in effect at once where it was made"
+    );
     within_a_second("the new settings in the other process", || {
         b.cluster_settings() == now
     })
@@ -120,7 +121,10 @@ async fn a_change_in_one_process_is_in_effect_in_the_other() {
 
     // B's next CRL uses the new validity, though the stored one is fresh.
     let after = b.crl("cluster").await.expect("crl");
-    assert_eq!(after.next_update - after.this_update, time::Duration::days(1));
+    assert_eq!(
+        after.next_update - after.this_update,
+        time::Duration::days(1)
+    );
     assert!(after.number > before.number, "a new CRL was signed");
     // And it is kept: the next request is served from the store.
     assert_eq!(b.crl("cluster").await.expect("crl").number, after.number);
@@ -130,7 +134,9 @@ async fn a_change_in_one_process_is_in_effect_in_the_other() {
         .await
         .expect_err("over the new limit");
     assert_eq!(e.code(), "secret-too-large", "{e}");
-    put(&b, "api-key", &[1u8; 1024]).await.expect("at the limit");
+    put(&b, "api-key", &[1u8; 1024])
+        .await
+        .expect("at the limit");
     // A smaller limit leaves stored secrets alone.
     let (_, big) = b.get_secret("big", None, ADMIN).await.expect("read big");
     assert_eq!(big.len(), 2000);
@@ -234,7 +240,10 @@ async fn bad_values_are_refused_and_change_nothing() {
         (change(None, None, None), "no setting"),
         (change(Some(time::Duration::ZERO), None, None), "365 days"),
         (change(Some(-days(1)), None, None), "365 days"),
-        (change(Some(time::Duration::minutes(59)), None, None), "1 hour"),
+        (
+            change(Some(time::Duration::minutes(59)), None, None),
+            "1 hour",
+        ),
         (change(Some(days(366)), None, None), "365 days"),
         (change(Some(time::Duration::MAX), None, None), "365 days"),
         (
@@ -257,7 +266,11 @@ async fn bad_values_are_refused_and_change_nothing() {
             .expect_err("refused");
         assert_eq!(e.code(), "invalid-argument", "{bad:?}: {e}");
         assert!(e.to_string().contains(says), "{bad:?}: {e}");
-        assert_eq!(before, snapshot(&*store).await, "{bad:?}: the store changed");
+        assert_eq!(
+            before,
+            snapshot(&*store).await,
+            "{bad:?}: the store changed"
+        );
         assert_eq!(a.cluster_settings(), settings, "{bad:?}");
     }
     // The bounds themselves are accepted.
@@ -304,7 +317,10 @@ async fn a_settings_change_and_a_master_key_rotation_both_land() {
         .expect("the rotation task")
         .expect("a rotation during settings changes");
     assert_eq!(version, 2);
-    assert!(changes > 10, "only {changes} changes ran during the rotation");
+    assert!(
+        changes > 10,
+        "only {changes} changes ran during the rotation"
+    );
     let (json, _) = cluster_json(&*store).await;
     assert_eq!(json["master_version"], 2, "{json}");
     assert!(json["pending_master"].is_null(), "{json}");
