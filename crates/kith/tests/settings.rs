@@ -197,6 +197,12 @@ fn settings_offline_then_through_the_server() {
     let (server, url) = start_server(&ca, "127.0.0.1:0", &ca.pass);
     assert_eq!(show(&ca), values(259_200, 4 << 20, 5));
     assert_eq!(served_crl_validity(&ca, &url), time::Duration::days(3));
+    // The server's body limit follows the setting: 3 MiB is accepted (the
+    // default 1 MiB would refuse it).
+    ok(
+        "a 3 MiB secret",
+        secret_put(&ca, "big", &vec![b'b'; 3 << 20]),
+    );
     let out = ok(
         "settings set through the server",
         settings(
@@ -226,6 +232,19 @@ fn settings_offline_then_through_the_server() {
         secret_put(&ca, "api-key", &[b'x'; 1025]),
         "secret-too-large",
     );
+    // And the body limit shrank with it: the server reads no more than the
+    // setting allows (with room for base64 and the JSON around it).
+    fails(
+        "a body far over the new limit",
+        secret_put(&ca, "api-key", &vec![b'x'; 100 << 10]),
+        "body-too-large",
+    );
+    // What was stored under the old limit is still there, whole.
+    let big = kith(&ca.data)
+        .args(["secret", "get", "big"])
+        .output()
+        .expect("run kith secret get");
+    assert_eq!(ok("secret get big", big).len(), 3 << 20);
     for _ in 0..3 {
         ok("secret put", secret_put(&ca, "api-key", &[b'x'; 1024]));
     }
