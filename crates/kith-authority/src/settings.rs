@@ -224,7 +224,11 @@ impl Authority {
                 .await
             {
                 Ok(_) => {
-                    self.refresh_keyring().await?;
+                    // In effect here now; the watch would bring it anyway, so
+                    // a failed reload does not make the written change an error.
+                    if let Err(e) = self.refresh_keyring().await {
+                        tracing::warn!(error = %e, "reloading the keyring after a settings change failed");
+                    }
                     self.audit(actor, "settings-update", &cluster.cluster, &detail)
                         .await?;
                     return Ok(new);
