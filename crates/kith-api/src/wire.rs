@@ -412,3 +412,31 @@ impl Drop for SecretValue {
         zeroize::Zeroize::zeroize(&mut self.value);
     }
 }
+
+/// `GET /v1/admin/settings`, and the answer to a change: the settings every
+/// replica of the cluster shares (kept in the cluster record).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SettingsView {
+    /// Validity (nextUpdate − thisUpdate) of the CRLs signed from now on, seconds.
+    pub crl_validity_seconds: u64,
+    /// Largest secret value accepted, bytes.
+    pub secret_max_bytes: u64,
+    /// Versions kept per secret.
+    pub keep_versions: u32,
+}
+
+/// `PATCH /v1/admin/settings`: the settings to change; an absent one keeps
+/// its value, and at least one must be given.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsUpdate {
+    /// New CRL validity, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl_validity_seconds: Option<u64>,
+    /// New secret size limit, bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_max_bytes: Option<u64>,
+    /// New number of versions kept per secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_versions: Option<u32>,
+}

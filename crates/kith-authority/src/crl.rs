@@ -28,8 +28,7 @@ impl Authority {
         self.signer(authority)?;
         let stored = stored_crl(&*self.inner.store, authority).await?;
         if let Some(current) = &stored {
-            let half = (current.next_update - current.this_update) / 2;
-            if self.now() < current.this_update + half {
+            if self.crl_is_fresh(current) {
                 return Ok(current.clone());
             }
         }
@@ -45,6 +44,15 @@ impl Authority {
             },
             other => other,
         }
+    }
+
+    /// Whether a stored CRL may still be served as it is: more than half of
+    /// its validity left, and signed with the validity now in force (so a
+    /// changed setting applies from the next CRL asked of any process).
+    pub fn crl_is_fresh(&self, crl: &CrlRecord) -> bool {
+        let validity = crl.next_update - crl.this_update;
+        self.now() < crl.this_update + validity / 2
+            && validity == self.cluster_settings().crl_validity
     }
 
     /// Whether a revocation of `authority` was recorded after its stored CRL
@@ -96,7 +104,7 @@ impl Authority {
                 Some(e) => from_json::<CrlRecord>(&key, &e.value)?.number + 1,
                 None => 1,
             };
-            let validity = self.inner.settings.crl_validity;
+            let validity = self.cluster_settings().crl_validity;
             limits::check("CRL validity", validity, MAX_CRL_VALIDITY, false)?;
             let spec = CrlSpec {
                 number,

@@ -15,6 +15,7 @@ use crate::info::load_cluster;
 use crate::keyring::{ca_key_aad, key_from, master_aad, unwrap_pending, Keyring};
 use crate::keys;
 use crate::records::{from_json, to_json, AuthorityRecord, ClusterRecord};
+use crate::settings::ClusterSettings;
 use crate::vault::{self, check_passphrase_strength, SealKey};
 use crate::{InitOptions, Settings, DEFAULT_AUTHORITY, INTERMEDIATE_TTL, LOCAL_OPERATOR, ROOT_TTL};
 
@@ -55,6 +56,7 @@ impl Authority {
             master_version: 1,
             wrapped_master: kek.seal(&master_aad(&opts.cluster, 1), master.bytes())?,
             pending_master: None,
+            settings: ClusterSettings::default(),
         };
         match store.create(keys::CLUSTER_KEY, to_json(&cluster)?).await {
             Ok(_) => {}

@@ -42,10 +42,11 @@ mod renew;
 mod revoke;
 mod secrets;
 mod servers;
+mod settings;
 mod tokens;
 mod vault;
 
-use kith_pki::{CsrPolicy, KeyType, PublicKey, San};
+use kith_pki::{KeyType, PublicKey, San};
 use time::Duration;
 
 pub use audit::AuditLimits;
@@ -69,6 +70,10 @@ pub use secrets::{
     DEFAULT_KEEP_VERSIONS, DEFAULT_SECRET_MAX_BYTES,
 };
 pub use servers::{ServerState, ServerView};
+pub use settings::{
+    cluster_settings, ClusterSettings, Settings, SettingsChange, DEFAULT_CRL_VALIDITY,
+    MAX_KEEP_VERSIONS, MAX_SECRET_MAX_BYTES, MIN_CRL_VALIDITY,
+};
 pub use tokens::{list_tokens, TokenRecord, TokenSpec, DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL};
 pub use vault::{KdfParams, SecretBytes};
 
@@ -78,8 +83,6 @@ pub const DEFAULT_AUTHORITY: &str = "cluster";
 pub const ROOT_TTL: Duration = Duration::days(3650);
 /// Intermediate lifetime.
 pub const INTERMEDIATE_TTL: Duration = Duration::days(1825);
-/// Default CRL validity (nextUpdate − thisUpdate).
-pub const DEFAULT_CRL_VALIDITY: Duration = Duration::days(7);
 /// Actor name recorded for commands run on the CA machine itself.
 pub const LOCAL_OPERATOR: &str = "local-operator";
 
@@ -92,34 +95,6 @@ pub struct InitOptions {
     pub key_type: KeyType,
     /// Argon2id parameters for the passphrase.
     pub kdf: KdfParams,
-}
-
-/// Tunables that are not part of the stored cluster.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    /// CRL validity.
-    pub crl_validity: Duration,
-    /// Default CSR policy.
-    pub policy: CsrPolicy,
-    /// Largest secret value accepted, in bytes.
-    pub secret_max_bytes: usize,
-    /// Versions kept per secret; older ones are deleted.
-    pub keep_versions: usize,
-    /// What one identity can make the CA record: refusals and reads
-    /// summarised per window, refusals and renewals limited.
-    pub audit_limits: AuditLimits,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            crl_validity: DEFAULT_CRL_VALIDITY,
-            policy: CsrPolicy::default(),
-            secret_max_bytes: DEFAULT_SECRET_MAX_BYTES,
-            keep_versions: DEFAULT_KEEP_VERSIONS,
-            audit_limits: AuditLimits::default(),
-        }
-    }
 }
 
 /// A request to issue a leaf for a public key the caller holds the private key of.

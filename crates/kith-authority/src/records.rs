@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::error::Error;
+use crate::settings::ClusterSettings;
 use crate::vault::KdfParams;
 
 /// Base64 (standard, padded) for binary fields in JSON records.
@@ -49,6 +50,10 @@ pub struct ClusterRecord {
     /// key open while it is set; `vault rotate` finishes it.
     #[serde(default)]
     pub pending_master: Option<PendingMaster>,
+    /// What every process sharing the store must agree on; absent (the
+    /// defaults) until one is changed.
+    #[serde(default, skip_serializing_if = "ClusterSettings::is_default")]
+    pub settings: ClusterSettings,
 }
 
 /// The next master key while `vault rotate` runs.

@@ -112,7 +112,8 @@ impl Authority {
         };
         let mut changed = ring.cluster.master_version != old.cluster.master_version
             || ring.pending.as_ref().map(|p| p.0) != old.pending.as_ref().map(|p| p.0)
-            || ring.cluster.wrapped_master != old.cluster.wrapped_master;
+            || ring.cluster.wrapped_master != old.cluster.wrapped_master
+            || ring.cluster.settings != old.cluster.settings;
         for e in authorities {
             let record: AuthorityRecord = from_json(&e.key, &e.value)?;
             let signer = match old.signers.get(&record.name) {

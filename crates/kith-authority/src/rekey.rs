@@ -14,6 +14,7 @@ use kith_pki::CaKind;
 use zeroize::Zeroizing;
 
 use crate::authority::Authority;
+use crate::cas::{self, Attempt};
 use crate::error::Error;
 use crate::keyring::{ca_key_aad, master_aad, unwrap_pending};
 use crate::keys;
@@ -69,6 +70,7 @@ impl Authority {
         check_passphrase_strength(new_passphrase)?;
         kdf.check()?;
         let (mut cluster, rev) = self.cluster_record().await?;
+        let read = cluster.clone();
         if cluster.pending_master.is_some() {
             return Err(Error::Invalid(
                 "a master key rotation is unfinished: run `kith vault rotate` first".into(),
@@ -89,7 +91,7 @@ impl Authority {
             &master_aad(&cluster.cluster, cluster.master_version),
             self.master_for(cluster.master_version)?.bytes(),
         )?;
-        self.write_cluster(&cluster, rev).await?;
+        self.write_cluster(&read, cluster.clone(), rev).await?;
         // Master keys rotated in from now on are wrapped under the new key.
         *self.inner.kek.lock().unwrap_or_else(|p| p.into_inner()) = kek;
         self.refresh_keyring().await?;
@@ -112,6 +114,7 @@ impl Authority {
         progress: Arc<dyn Fn(usize, usize) + Send + Sync>,
     ) -> Result<RotationReport, Error> {
         let (mut cluster, rev) = self.cluster_record().await?;
+        let read = cluster.clone();
         let kek = derive(cluster.kdf, passphrase, cluster.salt.clone()).await?;
         // The passphrase must open the current key, or it is the wrong one.
         kek.open(
@@ -129,7 +132,7 @@ impl Authority {
                     version,
                     wrapped: kek.seal(&master_aad(&cluster.cluster, version), key.bytes())?,
                 });
-                self.write_cluster(&cluster, rev).await?;
+                self.write_cluster(&read, cluster.clone(), rev).await?;
                 (version, key)
             }
         };
@@ -172,6 +175,7 @@ impl Authority {
         }
         // Swap: the pending key becomes the master; the old one is gone.
         let (mut cluster, rev) = self.cluster_record().await?;
+        let read = cluster.clone();
         if cluster.master_version == new_version && cluster.pending_master.is_none() {
             // A rotation run concurrently elsewhere swapped first: done.
             self.refresh_keyring().await?;
@@ -183,7 +187,7 @@ impl Authority {
             .ok_or_else(|| Error::Integrity("the pending master key vanished".into()))?;
         cluster.master_version = pending.version;
         cluster.wrapped_master = pending.wrapped;
-        self.write_cluster(&cluster, rev).await?;
+        self.write_cluster(&read, cluster.clone(), rev).await?;
         self.refresh_keyring().await?;
         self.audit(
             crate::LOCAL_OPERATOR,
@@ -271,19 +275,33 @@ impl Authority {
         Ok((resealed, conflicts))
     }
 
-    /// Replace the cluster record if nobody changed it since `rev`.
-    async fn write_cluster(&self, cluster: &ClusterRecord, rev: u64) -> Result<(), Error> {
-        match self
-            .store()
-            .update(keys::CLUSTER_KEY, to_json(cluster)?, rev)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(kith_store::Error::RevisionMismatch { .. }) => {
-                Err(Error::Contended(keys::CLUSTER_KEY.into()))
+    /// Replace the cluster record `read` at `rev` with `cluster` if nobody
+    /// changed it since; a change of the shared settings alone is kept and
+    /// the write retried (it touches nothing a key change depends on).
+    async fn write_cluster(
+        &self,
+        read: &ClusterRecord,
+        cluster: ClusterRecord,
+        rev: u64,
+    ) -> Result<(), Error> {
+        let key = keys::CLUSTER_KEY;
+        let mut next = (cluster, rev);
+        cas::retry!(key, 16, async |_| {
+            let (cluster, rev) = &next;
+            let write = self.store().update(key, to_json(cluster)?, *rev).await;
+            if cas::written(write)?.is_some() {
+                return Ok(Attempt::Done(()));
             }
-            Err(e) => Err(e.into()),
-        }
+            let (now, now_rev) = self.cluster_record().await?;
+            if !crate::settings::same_but_settings(read, &now) {
+                return Err(Error::Contended(key.into()));
+            }
+            let mut cluster = cluster.clone();
+            cluster.settings = now.settings;
+            next = (cluster, now_rev);
+            Ok(Attempt::Conflict)
+        })
+        .await
     }
 
     /// Write a resealed record if nobody changed it meanwhile; `false` when

@@ -177,7 +177,7 @@ impl Authority {
         actor: &str,
     ) -> Result<SecretRecord, Error> {
         validate_secret_name(name)?;
-        let max = self.settings().secret_max_bytes;
+        let max = self.cluster_settings().secret_max_bytes;
         if value.len() > max {
             return Err(Error::SecretTooLarge {
                 size: value.len(),
@@ -251,7 +251,7 @@ impl Authority {
                 created_by: actor.to_string(),
             });
             meta.updated = now;
-            let keep = self.settings().keep_versions.max(1);
+            let keep = self.cluster_settings().keep_versions.max(1);
             let dropped: Vec<u64> = if meta.versions.len() > keep {
                 let n = meta.versions.len() - keep;
                 meta.versions.drain(..n).map(|v| v.version).collect()

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use kith_authority::{
     AuditRecord, Authority, Error, InitOptions, KdfParams, ManualClock, Reader, SecretUpdate,
-    Settings,
+    Settings, SettingsChange,
 };
 use kith_pki::KeyType;
 use kith_store::Store;
@@ -43,7 +43,7 @@ impl Rng {
 async fn authority(dir: &tempfile::TempDir) -> Authority {
     let store: Arc<dyn Store> =
         Arc::new(RedbStore::open(&dir.path().join("kith.redb")).expect("open the store"));
-    Authority::init(
+    let a = Authority::init(
         store,
         Arc::new(ManualClock::new(OffsetDateTime::now_utc())),
         InitOptions {
@@ -52,15 +52,18 @@ async fn authority(dir: &tempfile::TempDir) -> Authority {
             kdf: KdfParams::MINIMUM,
         },
         PASS,
-        Settings {
-            // Small, so that puts also drop old versions while an rm runs; above the
-            // 4 versions one round writes, so a round's own puts are never dropped.
-            keep_versions: 5,
-            ..Settings::default()
-        },
+        Settings::default(),
     )
     .await
-    .expect("init")
+    .expect("init");
+    let change = SettingsChange {
+        // Small, so that puts also drop old versions while an rm runs; above the
+        // 4 versions one round writes, so a round's own puts are never dropped.
+        keep_versions: Some(5),
+        ..SettingsChange::default()
+    };
+    a.update_settings(change, "test").await.expect("settings");
+    a
 }
 
 /// Audit lines not seen before, for `name`.

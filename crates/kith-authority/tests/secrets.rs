@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use kith_authority::{
     Authority, Error, Identity, InitOptions, IssueRequest, KdfParams, ManualClock, Reader,
-    SecretUpdate, Settings,
+    SecretUpdate, Settings, SettingsChange,
 };
 use kith_pki::{KeyType, PrivateKey, Profile};
 use kith_store::Store;
@@ -26,7 +26,8 @@ struct Env {
 }
 
 impl Env {
-    async fn new(settings: Settings) -> Self {
+    /// A new cluster whose shared settings are changed by `change`.
+    async fn new(change: SettingsChange) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store: Arc<dyn Store> =
             Arc::new(RedbStore::open(&dir.path().join("kith.redb")).expect("open"));
@@ -39,10 +40,16 @@ impl Env {
                 kdf: kdf(),
             },
             PASS,
-            settings,
+            Settings::default(),
         )
         .await
         .expect("init");
+        if change != SettingsChange::default() {
+            authority
+                .update_settings(change, "admin:test")
+                .await
+                .expect("settings");
+        }
         Self { dir, authority }
     }
 
@@ -86,9 +93,9 @@ async fn read(a: &Authority, name: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn versions_keep_and_check_and_set() {
-    let env = Env::new(Settings {
-        keep_versions: 3,
-        ..Settings::default()
+    let env = Env::new(SettingsChange {
+        keep_versions: Some(3),
+        ..SettingsChange::default()
     })
     .await;
     let a = &env.authority;
@@ -187,9 +194,9 @@ async fn versions_keep_and_check_and_set() {
 
 #[tokio::test]
 async fn policy_limits_and_audit() {
-    let env = Env::new(Settings {
-        secret_max_bytes: 1024,
-        ..Settings::default()
+    let env = Env::new(SettingsChange {
+        secret_max_bytes: Some(1024),
+        ..SettingsChange::default()
     })
     .await;
     let a = &env.authority;
@@ -283,7 +290,7 @@ async fn policy_limits_and_audit() {
 
 #[tokio::test]
 async fn tampered_or_moved_ciphertexts_do_not_open() {
-    let env = Env::new(Settings::default()).await;
+    let env = Env::new(SettingsChange::default()).await;
     let a = &env.authority;
     put(a, "one", b"first secret").await;
     put(a, "two", b"second secret").await;
@@ -320,7 +327,7 @@ async fn tampered_or_moved_ciphertexts_do_not_open() {
 
 #[tokio::test]
 async fn passphrase_change_reads_back_with_the_new_one() {
-    let env = Env::new(Settings::default()).await;
+    let env = Env::new(SettingsChange::default()).await;
     put(&env.authority, "db", b"hunter2-but-longer").await;
     env.authority
         .change_passphrase(PASS2, kdf())
@@ -349,7 +356,7 @@ async fn passphrase_change_reads_back_with_the_new_one() {
 
 #[tokio::test]
 async fn vault_rotation_then_restart() {
-    let env = Env::new(Settings::default()).await;
+    let env = Env::new(SettingsChange::default()).await;
     let a = &env.authority;
     for i in 0..5 {
         put(a, &format!("s{i}"), format!("value {i}").as_bytes()).await;

@@ -55,8 +55,8 @@ impl CrlPublisher {
         Ok(())
     }
 
-    /// The CRL to serve: the stored one while it has more than half its
-    /// validity left (no lock, no signature), else one fresh signature per
+    /// The CRL to serve: the stored one while it is fresh
+    /// ([`Authority::crl_is_fresh`]; no lock, no signature), else one fresh signature per
     /// authority however many requests ask at once.
     pub(crate) async fn current(
         &self,
@@ -64,7 +64,7 @@ impl CrlPublisher {
         name: &str,
     ) -> Result<CrlRecord, Error> {
         if let Some(c) = kith_authority::stored_crl(&**authority.store(), name).await? {
-            if authority.now() < c.this_update + (c.next_update - c.this_update) / 2 {
+            if authority.crl_is_fresh(&c) {
                 return Ok(c);
             }
         }

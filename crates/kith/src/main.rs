@@ -81,6 +81,9 @@ enum Command {
     /// The master key that seals CA keys and secrets.
     #[command(subcommand)]
     Vault(cmd::vault::VaultCommand),
+    /// Settings every replica shares: CRL validity, largest secret, versions kept.
+    #[command(subcommand)]
+    Settings(cmd::settings::SettingsCommand),
 }
 
 fn main() -> ExitCode {
@@ -163,6 +166,7 @@ async fn run(command: Command, data_dir: Option<PathBuf>, json: bool) -> Result<
         Command::Exec(a) => cmd::exec::exec(a).await,
         Command::Passphrase(c) => cmd::passphrase::run(&dir, c).await,
         Command::Vault(c) => cmd::vault::run(&dir, c, json).await,
+        Command::Settings(c) => cmd::settings::run(&dir, c, json).await,
     }
 }
 

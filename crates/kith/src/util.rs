@@ -212,9 +212,17 @@ pub(crate) fn parse_renew_grace(s: &str) -> Result<Duration, String> {
     parse_duration_at_most(s, kith_authority::MAX_RENEW_GRACE)
 }
 
-/// A CRL's validity: at most [`kith_authority::MAX_CRL_VALIDITY`].
+/// A CRL's validity: [`kith_authority::MIN_CRL_VALIDITY`] to
+/// [`kith_authority::MAX_CRL_VALIDITY`].
 pub(crate) fn parse_crl_validity(s: &str) -> Result<Duration, String> {
-    parse_duration_at_most(s, kith_authority::MAX_CRL_VALIDITY)
+    let d = parse_duration_at_most(s, kith_authority::MAX_CRL_VALIDITY)?;
+    if d < kith_authority::MIN_CRL_VALIDITY {
+        return Err(format!(
+            "{s:?}: a CRL validity must be at least {} hour",
+            kith_authority::MIN_CRL_VALIDITY.whole_hours()
+        ));
+    }
+    Ok(d)
 }
 
 pub(crate) fn rfc3339(t: OffsetDateTime) -> String {

@@ -145,8 +145,7 @@ fn every_duration_flag_refuses_absurd_values() {
             &["cert", "sign", "x.csr", "--name", "n1", "--role", "w"],
             "--ttl",
         ),
-        (&["revoke", "0123"], "--crl-validity"),
-        (&["crl"], "--validity"),
+        (&["settings", "set"], "--crl-validity"),
         (&["serve"], "--renew-grace"),
         (&["agent", "--dir", "nowhere"], "--refresh"),
     ];

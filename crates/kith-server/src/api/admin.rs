@@ -1,6 +1,7 @@
 //! Operator routes, nested at `/v1/admin` behind
 //! [`super::extract::require_admin`]: tokens, nodes, servers, revocation,
-//! status, secrets. A handler learns who acts from [`Admin`]; none checks a
+//! status, secrets, cluster settings (handlers in [`super::settings`]). A
+//! handler learns who acts from [`Admin`]; none checks a
 //! certificate itself.
 
 use std::sync::Arc;
@@ -50,6 +51,8 @@ fn table() -> Vec<Entry> {
         PUT "/secrets/{name}" => secret_put,
         DELETE "/secrets/{name}" => secret_delete,
         GET "/secrets/{name}/history" => secret_history,
+        GET "/settings" => super::settings::show,
+        PATCH "/settings" => super::settings::update,
     ]
 }
 

@@ -24,7 +24,8 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use kith_api::wire::{
-    JoinRequest, RenewRequest, RevokeRequest, SecretPutRequest, TokenCreateRequest, MAX_BODY_BYTES,
+    JoinRequest, RenewRequest, RevokeRequest, SecretPutRequest, SettingsUpdate, TokenCreateRequest,
+    MAX_BODY_BYTES,
 };
 use kith_authority::{CertRecord, NodeRecord};
 use kith_pki::{Namespace, Profile};
@@ -76,11 +77,13 @@ impl RequestBody for JoinRequest {}
 impl RequestBody for RenewRequest {}
 impl RequestBody for TokenCreateRequest {}
 impl RequestBody for RevokeRequest {}
+impl RequestBody for SettingsUpdate {}
 
 impl RequestBody for SecretPutRequest {
     fn limit(state: &AppState) -> usize {
         // base64 grows a value by 4/3; leave room for the JSON around it.
-        state.authority.settings().secret_max_bytes / 3 * 4 + 8 + MAX_BODY_BYTES
+        // The cluster's setting of the moment: another replica may change it.
+        state.authority.cluster_settings().secret_max_bytes / 3 * 4 + 8 + MAX_BODY_BYTES
     }
 }
 

@@ -19,6 +19,7 @@ mod admin;
 mod extract;
 mod nodes;
 mod public;
+mod settings;
 
 use std::sync::Arc;
 

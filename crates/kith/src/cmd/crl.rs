@@ -7,7 +7,6 @@ use clap::Args;
 use kith_authority::{Settings, DEFAULT_AUTHORITY};
 use kith_nodedir as nodedir;
 use kith_pki::pem_encode;
-use time::Duration;
 
 use crate::args::PassphraseArg;
 use crate::output::CliError;
@@ -24,9 +23,6 @@ pub(crate) struct CrlArgs {
     /// PEM instead of DER.
     #[arg(long)]
     pem: bool,
-    /// Validity of a newly signed CRL (nextUpdate − thisUpdate), e.g. 7d.
-    #[arg(long, value_parser = util::parse_crl_validity, default_value = "7d")]
-    validity: Duration,
     /// Sign a new CRL even if the stored one is still fresh.
     #[arg(long)]
     force_new: bool,
@@ -43,11 +39,9 @@ pub(crate) async fn crl(dir: &Path, a: CrlArgs) -> Result<(), CliError> {
         )
         .hint("pass --pem, or --out FILE"));
     }
-    let settings = Settings {
-        crl_validity: a.validity,
-        ..Settings::default()
-    };
-    let authority = util::unlock(dir, a.pass.passphrase_file.as_deref(), settings).await?;
+    // The validity of a new CRL is the cluster's (`kith settings`).
+    let authority =
+        util::unlock(dir, a.pass.passphrase_file.as_deref(), Settings::default()).await?;
     let record = if a.force_new {
         authority.regenerate_crl(&a.authority).await?
     } else {

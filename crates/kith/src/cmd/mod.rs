@@ -18,6 +18,7 @@ pub(crate) mod revoke;
 pub(crate) mod secret;
 pub(crate) mod serve;
 pub(crate) mod server;
+pub(crate) mod settings;
 pub(crate) mod status;
 pub(crate) mod token;
 pub(crate) mod vault;

@@ -9,7 +9,6 @@ use kith_api::wire::{RevokeRequest, RevokeResponse};
 use kith_authority::{Publish, RevokeOutcome, RevokeTarget, Settings, LOCAL_OPERATOR};
 use kith_pki::{RevocationReason, Serial};
 use serde_json::json;
-use time::Duration;
 
 use crate::admin::AdminArgs;
 use crate::args::{reason_parser, PassphraseArg};
@@ -36,10 +35,6 @@ pub(crate) struct RevokeArgs {
     /// superseded, cessation-of-operation, privilege-withdrawn.
     #[arg(long, default_value = "unspecified", value_parser = reason_parser)]
     reason: RevocationReason,
-    /// CRL validity for the CRL published after the revocation, e.g. 7d
-    /// (offline only: a server uses its own).
-    #[arg(long, value_parser = util::parse_crl_validity, default_value = "7d")]
-    crl_validity: Duration,
     #[command(flatten)]
     pass: PassphraseArg,
     #[command(flatten)]
@@ -74,11 +69,9 @@ pub(crate) async fn revoke(dir: &Path, a: RevokeArgs, json: bool) -> Result<(), 
     {
         return Ok(());
     }
-    let settings = Settings {
-        crl_validity: a.crl_validity,
-        ..Settings::default()
-    };
-    let authority = util::unlock(dir, a.pass.passphrase_file.as_deref(), settings).await?;
+    // The new CRL's validity is the cluster's (`kith settings`).
+    let authority =
+        util::unlock(dir, a.pass.passphrase_file.as_deref(), Settings::default()).await?;
     let target = match (serial, &a.node, &a.server_name) {
         (Some(s), _, _) => RevokeTarget::Serial(s),
         (None, Some(n), _) => RevokeTarget::Node(n.clone()),

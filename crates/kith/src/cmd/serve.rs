@@ -45,9 +45,6 @@ pub(crate) struct ServeArgs {
     /// How long after expiry a certificate may still renew (proving its old key).
     #[arg(long, value_parser = util::parse_renew_grace, default_value = "7d")]
     renew_grace: Duration,
-    /// Largest secret value accepted: bytes, or with K/M (KiB/MiB), e.g. 1M.
-    #[arg(long, value_parser = parse_size, default_value = "1M")]
-    secret_max_size: usize,
     /// Audit window for refusals and repeated reads: per identity, the
     /// first is recorded, the rest summarised with their count when the
     /// window ends (1s to 24h, e.g. 30s, 1m, 1h).
@@ -133,19 +130,6 @@ impl LimitArgs {
     }
 }
 
-fn parse_size(s: &str) -> Result<usize, String> {
-    let (num, mult) = match s.as_bytes().last() {
-        Some(b'K' | b'k') => (&s[..s.len() - 1], 1usize << 10),
-        Some(b'M' | b'm') => (&s[..s.len() - 1], 1usize << 20),
-        _ => (s, 1),
-    };
-    num.parse::<usize>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .filter(|n| *n > 0 && *n <= 64 << 20)
-        .ok_or_else(|| format!("{s:?}: expected a size such as 1M, 256K or 4096 (at most 64M)"))
-}
-
 /// What a server failure is printed as: the authority's own code when it
 /// names the fix (a retired or invalid server name), else `serve-failed`.
 fn serve_error(e: kith_server::Error) -> CliError {
@@ -171,7 +155,6 @@ pub(crate) async fn serve(dir: &Path, a: ServeArgs) -> Result<(), CliError> {
         .unwrap_or_else(kith_server::default_server_name);
     kith_pki::validate_server_name(&server_name)?;
     let settings = Settings {
-        secret_max_bytes: a.secret_max_size,
         audit_limits: kith_authority::AuditLimits {
             window: a.audit_window,
             max_refusals: a.refusal_limit,
