@@ -3,6 +3,7 @@
 //! a revocation newer than the revision they cover).
 
 use kith_pki::{CrlSpec, RevokedEntry, Serial};
+use kith_store::chunked;
 
 use crate::records::{self, from_json, to_json};
 use crate::{limits, stored_crl, Authority, CrlRecord, Error, RevokedRecord, MAX_CRL_VALIDITY};
@@ -77,9 +78,10 @@ impl Authority {
                     });
                 }
             }
-            let current = store.get(&key).await?;
+            // Split over chunks when larger than one store value.
+            let current = chunked::get(&**store, &key).await?;
             let number = match &current {
-                Some(e) => from_json::<CrlRecord>(&key, &e.value)?.number + 1,
+                Some(c) => from_json::<CrlRecord>(&key, &c.value)?.number + 1,
                 None => 1,
             };
             let validity = self.inner.settings.crl_validity;
@@ -100,9 +102,10 @@ impl Authority {
                 covers,
                 der,
             };
+            let (json, at) = (to_json(&record)?, self.chunk_time());
             let written = match &current {
-                Some(e) => store.update(&key, to_json(&record)?, e.revision).await,
-                None => store.create(&key, to_json(&record)?).await,
+                Some(c) => chunked::update(&**store, &c.head, &json, at).await,
+                None => chunked::create(&**store, &key, &json, at).await,
             };
             match written {
                 Ok(_) => return Ok(record),

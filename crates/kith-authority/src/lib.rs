@@ -12,6 +12,7 @@
 
 mod audit;
 mod catalog;
+mod chunks;
 mod claims;
 mod clock;
 mod crl;
@@ -275,8 +276,9 @@ pub async fn list_certificates(
 /// The stored CRL of `authority`, if one was ever signed (no keys needed).
 pub async fn stored_crl(store: &dyn Store, authority: &str) -> Result<Option<CrlRecord>, Error> {
     let key = records::crl_key(authority);
-    match store.get(&key).await? {
-        Some(e) => Ok(Some(from_json(&key, &e.value)?)),
+    // It may be split over chunks (a CRL of many revocations).
+    match kith_store::chunked::get(store, &key).await? {
+        Some(v) => Ok(Some(from_json(&key, &v.value)?)),
         None => Ok(None),
     }
 }

@@ -21,7 +21,7 @@
 //! only at the revision whose versions were removed, never over a write
 //! that landed since.
 
-use kith_store::{Revision, Store};
+use kith_store::{chunked, Revision, Store};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
@@ -219,11 +219,16 @@ impl Authority {
                 .unwrap_or(0);
             let version = latest.max(highest_stored) + 1;
             let sealed = self.seal_secret(name, version, value)?;
-            let value_rev = match store
-                .create(&value_key(name, version), to_json(&sealed)?)
-                .await
+            // Split over chunks when larger than one store value.
+            let value_head = match chunked::create(
+                &**store,
+                &value_key(name, version),
+                &to_json(&sealed)?,
+                self.chunk_time(),
+            )
+            .await
             {
-                Ok(rev) => rev,
+                Ok(head) => head,
                 Err(kith_store::Error::AlreadyExists { .. }) => continue, // a racing write took it
                 Err(e) => return Err(e.into()),
             };
@@ -273,7 +278,7 @@ impl Authority {
                 | Err(kith_store::Error::RevisionMismatch { .. }) => {
                     // Another writer got there first: withdraw our value record
                     // (still unlisted, so nobody else deletes or rewrites it).
-                    match store.delete_if(&value_key(name, version), value_rev).await {
+                    match chunked::delete_if(&**store, &value_head).await {
                         Ok(()) | Err(kith_store::Error::RevisionMismatch { .. }) => {}
                         Err(e) => return Err(e.into()),
                     }
@@ -397,7 +402,7 @@ impl Authority {
                 });
             }
             let key = value_key(name, v);
-            if let Some(entry) = store.get(&key).await? {
+            if let Some(entry) = chunked::get(&**store, &key).await? {
                 break (v, entry);
             }
             let again = load_meta(&**store, name).await?.map(|(m, _)| m);
@@ -501,7 +506,8 @@ async fn remove_values(store: &dyn Store, name: &str, versions: &[u64]) -> Resul
             let Some(e) = store.get(&key).await? else {
                 break;
             };
-            match store.delete_if(&key, e.revision).await {
+            // With the chunks its head names, if it was split.
+            match chunked::delete_if(store, &chunked::Head::of(&e)).await {
                 Ok(()) => break,
                 Err(kith_store::Error::RevisionMismatch { .. }) => continue,
                 Err(e) => return Err(e.into()),

@@ -63,17 +63,19 @@ impl Head {
         !self.chunks.is_empty()
     }
 
-    /// The head of a stored entry, without reading its chunks.
-    pub fn of(entry: &Entry) -> Result<Self> {
-        let chunks = match HeadRecord::parse(&entry.key, &entry.value)? {
-            Some(h) => h.chunk_keys(),
-            None => Vec::new(),
+    /// The head of a stored entry, without reading its chunks: to replace
+    /// or delete it. A damaged head names no chunks here; replacing or
+    /// deleting it leaves its chunks to [`sweep`].
+    pub fn of(entry: &Entry) -> Self {
+        let chunks = match HeadRecord::parse(&entry.key, &entry.value) {
+            Ok(Some(h)) => h.chunk_keys(),
+            Ok(None) | Err(_) => Vec::new(),
         };
-        Ok(Self {
+        Self {
             key: entry.key.clone(),
             revision: entry.revision,
             chunks,
-        })
+        }
     }
 }
 
