@@ -291,7 +291,11 @@ impl Authority {
 
     /// Write a resealed record if nobody changed it meanwhile; `false` when
     /// someone did (or deleted it): the next pass looks at it again.
-    async fn reseal_value(&self, head: &kith_store::chunked::Head, value: Vec<u8>) -> Result<bool, Error> {
+    async fn reseal_value(
+        &self,
+        head: &kith_store::chunked::Head,
+        value: Vec<u8>,
+    ) -> Result<bool, Error> {
         // A secret value may be split over chunks: replaced the same way.
         match kith_store::chunked::update(&**self.store(), head, &value, self.chunk_time()).await {
             Ok(_) => Ok(true),

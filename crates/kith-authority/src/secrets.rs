@@ -268,9 +268,24 @@ impl Authority {
             } else {
                 Vec::new()
             };
+            // The metadata is one store value, never split: a policy too
+            // long for it is refused, and our value record withdrawn.
+            let meta_json = to_json(&meta)?;
+            let meta_max = store.limits().max_value;
+            if meta_json.len() > meta_max {
+                match chunked::delete_if(&**store, &value_head).await {
+                    Ok(()) | Err(kith_store::Error::RevisionMismatch { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                return Err(Error::Invalid(format!(
+                    "secret {name:?}: its description, allowed roles and nodes and kept versions \
+                     take {} bytes, more than the {meta_max} one record may hold; shorten them",
+                    meta_json.len()
+                )));
+            }
             let written = match &current {
-                None => store.create(&meta_key(name), to_json(&meta)?).await,
-                Some((_, rev)) => store.update(&meta_key(name), to_json(&meta)?, *rev).await,
+                None => store.create(&meta_key(name), meta_json).await,
+                Some((_, rev)) => store.update(&meta_key(name), meta_json, *rev).await,
             };
             match written {
                 Ok(_) => {}

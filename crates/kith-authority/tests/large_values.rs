@@ -92,7 +92,10 @@ async fn assert_store_tidy(store: &MemStore, what: &str) -> usize {
             named.insert(id);
         }
     }
-    assert_eq!(named, present, "{what}: chunk ids in the store vs ids heads name");
+    assert_eq!(
+        named, present,
+        "{what}: chunk ids in the store vs ids heads name"
+    );
     chunks
 }
 
@@ -105,7 +108,10 @@ async fn a_secret_of_several_mib_is_split_read_replaced_and_removed() {
         .expect("put 5 MiB");
     let (version, back) = b.get_secret("big", None, ADMIN).await.expect("B reads it");
     assert_eq!(version, 1);
-    assert!(back.as_slice() == v1, "byte-identical through the other authority");
+    assert!(
+        back.as_slice() == v1,
+        "byte-identical through the other authority"
+    );
     assert!(
         assert_store_tidy(&store, "one version").await >= (5 << 20) / MAX_VALUE,
         "the value is split"
@@ -118,8 +124,22 @@ async fn a_secret_of_several_mib_is_split_read_replaced_and_removed() {
     b.put_secret("big", &v2, SecretUpdate::default(), "test")
         .await
         .expect("put 6 MiB");
-    assert!(a.get_secret("big", None, ADMIN).await.expect("read v2").1.as_slice() == v2);
-    assert!(a.get_secret("big", Some(1), ADMIN).await.expect("read v1").1.as_slice() == v1);
+    assert!(
+        a.get_secret("big", None, ADMIN)
+            .await
+            .expect("read v2")
+            .1
+            .as_slice()
+            == v2
+    );
+    assert!(
+        a.get_secret("big", Some(1), ADMIN)
+            .await
+            .expect("read v1")
+            .1
+            .as_slice()
+            == v1
+    );
     assert_store_tidy(&store, "two versions").await;
 
     // A master key rotation reseals split values too, readable by both.
@@ -127,8 +147,22 @@ async fn a_secret_of_several_mib_is_split_read_replaced_and_removed() {
         .await
         .expect("rotate");
     b.refresh_keyring().await.expect("refresh");
-    assert!(b.get_secret("big", Some(1), ADMIN).await.expect("v1").1.as_slice() == v1);
-    assert!(b.get_secret("big", Some(2), ADMIN).await.expect("v2").1.as_slice() == v2);
+    assert!(
+        b.get_secret("big", Some(1), ADMIN)
+            .await
+            .expect("v1")
+            .1
+            .as_slice()
+            == v1
+    );
+    assert!(
+        b.get_secret("big", Some(2), ADMIN)
+            .await
+            .expect("v2")
+            .1
+            .as_slice()
+            == v2
+    );
     assert_store_tidy(&store, "after a rotation").await;
 
     // A third version drops the first (two kept), with its chunks; a small
@@ -136,20 +170,34 @@ async fn a_secret_of_several_mib_is_split_read_replaced_and_removed() {
     a.put_secret("big", b"small now", SecretUpdate::default(), "test")
         .await
         .expect("put small");
-    assert!(b.get_secret("big", None, ADMIN).await.expect("v3").1.as_slice() == b"small now");
-    let e = b.get_secret("big", Some(1), ADMIN).await.expect_err("v1 dropped");
+    assert!(
+        b.get_secret("big", None, ADMIN)
+            .await
+            .expect("v3")
+            .1
+            .as_slice()
+            == b"small now"
+    );
+    let e = b
+        .get_secret("big", Some(1), ADMIN)
+        .await
+        .expect_err("v1 dropped");
     assert_eq!(e.code(), "unknown-secret-version", "{e}");
     assert_store_tidy(&store, "v1 dropped").await;
 
     // Removing one version, then the secret, leaves no chunk.
-    a.delete_secret("big", Some(2), "test").await.expect("rm v2");
+    a.delete_secret("big", Some(2), "test")
+        .await
+        .expect("rm v2");
     assert_eq!(assert_store_tidy(&store, "v2 removed").await, 0);
     let v4 = noise(3 << 20, 4);
     a.put_secret("big", &v4, SecretUpdate::default(), "test")
         .await
         .expect("put 3 MiB");
     assert!(assert_store_tidy(&store, "v4").await > 0);
-    b.delete_secret("big", None, "test").await.expect("secret rm");
+    b.delete_secret("big", None, "test")
+        .await
+        .expect("secret rm");
     assert_eq!(assert_store_tidy(&store, "secret removed").await, 0);
     assert!(store.list("secretval/").await.expect("list").is_empty());
     assert!(store.list(CHUNK_PREFIX).await.expect("list").is_empty());
@@ -178,12 +226,30 @@ async fn a_crashed_writers_chunks_are_swept_and_live_ones_kept() {
         .await
         .expect("only the head goes");
     let before = store.list(CHUNK_PREFIX).await.expect("list").len();
-    assert_eq!(a.sweep_orphan_chunks().await.expect("sweep"), 0, "too young");
+    assert_eq!(
+        a.sweep_orphan_chunks().await.expect("sweep"),
+        0,
+        "too young"
+    );
     clock.advance(time::Duration::seconds(ORPHAN_GRACE.as_secs() as i64 + 60));
-    assert_eq!(a.sweep_orphan_chunks().await.expect("sweep"), 3, "the orphans");
-    assert_eq!(store.list(CHUNK_PREFIX).await.expect("list").len(), before - 3);
+    assert_eq!(
+        a.sweep_orphan_chunks().await.expect("sweep"),
+        3,
+        "the orphans"
+    );
+    assert_eq!(
+        store.list(CHUNK_PREFIX).await.expect("list").len(),
+        before - 3
+    );
     assert_store_tidy(&store, "after the sweep").await;
-    assert!(a.get_secret("live", None, ADMIN).await.expect("read").1.as_slice() == live);
+    assert!(
+        a.get_secret("live", None, ADMIN)
+            .await
+            .expect("read")
+            .1
+            .as_slice()
+            == live
+    );
 }
 
 fn pem(tag: &str, der: &[u8]) -> String {
@@ -221,7 +287,16 @@ async fn a_crl_of_several_mib_is_split_stored_and_verifies() {
     let signed = started.elapsed();
     assert_eq!(crl.entries, n);
     assert!(crl.der.len() > 4 << 20, "several MiB: {}", crl.der.len());
-    assert!(store.get("crl/cluster").await.expect("get").expect("head").value.len() < 1024);
+    assert!(
+        store
+            .get("crl/cluster")
+            .await
+            .expect("get")
+            .expect("head")
+            .value
+            .len()
+            < 1024
+    );
     let chunks = assert_store_tidy(&store, "a large CRL").await;
     assert!(chunks > 16, "split: {chunks} chunks");
 
@@ -238,8 +313,10 @@ async fn a_crl_of_several_mib_is_split_stored_and_verifies() {
     let crl_path = dir.path().join("crl.der");
     std::fs::write(&crl_path, &back.der).expect("write");
     let ca_path = dir.path().join("ca.pem");
-    let ca = pem("CERTIFICATE", &a.intermediate_cert("cluster").expect("inter"))
-        + &pem("CERTIFICATE", &a.root_cert("cluster").expect("root"));
+    let ca = pem(
+        "CERTIFICATE",
+        &a.intermediate_cert("cluster").expect("inter"),
+    ) + &pem("CERTIFICATE", &a.root_cert("cluster").expect("root"));
     std::fs::write(&ca_path, ca).expect("write");
     let out = std::process::Command::new("openssl")
         .args(["crl", "-inform", "DER", "-noout", "-in"])
@@ -248,8 +325,12 @@ async fn a_crl_of_several_mib_is_split_stored_and_verifies() {
         .arg(&ca_path)
         .output()
         .expect("run openssl");
-    let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && said.contains("verify OK"), "openssl: {said}");
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && said.contains("verify OK"),
+        "openssl: {said}"
+    );
 
     // x509-parser: every entry, and the signature under the intermediate's key.
     let (rest, parsed) = x509_parser::parse_x509_crl(&back.der).expect("x509-parser parses it");
@@ -269,5 +350,42 @@ async fn a_crl_of_several_mib_is_split_stored_and_verifies() {
         "{n} revocations: seeded in {seeded:?}, signed in {:?}, all in {:?}",
         signed - seeded,
         started.elapsed()
+    );
+}
+
+/// A secret's metadata is one store value and is never split: a policy too
+/// long for it is refused with a clear error, and nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_too_long_for_one_value_is_refused_and_changes_nothing() {
+    let (store, _clock, a, _b) = pair().await;
+    a.put_secret("p", &noise(1 << 20, 7), SecretUpdate::default(), "test")
+        .await
+        .expect("put");
+    let contents = |entries: Vec<kith_store::Entry>| -> Vec<(String, Vec<u8>)> {
+        entries.into_iter().map(|e| (e.key, e.value)).collect()
+    };
+    let before = contents(store.list("").await.expect("list"));
+    let long = SecretUpdate {
+        allow_nodes: Some((0..5000).map(|i| format!("node-{i:0>50}")).collect()),
+        ..SecretUpdate::default()
+    };
+    let e = a
+        .put_secret("p", &noise(1 << 20, 8), long, "test")
+        .await
+        .expect_err("a policy of 280 KB");
+    assert_eq!(e.code(), "invalid-argument", "{e}");
+    assert!(e.to_string().contains("shorten"), "{e}");
+    assert_eq!(
+        contents(store.list("").await.expect("list")),
+        before,
+        "unchanged"
+    );
+    assert!(
+        a.get_secret("p", None, ADMIN)
+            .await
+            .expect("read")
+            .1
+            .as_slice()
+            == noise(1 << 20, 7)
     );
 }

@@ -99,8 +99,14 @@ async fn a_secret_of_several_mib_over_https() {
     let v1 = noise(4 << 20, 1);
     put(&env, &admin, &v1).await;
     assert_every_value_fits(&store, "after the put").await;
-    assert!(!store.list("chunk/").await.expect("list").is_empty(), "split");
-    assert!(read(&env, &admin).await == v1, "the operator reads it whole");
+    assert!(
+        !store.list("chunk/").await.expect("list").is_empty(),
+        "split"
+    );
+    assert!(
+        read(&env, &admin).await == v1,
+        "the operator reads it whole"
+    );
     assert!(read(&env, &node).await == v1, "the node reads it whole");
 
     let v2 = noise(5 << 20, 2);
@@ -146,7 +152,11 @@ async fn a_crl_of_several_mib_over_https() {
             .expect("seed");
     }
     let signed = env.authority.regenerate_crl("cluster").await.expect("sign");
-    assert!(signed.der.len() > 2 << 20, "several MiB: {}", signed.der.len());
+    assert!(
+        signed.der.len() > 2 << 20,
+        "several MiB: {}",
+        signed.der.len()
+    );
     assert_every_value_fits(&store, "a large CRL").await;
     let served = env
         .public()

@@ -121,7 +121,9 @@ impl HeadRecord {
         let text = std::str::from_utf8(body).map_err(|_| bad("not UTF-8"))?;
         let mut fields = BTreeMap::new();
         for line in text.lines() {
-            let (k, v) = line.split_once('=').ok_or_else(|| bad("a line without '='"))?;
+            let (k, v) = line
+                .split_once('=')
+                .ok_or_else(|| bad("a line without '='"))?;
             if fields.insert(k, v).is_some() {
                 return Err(bad("a repeated field"));
             }
@@ -134,7 +136,9 @@ impl HeadRecord {
         let id = field("id")?.to_string();
         if fields.len() != 4
             || sha256.len() != 64
-            || !sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            || !sha256
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
             || id_time(&id).is_none()
             || count == 0
         {
@@ -354,7 +358,10 @@ async fn read_chunks(
             return Ok(Err(format!("chunk {ck} is missing")));
         };
         if value.len() + part.value.len() > head.len {
-            return Ok(Err(format!("chunks are longer than the {} bytes named", head.len)));
+            return Ok(Err(format!(
+                "chunks are longer than the {} bytes named",
+                head.len
+            )));
         }
         value.extend_from_slice(&part.value);
     }

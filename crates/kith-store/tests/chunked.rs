@@ -24,7 +24,10 @@ async fn a_limit_too_small_for_a_head_writes_nothing() {
         .await
         .expect_err("no head fits 32 bytes");
     assert!(matches!(e, Error::ValueTooLarge { .. }), "{e}");
-    assert!(s.list("").await.expect("list").is_empty(), "nothing written");
+    assert!(
+        s.list("").await.expect("list").is_empty(),
+        "nothing written"
+    );
     // What fits is still stored inline.
     chunked::create(&s, "secretval/a/1", &[7; 32], SystemTime::now())
         .await

@@ -39,13 +39,23 @@ pub(super) async fn round_trips(s: &dyn Store, now: SystemTime) {
         let head = chunked::create(s, &key, &value, now)
             .await
             .unwrap_or_else(|e| panic!("round_trips: create {len} bytes: {e}"));
-        assert_eq!(head.is_chunked(), len > max, "round_trips: {len} bytes split?");
+        assert_eq!(
+            head.is_chunked(),
+            len > max,
+            "round_trips: {len} bytes split?"
+        );
         let back = chunked::get(s, &key)
             .await
             .expect("round_trips: get")
             .expect("round_trips: present");
-        assert!(back.value == value, "round_trips: {len} bytes come back whole");
-        assert_eq!(back.head, head, "round_trips: the head read is the one written");
+        assert!(
+            back.value == value,
+            "round_trips: {len} bytes come back whole"
+        );
+        assert_eq!(
+            back.head, head,
+            "round_trips: the head read is the one written"
+        );
         // A value that fits is stored as its bare bytes.
         let raw = s.get(&key).await.expect("get").expect("present");
         if len <= max {
@@ -56,7 +66,11 @@ pub(super) async fn round_trips(s: &dyn Store, now: SystemTime) {
         chunked::delete_if(s, &head)
             .await
             .expect("round_trips: delete");
-        assert_eq!(s.get(&key).await.expect("get"), None, "round_trips: deleted");
+        assert_eq!(
+            s.get(&key).await.expect("get"),
+            None,
+            "round_trips: deleted"
+        );
     }
     assert_store_shape(s, "round_trips: after deletes", 0).await;
 
@@ -69,7 +83,10 @@ pub(super) async fn round_trips(s: &dyn Store, now: SystemTime) {
         .await
         .expect("get")
         .expect("present");
-    assert!(back.value == lookalike, "round_trips: the lookalike comes back");
+    assert!(
+        back.value == lookalike,
+        "round_trips: the lookalike comes back"
+    );
     chunked::delete_if(s, &head).await.expect("delete");
     assert_store_shape(s, "round_trips: lookalike deleted", 0).await;
 
@@ -81,7 +98,10 @@ pub(super) async fn round_trips(s: &dyn Store, now: SystemTime) {
         .await
         .expect("get")
         .expect("present");
-    assert_eq!(back.value, b"{\"old\":true}", "round_trips: plain values read");
+    assert_eq!(
+        back.value, b"{\"old\":true}",
+        "round_trips: plain values read"
+    );
     assert!(!back.head.is_chunked());
     s.delete("conf-chunk-rt/plain").await.expect("delete");
 }
@@ -104,7 +124,9 @@ pub(super) async fn replacements_leave_nothing_behind(s: &dyn Store, now: System
     assert_store_shape(s, check, 4).await;
     // Big to bigger.
     let bigger = patterned(4 * max + 1, 3);
-    let head2 = chunked::update(s, &head, &bigger, now).await.expect("update");
+    let head2 = chunked::update(s, &head, &bigger, now)
+        .await
+        .expect("update");
     assert_store_shape(s, check, 5).await;
     // A stale compare-and-swap: refused, its chunks withdrawn, the value kept.
     assert!(
@@ -122,9 +144,7 @@ pub(super) async fn replacements_leave_nothing_behind(s: &dyn Store, now: System
         .await
         .expect("to inline");
     assert_store_shape(s, check, 0).await;
-    let head4 = chunked::update(s, &head3, &big, now)
-        .await
-        .expect("to big");
+    let head4 = chunked::update(s, &head3, &big, now).await.expect("to big");
     assert_store_shape(s, check, 4).await;
     // A stale delete is refused and keeps everything.
     assert!(matches!(
@@ -158,7 +178,10 @@ pub(super) async fn damage_is_reported_not_returned(s: &dyn Store, now: SystemTi
     s.put(&chunks[1].key, chunks[1].value.clone())
         .await
         .expect("restore");
-    chunked::get(s, key).await.expect("restored").expect("present");
+    chunked::get(s, key)
+        .await
+        .expect("restored")
+        .expect("present");
     s.delete(&chunks[2].key).await.expect("remove");
     assert!(
         matches!(chunked::get(s, key).await, Err(Error::Inconsistent { .. })),
@@ -193,7 +216,9 @@ pub(super) async fn a_replaced_head_is_read_again(s: &dyn Store, now: SystemTime
         .expect("create");
     let old = s.get(key).await.expect("get").expect("present");
     let newer = patterned(3 * max + 2, 2);
-    let head2 = chunked::update(s, &head, &newer, now).await.expect("update");
+    let head2 = chunked::update(s, &head, &newer, now)
+        .await
+        .expect("update");
     let back = chunked::resolve(s, old.clone())
         .await
         .expect(check)
@@ -265,30 +290,48 @@ pub(super) async fn orphans_are_swept(s: &dyn Store, now: SystemTime) {
     let long_ago = now - 2 * ORPHAN_GRACE;
     // A writer killed between its chunks and its head, long ago: its
     // chunks are there, no head names them.
-    let crashed = chunked::create(s, "conf-chunk-sweep/crashed", &patterned(2 * max + 1, 1), long_ago)
+    let crashed = chunked::create(
+        s,
+        "conf-chunk-sweep/crashed",
+        &patterned(2 * max + 1, 1),
+        long_ago,
+    )
+    .await
+    .expect("create");
+    s.delete("conf-chunk-sweep/crashed")
         .await
-        .expect("create");
-    s.delete("conf-chunk-sweep/crashed").await.expect("drop the head only");
+        .expect("drop the head only");
     // One killed moments ago: maybe still writing its head, so kept.
     let recent = chunked::create(s, "conf-chunk-sweep/recent", &patterned(max + 1, 2), now)
         .await
         .expect("create");
-    s.delete("conf-chunk-sweep/recent").await.expect("drop the head only");
+    s.delete("conf-chunk-sweep/recent")
+        .await
+        .expect("drop the head only");
     // A live value written long ago: named by its head, so kept.
     let live_value = patterned(2 * max + 9, 3);
     chunked::create(s, "conf-chunk-sweep/live", &live_value, long_ago)
         .await
         .expect("create");
     // Something under chunk/ that is not a chunk: not ours to remove.
-    s.put("chunk/not-a-chunk", b"x".to_vec()).await.expect("put");
+    s.put("chunk/not-a-chunk", b"x".to_vec())
+        .await
+        .expect("put");
     assert!(crashed.is_chunked() && recent.is_chunked());
-    assert_eq!(s.list(CHUNK_PREFIX).await.expect("list").len(), 3 + 2 + 3 + 1);
+    assert_eq!(
+        s.list(CHUNK_PREFIX).await.expect("list").len(),
+        3 + 2 + 3 + 1
+    );
 
     let removed = chunked::sweep(s, &["conf-chunk-sweep/"], now, ORPHAN_GRACE)
         .await
         .expect("sweep");
     assert_eq!(removed, 3, "{check}: the crashed writer's chunks");
-    assert_eq!(s.list(CHUNK_PREFIX).await.expect("list").len(), 2 + 3 + 1, "{check}");
+    assert_eq!(
+        s.list(CHUNK_PREFIX).await.expect("list").len(),
+        2 + 3 + 1,
+        "{check}"
+    );
     let back = chunked::get(s, "conf-chunk-sweep/live")
         .await
         .expect("get")
@@ -300,9 +343,15 @@ pub(super) async fn orphans_are_swept(s: &dyn Store, now: SystemTime) {
         .await
         .expect("sweep");
     assert_eq!(removed, 2, "{check}: the recent orphan, later");
-    assert!(chunked::get(s, "conf-chunk-sweep/live").await.expect("get").is_some());
+    assert!(chunked::get(s, "conf-chunk-sweep/live")
+        .await
+        .expect("get")
+        .is_some());
     // Clean up.
-    let live = chunked::get(s, "conf-chunk-sweep/live").await.expect("get").expect("present");
+    let live = chunked::get(s, "conf-chunk-sweep/live")
+        .await
+        .expect("get")
+        .expect("present");
     chunked::delete_if(s, &live.head).await.expect("delete");
     s.delete("chunk/not-a-chunk").await.expect("delete");
     assert_store_shape(s, check, 0).await;
@@ -324,7 +373,11 @@ pub(super) async fn chunks_stay_out_of_other_listings(s: &dyn Store, now: System
         .into_iter()
         .map(|e| e.key)
         .collect();
-    assert_eq!(keys, ["conf-chunk-list/x/1", "conf-chunk-list/y"], "{check}");
+    assert_eq!(
+        keys,
+        ["conf-chunk-list/x/1", "conf-chunk-list/y"],
+        "{check}"
+    );
     // The store is fresh: everything else in it is a chunk, under its prefix.
     let others: Vec<String> = s
         .list("")
