@@ -45,6 +45,10 @@ const MAGIC: &[u8] = b"\0kith-chunked-v1\n";
 /// Re-reads of a head whose chunks vanished while it was read.
 const READ_ATTEMPTS: usize = 16;
 
+/// The most chunks one value is split into (16 GiB at a 256 KiB limit): a
+/// damaged head cannot make a reader list billions of keys.
+pub const MAX_CHUNKS: usize = 1 << 16;
+
 /// What is stored under a value's key: enough to replace or delete it
 /// (and with it the chunks it names) without reading the chunks.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,6 +145,8 @@ impl HeadRecord {
                 .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
             || id_time(&id).is_none()
             || count == 0
+            || count > MAX_CHUNKS
+            || count > len.max(1)
         {
             return Err(bad("a malformed field"));
         }
@@ -216,8 +222,16 @@ async fn stage(store: &dyn Store, key: &str, value: &[u8], now: SystemTime) -> R
         count: value.len().div_ceil(max.max(1)).max(1),
     };
     let stored = head.encode();
-    // A limit too small for even the head: refuse before writing anything.
+    // A limit too small for even the head, or a value too large for
+    // MAX_CHUNKS: refuse before writing anything.
     store.limits().check_value(key, stored.len())?;
+    if head.count > MAX_CHUNKS {
+        return Err(Error::ValueTooLarge {
+            key: key.to_string(),
+            size: value.len(),
+            max: MAX_CHUNKS.saturating_mul(max),
+        });
+    }
     let mut written = Vec::with_capacity(head.count);
     for (n, part) in value.chunks(max.max(1)).enumerate() {
         let ck = chunk_key(&head.id, n);

@@ -197,6 +197,17 @@ pub(super) async fn damage_is_reported_not_returned(s: &dyn Store, now: SystemTi
         matches!(chunked::get(s, key).await, Err(Error::Inconsistent { .. })),
         "{check}: a damaged head"
     );
+    // A head naming more chunks than any value has: refused, not listed.
+    let huge = format!(
+        "\0kith-chunked-v1\nlen=99999999999999\nsha256={}\nid=1-{}\nchunks=99999999999\n",
+        "0".repeat(64),
+        "a".repeat(32)
+    );
+    s.put(key, huge.into_bytes()).await.expect("a huge head");
+    assert!(
+        matches!(chunked::get(s, key).await, Err(Error::Inconsistent { .. })),
+        "{check}: a head naming too many chunks"
+    );
     drop(head);
     s.delete(key).await.expect("delete");
     for c in chunks {
