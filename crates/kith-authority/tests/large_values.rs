@@ -389,3 +389,22 @@ async fn a_policy_too_long_for_one_value_is_refused_and_changes_nothing() {
             == noise(1 << 20, 7)
     );
 }
+
+/// A split value whose chunk was altered in the store is an integrity
+/// error, like an altered inline value; a missing chunk too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_chunk_is_an_integrity_error() {
+    let (store, _clock, a, _b) = pair().await;
+    a.put_secret("d", &noise(1 << 20, 9), SecretUpdate::default(), "test")
+        .await
+        .expect("put");
+    let chunks = store.list(CHUNK_PREFIX).await.expect("list");
+    let mut altered = chunks[2].value.clone();
+    altered[100] ^= 1;
+    store.put(&chunks[2].key, altered).await.expect("alter");
+    let e = a.get_secret("d", None, ADMIN).await.expect_err("altered");
+    assert_eq!(e.code(), "integrity-error", "{e}");
+    store.delete(&chunks[2].key).await.expect("remove");
+    let e = a.get_secret("d", None, ADMIN).await.expect_err("missing");
+    assert_eq!(e.code(), "integrity-error", "{e}");
+}
