@@ -3,7 +3,7 @@
 //! a revocation newer than the revision they cover).
 
 use kith_pki::{CrlSpec, RevokedEntry, Serial};
-use kith_store::Store;
+use kith_store::{chunked, Store};
 
 use crate::authority::Authority;
 use crate::cas::{self, Attempt};
@@ -15,8 +15,9 @@ use crate::records::{from_json, to_json, CrlRecord, RevokedRecord};
 /// The stored CRL of `authority`, if one was ever signed (no keys needed).
 pub async fn stored_crl(store: &dyn Store, authority: &str) -> Result<Option<CrlRecord>, Error> {
     let key = keys::crl_key(authority);
-    match store.get(&key).await? {
-        Some(e) => Ok(Some(from_json(&key, &e.value)?)),
+    // It may be split over chunks (a CRL of many revocations).
+    match chunked::get(store, &key).await? {
+        Some(v) => Ok(Some(from_json(&key, &v.value)?)),
         None => Ok(None),
     }
 }
@@ -99,9 +100,10 @@ impl Authority {
                     });
                 }
             }
-            let current = store.get(&key).await?;
+            // Split over chunks when larger than one store value.
+            let current = chunked::get(&**store, &key).await?;
             let number = match &current {
-                Some(e) => from_json::<CrlRecord>(&key, &e.value)?.number + 1,
+                Some(c) => from_json::<CrlRecord>(&key, &c.value)?.number + 1,
                 None => 1,
             };
             let validity = self.cluster_settings().crl_validity;
@@ -122,9 +124,10 @@ impl Authority {
                 covers,
                 der,
             };
+            let (json, at) = (to_json(&record)?, self.chunk_time());
             let written = match &current {
-                Some(e) => store.update(&key, to_json(&record)?, e.revision).await,
-                None => store.create(&key, to_json(&record)?).await,
+                Some(c) => chunked::update(&**store, &c.head, &json, at).await,
+                None => chunked::create(&**store, &key, &json, at).await,
             };
             Ok(match cas::written(written)? {
                 Some(_) => Attempt::Done(record),

@@ -242,6 +242,8 @@ impl Error {
             Self::Store(kith_store::Error::Locked(_)) => ErrorCode::StoreLocked,
             Self::Store(kith_store::Error::Unavailable(_)) => ErrorCode::StoreUnavailable,
             Self::Store(kith_store::Error::Corrupt { .. }) => ErrorCode::StoreCorrupt,
+            Self::Store(kith_store::Error::Inconsistent { .. }) => ErrorCode::IntegrityError,
+            Self::Store(kith_store::Error::Contended { .. }) => ErrorCode::Contended,
             Self::Store(_) => ErrorCode::StoreError,
             Self::Contended(_) => ErrorCode::Contended,
             Self::RateLimited { .. } => ErrorCode::RateLimited,

@@ -19,6 +19,7 @@
 //! | `secret/<name>` | a secret's metadata and versions |
 //! | `secretval/<name>/<version, 20 digits>` | one sealed secret value |
 //! | `audit/<nanos, 20 digits>-<random hex>` | one audit line |
+//! | `chunk/<secs>-<random hex>/<n>` | part of a split value (built by `kith_store::chunked`) |
 
 use std::net::IpAddr;
 
@@ -71,9 +72,16 @@ pub(crate) fn revoked_key(authority: &str, serial_hex: &str) -> String {
     format!("{}{serial_hex}", revoked_prefix(authority))
 }
 
+/// Every authority's CRL.
+pub(crate) const CRL_PREFIX: &str = "crl/";
 pub(crate) fn crl_key(authority: &str) -> String {
-    format!("crl/{authority}")
+    format!("{CRL_PREFIX}{authority}")
 }
+
+/// Every prefix whose records may be split over `chunk/` keys (kith-store's
+/// `chunked`, which builds those keys): the orphan sweep keeps the chunks
+/// their heads name. A new kind of split record adds its prefix here.
+pub(crate) const SPLIT_PREFIXES: &[&str] = &[SECRET_VALUE_PREFIX, CRL_PREFIX];
 
 /// Every node record.
 pub(crate) const NODE_PREFIX: &str = "node/";
@@ -169,6 +177,7 @@ mod tests {
             (REVOKED_PREFIX.into(), "revoked/"),
             (revoked_prefix("cluster"), "revoked/cluster/"),
             (revoked_key("cluster", "0a1b"), "revoked/cluster/0a1b"),
+            (CRL_PREFIX.into(), "crl/"),
             (crl_key("cluster"), "crl/cluster"),
             (NODE_PREFIX.into(), "node/"),
             (node_key("n1"), "node/n1"),

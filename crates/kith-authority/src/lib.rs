@@ -21,6 +21,7 @@ mod audit;
 mod authority;
 mod cas;
 mod catalog;
+mod chunks;
 mod claims;
 mod clock;
 mod crl;

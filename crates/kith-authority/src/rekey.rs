@@ -244,7 +244,13 @@ impl Authority {
             }
         }
         for e in values {
-            let mut r: SecretValueRecord = from_json(&e.key, &e.value)?;
+            // Read whole if split over chunks; `None`: deleted meanwhile.
+            let Some(whole) = kith_store::chunked::resolve(&*store, e).await? else {
+                done += 1;
+                continue;
+            };
+            let e = &whole.head;
+            let mut r: SecretValueRecord = from_json(&e.key, &whole.value)?;
             if r.master_version == old_version {
                 let (name, version) = parse_value_key(&e.key)?;
                 let plain = old_key
@@ -260,7 +266,7 @@ impl Authority {
                     &plain,
                 )?;
                 r.master_version = new_version;
-                if self.reseal_write(&e.key, to_json(&r)?, e.revision).await? {
+                if self.reseal_value(e, to_json(&r)?).await? {
                     report.secret_versions += 1;
                     resealed += 1;
                 } else {
@@ -302,6 +308,21 @@ impl Authority {
             Ok(Attempt::Conflict)
         })
         .await
+    }
+
+    /// Write a resealed record if nobody changed it meanwhile; `false` when
+    /// someone did (or deleted it): the next pass looks at it again.
+    async fn reseal_value(
+        &self,
+        head: &kith_store::chunked::Head,
+        value: Vec<u8>,
+    ) -> Result<bool, Error> {
+        // A secret value may be split over chunks: replaced the same way.
+        match kith_store::chunked::update(&**self.store(), head, &value, self.chunk_time()).await {
+            Ok(_) => Ok(true),
+            Err(kith_store::Error::RevisionMismatch { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Write a resealed record if nobody changed it meanwhile; `false` when

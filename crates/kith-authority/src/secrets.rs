@@ -21,7 +21,7 @@
 //! only at the revision whose versions were removed, never over a write
 //! that landed since.
 
-use kith_store::{Revision, Store};
+use kith_store::{chunked, Revision, Store};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
@@ -213,11 +213,16 @@ impl Authority {
                 .unwrap_or(0);
             let version = latest.max(highest_stored) + 1;
             let sealed = self.seal_secret(name, version, value)?;
-            let value_rev = match store
-                .create(&value_key(name, version), to_json(&sealed)?)
-                .await
+            // Split over chunks when larger than one store value.
+            let value_head = match chunked::create(
+                &**store,
+                &value_key(name, version),
+                &to_json(&sealed)?,
+                self.chunk_time(),
+            )
+            .await
             {
-                Ok(rev) => rev,
+                Ok(head) => head,
                 // A racing write took that number.
                 Err(kith_store::Error::AlreadyExists { .. }) => return Ok(Attempt::Conflict),
                 Err(e) => return Err(e.into()),
@@ -258,9 +263,24 @@ impl Authority {
             } else {
                 Vec::new()
             };
+            // The metadata is one store value, never split: a policy too
+            // long for it is refused, and our value record withdrawn.
+            let meta_json = to_json(&meta)?;
+            let meta_max = store.limits().max_value;
+            if meta_json.len() > meta_max {
+                match chunked::delete_if(&**store, &value_head).await {
+                    Ok(()) | Err(kith_store::Error::RevisionMismatch { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                return Err(Error::Invalid(format!(
+                    "secret {name:?}: its description, allowed roles and nodes and kept versions \
+                     take {} bytes, more than the {meta_max} one record may hold; shorten them",
+                    meta_json.len()
+                )));
+            }
             let written = match &current {
-                None => store.create(&meta_key(name), to_json(&meta)?).await,
-                Some((_, rev)) => store.update(&meta_key(name), to_json(&meta)?, *rev).await,
+                None => store.create(&meta_key(name), meta_json).await,
+                Some((_, rev)) => store.update(&meta_key(name), meta_json, *rev).await,
             };
             match written {
                 Ok(_) => {}
@@ -268,7 +288,7 @@ impl Authority {
                 | Err(kith_store::Error::RevisionMismatch { .. }) => {
                     // Another writer got there first: withdraw our value record
                     // (still unlisted, so nobody else deletes or rewrites it).
-                    match store.delete_if(&value_key(name, version), value_rev).await {
+                    match chunked::delete_if(&**store, &value_head).await {
                         Ok(()) | Err(kith_store::Error::RevisionMismatch { .. }) => {}
                         Err(e) => return Err(e.into()),
                     }
@@ -387,7 +407,7 @@ impl Authority {
                 });
             }
             let key = value_key(name, v);
-            if let Some(entry) = store.get(&key).await? {
+            if let Some(entry) = chunked::get(&**store, &key).await? {
                 return Ok(Attempt::Done((v, entry)));
             }
             let again = load_meta(&**store, name).await?.map(|(m, _)| m);
@@ -493,7 +513,8 @@ async fn remove_values(store: &dyn Store, name: &str, versions: &[u64]) -> Resul
             let Some(e) = store.get(&key).await? else {
                 return Ok(Attempt::Done(()));
             };
-            let deleted = store.delete_if(&key, e.revision).await;
+            // With the chunks its head names, if it was split.
+            let deleted = chunked::delete_if(store, &chunked::Head::of(&e)).await;
             Ok(match cas::written(deleted)? {
                 Some(()) => Attempt::Done(()),
                 None => Attempt::Conflict,

@@ -269,12 +269,23 @@ async fn maintain(
     let retired = || kith_authority::Error::ServerNameRetired(cert.name().to_string()).into();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_sweep: Option<tokio::time::Instant> = None;
     loop {
         tick.tick().await;
         match authority.server_retired(cert.name()).await {
             Ok(true) => return retired(),
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "checking this server's own revocation failed"),
+        }
+        // Chunks of split values that no record names (a writer killed
+        // half-way): an hourly sweep, as each costs a listing of them all.
+        if last_sweep.is_none_or(|t| t.elapsed() >= CHUNK_SWEEP_EVERY) {
+            last_sweep = Some(tokio::time::Instant::now());
+            match authority.sweep_orphan_chunks().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(chunks = n, "removed orphaned chunks of split values"),
+                Err(e) => tracing::warn!(error = %e, "sweeping orphaned chunks failed"),
+            }
         }
         match cert.renew_if_due(&authority).await {
             Ok(true) => tracing::info!("server certificate renewed"),
@@ -290,6 +301,9 @@ async fn maintain(
         }
     }
 }
+
+/// How often the maintenance tick sweeps orphaned chunks.
+const CHUNK_SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
 /// Re-sign `name`'s CRL if a revocation was recorded after it was signed
 /// (by another process sharing the store, say, that died before publishing).

@@ -10,7 +10,7 @@
 //! Keys are `/`-separated segments of `[A-Za-z0-9_=-]` (no `.`, so a NATS
 //! backend can map `/` to its `.` token separator losslessly). Values are
 //! bounded by the backend ([`Store::limits`]); a caller with more to keep
-//! splits it over several keys.
+//! splits it over several keys with [`chunked`], which works on any backend.
 //!
 //! Backends: [`MemStore`] here (tests, throwaway runs), the embedded redb
 //! file in `kith-store-redb`. Only the binary that wires kith together names
@@ -19,6 +19,7 @@
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
+pub mod chunked;
 mod mem;
 
 #[cfg(feature = "conformance")]
@@ -110,6 +111,23 @@ pub enum Error {
     /// names what is held.
     #[error("the data directory is in use by another kith process ({0})")]
     Locked(String),
+    /// A value split over chunks ([`chunked`]) cannot be read whole: its
+    /// head is damaged, or names a chunk that is missing or data that does
+    /// not match its digest, and the head did not change meanwhile.
+    #[error("{key} cannot be read whole: {detail}")]
+    Inconsistent {
+        /// The value's key.
+        key: String,
+        /// What was found.
+        detail: String,
+    },
+    /// A value split over chunks kept being replaced while it was read;
+    /// nothing half-read was returned. Retry.
+    #[error("{key} kept changing while it was read; retry")]
+    Contended {
+        /// The value's key.
+        key: String,
+    },
     /// A watcher fell behind and missed events; re-list and watch again.
     #[error("watch fell behind by {0} events; re-list and watch again")]
     Lagged(u64),

@@ -46,9 +46,21 @@ impl Env {
     pub async fn start_with(
         tune: impl FnOnce(kith_server::Options) -> kith_server::Options,
     ) -> Self {
+        Self::start_on(None, Settings::default(), tune).await
+    }
+
+    /// A server on `store` (a redb file in the temporary directory if
+    /// `None`) with `settings`.
+    pub async fn start_on(
+        store: Option<Arc<dyn Store>>,
+        settings: Settings,
+        tune: impl FnOnce(kith_server::Options) -> kith_server::Options,
+    ) -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let store: Arc<dyn Store> =
-            Arc::new(RedbStore::open(&tmp.path().join("kith.redb")).expect("open redb"));
+        let store: Arc<dyn Store> = match store {
+            Some(s) => s,
+            None => Arc::new(RedbStore::open(&tmp.path().join("kith.redb")).expect("open redb")),
+        };
         let now = OffsetDateTime::now_utc();
         // The CA predates every certificate the tests backdate.
         let clock = Arc::new(ManualClock::new(now - Duration::days(400)));
@@ -64,7 +76,7 @@ impl Env {
                 },
             },
             PASS,
-            Settings::default(),
+            settings,
         )
         .await
         .expect("init");

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::Store;
 
 mod basics;
+mod chunked;
 mod listing;
 mod races;
 mod values;
@@ -38,4 +39,24 @@ pub async fn run_all(store: Arc<dyn Store>) {
     races::update_racing_delete(store.clone()).await;
     races::create_racing_create_rounds(store.clone()).await;
     races::create_racing_delete_if(store.clone()).await;
+}
+
+/// Run every check of split values ([`crate::chunked`]) against `store`,
+/// which must be fresh (the checks count every chunk in it) and have a
+/// small limit (they write values of several times it, and 5 MiB):
+/// 64 KiB to 1 MiB.
+pub async fn run_chunked(store: Arc<dyn Store>) {
+    let max = store.limits().max_value;
+    assert!(
+        (64 * 1024..=1024 * 1024).contains(&max),
+        "run_chunked: the suite needs a limit of 64 KiB to 1 MiB, got {max}"
+    );
+    let now = std::time::SystemTime::now();
+    chunked::round_trips(&*store, now).await;
+    chunked::replacements_leave_nothing_behind(&*store, now).await;
+    chunked::damage_is_reported_not_returned(&*store, now).await;
+    chunked::a_replaced_head_is_read_again(&*store, now).await;
+    chunked::readers_racing_a_writer_never_see_a_mix(store.clone(), now).await;
+    chunked::orphans_are_swept(&*store, now).await;
+    chunked::chunks_stay_out_of_other_listings(&*store, now).await;
 }
