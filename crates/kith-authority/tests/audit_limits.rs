@@ -3,35 +3,17 @@
 //! number of records per window, the aggregate record carries the count of
 //! every refusal it stands for, and past a rate the answer is `rate-limited`.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kith_authority::{
-    AuditLimits, AuditRecord, Authority, Error, InitOptions, KdfParams, ManualClock, Reader,
-    SecretUpdate, Settings,
-};
+use kith_authority::{AuditLimits, AuditRecord, Authority, Error, Reader, SecretUpdate, Settings};
 use kith_pki::KeyType;
-use kith_store::Store;
-use kith_store_redb::RedbStore;
-use time::OffsetDateTime;
 
-const PASS: &[u8] = b"a passphrase for tests";
+mod common;
 
-async fn authority(dir: &std::path::Path, settings: Settings) -> Authority {
-    let store: Arc<dyn Store> = Arc::new(RedbStore::open(&dir.join("kith.redb")).expect("open"));
-    Authority::init(
-        store,
-        Arc::new(ManualClock::new(OffsetDateTime::now_utc())),
-        InitOptions {
-            cluster: "test.example".into(),
-            key_type: KeyType::P256,
-            kdf: KdfParams::MINIMUM,
-        },
-        PASS,
-        settings,
-    )
-    .await
-    .expect("init")
+async fn authority(settings: Settings) -> (common::Harness, Authority) {
+    let h = common::Harness::new(common::Backend::Redb, settings).await;
+    let a = h.authority.clone();
+    (h, a)
 }
 
 /// The audit records of refusals of `actor`.
@@ -59,19 +41,15 @@ const HAMMER: u64 = 3000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hammering_refused_reads_writes_a_bounded_number_of_audit_records() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let window = Duration::from_secs(3);
     let limits = AuditLimits {
         window,
         ..AuditLimits::default()
     };
-    let a = authority(
-        dir.path(),
-        Settings {
-            audit_limits: limits.clone(),
-            ..Settings::default()
-        },
-    )
+    let (_h, a) = authority(Settings {
+        audit_limits: limits.clone(),
+        ..Settings::default()
+    })
     .await;
     a.put_secret(
         "db-password",
@@ -187,8 +165,7 @@ async fn hammering_refused_reads_writes_a_bounded_number_of_audit_records() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_default_limits_bound_records_per_identity_per_minute() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let a = authority(dir.path(), Settings::default()).await;
+    let (_h, a) = authority(Settings::default()).await;
     let limits = AuditLimits::default();
     assert_eq!(limits.window, Duration::from_secs(60));
     let node = Reader::Node {
@@ -221,8 +198,7 @@ async fn the_default_limits_bound_records_per_identity_per_minute() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_allowed_reads_are_aggregated_not_refused() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let a = authority(dir.path(), Settings::default()).await;
+    let (_h, a) = authority(Settings::default()).await;
     a.put_secret(
         "worker-config",
         b"ok",
@@ -277,8 +253,7 @@ async fn repeated_allowed_reads_are_aggregated_not_refused() {
 /// `max_renewals` per window, then `rate-limited`, recorded as a refusal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewals_in_a_loop_are_limited_per_node() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let a = authority(dir.path(), Settings::default()).await;
+    let (_h, a) = authority(Settings::default()).await;
     let (_, token) = a
         .create_token(
             kith_authority::TokenSpec {

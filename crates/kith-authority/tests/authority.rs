@@ -4,19 +4,15 @@
 use std::sync::Arc;
 
 use kith_authority::{
-    Authority, Error, Identity, InitOptions, IssueRequest, KdfParams, ManualClock, Settings,
-    INTERMEDIATE_TTL,
+    Authority, Error, Identity, IssueRequest, ManualClock, Settings, INTERMEDIATE_TTL,
 };
-use kith_pki::{KeyType, PrivateKey, Profile, RevocationReason, Serial};
+use kith_pki::{Profile, RevocationReason, Serial};
 use kith_store::Store;
-use kith_store_redb::RedbStore;
 use time::{Duration, OffsetDateTime};
 
-const PASS: &[u8] = b"a passphrase for tests";
+use common::PASS;
 
-fn kdf() -> KdfParams {
-    KdfParams::MINIMUM
-}
+mod common;
 
 async fn setup() -> (
     tempfile::TempDir,
@@ -24,40 +20,12 @@ async fn setup() -> (
     Arc<ManualClock>,
     Authority,
 ) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store: Arc<dyn Store> =
-        Arc::new(RedbStore::open(&dir.path().join("kith.redb")).expect("open"));
-    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
-    let authority = Authority::init(
-        store.clone(),
-        clock.clone(),
-        InitOptions {
-            cluster: "test.example".into(),
-            key_type: KeyType::P256,
-            kdf: kdf(),
-        },
-        PASS,
-        Settings::default(),
-    )
-    .await
-    .expect("init");
-    (dir, store, clock, authority)
+    let h = common::Harness::redb().await;
+    (h.dir, h.store, h.clock, h.authority)
 }
 
 fn request(node: &str) -> IssueRequest {
-    IssueRequest {
-        identity: Identity {
-            node: node.into(),
-            role: "worker".into(),
-            profile: Profile::Peer,
-            authority: None,
-            ttl: None,
-        },
-        public_key: PrivateKey::generate(KeyType::P256)
-            .expect("key")
-            .public_key(),
-        extra_sans: Vec::new(),
-    }
+    common::request(node)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

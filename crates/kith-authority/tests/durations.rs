@@ -3,35 +3,19 @@
 //! anything beyond (up to `Duration::MAX`) is `invalid-argument` with the
 //! limit in its message, never an overflow panic, never a change to the store.
 
-use std::sync::Arc;
-
 use kith_authority::{
-    Authority, Identity, InitOptions, IssueRequest, KdfParams, ManualClock, Settings,
-    SettingsChange, TokenSpec, MAX_CERT_TTL, MAX_CRL_VALIDITY, MAX_TOKEN_TTL,
+    Authority, Identity, IssueRequest, Settings, SettingsChange, TokenSpec, MAX_CERT_TTL,
+    MAX_CRL_VALIDITY, MAX_TOKEN_TTL,
 };
 use kith_pki::{KeyType, PrivateKey, Profile};
-use kith_store::Store;
-use kith_store_redb::RedbStore;
-use time::{Duration, OffsetDateTime};
+use time::Duration;
 
-const PASS: &[u8] = b"a passphrase for tests";
+mod common;
 
-async fn authority(dir: &tempfile::TempDir, settings: Settings) -> Authority {
-    let store: Arc<dyn Store> =
-        Arc::new(RedbStore::open(&dir.path().join("kith.redb")).expect("open the store"));
-    Authority::init(
-        store,
-        Arc::new(ManualClock::new(OffsetDateTime::now_utc())),
-        InitOptions {
-            cluster: "limits.example".into(),
-            key_type: KeyType::P256,
-            kdf: KdfParams::MINIMUM,
-        },
-        PASS,
-        settings,
-    )
-    .await
-    .expect("init")
+async fn authority(settings: Settings) -> (common::Harness, Authority) {
+    let h = common::Harness::new(common::Backend::Redb, settings).await;
+    let a = h.authority.clone();
+    (h, a)
 }
 
 async fn snapshot(a: &Authority) -> Vec<(String, u64)> {
@@ -58,8 +42,7 @@ fn absurd(max: Duration) -> [Duration; 6] {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_lifetimes_are_bounded() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let a = authority(&dir, Settings::default()).await;
+    let (_h, a) = authority(Settings::default()).await;
     let key = PrivateKey::generate(KeyType::P256).expect("key");
     let request = |ttl| IssueRequest {
         identity: Identity {
@@ -89,8 +72,7 @@ async fn certificate_lifetimes_are_bounded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_lifetimes_are_bounded() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let a = authority(&dir, Settings::default()).await;
+    let (_h, a) = authority(Settings::default()).await;
     let spec = |ttl| TokenSpec {
         role: "worker".into(),
         node: None,
@@ -118,8 +100,7 @@ async fn token_lifetimes_are_bounded() {
 async fn crl_validity_is_bounded() {
     // The validity is a cluster setting: an absurd one is refused where it
     // is set, so no CRL is ever signed with it.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let a = authority(&dir, Settings::default()).await;
+    let (_h, a) = authority(Settings::default()).await;
     for validity in absurd(MAX_CRL_VALIDITY) {
         let before = snapshot(&a).await;
         let change = SettingsChange {

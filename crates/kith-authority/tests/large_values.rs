@@ -8,60 +8,32 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use kith_authority::{
-    Authority, Clock, InitOptions, KdfParams, ManualClock, Reader, RevokedRecord, SecretUpdate,
-    Settings, SettingsChange,
+    Authority, Clock, ManualClock, Reader, RevokedRecord, SecretUpdate, Settings, SettingsChange,
 };
-use kith_pki::{KeyType, RevocationReason};
+use kith_pki::RevocationReason;
 use kith_store::chunked::{self, CHUNK_PREFIX, ORPHAN_GRACE};
-use kith_store::{MemStore, Store};
-use time::OffsetDateTime;
+use kith_store::Store;
 
-const PASS: &[u8] = b"a passphrase for tests";
+use common::{noise, PASS};
+
+mod common;
 const MAX_VALUE: usize = 256 * 1024;
 const ADMIN: Reader<'static> = Reader::Admin("admin:test");
 
 /// Two authorities on one small-valued store; secrets up to 8 MiB, two
 /// versions kept.
-async fn pair() -> (Arc<MemStore>, Arc<ManualClock>, Authority, Authority) {
-    let store = Arc::new(MemStore::with_max_value(MAX_VALUE));
-    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
-    let settings = Settings::default();
-    let a = Authority::init(
-        store.clone(),
-        clock.clone(),
-        InitOptions {
-            cluster: "test.example".into(),
-            key_type: KeyType::P256,
-            kdf: KdfParams::MINIMUM,
-        },
-        PASS,
-        settings.clone(),
-    )
-    .await
-    .expect("init");
+async fn pair() -> (Arc<dyn Store>, Arc<ManualClock>, Authority, Authority) {
     let change = SettingsChange {
         secret_max_bytes: Some(8 << 20),
         keep_versions: Some(2),
         ..SettingsChange::default()
     };
-    a.update_settings(change, "test").await.expect("settings");
-    let b = Authority::open(store.clone(), clock.clone(), PASS, settings)
+    let h = common::Harness::new(common::Backend::MemLimited(MAX_VALUE), Settings::default())
         .await
-        .expect("a second authority on the same store");
-    (store, clock, a, b)
-}
-
-/// Bytes that differ everywhere, so a misplaced chunk shows.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+        .with_settings(change)
+        .await;
+    let b = h.second().await;
+    (h.store, h.clock, h.authority, b)
 }
 
 /// The id a head names (`id=` line), if the value is a head.
@@ -75,7 +47,7 @@ fn head_id(value: &[u8]) -> Option<String> {
 /// Every value in the store fits its limit, and the chunks in it are
 /// exactly those the heads name: nothing orphaned, nothing missing.
 /// Returns the number of chunk keys.
-async fn assert_store_tidy(store: &MemStore, what: &str) -> usize {
+async fn assert_store_tidy(store: &dyn Store, what: &str) -> usize {
     let all = store.list("").await.expect("list everything");
     let mut named = BTreeSet::new();
     let mut present = BTreeSet::new();
@@ -115,7 +87,7 @@ async fn a_secret_of_several_mib_is_split_read_replaced_and_removed() {
         "byte-identical through the other authority"
     );
     assert!(
-        assert_store_tidy(&store, "one version").await >= (5 << 20) / MAX_VALUE,
+        assert_store_tidy(&*store, "one version").await >= (5 << 20) / MAX_VALUE,
         "the value is split"
     );
     // Only the head is listed with the secret's values.
@@ -142,7 +114,7 @@ async fn a_secret_of_several_mib_is_split_read_replaced_and_removed() {
             .as_slice()
             == v1
     );
-    assert_store_tidy(&store, "two versions").await;
+    assert_store_tidy(&*store, "two versions").await;
 
     // A master key rotation reseals split values too, readable by both.
     a.rotate_master(PASS, Arc::new(|_, _| {}))
@@ -165,7 +137,7 @@ async fn a_secret_of_several_mib_is_split_read_replaced_and_removed() {
             .as_slice()
             == v2
     );
-    assert_store_tidy(&store, "after a rotation").await;
+    assert_store_tidy(&*store, "after a rotation").await;
 
     // A third version drops the first (two kept), with its chunks; a small
     // one is stored inline.
@@ -185,22 +157,22 @@ async fn a_secret_of_several_mib_is_split_read_replaced_and_removed() {
         .await
         .expect_err("v1 dropped");
     assert_eq!(e.code(), "unknown-secret-version", "{e}");
-    assert_store_tidy(&store, "v1 dropped").await;
+    assert_store_tidy(&*store, "v1 dropped").await;
 
     // Removing one version, then the secret, leaves no chunk.
     a.delete_secret("big", Some(2), "test")
         .await
         .expect("rm v2");
-    assert_eq!(assert_store_tidy(&store, "v2 removed").await, 0);
+    assert_eq!(assert_store_tidy(&*store, "v2 removed").await, 0);
     let v4 = noise(3 << 20, 4);
     a.put_secret("big", &v4, SecretUpdate::default(), "test")
         .await
         .expect("put 3 MiB");
-    assert!(assert_store_tidy(&store, "v4").await > 0);
+    assert!(assert_store_tidy(&*store, "v4").await > 0);
     b.delete_secret("big", None, "test")
         .await
         .expect("secret rm");
-    assert_eq!(assert_store_tidy(&store, "secret removed").await, 0);
+    assert_eq!(assert_store_tidy(&*store, "secret removed").await, 0);
     assert!(store.list("secretval/").await.expect("list").is_empty());
     assert!(store.list(CHUNK_PREFIX).await.expect("list").is_empty());
 }
@@ -243,7 +215,7 @@ async fn a_crashed_writers_chunks_are_swept_and_live_ones_kept() {
         store.list(CHUNK_PREFIX).await.expect("list").len(),
         before - 3
     );
-    assert_store_tidy(&store, "after the sweep").await;
+    assert_store_tidy(&*store, "after the sweep").await;
     assert!(
         a.get_secret("live", None, ADMIN)
             .await
@@ -299,7 +271,7 @@ async fn a_crl_of_several_mib_is_split_stored_and_verifies() {
             .len()
             < 1024
     );
-    let chunks = assert_store_tidy(&store, "a large CRL").await;
+    let chunks = assert_store_tidy(&*store, "a large CRL").await;
     assert!(chunks > 16, "split: {chunks} chunks");
 
     // Read back by the other authority, byte-identical.
@@ -347,7 +319,7 @@ async fn a_crl_of_several_mib_is_split_stored_and_verifies() {
     // Re-signed: the old CRL's chunks go with it.
     let next = b.regenerate_crl("cluster").await.expect("re-sign");
     assert_eq!(next.number, crl.number + 1);
-    assert_store_tidy(&store, "re-signed").await;
+    assert_store_tidy(&*store, "re-signed").await;
     eprintln!(
         "{n} revocations: seeded in {seeded:?}, signed in {:?}, all in {:?}",
         signed - seeded,

@@ -5,32 +5,17 @@
 use std::sync::Arc;
 
 use kith_authority::{
-    stored_crl, Authority, Error, Identity, InitOptions, IssueRequest, Issued, KdfParams,
-    ManualClock, Publish, RevokeOutcome, RevokeTarget, Settings,
+    stored_crl, Authority, Error, Identity, IssueRequest, Issued, Publish, RevokeOutcome,
+    RevokeTarget,
 };
 use kith_pki::{KeyType, PrivateKey, Profile, RevocationReason, Serial};
 use kith_store::Store;
-use kith_store_redb::RedbStore;
-use time::OffsetDateTime;
+
+mod common;
 
 async fn setup() -> (tempfile::TempDir, Arc<dyn Store>, Authority) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store: Arc<dyn Store> =
-        Arc::new(RedbStore::open(&dir.path().join("kith.redb")).expect("open"));
-    let authority = Authority::init(
-        store.clone(),
-        Arc::new(ManualClock::new(OffsetDateTime::now_utc())),
-        InitOptions {
-            cluster: "test.example".into(),
-            key_type: KeyType::P256,
-            kdf: KdfParams::MINIMUM,
-        },
-        b"a passphrase for tests",
-        Settings::default(),
-    )
-    .await
-    .expect("init");
-    (dir, store, authority)
+    let h = common::Harness::redb().await;
+    (h.dir, h.store, h.authority)
 }
 
 async fn issue(authority: &Authority, node: &str) -> Issued {

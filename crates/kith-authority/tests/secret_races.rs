@@ -14,16 +14,11 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use kith_authority::{
-    AuditRecord, Authority, Error, InitOptions, KdfParams, ManualClock, Reader, SecretUpdate,
-    Settings, SettingsChange,
-};
-use kith_pki::KeyType;
+use kith_authority::{AuditRecord, Authority, Error, Reader, SecretUpdate, SettingsChange};
 use kith_store::Store;
-use kith_store_redb::RedbStore;
-use time::OffsetDateTime;
 
-const PASS: &[u8] = b"a passphrase for tests";
+mod common;
+
 const ADMIN: Reader<'static> = Reader::Admin("admin:test");
 const ROUNDS: usize = 300;
 const PUTS: usize = 2;
@@ -40,30 +35,16 @@ impl Rng {
     }
 }
 
-async fn authority(dir: &tempfile::TempDir) -> Authority {
-    let store: Arc<dyn Store> =
-        Arc::new(RedbStore::open(&dir.path().join("kith.redb")).expect("open the store"));
-    let a = Authority::init(
-        store,
-        Arc::new(ManualClock::new(OffsetDateTime::now_utc())),
-        InitOptions {
-            cluster: "race.example".into(),
-            key_type: KeyType::P256,
-            kdf: KdfParams::MINIMUM,
-        },
-        PASS,
-        Settings::default(),
-    )
-    .await
-    .expect("init");
+async fn authority() -> (common::Harness, Authority) {
     let change = SettingsChange {
         // Small, so that puts also drop old versions while an rm runs; above the
         // 4 versions one round writes, so a round's own puts are never dropped.
         keep_versions: Some(5),
         ..SettingsChange::default()
     };
-    a.update_settings(change, "test").await.expect("settings");
-    a
+    let h = common::Harness::redb().await.with_settings(change).await;
+    let a = h.authority.clone();
+    (h, a)
 }
 
 /// Audit lines not seen before, for `name`.
@@ -134,8 +115,8 @@ async fn check_listed_versions_read(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn put_racing_rm_never_loses_a_write_nor_lists_a_missing_value() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let a = Arc::new(authority(&dir).await);
+    let (_h, a) = authority().await;
+    let a = Arc::new(a);
     let store = a.store().clone();
     let name = "raced";
     let mut seen = BTreeSet::new();

@@ -6,54 +6,24 @@
 //! settings change both land.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use kith_authority::{
-    cluster_settings, AuditRecord, Authority, ClusterSettings, InitOptions, KdfParams, ManualClock,
-    Reader, SecretUpdate, Settings, SettingsChange, MAX_SECRET_MAX_BYTES,
+    cluster_settings, AuditRecord, Authority, ClusterSettings, Reader, SecretUpdate,
+    SettingsChange, MAX_SECRET_MAX_BYTES,
 };
-use kith_pki::KeyType;
-use kith_store::{MemStore, Store};
-use time::OffsetDateTime;
+use kith_store::Store;
 
-const PASS: &[u8] = b"a passphrase for tests";
+use common::{within_a_second, PASS};
+
+mod common;
 const CLUSTER_KEY: &str = "cluster/meta";
 const ADMIN: Reader<'static> = Reader::Admin("admin:test");
 
 /// Two authorities on one in-memory store, as two replicas would be.
 async fn pair() -> (Arc<dyn Store>, Authority, Authority) {
-    let store: Arc<dyn Store> = Arc::new(MemStore::new());
-    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
-    let a = Authority::init(
-        store.clone(),
-        clock.clone(),
-        InitOptions {
-            cluster: "settings.example".into(),
-            key_type: KeyType::P256,
-            kdf: KdfParams::MINIMUM,
-        },
-        PASS,
-        Settings::default(),
-    )
-    .await
-    .expect("init");
-    let b = Authority::open(store.clone(), clock, PASS, Settings::default())
-        .await
-        .expect("open a second authority on the same store");
-    (store, a, b)
-}
-
-/// Poll until `f` holds. The target is a second (a store watch makes it
-/// milliseconds); the bound is looser so a loaded machine does not flake.
-async fn within_a_second(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(3),
-            "{what}: not seen within three seconds"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let h = common::Harness::mem().await;
+    let b = h.second().await;
+    (h.store, h.authority, b)
 }
 
 async fn snapshot(store: &dyn Store) -> Vec<(String, u64)> {

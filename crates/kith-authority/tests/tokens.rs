@@ -5,14 +5,12 @@
 use std::sync::Arc;
 
 use kith_api::{JoinToken, TokenId};
-use kith_authority::{
-    list_tokens, Authority, Error, InitOptions, KdfParams, ManualClock, Settings, TokenSpec,
-};
-use kith_pki::KeyType;
+use kith_authority::{list_tokens, Authority, Error, ManualClock, TokenSpec};
 use kith_store::Store;
-use kith_store_redb::RedbStore;
-use time::{Duration, OffsetDateTime};
+use time::Duration;
 use zeroize::Zeroizing;
+
+mod common;
 
 async fn setup() -> (
     tempfile::TempDir,
@@ -20,24 +18,8 @@ async fn setup() -> (
     Arc<ManualClock>,
     Authority,
 ) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store: Arc<dyn Store> =
-        Arc::new(RedbStore::open(&dir.path().join("kith.redb")).expect("open"));
-    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
-    let authority = Authority::init(
-        store.clone(),
-        clock.clone(),
-        InitOptions {
-            cluster: "test.example".into(),
-            key_type: KeyType::P256,
-            kdf: KdfParams::MINIMUM,
-        },
-        b"a passphrase for tests",
-        Settings::default(),
-    )
-    .await
-    .expect("init");
-    (dir, store, clock, authority)
+    let h = common::Harness::redb().await;
+    (h.dir, h.store, h.clock, h.authority)
 }
 
 fn spec(uses: u32) -> TokenSpec {

@@ -6,16 +6,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kith_authority::{
-    Authority, InitOptions, KdfParams, ManualClock, Reader, SecretUpdate, Settings, TokenSpec,
-};
-use kith_pki::{KeyType, PrivateKey, Profile, RevocationReason, San, Serial};
-use kith_store::{MemStore, Store};
-use kith_store_redb::RedbStore;
+use kith_authority::{Authority, KdfParams, Reader, SecretUpdate, Settings, TokenSpec};
+use kith_pki::{KeyType, PrivateKey, Profile, RevocationReason, Serial};
 use time::OffsetDateTime;
 
-const PASS: &[u8] = b"a passphrase for tests";
-const PASS2: &[u8] = b"another passphrase, longer";
+use common::{csr, within_a_second, PASS, PASS2};
+
+mod common;
 
 /// Two authorities on one store: in memory, or one redb file (redb lets one
 /// process open a file once, so both share that handle).
@@ -24,46 +21,13 @@ async fn pair() -> (tempfile::TempDir, Authority, Authority) {
 }
 
 async fn pair_on(redb: Option<()>) -> (tempfile::TempDir, Authority, Authority) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store: Arc<dyn Store> = match redb {
-        Some(()) => Arc::new(RedbStore::open(&dir.path().join("kith.redb")).expect("open")),
-        None => Arc::new(MemStore::new()),
+    let backend = match redb {
+        Some(()) => common::Backend::Redb,
+        None => common::Backend::Mem,
     };
-    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
-    let a = Authority::init(
-        store.clone(),
-        clock.clone(),
-        InitOptions {
-            cluster: "test.example".into(),
-            key_type: KeyType::P256,
-            kdf: KdfParams::MINIMUM,
-        },
-        PASS,
-        Settings::default(),
-    )
-    .await
-    .expect("init");
-    let b = Authority::open(store, clock, PASS, Settings::default())
-        .await
-        .expect("open a second authority on the same store");
-    (dir, a, b)
-}
-
-/// Poll until `f` holds. The target is a second (a store watch makes it
-/// milliseconds); the bound is looser so a loaded machine does not flake.
-async fn within_a_second(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(3),
-            "{what}: not seen within three seconds"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-fn csr(key: &PrivateKey, node: &str) -> Vec<u8> {
-    kith_pki::build_csr(key, node, &[San::Dns(node.into())]).expect("csr")
+    let h = common::Harness::new(backend, Settings::default()).await;
+    let b = h.second().await;
+    (h.dir, h.authority, b)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -85,38 +85,24 @@ fn serve_join_three_nodes_mtls_renew_revoke_restart() {
 
     // An operator mints one token for three joins (admin API over mTLS,
     // server found through server.json, credential in <data>/admin).
-    let created = json(
-        &ca,
-        &[
-            "token", "create", "--role", "worker", "--uses", "3", "--json",
-        ],
-    );
-    let token = created["token"].as_str().expect("token").to_string();
+    let token = ca.token("worker", &["--uses", "3"]);
     let nodes: Vec<PathBuf> = (1..=3).map(|i| ca.path(&format!("node-{i}"))).collect();
     for (i, dir) in nodes.iter().enumerate() {
         let name = format!("node-{}", i + 1);
-        let out = Command::new(env!("CARGO_BIN_EXE_kith"))
-            .args([
-                "join",
-                "--server",
-                &url,
-                "--token",
-                &token,
-                "--name",
-                &name,
-                "--no-interface-ips",
-                "--json",
-                "--dir",
-            ])
-            .arg(dir)
-            .output()
-            .expect("join");
-        assert!(
-            out.status.success(),
-            "join {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: Value = serde_json::from_slice(&out.stdout).expect("join JSON");
+        let out = common::node_ok(&[
+            "join",
+            "--server",
+            &url,
+            "--token",
+            &token,
+            "--name",
+            &name,
+            "--no-interface-ips",
+            "--json",
+            "--dir",
+            &dir.to_string_lossy(),
+        ]);
+        let v: Value = serde_json::from_str(&out).expect("join JSON");
         assert_eq!(v["node"], name.as_str());
         // Files a non-Rust program can use, judged by openssl.
         let (good, text) = openssl(&[
@@ -132,15 +118,21 @@ fn serve_join_three_nodes_mtls_renew_revoke_restart() {
         assert!(good, "openssl verify {name}: {text}");
     }
     // A fourth join with the spent token is refused with its code.
-    let out = Command::new(env!("CARGO_BIN_EXE_kith"))
-        .args([
-            "join", "--server", &url, "--token", &token, "--name", "node-4", "--dir",
-        ])
-        .arg(ca.path("node-4"))
-        .output()
-        .expect("join");
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("error[token-used-up]"));
+    let node4 = ca.path("node-4");
+    common::node_fails_with(
+        &[
+            "join",
+            "--server",
+            &url,
+            "--token",
+            &token,
+            "--name",
+            "node-4",
+            "--dir",
+            &node4.to_string_lossy(),
+        ],
+        "token-used-up",
+    );
 
     // node-1 serves mTLS through the library; its agent refreshes the CRL every second.
     let mut example = Command::new(mtls_example())

@@ -147,32 +147,9 @@ fn a_p521_ca_issues_p521_leaves_and_crls_that_openssl_and_pkilint_accept() {
 fn a_node_joins_and_renews_with_a_p521_key_under_a_p521_ca() {
     let ca = Ca::init("p521");
     let (_server, url) = start_server(&ca, "127.0.0.1:0", &ca.pass);
-    let out = common::kith(&ca.data)
-        .args(["token", "create", "--role", "worker", "--json"])
-        .output()
-        .expect("token create");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    let token = v["token"].as_str().expect("token");
-    let dir = ca.path("node-1");
+    let token = ca.token("worker", &[]);
+    let dir = ca.join(&url, &token, "node-1", &["--key-type", "p521"]);
     let kith = || Command::new(env!("CARGO_BIN_EXE_kith"));
-    let out = kith()
-        .args([
-            "join", "--server", &url, "--token", token, "--name", "node-1",
-        ])
-        .args(["--no-interface-ips", "--key-type", "p521", "--dir"])
-        .arg(&dir)
-        .output()
-        .expect("join");
-    assert!(
-        out.status.success(),
-        "join: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let (_, text) = openssl(&["x509", "-in", s(&dir.join("cert.pem")), "-noout", "-text"]);
     assert!(
         text.contains("NIST CURVE: P-521"),

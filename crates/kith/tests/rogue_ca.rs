@@ -144,22 +144,7 @@ fn a_node_posing_as_the_ca_is_refused_by_every_node_command() {
     ]))
     .expect("token JSON");
     let token = created["token"].as_str().expect("token").to_string();
-    let join = |name: &str, extra: &[&str]| {
-        let dir = ca.path(name);
-        let out = bin()
-            .args(["join", "--server", &url, "--token", &token, "--name", name])
-            .args(["--no-interface-ips", "--dir"])
-            .arg(&dir)
-            .args(extra)
-            .output()
-            .expect("join");
-        assert!(
-            out.status.success(),
-            "join {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        dir
-    };
+    let join = |name: &str, extra: &[&str]| ca.join(&url, &token, name, extra);
     // The attacker: a node whose certificate names the CA's address (any
     // token holder may ask for a loopback address).
     let evil = join("node-evil", &["--san", "127.0.0.1"]);

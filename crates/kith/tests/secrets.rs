@@ -52,31 +52,7 @@ fn fails(ca: &Ca, args: &[&str], code: &str) {
 }
 
 fn join(ca: &Ca, url: &str, role: &str, name: &str) -> PathBuf {
-    let created: Value =
-        serde_json::from_slice(&ok(ca, &["token", "create", "--role", role, "--json"]))
-            .expect("token JSON");
-    let dir = ca.path(name);
-    let out = Command::new(env!("CARGO_BIN_EXE_kith"))
-        .args([
-            "join",
-            "--server",
-            url,
-            "--token",
-            created["token"].as_str().expect("token"),
-            "--name",
-            name,
-            "--no-interface-ips",
-            "--dir",
-        ])
-        .arg(&dir)
-        .output()
-        .expect("join");
-    assert!(
-        out.status.success(),
-        "join {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dir
+    ca.join_new(url, role, name)
 }
 
 /// curl with a node's (or the operator's) certificate: (status, body).

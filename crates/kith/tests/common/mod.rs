@@ -19,6 +19,44 @@ pub fn kith(data: &Path) -> Command {
     cmd
 }
 
+/// `kith` for node-side commands (`join`, `renew`, `agent`, `secret get
+/// --dir`): no data directory, nothing in the environment, no terminal.
+pub fn node() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kith"));
+    cmd.env_remove("KITH_PASSPHRASE")
+        .env_remove("KITH_SERVER")
+        .stdin(std::process::Stdio::null());
+    cmd
+}
+
+/// Run node-side `kith args` and require success; returns stdout.
+pub fn node_ok(args: &[&str]) -> String {
+    let out = node().args(args).output().expect("run kith");
+    assert!(
+        out.status.success(),
+        "kith {args:?} failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// Run node-side `kith args` and require exit 1 with `error[code]`; returns stderr.
+pub fn node_fails_with(args: &[&str], code: &str) -> String {
+    let out = node().args(args).output().expect("run kith");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "kith {args:?}: exit status\n{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("error[{code}]")),
+        "kith {args:?}: expected error[{code}], got:\n{stderr}"
+    );
+    stderr
+}
+
 /// Write `path` with mode 0600, as kith requires of a passphrase file.
 pub fn write_private(path: &Path, contents: &[u8]) {
     use std::io::Write;
@@ -106,6 +144,41 @@ impl Ca {
             "kith {args:?}: expected error[{code}], got:\n{stderr}"
         );
         stderr
+    }
+
+    /// Mint a join token for `role` (`kith token create --json`, through
+    /// the running server); `extra` adds flags (`--uses 3`, `--name n1`).
+    pub fn token(&self, role: &str, extra: &[&str]) -> String {
+        let mut args = vec!["token", "create", "--role", role, "--json"];
+        args.extend_from_slice(extra);
+        let v: serde_json::Value =
+            serde_json::from_str(&self.ok(&args)).expect("token create JSON");
+        v["token"].as_str().expect("a token").to_string()
+    }
+
+    /// Join node `name` at `url` with `token` into `<tmp>/<name>` (no
+    /// interface addresses, so several nodes on this host never contend
+    /// for them); `extra` adds flags. Requires success; returns the node
+    /// directory.
+    pub fn join(&self, url: &str, token: &str, name: &str, extra: &[&str]) -> PathBuf {
+        let dir = self.path(name);
+        let mut args = vec!["join", "--server", url, "--token", token, "--name", name];
+        args.extend_from_slice(&["--no-interface-ips", "--dir"]);
+        let mut cmd = node();
+        cmd.args(&args).arg(&dir).args(extra);
+        let out = cmd.output().expect("run kith join");
+        assert!(
+            out.status.success(),
+            "join {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    }
+
+    /// Mint a one-use token for `role` and join node `name` with it.
+    pub fn join_new(&self, url: &str, role: &str, name: &str) -> PathBuf {
+        let token = self.token(role, &[]);
+        self.join(url, &token, name, &[])
     }
 
     /// Every recorded certificate (`kith cert ls --json`).
