@@ -10,12 +10,12 @@ use zeroize::Zeroizing;
 
 use crate::authority::Authority;
 use crate::clock::Clock;
+use crate::cluster_settings::ClusterSettings;
 use crate::error::Error;
 use crate::info::load_cluster;
 use crate::keyring::{ca_key_aad, key_from, master_aad, unwrap_pending, Keyring};
 use crate::keys;
 use crate::records::{from_json, to_json, AuthorityRecord, ClusterRecord};
-use crate::settings::ClusterSettings;
 use crate::vault::{self, check_passphrase_strength, SealKey};
 use crate::{InitOptions, Settings, DEFAULT_AUTHORITY, INTERMEDIATE_TTL, LOCAL_OPERATOR, ROOT_TTL};
 

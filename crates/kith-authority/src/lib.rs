@@ -24,6 +24,7 @@ mod catalog;
 mod chunks;
 mod claims;
 mod clock;
+mod cluster_settings;
 mod crl;
 mod error;
 mod info;
@@ -54,6 +55,10 @@ pub use audit::AuditLimits;
 pub use authority::Authority;
 pub use catalog::{AuthorityStatusView, NodeView, StatusView};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use cluster_settings::{
+    ClusterSettings, DEFAULT_CRL_VALIDITY, DEFAULT_KEEP_VERSIONS, DEFAULT_SECRET_MAX_BYTES,
+    MAX_KEEP_VERSIONS, MAX_SECRET_MAX_BYTES, MIN_CRL_VALIDITY,
+};
 pub use crl::stored_crl;
 pub use error::Error;
 pub use info::{find_certificate, list_certificates, AuthorityInfo, ClusterInfo};
@@ -68,13 +73,9 @@ pub use rekey::RotationReport;
 pub use revoke::{Publish, RevokeOutcome, RevokeTarget};
 pub use secrets::{
     list_secrets, validate_secret_name, Reader, SecretRecord, SecretUpdate, SecretVersion,
-    DEFAULT_KEEP_VERSIONS, DEFAULT_SECRET_MAX_BYTES,
 };
 pub use servers::{ServerState, ServerView};
-pub use settings::{
-    cluster_settings, ClusterSettings, Settings, SettingsChange, DEFAULT_CRL_VALIDITY,
-    MAX_KEEP_VERSIONS, MAX_SECRET_MAX_BYTES, MIN_CRL_VALIDITY,
-};
+pub use settings::{cluster_settings, Settings, SettingsChange};
 pub use tokens::{list_tokens, TokenRecord, TokenSpec, DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL};
 pub use vault::{KdfParams, SecretBytes};
 

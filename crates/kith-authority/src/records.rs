@@ -4,8 +4,8 @@ use kith_pki::{KeyType, Namespace, Profile, RevocationReason, San};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::cluster_settings::ClusterSettings;
 use crate::error::Error;
-use crate::settings::ClusterSettings;
 use crate::vault::KdfParams;
 
 /// Base64 (standard, padded) for binary fields in JSON records.

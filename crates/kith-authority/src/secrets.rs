@@ -36,11 +36,6 @@ use crate::keys::{
 use crate::records::{b64, from_json, to_json};
 use crate::vault::{SealKey, SecretBytes};
 
-/// Default largest value: 1 MiB.
-pub const DEFAULT_SECRET_MAX_BYTES: usize = 1 << 20;
-/// Default number of versions kept per secret.
-pub const DEFAULT_KEEP_VERSIONS: usize = 10;
-
 fn value_aad(cluster: &str, name: &str, version: u64) -> String {
     format!("kith:{cluster}:secret:{name}:v{version}:value")
 }

@@ -13,34 +13,16 @@
 
 use kith_pki::CsrPolicy;
 use kith_store::Store;
-use serde::{Deserialize, Serialize};
 use time::Duration;
 
 use crate::authority::Authority;
 use crate::cas::{self, Attempt};
+use crate::cluster_settings::ClusterSettings;
 use crate::error::Error;
 use crate::info::load_cluster;
 use crate::keys;
-use crate::limits::{self, MAX_CRL_VALIDITY};
 use crate::records::{from_json, to_json, ClusterRecord};
 use crate::refusals::AuditLimits;
-
-/// Default CRL validity (nextUpdate − thisUpdate).
-pub const DEFAULT_CRL_VALIDITY: Duration = Duration::days(7);
-/// Shortest CRL validity: a CRL is re-signed at half its life and nodes
-/// fetch it every few minutes; below an hour a server that is down for a
-/// short while leaves every peer with an expired CRL.
-pub const MIN_CRL_VALIDITY: Duration = Duration::hours(1);
-/// Largest secret size limit an operator may set: 16 MiB. A secret is held
-/// whole in memory several times while it is written or read (the JSON
-/// body, its base64 decoding, the ciphertext, the plaintext), per request,
-/// by the server and by every node that reads it; a secret store is not a
-/// file store (Kubernetes stops at 1 MiB, Vault's default request limit is
-/// 32 MiB for everything).
-pub const MAX_SECRET_MAX_BYTES: usize = 16 << 20;
-/// Most versions kept per secret: each is a value record and a line of the
-/// secret's record, which every read and write loads.
-pub const MAX_KEEP_VERSIONS: usize = 100;
 
 /// Tunables of this process alone: not shared state, so each process may
 /// choose its own (see [`ClusterSettings`] for those that must agree).
@@ -53,87 +35,14 @@ pub struct Settings {
     pub audit_limits: AuditLimits,
 }
 
-/// Settings every process sharing the store must agree on, kept in the
-/// cluster record. A record written before they existed reads with the
-/// defaults, and they are written only once one differs from its default.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct ClusterSettings {
-    /// Validity (nextUpdate − thisUpdate) of the CRLs signed from now on.
-    #[serde(
-        rename = "crl_validity_seconds",
-        with = "seconds",
-        default = "default_crl_validity"
-    )]
-    pub crl_validity: Duration,
-    /// Largest secret value accepted, in bytes.
-    #[serde(default = "default_secret_max_bytes")]
-    pub secret_max_bytes: usize,
-    /// Versions kept per secret; older ones are deleted by the next write.
-    #[serde(default = "default_keep_versions")]
-    pub keep_versions: usize,
-}
-
-fn default_crl_validity() -> Duration {
-    DEFAULT_CRL_VALIDITY
-}
-fn default_secret_max_bytes() -> usize {
-    crate::secrets::DEFAULT_SECRET_MAX_BYTES
-}
-fn default_keep_versions() -> usize {
-    crate::secrets::DEFAULT_KEEP_VERSIONS
-}
-
-impl Default for ClusterSettings {
-    fn default() -> Self {
-        Self {
-            crl_validity: DEFAULT_CRL_VALIDITY,
-            secret_max_bytes: crate::secrets::DEFAULT_SECRET_MAX_BYTES,
-            keep_versions: crate::secrets::DEFAULT_KEEP_VERSIONS,
-        }
-    }
-}
-
-impl ClusterSettings {
-    /// Whether every setting has its default (then the record omits them).
-    pub fn is_default(&self) -> bool {
-        *self == Self::default()
-    }
-
-    /// Refuse values outside the documented bounds.
-    fn check(&self) -> Result<(), Error> {
-        let v = self.crl_validity;
-        limits::check("CRL validity", v, MAX_CRL_VALIDITY, false)?;
-        if v < MIN_CRL_VALIDITY || v.subsec_nanoseconds() != 0 {
-            return Err(Error::Invalid(format!(
-                "the CRL validity must be whole seconds, at least {} hour and at most {} days",
-                MIN_CRL_VALIDITY.whole_hours(),
-                MAX_CRL_VALIDITY.whole_days()
-            )));
-        }
-        if !(1..=MAX_SECRET_MAX_BYTES).contains(&self.secret_max_bytes) {
-            return Err(Error::Invalid(format!(
-                "the secret size limit must be 1 byte to {} MiB",
-                MAX_SECRET_MAX_BYTES >> 20
-            )));
-        }
-        if !(1..=MAX_KEEP_VERSIONS).contains(&self.keep_versions) {
-            return Err(Error::Invalid(format!(
-                "the versions kept per secret must be 1 to {MAX_KEEP_VERSIONS}"
-            )));
-        }
-        Ok(())
-    }
-}
-
 /// A change to [`ClusterSettings`]: `None` keeps the current value.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SettingsChange {
-    /// New CRL validity (1 hour to [`MAX_CRL_VALIDITY`], whole seconds).
+    /// New CRL validity (1 hour to [`crate::MAX_CRL_VALIDITY`], whole seconds).
     pub crl_validity: Option<Duration>,
-    /// New secret size limit (1 byte to [`MAX_SECRET_MAX_BYTES`]).
+    /// New secret size limit (1 byte to [`crate::MAX_SECRET_MAX_BYTES`]).
     pub secret_max_bytes: Option<usize>,
-    /// New number of versions kept (1 to [`MAX_KEEP_VERSIONS`]).
+    /// New number of versions kept (1 to [`crate::MAX_KEEP_VERSIONS`]).
     pub keep_versions: Option<usize>,
 }
 
@@ -278,18 +187,4 @@ pub(crate) fn same_but_settings(a: &ClusterRecord, b: &ClusterRecord) -> bool {
         ..c.clone()
     };
     matches!((to_json(&strip(a)), to_json(&strip(b))), (Ok(x), Ok(y)) if x == y)
-}
-
-/// A duration as whole seconds.
-mod seconds {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use time::Duration;
-
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_i64(d.whole_seconds())
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        Ok(Duration::seconds(i64::deserialize(d)?))
-    }
 }
