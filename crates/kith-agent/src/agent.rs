@@ -3,12 +3,14 @@
 //! an interval, run the hook after every change, renew at once on SIGHUP,
 //! and stop with a clear error when only a new token can help.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::node::{refresh_with, renew, NodeIdentity};
+use crate::revoked::check_own_revocation;
+use crate::secrets::{Pass, SecretFiles};
 use crate::Error;
 use kith_api::ErrorCode;
 
@@ -159,7 +161,10 @@ fn warn_or_alarm(e: &Error, what: &str) {
 
 /// Refresh the CA bundle, the CRL and the secrets over one connection.
 /// Returns whether any file changed.
-async fn refresh_all(opts: &AgentOptions, secrets_dir: Option<&Path>) -> Result<bool, Error> {
+async fn refresh_all(
+    opts: &AgentOptions,
+    secrets: Option<&mut SecretFiles>,
+) -> Result<bool, Error> {
     let (identity, mut conn) = crate::node::connect(&opts.dir).await?;
     // A failure of one part is logged and leaves the other to run.
     let mut changed = match refresh_with(&mut conn, &identity, &opts.dir).await {
@@ -177,18 +182,56 @@ async fn refresh_all(opts: &AgentOptions, secrets_dir: Option<&Path>) -> Result<
             false
         }
     };
-    if let Some(d) = secrets_dir {
-        match crate::secrets::sync_secrets_with(&mut conn, &opts.secrets, d).await {
-            Ok(written) => changed |= !written.is_empty(),
-            Err(e) if e.needs_new_token() => return Err(e),
-            Err(e) => tracing::warn!(error = %e, "secret refresh failed; will retry"),
-        }
+    if let Some(s) = secrets {
+        changed |= s
+            .sync(&mut conn, Pass::Refresh, |f| backoff(opts, f))
+            .await?;
     }
     Ok(changed)
 }
 
-/// Run until SIGTERM/SIGINT (Ok) or until only a new token can help (Err).
+/// Ask again for the secrets the server refused whose retry is due.
+async fn retry_secrets(opts: &AgentOptions, secrets: &mut SecretFiles) -> Result<bool, Error> {
+    match crate::node::connect(&opts.dir).await {
+        Ok((_, mut conn)) => {
+            secrets
+                .sync(&mut conn, Pass::Retry, |f| backoff(opts, f))
+                .await
+        }
+        Err(e) if e.needs_new_token() => Err(e),
+        Err(e) => {
+            warn_or_alarm(&e, "cannot reach the server for the secrets; will retry");
+            secrets.postpone(|f| backoff(opts, f));
+            Ok(false)
+        }
+    }
+}
+
+/// When to renew `identity`: two thirds of its lifetime, minus `spread`
+/// (in [0, 1)) times 5 % of the lifetime.
+fn renew_at(identity: &NodeIdentity, spread: f64) -> time::OffsetDateTime {
+    let lifetime = identity.not_after - identity.not_before;
+    identity.renew_at() - lifetime * (0.05 * spread)
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+/// Run until SIGTERM/SIGINT (Ok) or until only a new token can help (Err,
+/// logged as an error here: the operator must act).
 pub async fn run(opts: AgentOptions) -> Result<(), Error> {
+    let result = run_loop(opts).await;
+    if let Err(e) = &result {
+        if e.needs_new_token() {
+            tracing::error!(error = %e, "stopping: only a new token can help this node now");
+        }
+    }
+    result
+}
+
+async fn run_loop(opts: AgentOptions) -> Result<(), Error> {
     let mut hup = signal(SignalKind::hangup())
         .map_err(|e| Error::Invalid(format!("cannot watch SIGHUP: {e}")))?;
     let mut term = signal(SignalKind::terminate())
@@ -201,7 +244,7 @@ pub async fn run(opts: AgentOptions) -> Result<(), Error> {
     // Spread the renewal point by up to 5 % of the lifetime, earlier only.
     let spread = jitter();
     let identity = NodeIdentity::load(&opts.dir)?;
-    let secrets_dir = match (&opts.secrets_dir, opts.secrets.is_empty()) {
+    let mut secrets = match (&opts.secrets_dir, opts.secrets.is_empty()) {
         (_, true) => None,
         (None, false) => {
             return Err(Error::Invalid(
@@ -218,19 +261,51 @@ pub async fn run(opts: AgentOptions) -> Result<(), Error> {
                     "the secrets directory is not on tmpfs: secrets will reach the disk (use /run/...)"
                 );
             }
-            // A secret this node may not read is a configuration error: say so now.
-            crate::secrets::sync_secrets(&opts.dir, &opts.secrets, d).await?;
-            Some(d.clone())
+            // A secret that is missing or not allowed is reported and asked
+            // for again; it never stops the renewals.
+            Some(SecretFiles::new(d.clone(), &opts.secrets))
         }
     };
+    // A node revoked while its agent was stopped stops here, even offline.
+    if let Some(e) = check_own_revocation(&opts.dir, &identity) {
+        return Err(e);
+    }
     tracing::info!(
-        node = %identity.node, serial = %identity.serial, not_after = %identity.not_after,
+        node = %identity.node, serial = %identity.serial, not_after = %rfc3339(identity.not_after),
         "agent started"
     );
+    // The secrets now, for the service that starts with the agent; the
+    // bundle and the CRL at the first refresh.
+    if let Some(s) = secrets.as_mut() {
+        let changed = match crate::node::connect(&opts.dir).await {
+            Ok((_, mut conn)) => {
+                s.sync(&mut conn, Pass::Refresh, |f| backoff(&opts, f))
+                    .await?
+            }
+            Err(e) if e.needs_new_token() => return Err(e),
+            Err(e) => {
+                warn_or_alarm(&e, "cannot reach the server for the secrets; will retry");
+                false
+            }
+        };
+        if changed {
+            if let Some(h) = &opts.hook {
+                h.run().await;
+            }
+        }
+    }
+    // The certificate whose next renewal was last announced.
+    let mut announced: Option<String> = None;
     loop {
         let identity = NodeIdentity::load(&opts.dir)?;
-        let lifetime = identity.not_after - identity.not_before;
-        let renew_at = identity.renew_at() - lifetime * (0.05 * spread);
+        let renew_at = renew_at(&identity, spread);
+        if announced.as_deref() != Some(identity.serial.as_str()) {
+            tracing::info!(
+                renew_at = %rfc3339(renew_at), serial = %identity.serial,
+                not_after = %rfc3339(identity.not_after), "next renewal due"
+            );
+            announced = Some(identity.serial.clone());
+        }
         let wait_renew = match retry_at {
             Some(t) => t.saturating_duration_since(tokio::time::Instant::now()),
             None => {
@@ -238,14 +313,17 @@ pub async fn run(opts: AgentOptions) -> Result<(), Error> {
                 Duration::try_from(d).unwrap_or(Duration::ZERO)
             }
         };
+        let secret_retry = secrets.as_ref().and_then(SecretFiles::next_retry);
         enum Step {
             Renew(&'static str),
             Refresh,
+            RetrySecrets,
             Stop,
         }
         let step = tokio::select! {
             _ = tokio::time::sleep(wait_renew) => Step::Renew("due"),
             _ = tokio::time::sleep_until(next_refresh) => Step::Refresh,
+            _ = sleep_until_some(secret_retry) => Step::RetrySecrets,
             _ = hup.recv() => Step::Renew("SIGHUP"),
             _ = term.recv() => Step::Stop,
             _ = int.recv() => Step::Stop,
@@ -255,14 +333,27 @@ pub async fn run(opts: AgentOptions) -> Result<(), Error> {
                 tracing::info!("agent stopping");
                 return Ok(());
             }
-            Step::Refresh => {
-                next_refresh = tokio::time::Instant::now() + opts.refresh_every;
-                // One connection for the bundle, the CRL and the secrets.
-                let changed = match refresh_all(&opts, secrets_dir.as_deref()).await {
+            Step::Refresh | Step::RetrySecrets => {
+                let result = if matches!(step, Step::Refresh) {
+                    next_refresh = tokio::time::Instant::now() + opts.refresh_every;
+                    // One connection for the bundle, the CRL and the secrets.
+                    refresh_all(&opts, secrets.as_mut()).await
+                } else {
+                    match secrets.as_mut() {
+                        Some(s) => retry_secrets(&opts, s).await,
+                        None => Ok(false),
+                    }
+                };
+                // The CRL just fetched says most about a revocation (when,
+                // why), even if the server refused the rest.
+                if let Some(e) = check_own_revocation(&opts.dir, &identity) {
+                    return Err(e);
+                }
+                let changed = match result {
                     Ok(changed) => changed,
                     Err(e) if e.needs_new_token() => return Err(e),
                     Err(e) => {
-                        tracing::warn!(error = %e, "refresh failed; will retry");
+                        warn_or_alarm(&e, "refresh failed; will retry");
                         false
                     }
                 };
@@ -276,7 +367,7 @@ pub async fn run(opts: AgentOptions) -> Result<(), Error> {
                 Ok(id) => {
                     failures = 0;
                     retry_at = None;
-                    tracing::info!(why, serial = %id.serial, not_after = %id.not_after, "renewed");
+                    tracing::info!(why, serial = %id.serial, not_after = %rfc3339(id.not_after), "renewed");
                     if let Some(h) = &opts.hook {
                         h.run().await;
                     }
@@ -287,10 +378,18 @@ pub async fn run(opts: AgentOptions) -> Result<(), Error> {
                     failures = failures.saturating_add(1);
                     retry_at = Some(tokio::time::Instant::now() + delay);
                     warn_or_alarm(&e, "renewal failed; will retry");
-                    tracing::debug!(retry_in = ?delay, failures, "renewal backoff");
+                    tracing::info!(retry_in = ?delay, failures, "renewal backoff");
                 }
             },
         }
+    }
+}
+
+/// Sleep until `t`, or forever when there is nothing to wait for.
+async fn sleep_until_some(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }
 

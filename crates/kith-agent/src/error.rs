@@ -39,6 +39,19 @@ pub enum Error {
         /// Human message.
         message: String,
     },
+    /// The CRL this node fetched lists its own certificate: it can no longer
+    /// renew, and its peers refuse it.
+    #[error("this node ({node}) is revoked: the CRL lists its certificate {serial} (revoked at {revoked_at}{}); its peers refuse it and it cannot renew", reason.as_deref().map(|r| format!(", reason {r}")).unwrap_or_default())]
+    Revoked {
+        /// Node name.
+        node: String,
+        /// Serial of the revoked certificate, hex.
+        serial: String,
+        /// When, RFC 3339.
+        revoked_at: String,
+        /// The CRL's reason, if it gives one.
+        reason: Option<String>,
+    },
     /// The server or network failed (connect, TLS, HTTP).
     #[error("cannot reach {server}: {detail}")]
     Transport {
@@ -95,6 +108,7 @@ impl Error {
             Self::BundleRefused { .. } => ErrorCode::BundleRefused,
             // Not reached: `code` and `error_code` read a server's code themselves.
             Self::Api { code, .. } => code.known().unwrap_or(ErrorCode::HttpError),
+            Self::Revoked { .. } => ErrorCode::CertificateRevoked,
             Self::Transport { .. } => ErrorCode::Unreachable,
             Self::BadResponse(_) => ErrorCode::BadResponse,
             Self::NodeDir(_) => ErrorCode::NodeDir,

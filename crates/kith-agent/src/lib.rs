@@ -16,6 +16,7 @@ pub mod agent;
 mod client;
 mod error;
 mod node;
+mod revoked;
 pub mod secrets;
 mod tls;
 mod verify;

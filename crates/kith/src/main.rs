@@ -52,6 +52,7 @@ enum Command {
     /// Write the current CRL of an authority (DER by default).
     Crl(cmd::crl::CrlArgs),
     /// Run the CA server: join, renewal, CRLs, operator API (HTTPS, mutual TLS).
+    #[command(after_help = LOG_HELP)]
     Serve(cmd::serve::ServeArgs),
     /// Join tokens (through the server, with the operator credential).
     #[command(subcommand)]
@@ -69,6 +70,7 @@ enum Command {
     /// Renew this node's certificate now.
     Renew(cmd::renew::RenewArgs),
     /// Keep this node's certificate, CA bundle, CRL and secrets fresh, forever.
+    #[command(after_help = LOG_HELP)]
     Agent(cmd::agent::AgentArgs),
     /// Cluster secrets: encrypted, versioned, readable only by the nodes allowed.
     #[command(subcommand)]
@@ -106,13 +108,7 @@ fn main() -> ExitCode {
         Command::Serve(_) | Command::Agent(_) => "info",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KITH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(default_level);
     let json = cli.json;
     let is_agent = matches!(cli.command, Command::Agent(_));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -143,6 +139,27 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// What `serve --help` and `agent --help` say about logs.
+const LOG_HELP: &str = "Logs go to stderr, one line per event: an RFC 3339 timestamp in UTC, the level, \
+the message and its fields; in colour only when stderr is a terminal. KITH_LOG sets what is logged: \
+a level (error, warn, info, debug, trace) or directives per module (KITH_LOG=info,kith_agent=debug); \
+the default is info for serve and agent, warn for every other command.";
+
+/// One log format for every command: RFC 3339 UTC timestamps, and ANSI
+/// colours only on a terminal (a journal or a file gets plain text).
+fn init_logging(default_level: &str) {
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KITH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .with_timer(tracing_subscriber::fmt::time::UtcTime::rfc_3339())
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn run(command: Command, data_dir: Option<PathBuf>, json: bool) -> Result<(), CliError> {
