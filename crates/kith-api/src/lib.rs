@@ -9,10 +9,15 @@
 //! - every stable error code ([`ErrorCode`]), with what it means.
 
 mod code;
+mod sni;
 mod token;
 pub mod wire;
 
 pub use code::{ErrorCode, UnknownErrorCode, WireCode};
+pub use sni::{
+    authority_sni, parse_sni, pin_sni, SniSelector, AUTHORITY_SNI_SUFFIX, PIN_SNI_HEX,
+    PIN_SNI_SUFFIX,
+};
 pub use token::{JoinToken, TokenId, TokenParseError, TOKEN_PREFIX};
 
 /// Media type of every JSON request and answer.

@@ -54,7 +54,7 @@ pub use audit::AuditLimits;
 pub use authority::Authority;
 pub use catalog::{AuthorityStatusView, NodeView, StatusView};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use crl::stored_crl;
+pub use crl::{stored_crl, stored_crl_of, CrlIssuer};
 pub use error::Error;
 pub use info::{find_certificate, list_certificates, AuthorityInfo, ClusterInfo};
 pub use issue::{Identity, Issued};
