@@ -7,6 +7,8 @@
 //!   (of which the server keeps only a hash);
 //! - the JSON bodies of the `/v1` HTTP API ([`wire`]);
 //! - every stable error code ([`ErrorCode`]), with what it means.
+//! - the TLS server names by which a node asks for its authority's chain
+//!   ([`authority_sni`], [`pin_sni`], [`parse_sni`]).
 
 mod code;
 mod sni;

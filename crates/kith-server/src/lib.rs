@@ -3,9 +3,11 @@
 //! A thin layer over [`kith_authority::Authority`]: rustls terminates TLS
 //! (client certificates optional, verified against the cluster roots), axum
 //! routes `/v1`, and every handler decodes, calls the authority and encodes.
-//! The server issues its own certificate from the cluster CA at start (its
-//! key never leaves memory), renews it before it expires, and keeps each
-//! authority's CRL fresh. Each replica has a name of its own in the server
+//! The server issues its own certificate under each authority at start
+//! (keys never leave memory), presents the one the client's TLS server name
+//! asks for ([`kith_api::parse_sni`]; the default authority's otherwise),
+//! renews them before they expire, and keeps each authority's CRLs (its
+//! intermediate's and its root's) fresh. Each replica has a name of its own in the server
 //! name space ([`Options::server_name`]), so one can be revoked without the
 //! others; a revoked replica stops ([`Server::run`]).
 //!

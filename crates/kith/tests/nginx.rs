@@ -36,6 +36,17 @@ fn join(url: &str, token: &str, name: &str, dir: &Path) {
     );
 }
 
+/// Debian's nginx lives in /usr/sbin, which a non-root user's PATH may
+/// lack; otherwise found (or missing, loudly) as every other tool.
+fn nginx() -> PathBuf {
+    let sbin = PathBuf::from("/usr/sbin/nginx");
+    if sbin.is_file() {
+        sbin
+    } else {
+        tool("nginx")
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -67,9 +78,12 @@ fn start_nginx(prefix: &Path, web: &Path, port: u16) -> Proc {
         crl = w("crl.pem"),
     );
     std::fs::write(prefix.join("nginx.conf"), conf).expect("nginx.conf");
-    let child = Command::new(tool("nginx"))
+    let child = Command::new(nginx())
         .arg("-p")
         .arg(prefix)
+        // Its own error log from the first line, not /var/log/nginx's.
+        .arg("-e")
+        .arg(prefix.join("error.log"))
         .arg("-c")
         .arg(prefix.join("nginx.conf"))
         .stdout(Stdio::null())
