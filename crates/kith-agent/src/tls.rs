@@ -16,7 +16,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName};
 use tokio::sync::watch;
 
 use crate::verify::{CheckedServerVerifier, PinVerifier, PolicyClientVerifier, ServerCheck};
@@ -222,6 +222,7 @@ fn build_client(m: &Material, policy: &PeerPolicy) -> Result<Arc<ClientConfig>, 
     let verifier = Arc::new(CheckedServerVerifier {
         inner,
         check: ServerCheck::Peer(policy.clone()),
+        host: None,
     });
     let cfg = ClientConfig::builder_with_provider(p)
         .with_safe_default_protocol_versions()?
@@ -255,6 +256,16 @@ pub fn client_config(dir: &Path, policy: &PeerPolicy) -> Result<Arc<ClientConfig
 /// (`spiffe://<cluster>/kith/server/<name>`, which the CA issues to nobody
 /// else) proves "the CA". Checked in the handshake, before a byte is sent.
 pub(crate) fn server_api_config(dir: &Path) -> Result<Arc<ClientConfig>, Error> {
+    server_api_config_for(dir, None)
+}
+
+/// [`server_api_config`] for a handshake that sends another server name
+/// than `host` (the node's authority's, [`kith_api::authority_sni`]): the
+/// certificate is checked for `host`.
+pub(crate) fn server_api_config_for(
+    dir: &Path,
+    host: Option<ServerName<'static>>,
+) -> Result<Arc<ClientConfig>, Error> {
     let m = read_material(dir)?;
     let cluster = kith_pki::trust_domain(&m.chain[0])?.ok_or_else(|| {
         Error::NodeDir(format!(
@@ -279,6 +290,7 @@ pub(crate) fn server_api_config(dir: &Path) -> Result<Arc<ClientConfig>, Error> 
     let verifier = Arc::new(CheckedServerVerifier {
         inner,
         check: ServerCheck::KithServer(cluster),
+        host,
     });
     let cfg = ClientConfig::builder_with_provider(p)
         .with_safe_default_protocol_versions()?

@@ -78,6 +78,9 @@ pub(crate) enum ServerCheck {
 pub(crate) struct CheckedServerVerifier {
     pub(crate) inner: Arc<dyn ServerCertVerifier>,
     pub(crate) check: ServerCheck,
+    /// The name to check the certificate for when the handshake sends
+    /// another one (an authority's server name, [`kith_api::authority_sni`]).
+    pub(crate) host: Option<ServerName<'static>>,
 }
 
 impl ServerCertVerifier for CheckedServerVerifier {
@@ -89,6 +92,7 @@ impl ServerCertVerifier for CheckedServerVerifier {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let server_name = self.host.as_ref().unwrap_or(server_name);
         let ok =
             self.inner
                 .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
@@ -168,6 +172,9 @@ fn check_server_identity(
 #[derive(Debug)]
 pub(crate) struct PinVerifier {
     pin: [u8; 32],
+    /// The server's host: the handshake sends the pin's server name
+    /// ([`kith_api::pin_sni`]), the certificate is checked for this one.
+    host: ServerName<'static>,
     provider: Arc<CryptoProvider>,
     pub(crate) mismatch: std::sync::atomic::AtomicBool,
     /// The cluster the server's identity names, once verified.
@@ -175,9 +182,10 @@ pub(crate) struct PinVerifier {
 }
 
 impl PinVerifier {
-    pub(crate) fn new(pin: [u8; 32]) -> Self {
+    pub(crate) fn new(pin: [u8; 32], host: ServerName<'static>) -> Self {
         Self {
             pin,
+            host,
             provider: provider(),
             mismatch: Default::default(),
             cluster: Default::default(),
@@ -210,7 +218,8 @@ impl ServerCertVerifier for PinVerifier {
             WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
                 .build()
                 .map_err(|e| rustls::Error::General(e.to_string()))?;
-        let ok = verifier.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
+        let _ = server_name; // the pin's server name, not the host
+        let ok = verifier.verify_server_cert(end_entity, intermediates, &self.host, ocsp, now)?;
         let cluster = check_server_identity(end_entity, None)?;
         *self.cluster.lock().unwrap_or_else(|p| p.into_inner()) = Some(cluster);
         Ok(ok)

@@ -7,12 +7,19 @@
 //!   (of which the server keeps only a hash);
 //! - the JSON bodies of the `/v1` HTTP API ([`wire`]);
 //! - every stable error code ([`ErrorCode`]), with what it means.
+//! - the TLS server names by which a node asks for its authority's chain
+//!   ([`authority_sni`], [`pin_sni`], [`parse_sni`]).
 
 mod code;
+mod sni;
 mod token;
 pub mod wire;
 
 pub use code::{ErrorCode, UnknownErrorCode, WireCode};
+pub use sni::{
+    authority_sni, parse_sni, pin_sni, SniSelector, AUTHORITY_SNI_SUFFIX, PIN_SNI_HEX,
+    PIN_SNI_SUFFIX,
+};
 pub use token::{JoinToken, TokenId, TokenParseError, TOKEN_PREFIX};
 
 /// Media type of every JSON request and answer.

@@ -1,8 +1,15 @@
 //! CRLs: signed from the `revoked/` records of an authority, numbered by
 //! compare-and-swap, and re-signed when stale (half their validity gone, or
 //! a revocation newer than the revision they cover).
+//!
+//! Each authority has two: the intermediate's (`crl/<authority>`, the
+//! leaves it revoked) and the root's (`rootcrl/<authority>`, the
+//! intermediates the root revoked). kith never revokes an intermediate
+//! (a rotation retires one by letting it expire), so the root's lists
+//! nothing; it exists because nginx, Envoy and `openssl verify
+//! -crl_check_all` refuse a chain unless every CA in it has a CRL.
 
-use kith_pki::{CrlSpec, RevokedEntry, Serial};
+use kith_pki::{CaKind, CrlSpec, RevokedEntry, Serial};
 use kith_store::{chunked, Store};
 
 use crate::authority::Authority;
@@ -12,9 +19,37 @@ use crate::keys;
 use crate::limits::{self, MAX_CRL_VALIDITY};
 use crate::records::{from_json, to_json, CrlRecord, RevokedRecord};
 
+/// Which CA of an authority signs a CRL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CrlIssuer {
+    /// The online intermediate: the CRL of the leaves (`/v1/crl/{authority}`).
+    Intermediate,
+    /// The root: the CRL of the intermediates (`/v1/crl/{authority}/root`).
+    Root,
+}
+
+impl CrlIssuer {
+    fn key(self, authority: &str) -> String {
+        match self {
+            Self::Intermediate => keys::crl_key(authority),
+            Self::Root => keys::root_crl_key(authority),
+        }
+    }
+}
+
 /// The stored CRL of `authority`, if one was ever signed (no keys needed).
 pub async fn stored_crl(store: &dyn Store, authority: &str) -> Result<Option<CrlRecord>, Error> {
-    let key = keys::crl_key(authority);
+    stored_crl_of(store, authority, CrlIssuer::Intermediate).await
+}
+
+/// The stored CRL that `issuer` of `authority` signed, if any (no keys needed).
+pub async fn stored_crl_of(
+    store: &dyn Store,
+    authority: &str,
+    issuer: CrlIssuer,
+) -> Result<Option<CrlRecord>, Error> {
+    let key = issuer.key(authority);
     // It may be split over chunks (a CRL of many revocations).
     match chunked::get(store, &key).await? {
         Some(v) => Ok(Some(from_json(&key, &v.value)?)),
@@ -26,22 +61,27 @@ impl Authority {
     /// The CRL of `authority`: the stored one while it has more than half of
     /// its validity left, otherwise a freshly signed one.
     pub async fn crl(&self, authority: &str) -> Result<CrlRecord, Error> {
+        self.crl_of(authority, CrlIssuer::Intermediate).await
+    }
+
+    /// [`Authority::crl`] of the CRL `issuer` signs.
+    pub async fn crl_of(&self, authority: &str, issuer: CrlIssuer) -> Result<CrlRecord, Error> {
         self.signer(authority)?;
-        let stored = stored_crl(&*self.inner.store, authority).await?;
+        let stored = stored_crl_of(&*self.inner.store, authority, issuer).await?;
         if let Some(current) = &stored {
             if self.crl_is_fresh(current) {
                 return Ok(current.clone());
             }
         }
-        match self.regenerate_crl(authority).await {
+        match self.regenerate_crl_of(authority, issuer).await {
             // Others kept re-signing it meanwhile: theirs is fresh enough.
             Err(Error::Contended(_)) => match stored {
                 Some(c) if self.now() < c.next_update => {
-                    Ok(stored_crl(&*self.inner.store, authority)
+                    Ok(stored_crl_of(&*self.inner.store, authority, issuer)
                         .await?
                         .unwrap_or(c))
                 }
-                _ => Err(Error::Contended(keys::crl_key(authority))),
+                _ => Err(Error::Contended(issuer.key(authority))),
             },
             other => other,
         }
@@ -82,14 +122,39 @@ impl Authority {
     /// number one above the stored one, written with compare-and-swap so
     /// concurrent signers never reuse a number.
     pub async fn regenerate_crl(&self, authority: &str) -> Result<CrlRecord, Error> {
+        self.regenerate_crl_of(authority, CrlIssuer::Intermediate)
+            .await
+    }
+
+    /// [`Authority::regenerate_crl`] of the CRL `issuer` signs. The root's
+    /// key is unsealed for the signature only and wiped after it.
+    pub async fn regenerate_crl_of(
+        &self,
+        authority: &str,
+        issuer: CrlIssuer,
+    ) -> Result<CrlRecord, Error> {
         let signer = self.signer(authority)?;
+        let root;
+        let signing = match issuer {
+            CrlIssuer::Intermediate => &signer.intermediate,
+            CrlIssuer::Root => {
+                let key = self.open_ca_key(&signer.record, CaKind::Root)?;
+                root = kith_pki::SigningCa::new(signer.record.root_cert.clone(), key)?;
+                &root
+            }
+        };
         let store = &self.inner.store;
-        let key = keys::crl_key(authority);
+        let key = issuer.key(authority);
         cas::retry!(&key, 16, async |_| {
             let now = self.now();
             let mut entries = Vec::new();
             let mut covers = 0;
-            for e in store.list(&keys::revoked_prefix(authority)).await? {
+            // The root signs only intermediates, and kith revokes none.
+            let revoked = match issuer {
+                CrlIssuer::Intermediate => store.list(&keys::revoked_prefix(authority)).await?,
+                CrlIssuer::Root => Vec::new(),
+            };
+            for e in revoked {
                 covers = covers.max(e.revision);
                 let r: RevokedRecord = from_json(&e.key, &e.value)?;
                 if r.not_after > now {
@@ -114,7 +179,7 @@ impl Authority {
                 next_update: limits::later(now, validity, "CRL validity")?,
                 entries,
             };
-            let der = spec.sign(&signer.intermediate)?;
+            let der = spec.sign(signing)?;
             let record = CrlRecord {
                 authority: authority.to_string(),
                 number,

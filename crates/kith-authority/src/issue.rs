@@ -153,6 +153,8 @@ impl Authority {
     /// server's) is refused with [`Error::ServerNameRetired`]. `sans` are the
     /// server's own DNS names and addresses, from its configuration (no CSR
     /// policy applies); replicas may share them (a load balancer's name).
+    /// Issued by the default authority; see
+    /// [`Authority::issue_server_certificate_in`] for the others.
     pub async fn issue_server_certificate(
         &self,
         name: &str,
@@ -160,12 +162,28 @@ impl Authority {
         sans: Vec<San>,
         ttl: Duration,
     ) -> Result<Issued, Error> {
+        self.issue_server_certificate_in(DEFAULT_AUTHORITY, name, public_key, sans, ttl)
+            .await
+    }
+
+    /// [`Authority::issue_server_certificate`] under `authority`: the server
+    /// presents each authority's own chain to that authority's nodes, since
+    /// an authority is a trust domain of its own.
+    pub async fn issue_server_certificate_in(
+        &self,
+        authority: &str,
+        name: &str,
+        public_key: PublicKey,
+        sans: Vec<San>,
+        ttl: Duration,
+    ) -> Result<Issued, Error> {
         kith_pki::validate_server_name(name)?;
+        self.signer(authority)?;
         if self.server_retired(name).await? {
             return Err(Error::ServerNameRetired(name.to_string()));
         }
         // The server's configured addresses are its own: no node may hold them.
-        self.claim_sans(Namespace::Server, name, DEFAULT_AUTHORITY, &sans, &[], true)
+        self.claim_sans(Namespace::Server, name, authority, &sans, &[], true)
             .await?;
         let issued = self.sign_in(
             &IssueRequest {
@@ -173,7 +191,7 @@ impl Authority {
                     node: name.to_string(),
                     role: kith_pki::RESERVED_ROLE.to_string(),
                     profile: Profile::Server,
-                    authority: None,
+                    authority: Some(authority.to_string()),
                     ttl: Some(ttl),
                 },
                 public_key,

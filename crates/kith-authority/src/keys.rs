@@ -12,6 +12,7 @@
 //! | `server/<name>` | a kith server name (its retirement) |
 //! | `revoked/<authority>/<serial>` | a revocation |
 //! | `crl/<authority>` | the current CRL |
+//! | `rootcrl/<authority>` | the current CRL of the authority's root |
 //! | `node/<name>` | a node |
 //! | `token/<id>` | a join token |
 //! | `tokenname/<node>/<id>` | a name reserved by a token minted for it |
@@ -78,10 +79,18 @@ pub(crate) fn crl_key(authority: &str) -> String {
     format!("{CRL_PREFIX}{authority}")
 }
 
+/// Every authority's root CRL (signed by the root: the intermediates it
+/// revoked, usually none), for relying parties that check a CRL for every
+/// CA of a chain (nginx, `openssl verify -crl_check_all`).
+pub(crate) const ROOT_CRL_PREFIX: &str = "rootcrl/";
+pub(crate) fn root_crl_key(authority: &str) -> String {
+    format!("{ROOT_CRL_PREFIX}{authority}")
+}
+
 /// Every prefix whose records may be split over `chunk/` keys (kith-store's
 /// `chunked`, which builds those keys): the orphan sweep keeps the chunks
 /// their heads name. A new kind of split record adds its prefix here.
-pub(crate) const SPLIT_PREFIXES: &[&str] = &[SECRET_VALUE_PREFIX, CRL_PREFIX];
+pub(crate) const SPLIT_PREFIXES: &[&str] = &[SECRET_VALUE_PREFIX, CRL_PREFIX, ROOT_CRL_PREFIX];
 
 /// Every node record.
 pub(crate) const NODE_PREFIX: &str = "node/";
@@ -179,6 +188,8 @@ mod tests {
             (revoked_key("cluster", "0a1b"), "revoked/cluster/0a1b"),
             (CRL_PREFIX.into(), "crl/"),
             (crl_key("cluster"), "crl/cluster"),
+            (ROOT_CRL_PREFIX.into(), "rootcrl/"),
+            (root_crl_key("cluster"), "rootcrl/cluster"),
             (NODE_PREFIX.into(), "node/"),
             (node_key("n1"), "node/n1"),
             (TOKEN_PREFIX.into(), "token/"),

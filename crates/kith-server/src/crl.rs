@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kith_authority::{Authority, CrlRecord, Error};
+use kith_authority::{Authority, CrlIssuer, CrlRecord, Error};
 
 /// How long the signer waits for more revocations to arrive.
 const SETTLE: Duration = Duration::from_millis(20);
@@ -62,16 +62,21 @@ impl CrlPublisher {
         &self,
         authority: &Authority,
         name: &str,
+        issuer: CrlIssuer,
     ) -> Result<CrlRecord, Error> {
-        if let Some(c) = kith_authority::stored_crl(&**authority.store(), name).await? {
+        if let Some(c) = kith_authority::stored_crl_of(&**authority.store(), name, issuer).await? {
             if authority.crl_is_fresh(&c) {
                 return Ok(c);
             }
         }
-        let slot = self.slot(name);
+        // The root's CRL has a lock of its own ("/" is no authority name).
+        let slot = match issuer {
+            CrlIssuer::Root => self.slot(&format!("{name}/root")),
+            _ => self.slot(name),
+        };
         let _signing = slot.done.lock().await;
         // Re-checks under the lock: a request that waited finds the new one.
-        authority.crl(name).await
+        authority.crl_of(name, issuer).await
     }
 }
 

@@ -3,9 +3,11 @@
 //! A thin layer over [`kith_authority::Authority`]: rustls terminates TLS
 //! (client certificates optional, verified against the cluster roots), axum
 //! routes `/v1`, and every handler decodes, calls the authority and encodes.
-//! The server issues its own certificate from the cluster CA at start (its
-//! key never leaves memory), renews it before it expires, and keeps each
-//! authority's CRL fresh. Each replica has a name of its own in the server
+//! The server issues its own certificate under each authority at start
+//! (keys never leave memory), presents the one the client's TLS server name
+//! asks for ([`kith_api::parse_sni`]; the default authority's otherwise),
+//! renews them before they expire, and keeps each authority's CRLs (its
+//! intermediate's and its root's) fresh. Each replica has a name of its own in the server
 //! name space ([`Options::server_name`]), so one can be revoked without the
 //! others; a revoked replica stops ([`Server::run`]).
 //!
@@ -13,6 +15,7 @@
 //! GET  /healthz, /readyz                 public
 //! GET  /v1/ca                            public: roots, intermediates, pins
 //! GET  /v1/crl/{authority}               public: DER, application/pkix-crl
+//! GET  /v1/crl/{authority}/root          public: the root's CRL (DER), for nginx & co.
 //! POST /v1/join                          a join token and CSRs
 //! POST /v1/renew                         mutual TLS with the node's certificate
 //! GET  /v1/node                          mutual TLS: the node behind the certificate
@@ -35,7 +38,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kith_authority::Authority;
+use kith_authority::{Authority, CrlIssuer};
 use kith_pki::San;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -271,7 +274,11 @@ async fn maintain(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_sweep: Option<tokio::time::Instant> = None;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            // A client asked for an authority added since: issue its certificate now.
+            _ = cert.missing.notified() => {}
+        }
         match authority.server_retired(cert.name()).await {
             Ok(true) => return retired(),
             Ok(false) => {}
@@ -294,8 +301,10 @@ async fn maintain(
             Err(e) => tracing::error!(error = %e, "renewing the server certificate failed"),
         }
         for name in authority.authority_names() {
-            if let Err(e) = crls.current(&authority, &name).await {
-                tracing::error!(authority = %name, error = %e, "refreshing the CRL failed");
+            for issuer in [CrlIssuer::Intermediate, CrlIssuer::Root] {
+                if let Err(e) = crls.current(&authority, &name, issuer).await {
+                    tracing::error!(authority = %name, ?issuer, error = %e, "refreshing the CRL failed");
+                }
             }
             publish_if_stale(&authority, &crls, &name).await;
         }

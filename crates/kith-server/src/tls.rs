@@ -1,9 +1,11 @@
-//! The server's TLS: its own certificate (issued by the cluster CA at start
-//! and renewed by the server itself) and the client-certificate verifier.
+//! The server's TLS: its own certificates (one per authority, issued at
+//! start and renewed by the server itself, chosen by the client's server
+//! name) and the client-certificate verifier.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use kith_authority::Authority;
+use kith_authority::{Authority, DEFAULT_AUTHORITY};
 use kith_pki::{KeyType, PrivateKey, San};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
@@ -32,28 +34,63 @@ struct Current {
     not_after: OffsetDateTime,
 }
 
-/// The server's current certificate, swapped in place when renewed, issued
-/// to this replica's own name in the server name space
-/// (`spiffe://<cluster>/kith/server/<name>`), which no node can reach.
+/// The certificate of one authority, and the first hex digits of its
+/// root's pin (what a joining node's server name carries).
+#[derive(Debug)]
+struct PerAuthority {
+    pin_prefix: String,
+    current: Current,
+}
+
+/// The server's current certificates, one per authority, swapped in place
+/// when renewed, each issued to this replica's own name in the server name
+/// space (`spiffe://<cluster>/kith/server/<name>`), which no node can reach.
+/// Which one a handshake gets is chosen by the client's server name
+/// ([`kith_api::parse_sni`]): an authority's nodes trust only its root.
 #[derive(Debug)]
 pub(crate) struct ServerCert {
     name: String,
-    current: RwLock<Current>,
+    current: RwLock<BTreeMap<String, PerAuthority>>,
     sans: Vec<San>,
+    /// The authority, to tell an authority added since the last
+    /// maintenance tick (worth issuing for at once) from an unknown name.
+    authority: Authority,
+    /// Wakes the maintenance task when a client asked for such an authority.
+    pub(crate) missing: tokio::sync::Notify,
 }
 
 impl ServerCert {
+    /// Issue a certificate under every authority (the default one must
+    /// succeed; another that fails is retried at the next tick).
     pub(crate) async fn issue(
         authority: &Authority,
         name: String,
         sans: Vec<San>,
     ) -> Result<Self, Error> {
-        let current = issue_server_cert(authority, &name, &sans).await?;
-        Ok(Self {
+        let this = Self {
             name,
-            current: RwLock::new(current),
+            current: RwLock::new(BTreeMap::new()),
             sans,
-        })
+            authority: authority.clone(),
+            missing: tokio::sync::Notify::new(),
+        };
+        let default =
+            issue_server_cert(authority, DEFAULT_AUTHORITY, &this.name, &this.sans).await?;
+        this.put(DEFAULT_AUTHORITY, default);
+        // The other authorities (each failure is logged and retried).
+        if let Err(e @ Error::Authority(kith_authority::Error::ServerNameRetired(_))) =
+            this.renew_if_due(authority).await
+        {
+            return Err(e);
+        }
+        Ok(this)
+    }
+
+    fn put(&self, authority: &str, entry: PerAuthority) {
+        self.current
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(authority.to_string(), entry);
     }
 
     /// This replica's name.
@@ -61,45 +98,108 @@ impl ServerCert {
         &self.name
     }
 
-    /// Renew when two thirds of the lifetime are gone. Returns whether it
-    /// did. A retired name (this replica was revoked) is refused by the
-    /// authority: the server never renews itself past its revocation.
+    /// Renew each certificate when two thirds of its lifetime are gone,
+    /// and issue one under each authority added since. Returns whether it
+    /// issued any. A retired name (this replica was revoked) is refused by
+    /// the authority: the server never renews itself past its revocation.
     pub(crate) async fn renew_if_due(&self, authority: &Authority) -> Result<bool, Error> {
-        let (nb, na) = {
-            let g = self.current.read().unwrap_or_else(|p| p.into_inner());
-            (g.not_before, g.not_after)
-        };
-        if authority.now() < nb + (na - nb) * 2 / 3 {
-            return Ok(false);
+        let mut issued = false;
+        let mut failed = None;
+        for name in authority.authority_names() {
+            let due = {
+                let g = self.current.read().unwrap_or_else(|p| p.into_inner());
+                g.get(&name).is_none_or(|e| {
+                    let (nb, na) = (e.current.not_before, e.current.not_after);
+                    authority.now() >= nb + (na - nb) * 2 / 3
+                })
+            };
+            if !due {
+                continue;
+            }
+            match issue_server_cert(authority, &name, &self.name, &self.sans).await {
+                Ok(fresh) => {
+                    self.put(&name, fresh);
+                    issued = true;
+                }
+                Err(e @ Error::Authority(kith_authority::Error::ServerNameRetired(_))) => {
+                    return Err(e)
+                }
+                Err(e) => {
+                    tracing::error!(authority = %name, error = %e, "issuing the server certificate failed");
+                    failed = Some(e);
+                }
+            }
         }
-        let fresh = issue_server_cert(authority, &self.name, &self.sans).await?;
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;
-        Ok(true)
+        match failed {
+            Some(e) if !issued => Err(e),
+            _ => Ok(issued),
+        }
+    }
+}
+
+impl ServerCert {
+    /// Whether the keyring holds an authority `selector` names that this
+    /// server has no certificate for yet (added by another process).
+    fn is_new(&self, selector: &kith_api::SniSelector) -> bool {
+        match selector {
+            kith_api::SniSelector::Authority(a) => self.authority.authority_names().contains(a),
+            kith_api::SniSelector::PinPrefix(p) => self.authority.roots().iter().any(|r| {
+                kith_pki::spki_pin(r)
+                    .is_ok_and(|pin| kith_api::pin_sni(&pin).starts_with(p.as_str()))
+            }),
+            _ => false,
+        }
     }
 }
 
 impl ResolvesServerCert for ServerCert {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(
-            self.current
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .key
-                .clone(),
-        )
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let selector = hello.server_name().and_then(kith_api::parse_sni);
+        let g = self.current.read().unwrap_or_else(|p| p.into_inner());
+        let chosen = match &selector {
+            Some(kith_api::SniSelector::Authority(a)) => g.get(a),
+            Some(kith_api::SniSelector::PinPrefix(p)) => g.values().find(|e| &e.pin_prefix == p),
+            _ => None,
+        };
+        if let Some(sel) = selector.as_ref().filter(|_| chosen.is_none()) {
+            // An authority added since the last tick: issue for it now (this
+            // handshake gets the default chain and its client retries). An
+            // unknown name wakes nothing, so it cannot make the server work.
+            if self.is_new(sel) {
+                self.missing.notify_one();
+            }
+        }
+        // No name, another name or an unknown authority: the default one's,
+        // so clients of other TLS stacks keep working as before.
+        chosen
+            .or_else(|| g.get(DEFAULT_AUTHORITY))
+            .map(|e| e.current.key.clone())
     }
 }
 
 async fn issue_server_cert(
     authority: &Authority,
+    authority_name: &str,
     name: &str,
     sans: &[San],
-) -> Result<Current, Error> {
+) -> Result<PerAuthority, Error> {
     // The key lives only in this process's memory: a restart makes a new one.
     let key = PrivateKey::generate(KeyType::P256)?;
     let issued = authority
-        .issue_server_certificate(name, key.public_key(), sans.to_vec(), SERVER_CERT_TTL)
+        .issue_server_certificate_in(
+            authority_name,
+            name,
+            key.public_key(),
+            sans.to_vec(),
+            SERVER_CERT_TTL,
+        )
         .await?;
+    let pin = kith_pki::spki_pin(&issued.root)?;
+    let pin_prefix = kith_api::pin_sni(&pin)
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     // Leaf, intermediate and root: a joining node has only the root's pin,
     // so the root must come with the chain for it to check.
     let mut chain = vec![CertificateDer::from(issued.record.der.clone())];
@@ -112,14 +212,18 @@ async fn issue_server_cert(
         .map_err(Error::Tls)?;
     tracing::info!(
         server = name,
+        authority = authority_name,
         serial = %issued.record.serial,
         not_after = %issued.record.not_after,
         "server certificate issued"
     );
-    Ok(Current {
-        key: Arc::new(CertifiedKey::new(chain, signing)),
-        not_before: issued.record.not_before,
-        not_after: issued.record.not_after,
+    Ok(PerAuthority {
+        pin_prefix,
+        current: Current {
+            key: Arc::new(CertifiedKey::new(chain, signing)),
+            not_before: issued.record.not_before,
+            not_after: issued.record.not_after,
+        },
     })
 }
 

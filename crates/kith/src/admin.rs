@@ -95,6 +95,6 @@ pub(crate) async fn node_connect(dir: &Path, server: Option<&str>) -> Result<Con
                 .hint("pass --server HOST:PORT (or set KITH_SERVER) to name the server"))
         }
     };
-    let config = kith_agent::api_client_config(dir)?;
-    Ok(Connection::open(&addr, config).await?)
+    // Asks for the node's authority's chain, as the agent does.
+    Ok(kith_agent::connect_to(dir, &identity, &addr).await?)
 }

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use kith_api::wire::{AuthorityView, CaResponse};
-use kith_authority::Authority;
+use kith_authority::{Authority, CrlIssuer};
 use kith_pki::{pem_encode, pem_encode_many};
 
 use super::extract::Param;
@@ -22,6 +22,7 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/readyz", get(readyz))
         .route("/v1/ca", get(ca))
         .route("/v1/crl/{authority}", get(crl))
+        .route("/v1/crl/{authority}/root", get(root_crl))
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -72,9 +73,21 @@ async fn ca(State(s): St) -> Result<Json<CaResponse>, ApiError> {
     }))
 }
 
+/// The intermediate's CRL: the revoked leaves of `authority`.
 async fn crl(State(s): St, Param(authority): Param) -> Result<Response, ApiError> {
-    kith_pki::validate_label("authority", &authority).map_err(kith_authority::Error::from)?;
-    let rec = s.crls.current(&s.authority, &authority).await?;
+    crl_of(&s, &authority, CrlIssuer::Intermediate).await
+}
+
+/// The root's CRL: the revoked intermediates (none today). Relying parties
+/// that want a CRL for every CA of a chain (nginx `ssl_crl`, `openssl
+/// verify -crl_check_all`) need both; the agent writes both into `crl.pem`.
+async fn root_crl(State(s): St, Param(authority): Param) -> Result<Response, ApiError> {
+    crl_of(&s, &authority, CrlIssuer::Root).await
+}
+
+async fn crl_of(s: &AppState, authority: &str, issuer: CrlIssuer) -> Result<Response, ApiError> {
+    kith_pki::validate_label("authority", authority).map_err(kith_authority::Error::from)?;
+    let rec = s.crls.current(&s.authority, authority, issuer).await?;
     Ok((
         [
             (header::CONTENT_TYPE, kith_api::PKIX_CRL.to_string()),

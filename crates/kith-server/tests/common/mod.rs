@@ -104,6 +104,12 @@ impl Env {
             .get_bytes("/v1/crl/cluster")
             .await
             .expect("first CRL");
+        // The root's CRL likewise.
+        env.public()
+            .await
+            .get_bytes("/v1/crl/cluster/root")
+            .await
+            .expect("first root CRL");
         env
     }
 
