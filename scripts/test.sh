@@ -55,6 +55,8 @@ say "cargo fmt --check"
 cargo fmt --all -- --check
 say "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+say "no import circle between modules (scripts/import_circles.py)"
+python3 scripts/import_circles.py
 say "cargo test"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

@@ -16,6 +16,7 @@ pub mod agent;
 mod client;
 mod error;
 mod node;
+mod policy;
 mod revoked;
 pub mod secrets;
 mod tls;
@@ -27,7 +28,8 @@ pub use kith_nodedir::NodeIdentity;
 pub use node::{
     connect, connect_to, default_node_name, join, profile_files, refresh, renew, JoinOptions,
 };
-pub use tls::{client_config, server_config, PeerPolicy, TlsWatch};
+pub use policy::PeerPolicy;
+pub use tls::{client_config, server_config, TlsWatch};
 
 /// A client configuration that presents the certificate of node directory
 /// `dir` and trusts its roots: for talking to the kith server's API (the

@@ -13,7 +13,7 @@ use rustls::{
 };
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use crate::tls::{provider, PeerPolicy};
+use crate::policy::{provider, PeerPolicy};
 
 /// A client-certificate verifier for servers: cluster roots, CRL, policy.
 #[derive(Debug)]
