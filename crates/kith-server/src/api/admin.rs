@@ -1,6 +1,8 @@
 //! Operator routes, nested at `/v1/admin` behind
 //! [`super::extract::require_admin`]: tokens, nodes, servers, revocation,
-//! status, secrets, cluster settings (handlers in [`super::settings`]). A
+//! status, secrets, cluster settings (handlers in [`super::settings`]), the
+//! CA's own views and issuance ([`super::ca`]), operators
+//! ([`super::operators`]). A
 //! handler learns who acts from [`Admin`]; none checks a
 //! certificate itself.
 
@@ -53,6 +55,16 @@ fn table() -> Vec<Entry> {
         GET "/secrets/{name}/history" => secret_history,
         GET "/settings" => super::settings::show,
         PATCH "/settings" => super::settings::update,
+        GET "/ca" => super::ca::show,
+        GET "/certificates" => super::ca::certificates,
+        POST "/certificates" => super::ca::issue,
+        POST "/authorities" => super::ca::add_authority,
+        GET "/crl/{name}" => super::ca::crl,
+        POST "/crl/{name}" => super::ca::crl_new,
+        GET "/operators" => super::operators::list,
+        POST "/operators" => super::operators::add,
+        POST "/operators/renew" => super::operators::renew,
+        POST "/operators/{name}/revoke" => super::operators::revoke,
     ]
 }
 
@@ -73,7 +85,10 @@ pub(super) fn listed() -> Vec<(Method, &'static str)> {
 impl AppState {
     /// Publish the CRLs touched by `outcomes` (debounced), then report
     /// each touched authority's CRL number.
-    async fn publish(&self, outcomes: &[RevokeOutcome]) -> Result<Vec<(String, u64)>, ApiError> {
+    pub(super) async fn publish(
+        &self,
+        outcomes: &[RevokeOutcome],
+    ) -> Result<Vec<(String, u64)>, ApiError> {
         let mut touched: Vec<&str> = outcomes
             .iter()
             .filter(|o| matches!(o, RevokeOutcome::Revoked(_)))
@@ -174,7 +189,7 @@ async fn node_list(State(s): St) -> Result<Json<Vec<NodeView>>, ApiError> {
     ))
 }
 
-fn revoked_views(outcomes: &[RevokeOutcome]) -> Vec<RevokedView> {
+pub(super) fn revoked_views(outcomes: &[RevokeOutcome]) -> Vec<RevokedView> {
     outcomes
         .iter()
         .map(|o| {

@@ -16,8 +16,10 @@
 //! as for every other path.
 
 mod admin;
+mod ca;
 mod extract;
 mod nodes;
+mod operators;
 mod public;
 mod settings;
 
