@@ -608,3 +608,34 @@ pub struct OperatorRevokeRequest {
     #[serde(default)]
     pub reason: Option<String>,
 }
+
+/// `POST /v1/admin/certificates/sign` (`kith cert sign` online): a
+/// certificate for a CSR made elsewhere; the names it asks for are judged
+/// by the policy given here, the identity is the one named here.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CsrSignRequest {
+    /// Node name.
+    pub node: String,
+    /// Role.
+    pub role: String,
+    /// `peer`, `server` or `client`.
+    pub profile: String,
+    /// Authority; absent means the default one.
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// Lifetime, seconds; absent means the profile's default.
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+    /// DNS names the CSR may ask for besides the node's own.
+    #[serde(default)]
+    pub allow_sans: Vec<String>,
+    /// Allow wildcard names (each listed in `allow_sans` too).
+    #[serde(default)]
+    pub allow_wildcards: bool,
+    /// Refuse IP address SANs.
+    #[serde(default)]
+    pub no_ip_sans: bool,
+    /// The PKCS#10 request, PEM.
+    pub csr: String,
+}

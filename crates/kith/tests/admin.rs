@@ -231,6 +231,53 @@ fn every_operator_command_goes_through_the_running_server() {
         "profile-not-allowed",
     );
 
+    // A CSR made elsewhere (openssl), signed under the policy given.
+    let key = home.path("api.key");
+    let csr = home.path("api.csr");
+    let (ok, text) = openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        key.to_str().expect("utf-8"),
+        "-out",
+        csr.to_str().expect("utf-8"),
+        "-subj",
+        "/CN=whoever",
+        "-addext",
+        "subjectAltName=DNS:api.prod.example",
+    ]);
+    assert!(ok, "openssl req: {text}");
+    let csr_s = csr.to_str().expect("utf-8");
+    home.fails_with(
+        &["cert", "sign", csr_s, "--name", "api-1", "--role", "api"],
+        "san-not-allowed",
+    );
+    let signed = home.json(&[
+        "cert",
+        "sign",
+        csr_s,
+        "--name",
+        "api-1",
+        "--role",
+        "api",
+        "--allow-san",
+        "api.prod.example",
+        "--json",
+    ]);
+    assert_eq!(signed["node"], "api-1");
+    assert!(
+        signed["sans"].to_string().contains("api.prod.example"),
+        "{signed}"
+    );
+    assert!(signed["chain_pem"]
+        .as_str()
+        .is_some_and(|p| p.matches("BEGIN CERTIFICATE").count() == 2));
+
     let crl = home.path("crl.pem");
     let crl_s = crl.to_str().expect("utf-8");
     home.ok(&["crl", "--pem", "--out", crl_s]);

@@ -58,6 +58,7 @@ fn table() -> Vec<Entry> {
         GET "/ca" => super::ca::show,
         GET "/certificates" => super::ca::certificates,
         POST "/certificates" => super::ca::issue,
+        POST "/certificates/sign" => super::ca::sign,
         POST "/authorities" => super::ca::add_authority,
         GET "/crl/{name}" => super::ca::crl,
         POST "/crl/{name}" => super::ca::crl_new,

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use kith_api::wire::{
     AuthorityAddRequest, CaAuthority, CaInfo, CertificateIssueRequest, CertificateIssued,
-    CertificateRevocation, CertificateView, CrlView, IssuedCertificate,
+    CertificateRevocation, CertificateView, CrlView, CsrSignRequest, IssuedCertificate,
 };
 use kith_api::ErrorCode;
 use kith_authority::{Identity, IssueRequest, Issued};
@@ -129,6 +129,47 @@ pub(super) async fn issue(
             public_key,
             extra_sans,
         })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(issued_view(s.authority.cluster(), &issued)),
+    ))
+}
+
+/// `kith cert sign` online: a CSR made elsewhere, its names judged by the
+/// policy the operator gives (as offline, [`kith_authority::Authority::sign_csr`]).
+pub(super) async fn sign(
+    State(s): St,
+    Admin(_actor): Admin,
+    Body(body): Body<CsrSignRequest>,
+) -> Result<(StatusCode, Json<CertificateIssued>), ApiError> {
+    let profile: Profile = body.profile.parse().map_err(kith_authority::Error::from)?;
+    let policy = kith_pki::CsrPolicy {
+        allow_ip: !body.no_ip_sans,
+        allow_wildcards: body.allow_wildcards,
+        allowed_dns: body
+            .allow_sans
+            .iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect(),
+        ..kith_pki::CsrPolicy::default()
+    };
+    let ttl = body
+        .ttl_seconds
+        .map(|secs| time::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX)));
+    let issued = s
+        .authority
+        .sign_csr(
+            body.csr.as_bytes(),
+            Identity {
+                node: body.node,
+                role: body.role,
+                profile,
+                authority: body.authority,
+                ttl,
+            },
+            Some(&policy),
+        )
         .await?;
     Ok((
         StatusCode::CREATED,

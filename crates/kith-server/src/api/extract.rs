@@ -80,6 +80,7 @@ impl RequestBody for RevokeRequest {}
 impl RequestBody for SettingsUpdate {}
 impl RequestBody for kith_api::wire::CertificateIssueRequest {}
 impl RequestBody for kith_api::wire::AuthorityAddRequest {}
+impl RequestBody for kith_api::wire::CsrSignRequest {}
 impl RequestBody for kith_api::wire::OperatorRequest {}
 impl RequestBody for kith_api::wire::OperatorRevokeRequest {}
 
