@@ -469,7 +469,7 @@ pub struct CaAuthority {
     pub intermediate: String,
 }
 
-/// One recorded certificate in `GET /v1/admin/certificates` (`kith cert ls`).
+/// One recorded certificate in `GET /v1/admin/certs` (`kith cert ls`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CertificateView {
     /// Serial, hex.
@@ -501,7 +501,7 @@ pub struct CertificateRevocation {
     pub at: String,
 }
 
-/// `POST /v1/admin/certificates` (`kith cert issue` online): a certificate
+/// `POST /v1/admin/certs` (`kith cert issue` online): a certificate
 /// for a key made on the operator's machine, proven by a CSR. The identity
 /// is the one named here, never the CSR's subject.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -609,7 +609,7 @@ pub struct OperatorRevokeRequest {
     pub reason: Option<String>,
 }
 
-/// `POST /v1/admin/certificates/sign` (`kith cert sign` online): a
+/// `POST /v1/admin/certs/sign` (`kith cert sign` online): a
 /// certificate for a CSR made elsewhere; the names it asks for are judged
 /// by the policy given here, the identity is the one named here.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -639,3 +639,9 @@ pub struct CsrSignRequest {
     /// The PKCS#10 request, PEM.
     pub csr: String,
 }
+
+/// `POST /v1/admin/crl/{authority}` (`kith crl --force-new`): sign a new
+/// CRL now. No fields: a body still goes through the one extractor.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CrlSignRequest {}

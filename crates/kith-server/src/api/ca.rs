@@ -10,7 +10,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use kith_api::wire::{
     AuthorityAddRequest, CaAuthority, CaInfo, CertificateIssueRequest, CertificateIssued,
-    CertificateRevocation, CertificateView, CrlView, CsrSignRequest, IssuedCertificate,
+    CertificateRevocation, CertificateView, CrlSignRequest, CrlView, CsrSignRequest,
+    IssuedCertificate,
 };
 use kith_api::ErrorCode;
 use kith_authority::{Identity, IssueRequest, Issued};
@@ -222,6 +223,7 @@ pub(super) async fn crl_new(
     State(s): St,
     Admin(_actor): Admin,
     Param(authority): Param,
+    Body(CrlSignRequest {}): Body<CrlSignRequest>,
 ) -> Result<Json<CrlView>, ApiError> {
     kith_pki::validate_label("authority", &authority).map_err(kith_authority::Error::from)?;
     let rec = s.authority.regenerate_crl(&authority).await?;

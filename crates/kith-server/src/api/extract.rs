@@ -81,6 +81,7 @@ impl RequestBody for SettingsUpdate {}
 impl RequestBody for kith_api::wire::CertificateIssueRequest {}
 impl RequestBody for kith_api::wire::AuthorityAddRequest {}
 impl RequestBody for kith_api::wire::CsrSignRequest {}
+impl RequestBody for kith_api::wire::CrlSignRequest {}
 impl RequestBody for kith_api::wire::OperatorRequest {}
 impl RequestBody for kith_api::wire::OperatorRevokeRequest {}
 

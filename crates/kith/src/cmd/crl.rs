@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use hyper::Method;
-use kith_api::wire::CrlView;
+use kith_api::wire::{CrlSignRequest, CrlView};
 use kith_authority::{Settings, DEFAULT_AUTHORITY};
 use kith_nodedir as nodedir;
 use kith_pki::pem_encode;
@@ -48,12 +48,12 @@ struct Got {
 async fn get(dir: &Path, a: &CrlArgs) -> Result<Got, CliError> {
     if let Some(mut conn) = a.admin.online(dir).await? {
         let path = format!("/v1/admin/crl/{}", a.authority);
-        let method = if a.force_new {
-            Method::POST
+        let v: CrlView = if a.force_new {
+            conn.json(Method::POST, &path, Some(&CrlSignRequest {}))
+                .await?
         } else {
-            Method::GET
+            conn.json(Method::GET, &path, None::<&()>).await?
         };
-        let v: CrlView = conn.json(method, &path, None::<&()>).await?;
         let der = pem_body(&v.pem)
             .ok_or_else(|| CliError::new(ErrorCode::BadResponse, "the answer holds no PEM CRL"))?;
         return Ok(Got {

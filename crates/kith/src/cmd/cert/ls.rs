@@ -41,7 +41,7 @@ struct Row {
 async fn load(dir: &Path, admin: &AdminArgs) -> Result<Vec<Row>, CliError> {
     if let Some(mut conn) = admin.online(dir).await? {
         let all: Vec<CertificateView> = conn
-            .json(Method::GET, "/v1/admin/certificates", None::<&()>)
+            .json(Method::GET, "/v1/admin/certs", None::<&()>)
             .await?;
         let time = |s: &str| {
             OffsetDateTime::parse(s, &Rfc3339).map_err(|e| {

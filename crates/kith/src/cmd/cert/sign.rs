@@ -85,7 +85,7 @@ pub(crate) async fn cert_sign(dir: &Path, a: SignArgs, json: bool) -> Result<(),
             },
         };
         let r: CertificateIssued = conn
-            .json(Method::POST, "/v1/admin/certificates/sign", Some(&body))
+            .json(Method::POST, "/v1/admin/certs/sign", Some(&body))
             .await?;
         let issued = issued_from_wire(&r)?;
         let sans = sans_of(&issued.record.der)?;

@@ -49,7 +49,7 @@ pub(super) async fn cert_issue(
             csr,
         };
         let r: CertificateIssued = conn
-            .json(Method::POST, "/v1/admin/certificates", Some(&body))
+            .json(Method::POST, "/v1/admin/certs", Some(&body))
             .await?;
         let i = issued_from_wire(&r)?;
         if i.record.der.is_empty() || kith_pki::spki_pin(&i.record.der)? != spki(key)? {
