@@ -94,6 +94,10 @@ error_codes! {
     UnknownServer => "unknown-server",
     /// A kith server name whose certificates were revoked: it never serves again.
     ServerNameRetired => "server-name-retired",
+    /// No operator of that name holds a certificate.
+    UnknownOperator => "unknown-operator",
+    /// Revoking this operator would leave no operator with a live certificate.
+    LastOperator => "last-operator",
     /// An IP address asked for is held by another live certificate.
     IpTaken => "ip-taken",
     /// A certificate that a renewal replaced tried to renew again.
@@ -275,6 +279,8 @@ impl ErrorCode {
             | UnknownSecretVersion | NotFound => 404,
             UnknownServer => 404,
             ServerNameRetired => 409,
+            UnknownOperator => 404,
+            LastOperator => 409,
             MethodNotAllowed => 405,
             NodeNameTaken | NodeNameRetired | NodeNameReserved | IpTaken | SecretConflict
             | Exists => 409,
@@ -323,6 +329,7 @@ impl ErrorCode {
             | InvalidArgument | IntegrityError | StoreLocked | StoreUnavailable | StoreCorrupt
             | StoreError | Contended | RateLimited | Internal => false,
             UnknownServer | ServerNameRetired => false,
+            UnknownOperator | LastOperator => false,
             MalformedInput | InvalidName | KeyError | BuildFailed | VerifyFailed | Revoked
             | MalformedCsr | CsrTooLarge | BadSignature | WeakSignature | WeakKey
             | UnsupportedKey | NoNames | SanNotAllowed | WildcardNotAllowed | IpNotAllowed
@@ -372,6 +379,10 @@ impl ErrorCode {
                 "start the server under another name: --server-name kith-server-NAME (or KITH_SERVER_NAME)",
             ),
             UnknownServer => Some("`kith server ls` lists the servers and their names"),
+            UnknownOperator => Some("`kith admin ls` lists the operators"),
+            LastOperator => Some(
+                "add another operator first (`kith admin add NAME`), then revoke this one",
+            ),
             NotInitialized | AlreadyInitialized | UnknownAuthority | AuthorityExists
             | UnknownCertificate | UnknownNode | UnknownToken | TokenWrongCluster
             | NodeNameTaken | NodeNameMismatch | NodeNameRetired | NodeNameReserved | IpTaken

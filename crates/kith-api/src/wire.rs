@@ -440,3 +440,8 @@ pub struct SettingsUpdate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_versions: Option<u32>,
 }
+
+// The bodies of the operator commands that work online as well as offline
+// (`ca show`, `cert ls|issue|sign`, `crl`, `authority add`, `kith admin`).
+mod operator;
+pub use operator::*;

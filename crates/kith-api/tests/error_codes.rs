@@ -204,6 +204,8 @@ fn the_spellings_clients_know() {
         "exec-failed",
         "unknown-server",
         "server-name-retired",
+        "unknown-operator",
+        "last-operator",
     ];
     for s in known {
         assert!(s.parse::<ErrorCode>().is_ok(), "{s:?} is no longer a code");

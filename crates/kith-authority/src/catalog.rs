@@ -8,8 +8,8 @@ use kith_pki::Profile;
 use time::OffsetDateTime;
 
 use crate::{
-    list_nodes, list_secrets, list_tokens, stored_crl, Authority, Error, NodeState, SecretRecord,
-    TokenRecord,
+    list_certificates, list_nodes, list_secrets, list_tokens, stored_crl, Authority, CertRecord,
+    ClusterInfo, Error, NodeState, RevokedRecord, SecretRecord, TokenRecord,
 };
 
 /// One node as an operator lists it.
@@ -125,6 +125,17 @@ impl Authority {
             nodes,
             tokens,
         })
+    }
+
+    /// The cluster's public facts (`kith ca show`).
+    pub async fn cluster_info(&self) -> Result<ClusterInfo, Error> {
+        ClusterInfo::load(&**self.store()).await
+    }
+
+    /// Every recorded certificate with its revocation, if any, in serial
+    /// order (`kith cert ls`).
+    pub async fn certificates(&self) -> Result<Vec<(CertRecord, Option<RevokedRecord>)>, Error> {
+        list_certificates(&**self.store()).await
     }
 
     /// Every token, in id order (no secrets: only their hashes are stored).

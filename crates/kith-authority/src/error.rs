@@ -65,6 +65,15 @@ pub enum Error {
     /// No certificate was ever issued to a kith server of that name.
     #[error("no kith server named {0:?} has a certificate here (`kith server ls` lists them)")]
     UnknownServer(String),
+    /// No operator of that name holds a certificate.
+    #[error("no operator named {0:?} has a certificate here (`kith admin ls` lists them)")]
+    UnknownOperator(String),
+    /// An operator of that name holds a live certificate already.
+    #[error("operator {0:?} already holds a live certificate: it renews its own (`kith admin renew`), or revoke it first (`kith admin revoke {0}`)")]
+    OperatorExists(String),
+    /// Revoking this operator would leave the cluster without one.
+    #[error("operator {0:?} is the last with a live certificate: revoking it would leave nobody to run the admin API")]
+    LastOperator(String),
     /// A kith server name with a revoked certificate: the name is retired,
     /// so a revoked replica can never issue itself a fresh certificate.
     #[error("server name {0:?} was revoked and is retired: start this server under another name (`--server-name kith-server-NAME` or KITH_SERVER_NAME)")]
@@ -222,6 +231,9 @@ impl Error {
             Self::NodeNameReserved { .. } => ErrorCode::NodeNameReserved,
             Self::UnknownServer(_) => ErrorCode::UnknownServer,
             Self::ServerNameRetired(_) => ErrorCode::ServerNameRetired,
+            Self::UnknownOperator(_) => ErrorCode::UnknownOperator,
+            Self::OperatorExists(_) => ErrorCode::Exists,
+            Self::LastOperator(_) => ErrorCode::LastOperator,
             Self::IpTaken { .. } => ErrorCode::IpTaken,
             Self::CertificateSuperseded { .. } => ErrorCode::CertificateSuperseded,
             Self::ProfileNotAllowed(_) => ErrorCode::ProfileNotAllowed,

@@ -48,7 +48,7 @@ pub(crate) fn cert_key(serial_hex: &str) -> String {
 /// operator's or a server's of the same name.
 pub(crate) fn holder_cert_prefix(ns: Namespace, name: &str) -> String {
     match ns {
-        Namespace::Operator => format!("opcert/{name}/"),
+        Namespace::Operator => format!("{OPERATOR_CERT_PREFIX}{name}/"),
         Namespace::Server => format!("{SERVER_CERT_PREFIX}{name}/"),
         _ => format!("nodecert/{name}/"),
     }
@@ -56,6 +56,9 @@ pub(crate) fn holder_cert_prefix(ns: Namespace, name: &str) -> String {
 pub(crate) fn holder_cert_key(ns: Namespace, name: &str, serial_hex: &str) -> String {
     format!("{}{serial_hex}", holder_cert_prefix(ns, name))
 }
+
+/// Every operator's certificate index (`opcert/<name>/<serial>`).
+pub(crate) const OPERATOR_CERT_PREFIX: &str = "opcert/";
 
 /// Every server's certificate index (`servercert/<name>/<serial>`).
 pub(crate) const SERVER_CERT_PREFIX: &str = "servercert/";
@@ -182,6 +185,7 @@ mod tests {
                 "servercert/s/0a1b",
             ),
             (SERVER_CERT_PREFIX.into(), "servercert/"),
+            (OPERATOR_CERT_PREFIX.into(), "opcert/"),
             (server_key("kith-server-a"), "server/kith-server-a"),
             (REVOKED_PREFIX.into(), "revoked/"),
             (revoked_prefix("cluster"), "revoked/cluster/"),

@@ -36,6 +36,7 @@ mod keys;
 mod limits;
 mod names;
 mod nodes;
+mod operators;
 mod records;
 mod refresh;
 mod refusals;
@@ -65,6 +66,7 @@ pub use info::{find_certificate, list_certificates, AuthorityInfo, ClusterInfo};
 pub use issue::{Identity, Issued};
 pub use limits::{MAX_CERT_TTL, MAX_CRL_VALIDITY, MAX_RENEW_GRACE};
 pub use nodes::{list_nodes, NodeRecord, NodeState, DEFAULT_RENEW_GRACE, MAX_CSRS, RETRY_WINDOW};
+pub use operators::{list_operators, OperatorState, OperatorView, FIRST_OPERATOR, OPERATOR_ROLE};
 pub use records::{
     AuditRecord, AuthorityRecord, CertRecord, ClusterRecord, CrlRecord, PendingMaster,
     RevokedRecord,

@@ -63,6 +63,9 @@ enum Command {
     /// kith servers (replicas): names, states, certificates.
     #[command(subcommand)]
     Server(cmd::server::ServerCommand),
+    /// Operator credentials: renew, add, list, revoke.
+    #[command(subcommand)]
+    Admin(cmd::admin::AdminCommand),
     /// Authorities, validity left, nodes by state, tokens, CRL numbers.
     Status(admin::AdminArgs),
     /// Join a cluster with a token: key made here, certificate from the server.
@@ -175,6 +178,7 @@ async fn run(command: Command, data_dir: Option<PathBuf>, json: bool) -> Result<
         Command::Token(c) => cmd::token::run(&dir, c, json).await,
         Command::Node(c) => cmd::node::run(&dir, c, json).await,
         Command::Server(c) => cmd::server::run(&dir, c, json).await,
+        Command::Admin(c) => cmd::admin::run(&dir, c, json).await,
         Command::Status(a) => cmd::status::status(&dir, a, json).await,
         Command::Join(a) => cmd::join::join(a, json).await,
         Command::Renew(a) => cmd::renew::renew(a, json).await,

@@ -1,6 +1,8 @@
 //! Operator routes, nested at `/v1/admin` behind
 //! [`super::extract::require_admin`]: tokens, nodes, servers, revocation,
-//! status, secrets, cluster settings (handlers in [`super::settings`]). A
+//! status, secrets, cluster settings (handlers in [`super::settings`]), the
+//! CA's own views and issuance ([`super::ca`]), operators
+//! ([`super::operators`]). A
 //! handler learns who acts from [`Admin`]; none checks a
 //! certificate itself.
 
@@ -11,16 +13,16 @@ use axum::http::{Method, StatusCode};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
 use kith_api::wire::{
-    AuthorityStatus, NodeView, RevokeRequest, RevokeResponse, RevokedView, SecretInfo,
-    SecretPutRequest, SecretVersionView, ServerView, StatusResponse, TokenCreateRequest,
-    TokenCreated, TokenView,
+    AuthorityStatus, NodeView, RevokeRequest, RevokeResponse, SecretInfo, SecretPutRequest,
+    SecretVersionView, ServerView, StatusResponse, TokenCreateRequest, TokenCreated, TokenView,
 };
 use kith_api::TokenId;
-use kith_authority::{Publish, RevokeOutcome, RevokeTarget, TokenRecord};
+use kith_authority::{Publish, RevokeTarget, TokenRecord};
 use kith_pki::{RevocationReason, Serial};
 use time::OffsetDateTime;
 
 use super::extract::{Admin, Body, Param, VersionQuery};
+use super::revocations::revoked_views;
 use super::{rfc3339, AppState, St};
 use crate::error::ApiError;
 use kith_api::ErrorCode;
@@ -53,6 +55,17 @@ fn table() -> Vec<Entry> {
         GET "/secrets/{name}/history" => secret_history,
         GET "/settings" => super::settings::show,
         PATCH "/settings" => super::settings::update,
+        GET "/ca" => super::ca::show,
+        GET "/certs" => super::ca::certificates,
+        POST "/certs" => super::ca::issue,
+        POST "/certs/sign" => super::ca::sign,
+        POST "/authorities" => super::ca::add_authority,
+        GET "/crl/{name}" => super::ca::crl,
+        POST "/crl/{name}" => super::ca::crl_new,
+        GET "/operators" => super::operators::list,
+        POST "/operators" => super::operators::add,
+        POST "/operators/renew" => super::operators::renew,
+        POST "/operators/{name}/revoke" => super::operators::revoke,
     ]
 }
 
@@ -68,28 +81,6 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
 /// `(method, path under /v1/admin)` of every admin route.
 pub(super) fn listed() -> Vec<(Method, &'static str)> {
     table().into_iter().map(|(m, p, _)| (m, p)).collect()
-}
-
-impl AppState {
-    /// Publish the CRLs touched by `outcomes` (debounced), then report
-    /// each touched authority's CRL number.
-    async fn publish(&self, outcomes: &[RevokeOutcome]) -> Result<Vec<(String, u64)>, ApiError> {
-        let mut touched: Vec<&str> = outcomes
-            .iter()
-            .filter(|o| matches!(o, RevokeOutcome::Revoked(_)))
-            .map(|o| o.record().authority.as_str())
-            .collect();
-        touched.sort_unstable();
-        touched.dedup();
-        for name in touched {
-            self.crls.changed(&self.authority, name).await?;
-        }
-        let all: Vec<&str> = outcomes
-            .iter()
-            .map(|o| o.record().authority.as_str())
-            .collect();
-        Ok(self.authority.crl_numbers(&all).await)
-    }
 }
 
 fn token_view(t: &TokenRecord, now: OffsetDateTime) -> TokenView {
@@ -172,22 +163,6 @@ async fn node_list(State(s): St) -> Result<Json<Vec<NodeView>>, ApiError> {
             })
             .collect(),
     ))
-}
-
-fn revoked_views(outcomes: &[RevokeOutcome]) -> Vec<RevokedView> {
-    outcomes
-        .iter()
-        .map(|o| {
-            let r = o.record();
-            RevokedView {
-                serial: r.serial.clone(),
-                node: r.node.clone(),
-                reason: r.reason.as_str().to_string(),
-                revoked_at: rfc3339(r.revoked_at),
-                newly_revoked: matches!(o, RevokeOutcome::Revoked(_)),
-            }
-        })
-        .collect()
 }
 
 async fn node_remove(

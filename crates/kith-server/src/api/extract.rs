@@ -78,6 +78,12 @@ impl RequestBody for RenewRequest {}
 impl RequestBody for TokenCreateRequest {}
 impl RequestBody for RevokeRequest {}
 impl RequestBody for SettingsUpdate {}
+impl RequestBody for kith_api::wire::CertificateIssueRequest {}
+impl RequestBody for kith_api::wire::AuthorityAddRequest {}
+impl RequestBody for kith_api::wire::CsrSignRequest {}
+impl RequestBody for kith_api::wire::CrlSignRequest {}
+impl RequestBody for kith_api::wire::OperatorRequest {}
+impl RequestBody for kith_api::wire::OperatorRevokeRequest {}
 
 impl RequestBody for SecretPutRequest {
     fn limit(state: &AppState) -> usize {

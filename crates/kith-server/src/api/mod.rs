@@ -16,9 +16,12 @@
 //! as for every other path.
 
 mod admin;
+mod ca;
 mod extract;
 mod nodes;
+mod operators;
 mod public;
+mod revocations;
 mod settings;
 
 use std::sync::Arc;

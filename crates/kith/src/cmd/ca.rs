@@ -10,6 +10,10 @@ use kith_pki::{CaKind, Inspected};
 use serde_json::json;
 use time::OffsetDateTime;
 
+use hyper::Method;
+use kith_api::wire::CaInfo;
+
+use crate::admin::AdminArgs;
 use crate::args::{which_parser, PassphraseArg};
 use crate::output::{print_json, CliError};
 use crate::util::{self, rfc3339, split_path};
@@ -17,21 +21,67 @@ use crate::util::{self, rfc3339, split_path};
 #[derive(Subcommand, Debug)]
 pub(crate) enum CaCommand {
     /// Authorities, roots, intermediates, validity left and SPKI pins.
-    Show,
+    Show(AdminArgs),
     /// Export a CA private key as PKCS#8 ENCRYPTED PRIVATE KEY (openssl reads it).
     ExportKey(ExportKeyArgs),
 }
 
 pub(crate) async fn run(dir: &Path, cmd: CaCommand, json: bool) -> Result<(), CliError> {
     match cmd {
-        CaCommand::Show => ca_show(dir, json).await,
+        CaCommand::Show(admin) => ca_show(dir, &admin, json).await,
         CaCommand::ExportKey(a) => export_key(dir, a).await,
     }
 }
 
-pub(crate) async fn ca_show(dir: &Path, json_out: bool) -> Result<(), CliError> {
+/// One authority as `ca show` describes it, from the store or the server.
+struct Shown {
+    name: String,
+    key_type: String,
+    root: Vec<u8>,
+    intermediate: Vec<u8>,
+}
+
+/// The cluster's name, creation time and authorities: through the running
+/// server when there is one (it holds the store), else from the store.
+async fn load(dir: &Path, admin: &AdminArgs) -> Result<(String, String, Vec<Shown>), CliError> {
+    if let Some(mut conn) = admin.online(dir).await? {
+        let info: CaInfo = conn.json(Method::GET, "/v1/admin/ca", None::<&()>).await?;
+        let der = |pem: &str| -> Result<Vec<u8>, CliError> {
+            kith_pki::certs_from_pem_or_der(pem.as_bytes())?
+                .into_iter()
+                .next()
+                .ok_or_else(|| {
+                    CliError::new(ErrorCode::BadResponse, "no certificate in the answer")
+                })
+        };
+        let mut out = Vec::new();
+        for a in info.authorities {
+            out.push(Shown {
+                root: der(&a.root)?,
+                intermediate: der(&a.intermediate)?,
+                name: a.name,
+                key_type: a.key_type,
+            });
+        }
+        return Ok((info.cluster, info.created, out));
+    }
     let store = util::open_store(dir)?;
     let info = ClusterInfo::load(&*store).await?;
+    let out = info
+        .authorities
+        .into_iter()
+        .map(|a| Shown {
+            name: a.name,
+            key_type: a.key_type.as_str().to_string(),
+            root: a.root_cert,
+            intermediate: a.intermediate_cert,
+        })
+        .collect();
+    Ok((info.cluster, rfc3339(info.created), out))
+}
+
+pub(crate) async fn ca_show(dir: &Path, admin: &AdminArgs, json_out: bool) -> Result<(), CliError> {
+    let (cluster, created, authorities) = load(dir, admin).await?;
     let now = OffsetDateTime::now_utc();
     let describe = |der: &[u8]| -> Result<serde_json::Value, CliError> {
         let found = kith_pki::inspect(der)?;
@@ -51,28 +101,24 @@ pub(crate) async fn ca_show(dir: &Path, json_out: bool) -> Result<(), CliError> 
         }))
     };
     let mut auths = Vec::new();
-    for a in &info.authorities {
+    for a in &authorities {
         auths.push(json!({
             "name": a.name,
             "key_type": a.key_type,
-            "root": describe(&a.root_cert)?,
-            "intermediate": describe(&a.intermediate_cert)?,
-            "root_pin_sha256": hex::encode(kith_pki::spki_pin(&a.root_cert)?),
+            "root": describe(&a.root)?,
+            "intermediate": describe(&a.intermediate)?,
+            "root_pin_sha256": hex::encode(kith_pki::spki_pin(&a.root)?),
         }));
     }
     if json_out {
         print_json(&json!({
-            "cluster": info.cluster,
-            "created": rfc3339(info.created),
+            "cluster": cluster,
+            "created": created,
             "authorities": auths,
         }));
         return Ok(());
     }
-    println!(
-        "cluster {} (initialised {})",
-        info.cluster,
-        rfc3339(info.created)
-    );
+    println!("cluster {cluster} (initialised {created})");
     for a in &auths {
         println!();
         println!(

@@ -4,10 +4,13 @@ use kith_api::ErrorCode;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use hyper::Method;
+use kith_api::wire::{CrlSignRequest, CrlView};
 use kith_authority::{Settings, DEFAULT_AUTHORITY};
 use kith_nodedir as nodedir;
 use kith_pki::pem_encode;
 
+use crate::admin::AdminArgs;
 use crate::args::PassphraseArg;
 use crate::output::CliError;
 use crate::util::{self, rfc3339, split_path};
@@ -28,6 +31,52 @@ pub(crate) struct CrlArgs {
     force_new: bool,
     #[command(flatten)]
     pass: PassphraseArg,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+/// The CRL to write: number, entries, next update, DER.
+struct Got {
+    number: u64,
+    entries: usize,
+    next_update: String,
+    der: Vec<u8>,
+}
+
+/// Through the running server when there is one (it holds the store), else
+/// from the store, unlocked (a stale CRL is signed anew either way).
+async fn get(dir: &Path, a: &CrlArgs) -> Result<Got, CliError> {
+    if let Some(mut conn) = a.admin.online(dir).await? {
+        let path = format!("/v1/admin/crl/{}", a.authority);
+        let v: CrlView = if a.force_new {
+            conn.json(Method::POST, &path, Some(&CrlSignRequest {}))
+                .await?
+        } else {
+            conn.json(Method::GET, &path, None::<&()>).await?
+        };
+        let der = pem_body(&v.pem)
+            .ok_or_else(|| CliError::new(ErrorCode::BadResponse, "the answer holds no PEM CRL"))?;
+        return Ok(Got {
+            number: v.number,
+            entries: v.entries,
+            next_update: v.next_update,
+            der,
+        });
+    }
+    // The validity of a new CRL is the cluster's (`kith settings`).
+    let authority =
+        util::unlock(dir, a.pass.passphrase_file.as_deref(), Settings::default()).await?;
+    let record = if a.force_new {
+        authority.regenerate_crl(&a.authority).await?
+    } else {
+        authority.crl(&a.authority).await?
+    };
+    Ok(Got {
+        number: record.number,
+        entries: record.entries,
+        next_update: rfc3339(record.next_update),
+        der: record.der,
+    })
 }
 
 pub(crate) async fn crl(dir: &Path, a: CrlArgs) -> Result<(), CliError> {
@@ -39,14 +88,8 @@ pub(crate) async fn crl(dir: &Path, a: CrlArgs) -> Result<(), CliError> {
         )
         .hint("pass --pem, or --out FILE"));
     }
-    // The validity of a new CRL is the cluster's (`kith settings`).
-    let authority =
-        util::unlock(dir, a.pass.passphrase_file.as_deref(), Settings::default()).await?;
-    let record = if a.force_new {
-        authority.regenerate_crl(&a.authority).await?
-    } else {
-        authority.crl(&a.authority).await?
-    };
+    kith_pki::validate_label("authority", &a.authority)?;
+    let record = get(dir, &a).await?;
     let bytes = if a.pem {
         pem_encode("X509 CRL", &record.der).into_bytes()
     } else {
@@ -58,10 +101,7 @@ pub(crate) async fn crl(dir: &Path, a: CrlArgs) -> Result<(), CliError> {
             nodedir::write_atomic(&parent, &name, &bytes, nodedir::PUBLIC_MODE)?;
             eprintln!(
                 "CRL #{} of authority {}: {} entries, next update {}",
-                record.number,
-                a.authority,
-                record.entries,
-                rfc3339(record.next_update)
+                record.number, a.authority, record.entries, record.next_update
             );
         }
         None => std::io::stdout()
@@ -69,4 +109,18 @@ pub(crate) async fn crl(dir: &Path, a: CrlArgs) -> Result<(), CliError> {
             .map_err(|e| CliError::new(ErrorCode::IoError, e))?,
     }
     Ok(())
+}
+
+/// The DER inside one PEM block.
+fn pem_body(pem: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let b64: String = pem
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("-----"))
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64.as_bytes())
+        .ok()
+        .filter(|d| !d.is_empty())
 }

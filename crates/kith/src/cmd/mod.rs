@@ -3,6 +3,7 @@
 //! (`util`, `output`, `args`, `admin`, `node_files`), never each other,
 //! except `serve --dev`, which runs `init`.
 
+pub(crate) mod admin;
 pub(crate) mod agent;
 pub(crate) mod authority;
 pub(crate) mod ca;

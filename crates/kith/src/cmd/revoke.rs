@@ -154,15 +154,8 @@ pub(crate) async fn revoke_online(
     } else {
         "node"
     };
-    let explicit = admin.server.is_some();
-    let Some(server) = admin.server(dir)? else {
+    let Some(mut conn) = admin.online(dir).await? else {
         return Ok(None);
-    };
-    let mut conn = match admin.connect_to(dir, &server).await {
-        Ok(c) => c,
-        // A server.json left by a server that is gone: work offline.
-        Err(e) if !explicit && e.code == "unreachable" => return Ok(None),
-        Err(e) => return Err(e),
     };
     let body = RevokeRequest {
         serial: serial.map(str::to_string),

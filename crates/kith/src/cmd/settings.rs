@@ -58,7 +58,7 @@ pub(crate) async fn run(dir: &Path, cmd: SettingsCommand, json: bool) -> Result<
 }
 
 async fn show(dir: &Path, admin: &AdminArgs) -> Result<SettingsView, CliError> {
-    if let Some(mut conn) = online(dir, admin).await? {
+    if let Some(mut conn) = admin.online(dir).await? {
         return Ok(conn
             .json(Method::GET, "/v1/admin/settings", None::<&()>)
             .await?);
@@ -84,7 +84,7 @@ async fn set(dir: &Path, a: SetArgs) -> Result<SettingsView, CliError> {
             "nothing to change: give --crl-validity, --secret-max-size or --keep-versions",
         ));
     }
-    if let Some(mut conn) = online(dir, &a.admin).await? {
+    if let Some(mut conn) = a.admin.online(dir).await? {
         return Ok(conn
             .json(Method::PATCH, "/v1/admin/settings", Some(&body))
             .await?);
@@ -96,20 +96,6 @@ async fn set(dir: &Path, a: SetArgs) -> Result<SettingsView, CliError> {
         .await;
     authority.close().await;
     Ok(SettingsView::from(&now?))
-}
-
-/// A connection to the running server, if one is configured; `None` when
-/// none is, or when a `server.json` left behind points nowhere.
-async fn online(dir: &Path, admin: &AdminArgs) -> Result<Option<kith_agent::Connection>, CliError> {
-    let explicit = admin.server.is_some();
-    let Some(server) = admin.server(dir)? else {
-        return Ok(None);
-    };
-    match admin.connect_to(dir, &server).await {
-        Ok(c) => Ok(Some(c)),
-        Err(e) if !explicit && e.code == ErrorCode::Unreachable.as_str() => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 fn print_text(v: &SettingsView) {

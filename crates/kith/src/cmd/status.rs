@@ -5,10 +5,18 @@ use std::path::Path;
 use hyper::Method;
 use kith_api::wire::StatusResponse;
 
-use crate::admin::AdminArgs;
+use crate::admin::{expiry_warning, AdminArgs, Credential};
 use crate::output::{print_json, CliError};
 
 pub(crate) async fn status(dir: &Path, a: AdminArgs, json: bool) -> Result<(), CliError> {
+    // Said first, on stderr: an expired credential fails the request below.
+    let cred_dir = a.admin_dir(dir);
+    if let Ok(cred) = Credential::load(&cred_dir) {
+        if let Some(w) = expiry_warning(&cred_dir, cred.not_after, time::OffsetDateTime::now_utc())
+        {
+            eprintln!("{w}");
+        }
+    }
     let mut conn = a.connect(dir).await?;
     let s: StatusResponse = conn
         .json(Method::GET, "/v1/admin/status", None::<&()>)

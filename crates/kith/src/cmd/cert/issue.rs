@@ -12,6 +12,9 @@ use kith_pki::{KeyType, PrivateKey, Profile, San};
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
 
+mod online;
+
+use crate::admin::AdminArgs;
 use crate::args::{key_type_parser, profile_parser, PassphraseArg};
 use crate::node_files::stage_node_files;
 use crate::output::{print_json, CliError};
@@ -48,6 +51,10 @@ pub(crate) struct IssueArgs {
     force: bool,
     #[command(flatten)]
     pass: PassphraseArg,
+    /// Through a running server (`--server`, KITH_SERVER, server.json),
+    /// else offline on the store.
+    #[command(flatten)]
+    admin: AdminArgs,
 }
 
 pub(crate) async fn cert_issue(dir: &Path, a: IssueArgs, json: bool) -> Result<(), CliError> {
@@ -80,6 +87,9 @@ pub(crate) async fn cert_issue(dir: &Path, a: IssueArgs, json: bool) -> Result<(
             )
             .hint("pass --force to issue a new key and certificate over it"));
         }
+    }
+    if let Some(conn) = a.admin.online(dir).await? {
+        return online::cert_issue(conn, a, json).await;
     }
     let authority =
         util::unlock(dir, a.pass.passphrase_file.as_deref(), Settings::default()).await?;

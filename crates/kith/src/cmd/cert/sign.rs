@@ -9,6 +9,11 @@ use kith_pki::{pem_encode, pem_encode_many, CsrPolicy, Profile};
 use serde_json::json;
 use time::Duration;
 
+use hyper::Method;
+use kith_api::wire::{CertificateIssued, CsrSignRequest};
+use kith_api::ErrorCode;
+
+use crate::admin::{issued_from_wire, AdminArgs};
 use crate::args::{profile_parser, PassphraseArg};
 use crate::output::{print_json, CliError};
 use crate::util::{self, rfc3339, split_path};
@@ -46,6 +51,8 @@ pub(crate) struct SignArgs {
     out: Option<PathBuf>,
     #[command(flatten)]
     pass: PassphraseArg,
+    #[command(flatten)]
+    admin: AdminArgs,
 }
 
 pub(crate) async fn cert_sign(dir: &Path, a: SignArgs, json: bool) -> Result<(), CliError> {
@@ -61,21 +68,47 @@ pub(crate) async fn cert_sign(dir: &Path, a: SignArgs, json: bool) -> Result<(),
         allowed_dns: a.allow_san.iter().map(|s| s.to_ascii_lowercase()).collect(),
         ..CsrPolicy::default()
     };
-    let authority =
-        util::unlock(dir, a.pass.passphrase_file.as_deref(), Settings::default()).await?;
-    let issued = authority
-        .sign_csr(
-            &csr,
-            Identity {
-                node: a.name.clone(),
-                role: a.role.clone(),
-                profile: a.profile,
-                authority: Some(a.authority.clone()),
-                ttl: a.ttl,
+    let (issued, sans) = if let Some(mut conn) = a.admin.online(dir).await? {
+        // The server holds the store: it signs, under the same policy.
+        let body = CsrSignRequest {
+            node: a.name.clone(),
+            role: a.role.clone(),
+            profile: a.profile.as_str().to_string(),
+            authority: Some(a.authority.clone()),
+            ttl_seconds: a.ttl.map(|d| u64::try_from(d.whole_seconds()).unwrap_or(0)),
+            allow_sans: a.allow_san.clone(),
+            allow_wildcards: a.allow_wildcards,
+            no_ip_sans: a.no_ip_sans,
+            csr: match std::str::from_utf8(&csr) {
+                Ok(text) if text.contains("-----BEGIN") => text.to_string(),
+                _ => pem_encode("CERTIFICATE REQUEST", &csr),
             },
-            Some(&policy),
-        )
-        .await?;
+        };
+        let r: CertificateIssued = conn
+            .json(Method::POST, "/v1/admin/certs/sign", Some(&body))
+            .await?;
+        let issued = issued_from_wire(&r)?;
+        let sans = sans_of(&issued.record.der)?;
+        (issued, sans)
+    } else {
+        let authority =
+            util::unlock(dir, a.pass.passphrase_file.as_deref(), Settings::default()).await?;
+        let issued = authority
+            .sign_csr(
+                &csr,
+                Identity {
+                    node: a.name.clone(),
+                    role: a.role.clone(),
+                    profile: a.profile,
+                    authority: Some(a.authority.clone()),
+                    ttl: a.ttl,
+                },
+                Some(&policy),
+            )
+            .await?;
+        let sans = issued.record.sans.iter().map(ToString::to_string).collect();
+        (issued, sans)
+    };
     let pem = format!(
         "{}{}",
         pem_encode("CERTIFICATE", &issued.record.der),
@@ -96,7 +129,7 @@ pub(crate) async fn cert_sign(dir: &Path, a: SignArgs, json: bool) -> Result<(),
             "node": issued.record.node,
             "serial": issued.record.serial,
             "not_after": rfc3339(issued.record.not_after),
-            "sans": issued.record.sans.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "sans": sans,
             "chain_pem": pem,
         }));
     } else if a.out.is_none() {
@@ -108,4 +141,12 @@ pub(crate) async fn cert_sign(dir: &Path, a: SignArgs, json: bool) -> Result<(),
         );
     }
     Ok(())
+}
+
+/// The SANs of a certificate the server answered, as `cert inspect` shows them.
+fn sans_of(der: &[u8]) -> Result<Vec<String>, CliError> {
+    match kith_pki::inspect(der)?.into_iter().next() {
+        Some(kith_pki::Inspected::Certificate(c)) => Ok(c.sans),
+        _ => Err(CliError::new(ErrorCode::BadResponse, "not a certificate")),
+    }
 }

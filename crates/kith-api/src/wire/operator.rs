@@ -1,0 +1,208 @@
+//! What `kith ca show`, `cert ls`, `cert issue`, `cert sign`, `crl`,
+//! `authority add` and `kith admin` send and receive when a server holds
+//! the store (`/v1/admin/...`).
+
+use serde::{Deserialize, Serialize};
+
+use super::IssuedCertificate;
+
+/// `GET /v1/admin/ca`: the cluster's public facts (`kith ca show`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CaInfo {
+    /// Cluster name.
+    pub cluster: String,
+    /// When it was initialised (RFC 3339).
+    pub created: String,
+    /// Every authority, in name order.
+    pub authorities: Vec<CaAuthority>,
+}
+
+/// One authority of [`CaInfo`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CaAuthority {
+    /// Name.
+    pub name: String,
+    /// Key type (`p256`, ...).
+    pub key_type: String,
+    /// Root, PEM.
+    pub root: String,
+    /// Intermediate, PEM.
+    pub intermediate: String,
+}
+
+/// One recorded certificate in `GET /v1/admin/certs` (`kith cert ls`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CertificateView {
+    /// Serial, hex.
+    pub serial: String,
+    /// Holder name (node, operator or server).
+    pub node: String,
+    /// Role.
+    pub role: String,
+    /// Profile.
+    pub profile: String,
+    /// Issuing authority.
+    pub authority: String,
+    /// When it was issued (RFC 3339).
+    pub issued_at: String,
+    /// End of validity (RFC 3339).
+    pub not_after: String,
+    /// SHA-256 of the DER, hex.
+    pub fingerprint_sha256: String,
+    /// Its revocation, if revoked.
+    pub revoked: Option<CertificateRevocation>,
+}
+
+/// The revocation of a [`CertificateView`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CertificateRevocation {
+    /// Reason.
+    pub reason: String,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+/// `POST /v1/admin/certs` (`kith cert issue` online): a certificate
+/// for a key made on the operator's machine, proven by a CSR. The identity
+/// is the one named here, never the CSR's subject.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateIssueRequest {
+    /// Node name.
+    pub node: String,
+    /// Role.
+    pub role: String,
+    /// `peer`, `server` or `client` (operators: `kith admin add`).
+    pub profile: String,
+    /// Authority; absent means the default one.
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// Lifetime, seconds; absent means the profile's default.
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+    /// Extra SANs (DNS names or IP addresses) as the operator gave them.
+    #[serde(default)]
+    pub sans: Vec<String>,
+    /// PKCS#10 request over the new key, PEM.
+    pub csr: String,
+}
+
+/// A certificate issued to an operator's request (`cert issue`, `admin
+/// add`, `admin renew`), with what a credential directory needs.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CertificateIssued {
+    /// Cluster name.
+    pub cluster: String,
+    /// Holder name.
+    pub node: String,
+    /// Role.
+    pub role: String,
+    /// Authority that signed.
+    pub authority: String,
+    /// The certificate.
+    pub certificate: IssuedCertificate,
+    /// The issuing authority's root, PEM.
+    pub root: String,
+}
+
+/// `POST /v1/admin/authorities` (`kith authority add`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorityAddRequest {
+    /// Name (a DNS label).
+    pub name: String,
+    /// Key type of its root and intermediate (`p256`, ...).
+    pub key_type: String,
+}
+
+/// `GET /v1/admin/crl/{authority}` and `POST` (sign a new one): an
+/// authority's current CRL (`kith crl`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CrlView {
+    /// Authority.
+    pub authority: String,
+    /// CRL number.
+    pub number: u64,
+    /// Entries.
+    pub entries: usize,
+    /// nextUpdate (RFC 3339).
+    pub next_update: String,
+    /// The CRL, PEM.
+    pub pem: String,
+}
+
+/// One operator in `GET /v1/admin/operators` (`kith admin ls`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OperatorView {
+    /// Name (`admin` for the one `kith init` made).
+    pub name: String,
+    /// `live`, `expired` or `revoked`.
+    pub state: String,
+    /// Serial of its latest certificate.
+    pub serial: String,
+    /// When that certificate was issued (RFC 3339).
+    pub issued_at: String,
+    /// Its expiry (RFC 3339).
+    pub not_after: String,
+    /// Its unexpired, unrevoked certificates.
+    pub live: usize,
+}
+
+/// `POST /v1/admin/operators` (`kith admin add`, with `name`) and
+/// `POST /v1/admin/operators/renew` (`kith admin renew`, without: the
+/// caller's own name).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorRequest {
+    /// The new operator's name (add only).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// PKCS#10 request over the new key, PEM.
+    pub csr: String,
+}
+
+/// `POST /v1/admin/operators/{name}/revoke` (`kith admin revoke`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorRevokeRequest {
+    /// Reason (as `kith revoke --reason`); absent: privilege-withdrawn.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `POST /v1/admin/certs/sign` (`kith cert sign` online): a
+/// certificate for a CSR made elsewhere; the names it asks for are judged
+/// by the policy given here, the identity is the one named here.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CsrSignRequest {
+    /// Node name.
+    pub node: String,
+    /// Role.
+    pub role: String,
+    /// `peer`, `server` or `client`.
+    pub profile: String,
+    /// Authority; absent means the default one.
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// Lifetime, seconds; absent means the profile's default.
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+    /// DNS names the CSR may ask for besides the node's own.
+    #[serde(default)]
+    pub allow_sans: Vec<String>,
+    /// Allow wildcard names (each listed in `allow_sans` too).
+    #[serde(default)]
+    pub allow_wildcards: bool,
+    /// Refuse IP address SANs.
+    #[serde(default)]
+    pub no_ip_sans: bool,
+    /// The PKCS#10 request, PEM.
+    pub csr: String,
+}
+
+/// `POST /v1/admin/crl/{authority}` (`kith crl --force-new`): sign a new
+/// CRL now. No fields: a body still goes through the one extractor.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CrlSignRequest {}
