@@ -62,6 +62,8 @@ fn table() -> Vec<Entry> {
         POST "/authorities" => super::ca::add_authority,
         GET "/crl/{name}" => super::ca::crl,
         POST "/crl/{name}" => super::ca::crl_new,
+        GET "/crl/{name}/root" => super::ca::root_crl,
+        POST "/crl/{name}/root" => super::ca::root_crl_new,
         GET "/operators" => super::operators::list,
         POST "/operators" => super::operators::add,
         POST "/operators/renew" => super::operators::renew,

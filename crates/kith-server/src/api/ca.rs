@@ -5,6 +5,8 @@
 //! travels), new authorities, and CRLs. Mounted in the admin table
 //! ([`super::admin`]), behind its gate; the views come from the authority.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -14,11 +16,11 @@ use kith_api::wire::{
     IssuedCertificate,
 };
 use kith_api::ErrorCode;
-use kith_authority::{Identity, IssueRequest, Issued};
+use kith_authority::{CrlIssuer, Identity, IssueRequest, Issued};
 use kith_pki::{pem_encode, pem_encode_many, KeyType, Profile, San};
 
 use super::extract::{Admin, Body, Param};
-use super::{rfc3339, St};
+use super::{rfc3339, AppState, St};
 use crate::error::ApiError;
 
 /// The cluster, its authorities, their roots and intermediates.
@@ -213,15 +215,24 @@ fn crl_view(authority: String, r: &kith_authority::CrlRecord) -> CrlView {
 
 /// An authority's current CRL (signed anew if stale, as `/v1/crl` does).
 pub(super) async fn crl(State(s): St, Param(authority): Param) -> Result<Json<CrlView>, ApiError> {
+    current(s, authority, CrlIssuer::Intermediate).await
+}
+
+/// An authority's root CRL (of its intermediates), as `/v1/crl/{authority}/root`.
+pub(super) async fn root_crl(
+    State(s): St,
+    Param(authority): Param,
+) -> Result<Json<CrlView>, ApiError> {
+    current(s, authority, CrlIssuer::Root).await
+}
+
+async fn current(
+    s: Arc<AppState>,
+    authority: String,
+    issuer: CrlIssuer,
+) -> Result<Json<CrlView>, ApiError> {
     kith_pki::validate_label("authority", &authority).map_err(kith_authority::Error::from)?;
-    let rec = s
-        .crls
-        .current(
-            &s.authority,
-            &authority,
-            kith_authority::CrlIssuer::Intermediate,
-        )
-        .await?;
+    let rec = s.crls.current(&s.authority, &authority, issuer).await?;
     Ok(Json(crl_view(authority, &rec)))
 }
 
@@ -232,7 +243,25 @@ pub(super) async fn crl_new(
     Param(authority): Param,
     Body(CrlSignRequest {}): Body<CrlSignRequest>,
 ) -> Result<Json<CrlView>, ApiError> {
+    sign_crl(s, authority, CrlIssuer::Intermediate).await
+}
+
+/// `kith crl --root --force-new`: sign a new root CRL now.
+pub(super) async fn root_crl_new(
+    State(s): St,
+    Admin(_actor): Admin,
+    Param(authority): Param,
+    Body(CrlSignRequest {}): Body<CrlSignRequest>,
+) -> Result<Json<CrlView>, ApiError> {
+    sign_crl(s, authority, CrlIssuer::Root).await
+}
+
+async fn sign_crl(
+    s: Arc<AppState>,
+    authority: String,
+    issuer: CrlIssuer,
+) -> Result<Json<CrlView>, ApiError> {
     kith_pki::validate_label("authority", &authority).map_err(kith_authority::Error::from)?;
-    let rec = s.authority.regenerate_crl(&authority).await?;
+    let rec = s.authority.regenerate_crl_of(&authority, issuer).await?;
     Ok(Json(crl_view(authority, &rec)))
 }

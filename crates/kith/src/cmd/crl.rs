@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use hyper::Method;
 use kith_api::wire::{CrlSignRequest, CrlView};
-use kith_authority::{Settings, DEFAULT_AUTHORITY};
+use kith_authority::{CrlIssuer, Settings, DEFAULT_AUTHORITY};
 use kith_nodedir as nodedir;
 use kith_pki::pem_encode;
 
@@ -29,6 +29,12 @@ pub(crate) struct CrlArgs {
     /// Sign a new CRL even if the stored one is still fresh.
     #[arg(long)]
     force_new: bool,
+    /// The root's CRL (of the authority's intermediates) instead of the
+    /// intermediate's (of its leaves). A TLS server that checks a CRL for
+    /// every certificate of the chain (nginx `ssl_crl`, `openssl verify
+    /// -crl_check_all`) needs both, concatenated.
+    #[arg(long)]
+    root: bool,
     #[command(flatten)]
     pass: PassphraseArg,
     #[command(flatten)]
@@ -47,7 +53,8 @@ struct Got {
 /// from the store, unlocked (a stale CRL is signed anew either way).
 async fn get(dir: &Path, a: &CrlArgs) -> Result<Got, CliError> {
     if let Some(mut conn) = a.admin.online(dir).await? {
-        let path = format!("/v1/admin/crl/{}", a.authority);
+        let suffix = if a.root { "/root" } else { "" };
+        let path = format!("/v1/admin/crl/{}{suffix}", a.authority);
         let v: CrlView = if a.force_new {
             conn.json(Method::POST, &path, Some(&CrlSignRequest {}))
                 .await?
@@ -66,10 +73,15 @@ async fn get(dir: &Path, a: &CrlArgs) -> Result<Got, CliError> {
     // The validity of a new CRL is the cluster's (`kith settings`).
     let authority =
         util::unlock(dir, a.pass.passphrase_file.as_deref(), Settings::default()).await?;
-    let record = if a.force_new {
-        authority.regenerate_crl(&a.authority).await?
+    let issuer = if a.root {
+        CrlIssuer::Root
     } else {
-        authority.crl(&a.authority).await?
+        CrlIssuer::Intermediate
+    };
+    let record = if a.force_new {
+        authority.regenerate_crl_of(&a.authority, issuer).await?
+    } else {
+        authority.crl_of(&a.authority, issuer).await?
     };
     Ok(Got {
         number: record.number,
@@ -100,8 +112,12 @@ pub(crate) async fn crl(dir: &Path, a: CrlArgs) -> Result<(), CliError> {
             let (parent, name) = split_path(out)?;
             nodedir::write_atomic(&parent, &name, &bytes, nodedir::PUBLIC_MODE)?;
             eprintln!(
-                "CRL #{} of authority {}: {} entries, next update {}",
-                record.number, a.authority, record.entries, record.next_update
+                "{}CRL #{} of authority {}: {} entries, next update {}",
+                if a.root { "root " } else { "" },
+                record.number,
+                a.authority,
+                record.entries,
+                record.next_update
             );
         }
         None => std::io::stdout()
