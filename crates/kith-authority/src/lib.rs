@@ -58,7 +58,7 @@ pub use crl::stored_crl;
 pub use error::Error;
 pub use info::{find_certificate, list_certificates, AuthorityInfo, ClusterInfo};
 pub use issue::{Identity, Issued};
-pub use limits::{MAX_CERT_TTL, MAX_CRL_VALIDITY, MAX_RENEW_GRACE};
+pub use limits::{check_cert_ttl, MAX_CERT_TTL, MAX_CRL_VALIDITY, MAX_RENEW_GRACE, MIN_CERT_TTL};
 pub use nodes::{list_nodes, NodeRecord, NodeState, DEFAULT_RENEW_GRACE, MAX_CSRS, RETRY_WINDOW};
 pub use records::{
     AuditRecord, AuthorityRecord, CertRecord, ClusterRecord, CrlRecord, PendingMaster,
