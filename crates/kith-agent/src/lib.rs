@@ -23,7 +23,10 @@ mod verify;
 pub use client::{Connection, ServerAddr, DEFAULT_PORT};
 pub use error::Error;
 pub use kith_nodedir::NodeIdentity;
-pub use node::{connect, default_node_name, join, profile_files, refresh, renew, JoinOptions};
+pub use node::{
+    connect, default_node_name, interface_addresses, join, profile_files, refresh, renew,
+    JoinOptions,
+};
 pub use tls::{client_config, server_config, PeerPolicy, TlsWatch};
 
 /// A client configuration that presents the certificate of node directory
