@@ -359,9 +359,6 @@ impl ErrorCode {
             SanNotAllowed => Some(
                 "a node may carry a DNS name besides its own only when its token allows it: ask for a token made with `kith token create ... --allow-san NAME`",
             ),
-            IpTaken => Some(
-                "another live node or the server holds that address; a token made with `--allow-san ADDRESS` shares it (a virtual IP), or leave it out of --san",
-            ),
             StoreLocked => Some(
                 "another kith command or server is using this data directory; wait for it or stop it",
             ),
@@ -380,7 +377,7 @@ impl ErrorCode {
             UnknownServer => Some("`kith server ls` lists the servers and their names"),
             NotInitialized | AlreadyInitialized | UnknownAuthority | AuthorityExists
             | UnknownCertificate | UnknownNode | UnknownToken | TokenWrongCluster
-            | NodeNameTaken | NodeNameMismatch | NodeNameRetired | NodeNameReserved
+            | NodeNameTaken | NodeNameMismatch | NodeNameRetired | NodeNameReserved | IpTaken
             | CertificateSuperseded | ProfileNotAllowed | CsrKeyMismatch | CertificateRevoked
             | NodeRemoved | RenewalWindowPassed | IdentityMismatch | UnknownSecret
             | UnknownSecretVersion | SecretForbidden | SecretTooLarge | SecretConflict
