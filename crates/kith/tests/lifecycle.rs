@@ -76,7 +76,10 @@ fn joined(url: &str, token: &str, dir: &Path, extra: &[&str]) -> String {
 fn refused(url: &str, token: &str, dir: &Path, extra: &[&str], code: &str) -> String {
     let out = join(url, token, dir, extra);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!out.status.success(), "join {extra:?} should fail with {code}");
+    assert!(
+        !out.status.success(),
+        "join {extra:?} should fail with {code}"
+    );
     assert!(
         stderr.contains(&format!("error[{code}]")),
         "join {extra:?}: expected error[{code}], got:\n{stderr}"
@@ -125,7 +128,12 @@ fn certificate_lifetimes_from_the_token_and_the_server() {
     let short = token(&ca, &["--cert-ttl", "1m"]);
     let dir = ca.path("short");
     let before = OffsetDateTime::now_utc();
-    joined(&url, &short, &dir, &["--name", "short", "--no-interface-ips"]);
+    joined(
+        &url,
+        &short,
+        &dir,
+        &["--name", "short", "--no-interface-ips"],
+    );
     let after = OffsetDateTime::now_utc();
     let (not_before, not_after) = dates(&dir);
     assert!(
@@ -145,31 +153,52 @@ fn certificate_lifetimes_from_the_token_and_the_server() {
         .arg(&dir)
         .output()
         .expect("renew");
-    assert!(out.status.success(), "renew: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "renew: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_ne!(identity(&dir)["serial"], serial, "renewed");
     let (nb, na) = dates(&dir);
-    assert_eq!(na - nb, time::Duration::seconds(72), "the renewal is as short");
+    assert_eq!(
+        na - nb,
+        time::Duration::seconds(72),
+        "the renewal is as short"
+    );
 
     // Below the floor: refused by the server, nothing minted.
-    let out = ca.run(&[
-        "token", "create", "--role", "worker", "--cert-ttl", "59s",
-    ]);
+    let out = ca.run(&["token", "create", "--role", "worker", "--cert-ttl", "59s"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "a 59 s certificate lifetime was accepted");
+    assert!(
+        !out.status.success(),
+        "a 59 s certificate lifetime was accepted"
+    );
     assert!(
         stderr.contains("error[invalid-argument]") && stderr.contains("1 minute"),
         "the refusal names the floor: {stderr}"
     );
     let listed: Value = serde_json::from_str(&ca.ok(&["token", "ls", "--json"])).expect("JSON");
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
-    assert_eq!(listed[0]["cert_ttl_seconds"], 60, "the token record carries its lifetime");
+    assert_eq!(
+        listed[0]["cert_ttl_seconds"], 60,
+        "the token record carries its lifetime"
+    );
 
     // No --cert-ttl: the server's --leaf-ttl 2m.
     let plain = token(&ca, &[]);
     let dir = ca.path("plain");
-    joined(&url, &plain, &dir, &["--name", "plain", "--no-interface-ips"]);
+    joined(
+        &url,
+        &plain,
+        &dir,
+        &["--name", "plain", "--no-interface-ips"],
+    );
     let (nb, na) = dates(&dir);
-    assert_eq!(na - nb, time::Duration::seconds(144), "120 s + 24 s backdated");
+    assert_eq!(
+        na - nb,
+        time::Duration::seconds(144),
+        "120 s + 24 s backdated"
+    );
 
     // A server default below the floor does not start.
     let out = kith(&ca.data)
@@ -194,7 +223,10 @@ fn an_agent_renews_a_one_minute_certificate_by_itself() {
     let t = token(&ca, &["--cert-ttl", "1m"]);
     let dir = ca.path("node");
     joined(&url, &t, &dir, &["--name", "node", "--no-interface-ips"]);
-    let first = identity(&dir)["serial"].as_str().expect("serial").to_string();
+    let first = identity(&dir)["serial"]
+        .as_str()
+        .expect("serial")
+        .to_string();
     let first_end = dates(&dir).1;
     let _agent = Proc(
         Command::new(env!("CARGO_BIN_EXE_kith"))
@@ -210,7 +242,10 @@ fn an_agent_renews_a_one_minute_certificate_by_itself() {
         (identity(&dir)["serial"].as_str() != Some(first.as_str())).then_some(())
     });
     let (_, end) = dates(&dir);
-    assert!(end > first_end, "the renewed certificate lasts longer: {end}");
+    assert!(
+        end > first_end,
+        "the renewed certificate lasts longer: {end}"
+    );
     assert!(
         OffsetDateTime::now_utc() < first_end,
         "renewed before the first certificate expired"
@@ -231,22 +266,106 @@ fn a_join_takes_its_name_from_the_token() {
     assert_eq!(v["node"], "web-7", "{out}");
     assert_eq!(identity(&dir)["node"], "web-7");
 
+    // On the node, `cert verify` checks against the node directory, and
+    // without one says where to look.
+    let cert = dir.join("cert.pem");
+    let out = Command::new(env!("CARGO_BIN_EXE_kith"))
+        .args(["--data-dir"])
+        .arg(ca.path("no-ca-here"))
+        .args(["cert", "verify", "--name", "web-7", "--dir"])
+        .arg(&dir)
+        .arg(&cert)
+        .output()
+        .expect("cert verify");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.starts_with("OK: web-7"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_kith"))
+        .args(["--data-dir"])
+        .arg(ca.path("no-ca-here"))
+        .args(["cert", "verify"])
+        .arg(&cert)
+        .output()
+        .expect("cert verify");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("error[not-initialized]") && stderr.contains("--dir"),
+        "{stderr}"
+    );
+    // Another cluster's certificate does not verify against this node's bundle.
+    let other = Ca::init("p256");
+    other.ok(&[
+        "cert",
+        "issue",
+        "stranger",
+        "--role",
+        "worker",
+        "--out",
+        &other.path("out").to_string_lossy(),
+    ]);
+    let out = Command::new(env!("CARGO_BIN_EXE_kith"))
+        .args(["cert", "verify", "--dir"])
+        .arg(&dir)
+        .arg(other.path("out/stranger/cert.pem"))
+        .output()
+        .expect("cert verify");
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("does not verify"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // A token without a name still joins as the host's name.
     let t = token(&ca, &[]);
     let host = kith_agent_host_name();
-    let out = joined(&url, &t, &ca.path("host"), &["--no-interface-ips", "--json"]);
+    let out = joined(
+        &url,
+        &t,
+        &ca.path("host"),
+        &["--no-interface-ips", "--json"],
+    );
     let v: Value = serde_json::from_str(&out).expect("join JSON");
     assert_eq!(v["node"], host.as_str(), "{out}");
+
+    // A slow RSA key says it is coming.
+    let t = token(&ca, &[]);
+    let out = join(
+        &url,
+        &t,
+        &ca.path("rsa"),
+        &[
+            "--name",
+            "rsa",
+            "--no-interface-ips",
+            "--key-type",
+            "rsa2048",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("generating an rsa2048 key"), "{stderr}");
 
     let t = token(&ca, &[]);
     let stderr = refused(
         &url,
         &t,
         &ca.path("extra"),
-        &["--name", "extra", "--san", "api.example.com", "--no-interface-ips"],
+        &[
+            "--name",
+            "extra",
+            "--san",
+            "api.example.com",
+            "--no-interface-ips",
+        ],
         "san-not-allowed",
     );
-    assert!(stderr.contains("--allow-san"), "the hint says how: {stderr}");
+    assert!(
+        stderr.contains("--allow-san"),
+        "the hint says how: {stderr}"
+    );
     let help = Command::new(env!("CARGO_BIN_EXE_kith"))
         .args(["join", "--help"])
         .output()
@@ -301,8 +420,14 @@ fn nodes_sharing_a_host_and_a_held_address_asked_for() {
     };
     let (s1, s2) = (sans(&one), sans(&two));
     for (ip, shown) in &ips {
-        assert!(s1.contains(shown.as_str()), "the first node holds {ip}: {s1}");
-        assert!(!s2.contains(shown.as_str()), "the second leaves {ip} out: {s2}");
+        assert!(
+            s1.contains(shown.as_str()),
+            "the first node holds {ip}: {s1}"
+        );
+        assert!(
+            !s2.contains(shown.as_str()),
+            "the second leaves {ip} out: {s2}"
+        );
         assert!(out.contains(ip.as_str()), "the output names {ip}: {out}");
     }
     assert!(s2.contains("127.0.0.1"), "loopback is shared: {s2}");
@@ -312,7 +437,13 @@ fn nodes_sharing_a_host_and_a_held_address_asked_for() {
         &url,
         &t,
         &ca.path("three"),
-        &["--name", "three", "--no-interface-ips", "--san", "10.99.0.7"],
+        &[
+            "--name",
+            "three",
+            "--no-interface-ips",
+            "--san",
+            "10.99.0.7",
+        ],
         "ip-taken",
     );
     assert!(stderr.contains("--allow-san"), "{stderr}");
@@ -334,16 +465,19 @@ fn if_addrs_non_loopback() -> Vec<(String, String)> {
             w.find(|x| *x == "inet" || *x == "inet6")?;
             let addr = w.next()?.split('/').next()?;
             let ip: std::net::IpAddr = addr.parse().ok()?;
-            Some((ip.to_string(), match ip {
-                // openssl prints IPv6 addresses in full, upper case.
-                std::net::IpAddr::V6(v6) => v6
-                    .segments()
-                    .iter()
-                    .map(|s| format!("{s:X}"))
-                    .collect::<Vec<_>>()
-                    .join(":"),
-                std::net::IpAddr::V4(v4) => v4.to_string(),
-            }))
+            Some((
+                ip.to_string(),
+                match ip {
+                    // openssl prints IPv6 addresses in full, upper case.
+                    std::net::IpAddr::V6(v6) => v6
+                        .segments()
+                        .iter()
+                        .map(|s| format!("{s:X}"))
+                        .collect::<Vec<_>>()
+                        .join(":"),
+                    std::net::IpAddr::V4(v4) => v4.to_string(),
+                },
+            ))
         })
         .collect()
 }
@@ -358,8 +492,16 @@ fn errors_and_listings_that_say_what_to_do() {
     let out = kith(&ca.data).arg("revoke").output().expect("revoke");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    for form in ["error[invalid-argument]", "kith revoke SERIAL", "--node NAME", "--server-name NAME"] {
-        assert!(stderr.contains(form), "revoke without argument names {form}: {stderr}");
+    for form in [
+        "error[invalid-argument]",
+        "kith revoke SERIAL",
+        "--node NAME",
+        "--server-name NAME",
+    ] {
+        assert!(
+            stderr.contains(form),
+            "revoke without argument names {form}: {stderr}"
+        );
     }
 
     let wrong = ca.path("wrong");
@@ -379,17 +521,37 @@ fn errors_and_listings_that_say_what_to_do() {
     let (_server, _url) = serve(&ca, &[]);
     let value = ca.path("value");
     common::write_private(&value, b"hunter2");
-    ca.ok(&["secret", "put", "db-password", "--allow-role", "db", "--from-file", &value.to_string_lossy()]);
+    ca.ok(&[
+        "secret",
+        "put",
+        "db-password",
+        "--allow-role",
+        "db",
+        "--from-file",
+        &value.to_string_lossy(),
+    ]);
     let listed = ca.ok(&["secret", "ls"]);
     let mut lines = listed.lines();
     let header = lines.next().expect("a header line");
     for column in ["NAME", "LATEST", "SIZE", "VERSIONS", "ACCESS", "UPDATED"] {
-        assert!(header.contains(column), "secret ls header has {column}: {listed}");
+        assert!(
+            header.contains(column),
+            "secret ls header has {column}: {listed}"
+        );
     }
-    assert!(lines.next().is_some_and(|l| l.starts_with("db-password")), "{listed}");
+    assert!(
+        lines.next().is_some_and(|l| l.starts_with("db-password")),
+        "{listed}"
+    );
 
     let status = ca.ok(&["status"]);
-    assert!(status.contains("days left"), "status shows validity left: {status}");
+    assert!(
+        status.contains("days left"),
+        "status shows validity left: {status}"
+    );
     let v: Value = serde_json::from_str(&ca.ok(&["status", "--json"])).expect("status JSON");
-    assert!(v["nodes"].is_object() && v["tokens"].is_object(), "named counts: {v}");
+    assert!(
+        v["nodes"].is_object() && v["tokens"].is_object(),
+        "named counts: {v}"
+    );
 }

@@ -68,6 +68,14 @@ pub(crate) async fn join(a: JoinArgs, json: bool) -> Result<(), CliError> {
         interface_ips: !a.no_interface_ips,
         force: a.force,
     };
+    // An RSA key takes seconds (4096 bits: up to a minute on a slow
+    // machine): say so, rather than look hung.
+    if opts.key_type.is_rsa() && !json {
+        eprintln!(
+            "generating an {} key for the node; RSA keys can take a while",
+            opts.key_type
+        );
+    }
     let id = kith_agent::join(&opts).await?;
     print_identity(&id, &a.dir, "joined", json);
     if !json && !a.no_interface_ips {

@@ -81,9 +81,7 @@ pub(crate) async fn revoke(dir: &Path, a: RevokeArgs, json: bool) -> Result<(), 
         (Some(s), _, _) => RevokeTarget::Serial(s),
         (None, Some(n), _) => RevokeTarget::Node(n.clone()),
         (None, None, Some(n)) => RevokeTarget::Server(n.clone()),
-        (None, None, None) => {
-            return Err(CliError::new(ErrorCode::InvalidArgument, REVOKE_FORMS))
-        }
+        (None, None, None) => return Err(CliError::new(ErrorCode::InvalidArgument, REVOKE_FORMS)),
     };
     let outcomes = authority
         .revoke(target, a.reason, LOCAL_OPERATOR, Publish::Now)
