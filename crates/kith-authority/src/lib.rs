@@ -35,6 +35,7 @@ mod keys;
 mod limits;
 mod names;
 mod nodes;
+mod offline;
 mod records;
 mod refresh;
 mod refusals;
@@ -60,6 +61,7 @@ pub use info::{find_certificate, list_certificates, AuthorityInfo, ClusterInfo};
 pub use issue::{Identity, Issued};
 pub use limits::{check_cert_ttl, MAX_CERT_TTL, MAX_CRL_VALIDITY, MAX_RENEW_GRACE, MIN_CERT_TTL};
 pub use nodes::{list_nodes, NodeRecord, NodeState, DEFAULT_RENEW_GRACE, MAX_CSRS, RETRY_WINDOW};
+pub use offline::OFFLINE_TOKEN;
 pub use records::{
     AuditRecord, AuthorityRecord, CertRecord, ClusterRecord, CrlRecord, PendingMaster,
     RevokedRecord,

@@ -555,3 +555,74 @@ fn errors_and_listings_that_say_what_to_do() {
         "named counts: {v}"
     );
 }
+
+/// A directory `kith cert issue` made offline becomes renewable: the
+/// issuance recorded its node as a join does, and `kith node adopt`
+/// records a server in it and renews there; `kith renew` then works on its
+/// own, and the server lists the node.
+#[test]
+fn an_offline_directory_is_adopted_and_renews() {
+    let ca = Ca::init("p256");
+    let out = ca.path("out");
+    ca.ok(&[
+        "cert",
+        "issue",
+        "n1",
+        "--role",
+        "worker",
+        "--san",
+        "n1.example.net",
+        "--out",
+        &out.to_string_lossy(),
+    ]);
+    let dir = out.join("n1");
+    assert_eq!(identity(&dir)["server"], Value::Null);
+    let first = identity(&dir)["serial"].clone();
+    let (_server, url) = serve(&ca, &[]);
+
+    let adopt = Command::new(env!("CARGO_BIN_EXE_kith"))
+        .args(["node", "adopt", "--server", &url, "--dir"])
+        .arg(&dir)
+        .output()
+        .expect("node adopt");
+    assert!(
+        adopt.status.success(),
+        "node adopt: {}{}",
+        String::from_utf8_lossy(&adopt.stdout),
+        String::from_utf8_lossy(&adopt.stderr)
+    );
+    let adopted = identity(&dir);
+    assert_ne!(adopted["serial"], first, "adoption renewed");
+    assert_ne!(adopted["server"], Value::Null, "the server is recorded");
+    let (ok, sans) = openssl(&[
+        "x509",
+        "-noout",
+        "-ext",
+        "subjectAltName",
+        "-in",
+        &dir.join("cert.pem").to_string_lossy(),
+    ]);
+    assert!(
+        ok && sans.contains("n1.example.net"),
+        "the operator's names stay: {sans}"
+    );
+
+    let renew = Command::new(env!("CARGO_BIN_EXE_kith"))
+        .args(["renew", "--dir"])
+        .arg(&dir)
+        .output()
+        .expect("renew");
+    assert!(
+        renew.status.success(),
+        "{}",
+        String::from_utf8_lossy(&renew.stderr)
+    );
+    assert_ne!(identity(&dir)["serial"], adopted["serial"]);
+    let nodes: Value = serde_json::from_str(&ca.ok(&["node", "ls", "--json"])).expect("JSON");
+    assert!(
+        nodes.as_array().is_some_and(|n| n
+            .iter()
+            .any(|v| v["name"] == "n1" && v["state"] == "active")),
+        "{nodes}"
+    );
+}
