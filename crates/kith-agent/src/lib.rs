@@ -26,7 +26,8 @@ pub use client::{Connection, ServerAddr, DEFAULT_PORT};
 pub use error::Error;
 pub use kith_nodedir::NodeIdentity;
 pub use node::{
-    connect, connect_to, default_node_name, join, profile_files, refresh, renew, JoinOptions,
+    connect, connect_to, default_node_name, interface_addresses, join, profile_files, refresh,
+    renew, JoinOptions,
 };
 pub use policy::PeerPolicy;
 pub use tls::{client_config, server_config, TlsWatch};

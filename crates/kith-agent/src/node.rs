@@ -69,23 +69,28 @@ pub fn default_node_name() -> Option<String> {
     Some(first)
 }
 
-fn sans_for(node: &str, extra: &[String], interface_ips: bool) -> Result<Vec<San>, Error> {
-    let mut sans = vec![San::Dns(node.to_string()), San::Dns("localhost".into())];
+/// The addresses of this host's interfaces a certificate may carry (no
+/// link-local ones; the first [`MAX_INTERFACE_IPS`], as a certificate
+/// carries 64 names at most).
+pub fn interface_addresses() -> Vec<IpAddr> {
+    let Ok(ifs) = if_addrs::get_if_addrs() else {
+        return Vec::new();
+    };
+    ifs.into_iter()
+        .take(MAX_INTERFACE_IPS)
+        .map(|i| i.ip())
+        .filter(|ip| match ip {
+            IpAddr::V4(v4) => !v4.is_link_local(),
+            IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) != 0xfe80,
+        })
+        .collect()
+}
+
+fn sans_for(node: Option<&str>, extra: &[String], interface_ips: bool) -> Result<Vec<San>, Error> {
+    let mut sans: Vec<San> = node.map(|n| San::Dns(n.to_string())).into_iter().collect();
+    sans.push(San::Dns("localhost".into()));
     if interface_ips {
-        if let Ok(ifs) = if_addrs::get_if_addrs() {
-            // A certificate carries 64 names at most: a host with very many
-            // addresses puts its first ones in.
-            for i in ifs.into_iter().take(MAX_INTERFACE_IPS) {
-                let ip = i.ip();
-                let link_local = match ip {
-                    IpAddr::V4(v4) => v4.is_link_local(),
-                    IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
-                };
-                if !link_local {
-                    sans.push(San::Ip(ip));
-                }
-            }
-        }
+        sans.extend(interface_addresses().into_iter().map(San::Ip));
     }
     for s in extra {
         sans.push(s.parse::<San>()?);
@@ -363,6 +368,8 @@ pub async fn join(opts: &JoinOptions) -> Result<NodeIdentity, Error> {
         .ok_or_else(|| {
             Error::BadResponse("the server's CA bundle does not contain the pinned root".into())
         })?;
+    // Without --name the host name is only asked for (as the CSR's common
+    // name): a token minted for a name decides it instead.
     let node = match &opts.node {
         Some(n) => n.clone(),
         None => default_node_name().ok_or_else(|| {
@@ -371,17 +378,33 @@ pub async fn join(opts: &JoinOptions) -> Result<NodeIdentity, Error> {
     };
     // A reserved name is refused here, before the token is sent.
     kith_pki::validate_node_name(&node)?;
+    let asked = opts.node.as_deref();
     let profiles = if opts.profiles.is_empty() {
         vec![Profile::Peer]
     } else {
         opts.profiles.clone()
     };
     let key = PrivateKey::generate(opts.key_type)?;
-    let sans = sans_for(&node, &opts.sans, opts.interface_ips)?;
+    let sans = sans_for(asked, &opts.sans, opts.interface_ips)?;
+    // Interface addresses another node holds may be left out; an address
+    // asked for with --san may not.
+    let named: Vec<San> = opts
+        .sans
+        .iter()
+        .filter_map(|s| s.parse::<San>().ok())
+        .collect();
+    let may_leave_out = sans
+        .iter()
+        .filter_map(|s| match s {
+            San::Ip(ip) if !named.contains(s) => Some(*ip),
+            _ => None,
+        })
+        .collect();
     let body = JoinRequest {
         token: opts.token.trim().to_string(),
-        node: Some(node.clone()),
+        node: asked.map(str::to_string),
         csrs: csrs(&key, &node, &profiles, &sans)?,
+        may_leave_out,
     };
     let answer: IssueResponse = conn.json(Method::POST, "/v1/join", Some(&body)).await?;
     if answer.cluster != cluster {
@@ -420,7 +443,7 @@ pub async fn join(opts: &JoinOptions) -> Result<NodeIdentity, Error> {
 pub async fn renew(dir: &Path) -> Result<NodeIdentity, Error> {
     let (identity, mut conn) = connect(dir).await?;
     let key = PrivateKey::generate(identity.key_type)?;
-    let sans = sans_for(&identity.node, &identity.sans, identity.interface_ips)?;
+    let sans = sans_for(Some(&identity.node), &identity.sans, identity.interface_ips)?;
     let body = RenewRequest {
         node: Some(identity.node.clone()),
         csrs: csrs(&key, &identity.node, &identity.profiles, &sans)?,

@@ -361,7 +361,10 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             WrongPassphrase => Some(
-                "pass the passphrase printed by `kith init` with --passphrase-file or KITH_PASSPHRASE",
+                "pass the CA's current passphrase (the one `kith init` printed, unless `kith passphrase` changed it since) with --passphrase-file or KITH_PASSPHRASE",
+            ),
+            SanNotAllowed => Some(
+                "a node may carry a DNS name besides its own only when its token allows it: ask for a token made with `kith token create ... --allow-san NAME`",
             ),
             StoreLocked => Some(
                 "another kith command or server is using this data directory; wait for it or stop it",
@@ -393,8 +396,8 @@ impl ErrorCode {
             | Contended | RateLimited | Internal => None,
             MalformedInput | InvalidName | KeyError | BuildFailed | VerifyFailed | Revoked
             | MalformedCsr | CsrTooLarge | BadSignature | WeakSignature | WeakKey
-            | UnsupportedKey | NoNames | SanNotAllowed | WildcardNotAllowed | IpNotAllowed
-            | CaNotAllowed | TooManySans => None,
+            | UnsupportedKey | NoNames | WildcardNotAllowed | IpNotAllowed | CaNotAllowed
+            | TooManySans => None,
             IoError | InsecurePermissions | NotRegularFile | NotADirectory | FileTooLarge => None,
             MalformedRequest | NotFound | MethodNotAllowed | UnsupportedMediaType
             | BodyTooLarge | UnknownProfile | NotReady | MalformedToken | CertificateExpired

@@ -51,6 +51,11 @@ pub struct JoinRequest {
     pub node: Option<String>,
     /// One CSR per profile, all over the node's one key.
     pub csrs: Vec<CsrSubmission>,
+    /// Addresses of the CSRs the node found on its own interfaces (not
+    /// asked for by name): one another live node holds is left out of the
+    /// certificate instead of refusing the join `ip-taken`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub may_leave_out: Vec<std::net::IpAddr>,
 }
 
 /// `POST /v1/renew` (mutual TLS: the identity is the client certificate's).
@@ -174,6 +179,10 @@ pub struct TokenCreateRequest {
     /// Authority signing its nodes (default `cluster`).
     #[serde(default)]
     pub authority: Option<String>,
+    /// Lifetime in seconds of the certificates its nodes get, at join and
+    /// at every renewal (60 s at least; default: the server's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_ttl_seconds: Option<u64>,
 }
 
 /// A token as listed (never its secret).
@@ -199,6 +208,9 @@ pub struct TokenView {
     pub uses_left: u32,
     /// `active`, `expired`, `used-up` or `revoked`.
     pub state: String,
+    /// Lifetime in seconds of its nodes' certificates, if it sets one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_ttl_seconds: Option<i64>,
 }
 
 /// Answer to a token creation: the only time the secret is shown.

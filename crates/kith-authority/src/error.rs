@@ -79,7 +79,7 @@ pub enum Error {
     #[error("server name {0:?} was revoked and is retired: start this server under another name (`--server-name kith-server-NAME` or KITH_SERVER_NAME)")]
     ServerNameRetired(String),
     /// An IP address asked for is held by another live certificate.
-    #[error("IP address {ip} is held by {holder}'s live certificate; a node may share it only if its token allows it (`kith token create --allow-san {ip}`), or leave it out (`kith join --no-interface-ips`)")]
+    #[error("IP address {ip} is held by {holder}'s live certificate; a node may share it only if its token allows it (`kith token create --allow-san {ip}`), or leave it out of `kith join --san`")]
     IpTaken {
         /// The address.
         ip: std::net::IpAddr,

@@ -141,6 +141,7 @@ impl Authority {
         let issued = self.sign(&req)?;
         self.claim_issued_ips(&issued).await?;
         self.record(&issued).await?;
+        self.record_issued_node(&issued, req.identity.ttl).await?;
         self.settle_issued_ips(&issued).await?;
         Ok(issued)
     }
@@ -222,6 +223,7 @@ impl Authority {
         progress: Arc<dyn Fn() + Send + Sync>,
     ) -> Vec<Result<Issued, Error>> {
         use rayon::prelude::*;
+        let ttls: Vec<Option<Duration>> = reqs.iter().map(|r| r.identity.ttl).collect();
         let this = self.clone();
         let p = progress.clone();
         let signed = tokio::task::spawn_blocking(move || {
@@ -240,18 +242,19 @@ impl Authority {
         };
         let mut out = Vec::with_capacity(signed.len());
         // Bounded waves keep memory flat while still filling each commit.
-        let mut iter = signed.into_iter();
+        let mut iter = signed.into_iter().zip(ttls);
         loop {
             let wave: Vec<_> = iter.by_ref().take(2048).collect();
             if wave.is_empty() {
                 break;
             }
-            let done = join_all(wave.into_iter().map(|r| {
+            let done = join_all(wave.into_iter().map(|(r, ttl)| {
                 let progress = progress.clone();
                 async move {
                     let issued = r?;
                     self.claim_issued_ips(&issued).await?;
                     self.record(&issued).await?;
+                    self.record_issued_node(&issued, ttl).await?;
                     self.settle_issued_ips(&issued).await?;
                     progress();
                     Ok(issued)

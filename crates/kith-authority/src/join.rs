@@ -88,7 +88,39 @@ impl Authority {
         csrs: &[(Profile, Vec<u8>)],
         peer: &str,
     ) -> Result<(NodeRecord, Vec<Issued>), Error> {
+        self.join_leaving_out(token, asked_node, csrs, &[], peer)
+            .await
+    }
+
+    /// [`Authority::join`] where the addresses of `may_leave_out` (those
+    /// the node found on its interfaces, not asked for by name) are left
+    /// out of the certificates when another live holder has them, instead
+    /// of refusing the join `ip-taken`: several nodes share a host's
+    /// addresses. Any other held address is refused, and an address the
+    /// token lists is shared as before. Without a name asked for and none
+    /// fixed by the token, the node's CSR common name (its host name) is
+    /// the name asked for.
+    pub async fn join_leaving_out(
+        &self,
+        token: &JoinToken,
+        asked_node: Option<&str>,
+        csrs: &[(Profile, Vec<u8>)],
+        may_leave_out: &[std::net::IpAddr],
+        peer: &str,
+    ) -> Result<(NodeRecord, Vec<Issued>), Error> {
         let rec = self.check_token(token).await?;
+        // The host name a client without `--name` put in its CSR: only a
+        // request, judged like a name asked for.
+        let csr_name = csrs
+            .first()
+            .and_then(|(_, der)| parse_csr(der).ok())
+            .and_then(|c| c.common_name)
+            .map(|n| n.to_ascii_lowercase());
+        let asked_node = asked_node.or(if rec.node.is_none() {
+            csr_name.as_deref()
+        } else {
+            None
+        });
         let node = match (&rec.node, asked_node) {
             (Some(fixed), Some(asked)) if fixed != asked => {
                 return Err(Error::NodeNameMismatch {
@@ -105,12 +137,29 @@ impl Authority {
             }
         };
         kith_pki::validate_node_name(&node)?;
-        let approved = self.approve_csrs(&node, &rec.role, None, &rec.allow_sans, csrs)?;
+        let mut approved = self.approve_csrs(&node, &rec.role, None, &rec.allow_sans, csrs)?;
         let spki = hex::encode(kith_pki::sha256(approved[0].public_key.spki_der()));
         let existing = self.name_claimable(&node, &rec, &spki).await?;
-        let sans: Vec<San> = approved.iter().flat_map(|a| a.extra_sans.clone()).collect();
-        self.check_node_sans(&node, &sans, &rec.allow_sans, OnHeld::Refuse)
+        let asked: Vec<San> = approved.iter().flat_map(|a| a.extra_sans.clone()).collect();
+        let leaves_out = |s: &San| match s {
+            San::Ip(ip) => may_leave_out.iter().any(|m| m.to_canonical() == *ip),
+            _ => false,
+        };
+        // Interface addresses held by others are left out (a renewal
+        // treats every held address so); then everything else must be free.
+        let optional: Vec<San> = asked.iter().filter(|s| leaves_out(s)).cloned().collect();
+        let left_out = self
+            .check_node_sans(&node, &optional, &rec.allow_sans, OnHeld::LeaveOut)
             .await?;
+        if !left_out.is_empty() {
+            for a in &mut approved {
+                a.extra_sans.retain(|s| !left_out.contains(s));
+            }
+        }
+        let required: Vec<San> = asked.iter().filter(|s| !leaves_out(s)).cloned().collect();
+        self.check_node_sans(&node, &required, &rec.allow_sans, OnHeld::Refuse)
+            .await?;
+        let sans: Vec<San> = approved.iter().flat_map(|a| a.extra_sans.clone()).collect();
         let (rec, ()) = self.redeem_token_with(token, |_| Ok(())).await?;
 
         let now = self.now();
@@ -131,6 +180,7 @@ impl Authority {
             presented: false,
             retried: false,
             revoked_at: None,
+            cert_ttl_seconds: rec.cert_ttl_seconds,
         };
         let key = node_key(&node);
         let claimed = match existing {
@@ -176,6 +226,12 @@ impl Authority {
         node: &NodeRecord,
         approved: Vec<Approved>,
     ) -> Result<Vec<Issued>, Error> {
+        // The token's lifetime, else this server's default, else the
+        // profile's; each checked again by `sign`.
+        let ttl = node
+            .cert_ttl_seconds
+            .map(time::Duration::seconds)
+            .or(self.settings().leaf_ttl);
         approved
             .into_iter()
             .map(|a| {
@@ -185,7 +241,7 @@ impl Authority {
                         role: node.role.clone(),
                         profile: a.profile,
                         authority: Some(node.authority.clone()),
-                        ttl: None,
+                        ttl,
                     },
                     public_key: a.public_key,
                     extra_sans: a.extra_sans,

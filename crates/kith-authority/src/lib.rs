@@ -36,6 +36,7 @@ mod keys;
 mod limits;
 mod names;
 mod nodes;
+mod offline;
 mod operators;
 mod records;
 mod refresh;
@@ -64,8 +65,9 @@ pub use crl::{stored_crl, stored_crl_of, CrlIssuer};
 pub use error::Error;
 pub use info::{find_certificate, list_certificates, AuthorityInfo, ClusterInfo};
 pub use issue::{Identity, Issued};
-pub use limits::{MAX_CERT_TTL, MAX_CRL_VALIDITY, MAX_RENEW_GRACE};
+pub use limits::{check_cert_ttl, MAX_CERT_TTL, MAX_CRL_VALIDITY, MAX_RENEW_GRACE, MIN_CERT_TTL};
 pub use nodes::{list_nodes, NodeRecord, NodeState, DEFAULT_RENEW_GRACE, MAX_CSRS, RETRY_WINDOW};
+pub use offline::OFFLINE_TOKEN;
 pub use operators::{list_operators, OperatorState, OperatorView, FIRST_OPERATOR, OPERATOR_ROLE};
 pub use records::{
     AuditRecord, AuthorityRecord, CertRecord, ClusterRecord, CrlRecord, PendingMaster,

@@ -78,6 +78,10 @@ pub struct NodeRecord {
     /// renewal racing the revocation sees it and revokes what it issued.
     #[serde(with = "time::serde::rfc3339::option", default)]
     pub revoked_at: Option<OffsetDateTime>,
+    /// Leaf lifetime in seconds its token set (renewals keep it); `None`
+    /// is the server's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_ttl_seconds: Option<i64>,
 }
 
 impl NodeRecord {

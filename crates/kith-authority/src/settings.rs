@@ -33,6 +33,10 @@ pub struct Settings {
     /// What one identity can make the CA record: refusals and reads
     /// summarised per window, refusals and renewals limited.
     pub audit_limits: AuditLimits,
+    /// Lifetime of the leaves this process issues to nodes whose token set
+    /// none (`kith serve --leaf-ttl`); `None` is the profile's default.
+    /// Checked with [`crate::check_cert_ttl`] when used.
+    pub leaf_ttl: Option<Duration>,
 }
 
 /// A change to [`ClusterSettings`]: `None` keeps the current value.

@@ -100,6 +100,10 @@ pub struct TokenRecord {
     /// When it was revoked, if it was.
     #[serde(with = "time::serde::rfc3339::option")]
     pub revoked_at: Option<OffsetDateTime>,
+    /// Lifetime, in seconds, of the leaves issued to the nodes that join
+    /// with it (and of their renewals); `None` is the server's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_ttl_seconds: Option<i64>,
 }
 
 impl TokenRecord {
@@ -135,6 +139,21 @@ impl Authority {
         spec: TokenSpec,
         actor: &str,
     ) -> Result<(TokenRecord, JoinToken), Error> {
+        self.create_token_with_cert_ttl(spec, None, actor).await
+    }
+
+    /// [`Authority::create_token`] whose nodes get leaves of `cert_ttl`
+    /// (from [`crate::MIN_CERT_TTL`] to [`crate::MAX_CERT_TTL`]) at join
+    /// and at every renewal; `None` leaves it to the server's default.
+    pub async fn create_token_with_cert_ttl(
+        &self,
+        spec: TokenSpec,
+        cert_ttl: Option<Duration>,
+        actor: &str,
+    ) -> Result<(TokenRecord, JoinToken), Error> {
+        if let Some(t) = cert_ttl {
+            crate::limits::check_cert_ttl(t)?;
+        }
         kith_pki::validate_node_role(&spec.role)?;
         if let Some(n) = &spec.node {
             kith_pki::validate_node_name(n)?;
@@ -175,6 +194,7 @@ impl Authority {
             uses: spec.uses,
             uses_left: spec.uses,
             revoked_at: None,
+            cert_ttl_seconds: cert_ttl.map(|t| t.whole_seconds()),
         };
         // A token minted for a name reserves it: no other token joins as it
         // while this one can still be used. The reservation is written first,

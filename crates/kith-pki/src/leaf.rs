@@ -98,7 +98,11 @@ impl LeafSpec {
         let subject_key = public_key.to_rcgen()?;
         let rsa = public_key.is_rsa();
 
-        let not_before = second_precision(now - DEFAULT_BACKDATE);
+        // Backdated for clock skew, but by at most a fifth of a short
+        // lifetime: a one-minute leaf backdated five minutes would be past
+        // two thirds of its validity (when agents renew) the moment it is
+        // issued.
+        let not_before = second_precision(now - DEFAULT_BACKDATE.min(self.ttl / 5));
         // A lifetime past what a date can hold is past the CA's too: truncated.
         let (not_after, truncated) = match now.checked_add(self.ttl).map(second_precision) {
             Some(wanted) if wanted <= ca.not_after => (wanted, false),

@@ -282,6 +282,7 @@ async fn every_body_goes_through_one_extractor() {
                 uses: Some(2),
                 allow_sans: Vec::new(),
                 authority: None,
+                cert_ttl_seconds: None,
             }),
         )
         .await

@@ -120,6 +120,7 @@ async fn join(env: &Env, token: &str, node: &str) -> (StatusCode, bytes::Bytes) 
         token: token.to_string(),
         node: Some(node.into()),
         csrs: vec![csr_for(&key, node, &[], Profile::Peer)],
+        may_leave_out: Vec::new(),
     };
     env.public()
         .await

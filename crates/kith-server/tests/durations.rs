@@ -63,6 +63,7 @@ async fn huge_token_lifetimes_from_the_api_are_refused() {
                 uses: None,
                 allow_sans: Vec::new(),
                 authority: None,
+                cert_ttl_seconds: None,
             },
         )
         .await;
@@ -84,6 +85,7 @@ async fn huge_token_lifetimes_from_the_api_are_refused() {
             uses: None,
             allow_sans: Vec::new(),
             authority: None,
+            cert_ttl_seconds: None,
         },
     )
     .await;

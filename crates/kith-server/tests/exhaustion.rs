@@ -148,6 +148,7 @@ fn join_body(token: &str, node: &str) -> Vec<u8> {
         token: token.into(),
         node: Some(node.into()),
         csrs: vec![csr_for(&key, node, &[], Profile::Peer)],
+        may_leave_out: Vec::new(),
     })
     .expect("encode")
 }

@@ -24,6 +24,7 @@ async fn hostile_inputs_are_refused_with_exact_codes_and_change_nothing() {
         token: token.into(),
         node: Some("node-1".into()),
         csrs,
+        may_leave_out: Vec::new(),
     };
 
     // --- tokens
@@ -623,6 +624,7 @@ async fn concurrent_joins_race_for_the_last_uses() {
                 token,
                 node: Some(node.clone()),
                 csrs: vec![csr_for(&key, &node, &[], Profile::Peer)],
+                may_leave_out: Vec::new(),
             };
             let mut c = env.public().await;
             post(&mut c, "/v1/join", &body).await

@@ -48,6 +48,7 @@ impl Env {
             token: token.into(),
             node: Some(node.into()),
             csrs: vec![csr_for(key, node, extra, Profile::Peer)],
+            may_leave_out: Vec::new(),
         };
         post(&mut self.public().await, "/v1/join", &body).await
     }

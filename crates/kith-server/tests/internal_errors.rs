@@ -153,6 +153,7 @@ async fn a_signing_failure_is_a_500_without_detail() {
         token,
         node: Some("late".into()),
         csrs: vec![csr_for(&key, "late", &[], kith_pki::Profile::Peer)],
+        may_leave_out: Vec::new(),
     };
     let (status, body) = post(&mut env.public().await, "/v1/join", &body).await;
     let e: ErrorBody = serde_json::from_slice(&body).expect("a JSON error body");

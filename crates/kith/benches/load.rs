@@ -178,6 +178,7 @@ async fn joined_connection(
                 token: token.to_string(),
                 node: Some(node.to_string()),
                 csrs: vec![csr],
+                may_leave_out: Vec::new(),
             }),
         )
         .await
@@ -407,6 +408,7 @@ async fn main() {
                                 profile: "peer".into(),
                                 csr: workers[w].csr_pem.clone(),
                             }],
+                            may_leave_out: Vec::new(),
                         };
                         let (public, server) = (public.clone(), server.clone());
                         Box::pin(async move {

@@ -102,7 +102,7 @@ pub(crate) fn print_identity(
 pub(crate) fn offline_hint(e: impl Into<CliError>) -> CliError {
     let e = e.into();
     if e.code == "no-server" {
-        e.hint("renew it by issuing again (`kith cert issue NODE --force`), or join with a token (`kith join`) for a directory that renews itself")
+        e.hint("make it renewable with `kith node adopt --dir DIR --server URL` (then renew), issue it again (`kith cert issue NODE --force`), or join with a token (`kith join`)")
     } else {
         e
     }

@@ -202,6 +202,14 @@ pub(crate) fn parse_token_ttl(s: &str) -> Result<Duration, String> {
     parse_duration_at_most(s, kith_authority::MAX_TOKEN_TTL)
 }
 
+/// `serve --leaf-ttl`: [`kith_authority::MIN_CERT_TTL`] to
+/// [`kith_authority::MAX_CERT_TTL`], checked by the authority's own rule.
+pub(crate) fn parse_leaf_ttl(s: &str) -> Result<Duration, String> {
+    let d = parse_duration_at_most(s, kith_authority::MAX_CERT_TTL)?;
+    kith_authority::check_cert_ttl(d).map_err(|e| e.to_string())?;
+    Ok(d)
+}
+
 /// `--ttl` of a certificate: at most [`kith_authority::MAX_CERT_TTL`].
 pub(crate) fn parse_cert_ttl(s: &str) -> Result<Duration, String> {
     parse_duration_at_most(s, kith_authority::MAX_CERT_TTL)

@@ -97,6 +97,7 @@ fn token_view(t: &TokenRecord, now: OffsetDateTime) -> TokenView {
         uses: t.uses,
         uses_left: t.uses_left,
         state: t.state(now).to_string(),
+        cert_ttl_seconds: t.cert_ttl_seconds,
     }
 }
 
@@ -111,7 +112,7 @@ async fn token_create(
     };
     let (record, token) = s
         .authority
-        .create_token(
+        .create_token_with_cert_ttl(
             kith_authority::TokenSpec {
                 role: body.role,
                 node: body.node,
@@ -120,6 +121,8 @@ async fn token_create(
                 allow_sans: body.allow_sans,
                 authority: body.authority,
             },
+            body.cert_ttl_seconds
+                .map(|s| time::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX))),
             &actor,
         )
         .await?;

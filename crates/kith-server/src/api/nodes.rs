@@ -87,6 +87,7 @@ pub(crate) struct DecodedJoin {
     pub(crate) token: JoinToken,
     pub(crate) node: Option<String>,
     pub(crate) csrs: Vec<(Profile, Vec<u8>)>,
+    pub(crate) may_leave_out: Vec<std::net::IpAddr>,
 }
 
 impl TryFrom<JoinRequest> for DecodedJoin {
@@ -101,6 +102,7 @@ impl TryFrom<JoinRequest> for DecodedJoin {
             token,
             node: body.node,
             csrs,
+            may_leave_out: body.may_leave_out,
         })
     }
 }
@@ -120,7 +122,13 @@ async fn join(
     let d = DecodedJoin::try_from(body)?;
     let (node, issued) = s
         .authority
-        .join(&d.token, d.node.as_deref(), &d.csrs, &peer.addr.to_string())
+        .join_leaving_out(
+            &d.token,
+            d.node.as_deref(),
+            &d.csrs,
+            &d.may_leave_out,
+            &peer.addr.to_string(),
+        )
         .await?;
     tracing::info!(node = %node.name, role = %node.role, peer = %peer.addr, "joined");
     Ok(Json(issue_response(&s.authority, &node, &issued)))

@@ -200,6 +200,7 @@ impl Env {
             token,
             node: Some(node.into()),
             csrs: vec![csr_for(&key, node, &[], Profile::Peer)],
+            may_leave_out: Vec::new(),
         };
         let mut c = self.public().await;
         let r: IssueResponse = c

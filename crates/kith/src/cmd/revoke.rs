@@ -18,10 +18,8 @@ use crate::util::{self, rfc3339};
 #[derive(Args, Debug)]
 pub(crate) struct RevokeArgs {
     /// Serial number (hex, as `kith cert inspect` or openssl prints it).
-    #[arg(
-        required_unless_present_any = ["node", "server_name"],
-        conflicts_with_all = ["node", "server_name"]
-    )]
+    /// Give one of SERIAL, --node NAME or --server-name NAME.
+    #[arg(conflicts_with_all = ["node", "server_name"])]
     serial: Option<String>,
     /// Revoke every unexpired certificate of this node instead.
     #[arg(long, conflicts_with = "server_name")]
@@ -41,7 +39,14 @@ pub(crate) struct RevokeArgs {
     admin: AdminArgs,
 }
 
+/// What to say when `kith revoke` is not told what to revoke: every form.
+const REVOKE_FORMS: &str = "say what to revoke: `kith revoke SERIAL` (one certificate), `kith revoke --node NAME` (every live certificate of a node) or `kith revoke --server-name NAME` (a kith server, whose name is retired)";
+
 pub(crate) async fn revoke(dir: &Path, a: RevokeArgs, json: bool) -> Result<(), CliError> {
+    if a.serial.is_none() && a.node.is_none() && a.server_name.is_none() {
+        return Err(CliError::new(ErrorCode::InvalidArgument, REVOKE_FORMS)
+            .hint("`kith cert ls` lists serials, `kith node ls` nodes, `kith server ls` servers"));
+    }
     let serial = a.serial.as_deref().map(Serial::parse).transpose()?;
     if let Some(n) = &a.node {
         kith_pki::validate_label("node name", n)?;
@@ -76,12 +81,7 @@ pub(crate) async fn revoke(dir: &Path, a: RevokeArgs, json: bool) -> Result<(), 
         (Some(s), _, _) => RevokeTarget::Serial(s),
         (None, Some(n), _) => RevokeTarget::Node(n.clone()),
         (None, None, Some(n)) => RevokeTarget::Server(n.clone()),
-        (None, None, None) => {
-            return Err(CliError::new(
-                ErrorCode::InvalidArgument,
-                "give a SERIAL, --node NAME or --server-name NAME",
-            ))
-        }
+        (None, None, None) => return Err(CliError::new(ErrorCode::InvalidArgument, REVOKE_FORMS)),
     };
     let outcomes = authority
         .revoke(target, a.reason, LOCAL_OPERATOR, Publish::Now)

@@ -213,6 +213,13 @@ async fn ls(dir: &Path, a: AdminArgs, json: bool) -> Result<(), CliError> {
         print_json(&all);
         return Ok(());
     }
+    if !all.is_empty() {
+        // Column titles, aligned with print_info's rows.
+        println!(
+            "{:<24} {:<5} {:>14}  {:>11}  {:<32} UPDATED",
+            "NAME", "LATEST", "SIZE", "VERSIONS", "ACCESS"
+        );
+    }
     for i in &all {
         print_info(i);
     }

@@ -45,6 +45,11 @@ pub(crate) struct ServeArgs {
     /// How long after expiry a certificate may still renew (proving its old key).
     #[arg(long, value_parser = util::parse_renew_grace, default_value = "7d")]
     renew_grace: Duration,
+    /// Lifetime of the certificates issued at join and renewal to nodes
+    /// whose token sets none (1m to the intermediate's five years; default:
+    /// each profile's, 30 days for peer).
+    #[arg(long, value_parser = util::parse_leaf_ttl, value_name = "DURATION")]
+    leaf_ttl: Option<Duration>,
     /// Audit window for refusals and repeated reads: per identity, the
     /// first is recorded, the rest summarised with their count when the
     /// window ends (1s to 24h, e.g. 30s, 1m, 1h).
@@ -160,6 +165,7 @@ pub(crate) async fn serve(dir: &Path, a: ServeArgs) -> Result<(), CliError> {
             max_refusals: a.refusal_limit,
             max_renewals: a.renew_limit,
         },
+        leaf_ttl: a.leaf_ttl,
         ..Settings::default()
     };
     let (dir, authority, dev_token) = if a.dev {

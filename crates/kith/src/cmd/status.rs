@@ -22,7 +22,7 @@ pub(crate) async fn status(dir: &Path, a: AdminArgs, json: bool) -> Result<(), C
         .json(Method::GET, "/v1/admin/status", None::<&()>)
         .await?;
     if json {
-        print_json(&s);
+        print_json(&named_json(&s));
         return Ok(());
     }
     println!(
@@ -34,8 +34,14 @@ pub(crate) async fn status(dir: &Path, a: AdminArgs, json: bool) -> Result<(), C
     }
     for au in &s.authorities {
         println!(
-            "  authority {:<10} root until {}, intermediate until {}, CRL #{} ({} entries)",
-            au.name, au.root_not_after, au.intermediate_not_after, au.crl_number, au.crl_entries
+            "  authority {:<10} root until {}{}, intermediate until {}{}, CRL #{} ({} entries)",
+            au.name,
+            au.root_not_after,
+            left(&s.now, &au.root_not_after),
+            au.intermediate_not_after,
+            left(&s.now, &au.intermediate_not_after),
+            au.crl_number,
+            au.crl_entries
         );
     }
     let fmt = |v: &[(String, usize)]| {
@@ -51,4 +57,45 @@ pub(crate) async fn status(dir: &Path, a: AdminArgs, json: bool) -> Result<(), C
     println!("  nodes:  {}", fmt(&s.nodes));
     println!("  tokens: {}", fmt(&s.tokens));
     Ok(())
+}
+
+/// ` (N days left)` from the server's time `now` to `until` (RFC 3339
+/// both), or nothing if either does not parse.
+fn left(now: &str, until: &str) -> String {
+    use time::format_description::well_known::Rfc3339;
+    use time::OffsetDateTime;
+    match (
+        OffsetDateTime::parse(now, &Rfc3339),
+        OffsetDateTime::parse(until, &Rfc3339),
+    ) {
+        (Ok(now), Ok(until)) if until <= now => " (expired)".into(),
+        (Ok(now), Ok(until)) => {
+            let d = until - now;
+            if d.whole_days() >= 1 {
+                format!(" ({} days left)", d.whole_days())
+            } else {
+                format!(" ({} hours left)", d.whole_hours())
+            }
+        }
+        _ => String::new(),
+    }
+}
+
+/// The status as `--json` prints it: counts by state as named fields
+/// (`"nodes": {"active": 3}`) rather than the wire's pairs.
+fn named_json(s: &StatusResponse) -> serde_json::Value {
+    let mut v = serde_json::to_value(s).unwrap_or_default();
+    let named = |pairs: &[(String, usize)]| {
+        serde_json::Value::Object(
+            pairs
+                .iter()
+                .map(|(k, n)| (k.clone(), serde_json::Value::from(*n)))
+                .collect(),
+        )
+    };
+    if let Some(o) = v.as_object_mut() {
+        o.insert("nodes".into(), named(&s.nodes));
+        o.insert("tokens".into(), named(&s.tokens));
+    }
+    v
 }

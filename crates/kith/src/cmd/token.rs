@@ -49,6 +49,10 @@ pub(crate) struct TokenCreateArgs {
     /// Authority that signs its nodes (default cluster).
     #[arg(long)]
     authority: Option<String>,
+    /// Lifetime of the certificates its nodes get, at join and at every
+    /// renewal, e.g. 5m (at least 1m; default: the server's --leaf-ttl).
+    #[arg(long, value_parser = util::parse_cert_ttl)]
+    cert_ttl: Option<Duration>,
     #[command(flatten)]
     admin: AdminArgs,
 }
@@ -66,6 +70,9 @@ pub(crate) async fn token_create(
         uses: Some(a.uses),
         allow_sans: a.allow_san,
         authority: a.authority,
+        cert_ttl_seconds: a
+            .cert_ttl
+            .map(|t| u64::try_from(t.whole_seconds()).unwrap_or(0)),
     };
     let created: TokenCreated = conn
         .json(Method::POST, "/v1/admin/tokens", Some(&body))
@@ -75,7 +82,7 @@ pub(crate) async fn token_create(
     } else {
         println!("{}", created.token);
         eprintln!(
-            "token {} for role {}{}: {} use(s), expires {}",
+            "token {} for role {}{}: {} use(s), expires {}{}",
             created.info.id,
             created.info.role,
             created
@@ -85,7 +92,12 @@ pub(crate) async fn token_create(
                 .map(|n| format!(" (node {n} only)"))
                 .unwrap_or_default(),
             created.info.uses,
-            created.info.expires
+            created.info.expires,
+            created
+                .info
+                .cert_ttl_seconds
+                .map(|s| format!("; its nodes' certificates last {s} s"))
+                .unwrap_or_default()
         );
     }
     Ok(())

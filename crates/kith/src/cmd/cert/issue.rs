@@ -96,7 +96,8 @@ pub(crate) async fn cert_issue(dir: &Path, a: IssueArgs, json: bool) -> Result<(
     authority.root_cert(&a.authority)?; // unknown authority: fail before generating keys
 
     let n = a.nodes.len();
-    let bar = progress_bar(n as u64 * 4, n >= 50);
+    // RSA keys take seconds each: a bar even for a few of them.
+    let bar = progress_bar(n as u64 * 4, n >= 50 || a.key_type.is_rsa());
     bar.set_message("generating keys");
     let key_type = a.key_type;
     let keys = {

@@ -11,6 +11,7 @@ mod issue;
 mod ls;
 mod sign;
 mod verify;
+mod verify_node;
 
 pub(crate) use inspect::InspectArgs;
 pub(crate) use issue::IssueArgs;

@@ -16,23 +16,42 @@ use crate::util::{self, relative, rfc3339};
 #[derive(Args, Debug)]
 pub(crate) struct VerifyArgs {
     /// The certificate (leaf first; intermediates may follow, as in fullchain.pem).
-    file: PathBuf,
+    pub(super) file: PathBuf,
     /// Require this node name.
     #[arg(long)]
-    name: Option<String>,
+    pub(super) name: Option<String>,
     /// Require this role.
     #[arg(long)]
-    role: Option<String>,
+    pub(super) role: Option<String>,
     /// Require the usages of this profile (default: the recorded profile).
     #[arg(long, value_parser = profile_parser)]
-    profile: Option<Profile>,
+    pub(super) profile: Option<Profile>,
+    /// On a node: verify against this node directory's bundle, chain and
+    /// CRL (ca.pem, chain.pem, crl.pem) instead of a CA's data directory.
+    #[arg(long = "dir", value_name = "NODE_DIR")]
+    node_dir: Option<PathBuf>,
 }
 
 pub(crate) async fn cert_verify(dir: &Path, a: VerifyArgs, json: bool) -> Result<(), CliError> {
     let data = util::read_input(&a.file, 1024 * 1024)?;
     let certs = kith_pki::certs_from_pem_or_der(&data)?;
+    if let Some(node_dir) = &a.node_dir {
+        let wanted = super::verify_node::Wanted {
+            file: a.file.clone(),
+            name: a.name.clone(),
+            role: a.role.clone(),
+            profile: a.profile,
+        };
+        return super::verify_node::verify_in_node_dir(node_dir, &wanted, &certs, json);
+    }
     let leaf = &certs[0];
-    let store = util::open_store(dir)?;
+    let store = util::open_store(dir).map_err(|e| {
+        if e.code == ErrorCode::NotInitialized.as_str() {
+            e.hint("run `kith init --cluster NAME` first, or pass --data-dir; on a node, verify against its directory: `kith cert verify FILE --dir /var/lib/kith`")
+        } else {
+            e
+        }
+    })?;
     let info = ClusterInfo::load(&*store).await?;
     let now = OffsetDateTime::now_utc();
     let Some(Inspected::Certificate(c)) = kith_pki::inspect(leaf)?.into_iter().next() else {

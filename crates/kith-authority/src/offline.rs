@@ -1,0 +1,70 @@
+//! A node certificate issued here directly (`kith cert issue`, `kith cert
+//! sign`) records its node as a join does, so that the directory it went
+//! into can later renew over mutual TLS once it knows a server (`kith node
+//! adopt`): the certificate is the node's current one, its extra DNS names
+//! are the ones its renewals may keep, and its lifetime the one they get.
+
+use std::collections::BTreeMap;
+
+use kith_pki::{Namespace, Profile, San};
+use time::Duration;
+
+use crate::authority::Authority;
+use crate::error::Error;
+use crate::issue::Issued;
+use crate::keys::node_key;
+use crate::nodes::NodeRecord;
+use crate::records::to_json;
+
+/// What a node record names as its token when the operator issued it.
+pub const OFFLINE_TOKEN: &str = "offline";
+
+impl Authority {
+    /// Write the node record of `issued`, a node certificate the operator
+    /// issued directly with lifetime `ttl`. The operator decides the name:
+    /// the record replaces whatever was there (as the certificate's
+    /// address claims do).
+    pub(crate) async fn record_issued_node(
+        &self,
+        issued: &Issued,
+        ttl: Option<Duration>,
+    ) -> Result<(), Error> {
+        let r = &issued.record;
+        if r.holder() != Namespace::Node || r.profile == Profile::Admin {
+            return Ok(());
+        }
+        let own = format!("{}.{}", r.node, self.cluster());
+        let allow_sans = r
+            .sans
+            .iter()
+            .filter_map(|s| match s {
+                San::Dns(d) if *d != own && d != "localhost" => Some(d.clone()),
+                _ => None,
+            })
+            .collect();
+        let now = kith_pki::second_precision(self.now());
+        let record = NodeRecord {
+            name: r.node.clone(),
+            role: r.role.clone(),
+            authority: r.authority.clone(),
+            profiles: vec![r.profile],
+            allow_sans,
+            token: OFFLINE_TOKEN.to_string(),
+            joined: now,
+            last_renewal: now,
+            serials: BTreeMap::from([(r.profile, r.serial.clone())]),
+            not_after: r.not_after,
+            spki_sha256: hex::encode(kith_pki::spki_pin(&r.der)?),
+            removed_at: None,
+            previous_serials: BTreeMap::new(),
+            presented: false,
+            retried: false,
+            revoked_at: None,
+            cert_ttl_seconds: ttl.map(|t| t.whole_seconds()),
+        };
+        self.store()
+            .put(&node_key(&r.node), to_json(&record)?)
+            .await?;
+        Ok(())
+    }
+}
