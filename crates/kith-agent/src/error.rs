@@ -21,6 +21,17 @@ pub enum Error {
         /// Why.
         detail: String,
     },
+    /// The server is a kith server of this cluster, but its certificate
+    /// does not carry the name or address dialled: nothing was sent to it.
+    #[error("{server} answered with a certificate that is not for {host} (it names {names}); nothing was sent to it")]
+    ServerNameMismatch {
+        /// Server address.
+        server: String,
+        /// The name or address dialled.
+        host: String,
+        /// The names the certificate carries, or "other names".
+        names: String,
+    },
     /// The server offered a trust bundle this node must not accept.
     #[error("refusing the CA bundle from {server}: {detail}; ca.pem is unchanged")]
     BundleRefused {
@@ -105,6 +116,7 @@ impl Error {
         match self {
             Self::PinMismatch { .. } => ErrorCode::PinMismatch,
             Self::NotKithServer { .. } => ErrorCode::NotKithServer,
+            Self::ServerNameMismatch { .. } => ErrorCode::ServerNameMismatch,
             Self::BundleRefused { .. } => ErrorCode::BundleRefused,
             // Not reached: `code` and `error_code` read a server's code themselves.
             Self::Api { code, .. } => code.known().unwrap_or(ErrorCode::HttpError),

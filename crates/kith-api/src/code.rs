@@ -223,6 +223,8 @@ error_codes! {
     PinMismatch => "pin-mismatch",
     /// The server's certificate is not a kith server's.
     NotKithServer => "not-kith-server",
+    /// The server's certificate does not carry the name or address dialled.
+    ServerNameMismatch => "server-name-mismatch",
     /// The server offered a trust bundle the node must not accept.
     BundleRefused => "bundle-refused",
     /// The server or network failed (connect, TLS, HTTP).
@@ -298,9 +300,8 @@ impl ErrorCode {
             IoError | InsecurePermissions | NotRegularFile | NotADirectory | FileTooLarge
             | NodeDir | TlsConfig | ServeFailed | ExecFailed => 500,
             // What a node found wrong with the server it reached.
-            PinMismatch | NotKithServer | BundleRefused | Unreachable | BadResponse | HttpError => {
-                502
-            }
+            PinMismatch | NotKithServer | ServerNameMismatch | BundleRefused | Unreachable
+            | BadResponse | HttpError => 502,
             // Retry later.
             StoreLocked | StoreUnavailable | Contended | NotReady => 503,
         }
@@ -347,8 +348,8 @@ impl ErrorCode {
             | CertificateExpired
             | NodeRequired
             | AdminRequired => false,
-            PinMismatch | NotKithServer | BundleRefused | Unreachable | BadResponse | HttpError
-            | NodeDir | TlsConfig => false,
+            PinMismatch | NotKithServer | ServerNameMismatch | BundleRefused | Unreachable
+            | BadResponse | HttpError | NodeDir | TlsConfig => false,
             Exists | InvalidConfig | NoServer | NoAdminCredential | PassphraseRequired
             | InputTooLarge | ServeFailed | ExecFailed => false,
         }
@@ -373,6 +374,9 @@ impl ErrorCode {
                 Some("the token belongs to another cluster or the address reaches another server")
             }
             Unreachable => Some("is the server running and reachable at that address?"),
+            ServerNameMismatch => Some(
+                "dial the server by a name or address its certificate carries: its --advertise URL, or the listen address in its server.json",
+            ),
             InvalidToken => Some("check that the token was copied whole"),
             TokenExpired | TokenUsedUp | TokenRevoked => Some("ask the operator for a new token"),
             ClientCertificateRequired | AdminRequired => {

@@ -188,6 +188,7 @@ fn the_spellings_clients_know() {
         "admin-required",
         "pin-mismatch",
         "not-kith-server",
+        "server-name-mismatch",
         "bundle-refused",
         "unreachable",
         "bad-response",

@@ -12,7 +12,7 @@ mod util;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Arg, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::output::CliError;
 
@@ -91,8 +91,42 @@ enum Command {
     Settings(cmd::settings::SettingsCommand),
 }
 
+/// Commands that run on a node and work on its node directory (`--dir`):
+/// the CA's `--data-dir` means nothing to them, so it is neither offered in
+/// their help nor accepted.
+const NODE_COMMANDS: [&str; 4] = ["join", "renew", "agent", "exec"];
+
+/// The parser: [`Cli`], with `--data-dir` taken away from the node commands
+/// (a hidden argument of the same id stops the global one from reaching
+/// them, and refuses any value with the way to say what was meant).
+fn cli_command() -> clap::Command {
+    let mut command = Cli::command();
+    for name in NODE_COMMANDS {
+        command = command.mut_subcommand(name, |sc| {
+            let sc_name = sc.get_name().to_string();
+            sc.arg(
+                Arg::new("data_dir")
+                    .long("data-dir")
+                    .hide(true)
+                    .value_name("DIR")
+                    .value_parser(move |_: &str| -> Result<String, String> {
+                        Err(format!(
+                            "`kith {sc_name}` works on a node directory (--dir), not a CA data directory (--data-dir)"
+                        ))
+                    }),
+            )
+        });
+    }
+    command
+}
+
+fn parse() -> Result<Cli, clap::Error> {
+    let mut matches = cli_command().try_get_matches()?;
+    Cli::from_arg_matches_mut(&mut matches)
+}
+
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse() {
         Ok(cli) => cli,
         // A value our own parsers refused (a duration too long, a bad key
         // type) is an invalid argument like any other: `error[code]`, exit 1.
@@ -193,12 +227,23 @@ async fn run(command: Command, data_dir: Option<PathBuf>, json: bool) -> Result<
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
-
     /// clap's own consistency checks (duplicate flags, bad defaults), which
     /// otherwise fire only when the offending command is first run.
     #[test]
+    fn node_commands_do_not_offer_the_data_dir() {
+        let mut command = super::cli_command();
+        command.build();
+        for name in super::NODE_COMMANDS {
+            let sc = command.find_subcommand_mut(name).expect("a node command");
+            let help = sc.render_long_help().to_string();
+            assert!(!help.contains("--data-dir"), "kith {name} --help:\n{help}");
+        }
+        let serve = command.find_subcommand_mut("serve").expect("serve");
+        assert!(serve.render_long_help().to_string().contains("--data-dir"));
+    }
+
+    #[test]
     fn cli_definition_is_consistent() {
-        super::Cli::command().debug_assert();
+        super::cli_command().debug_assert();
     }
 }
