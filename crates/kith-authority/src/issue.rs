@@ -12,8 +12,9 @@ use crate::authority::Authority;
 use crate::error::Error;
 use crate::keys;
 use crate::limits::{self, MAX_CERT_TTL};
+use crate::nodes::{NodeRecord, OFFLINE_TOKEN};
 use crate::records::CertRecord;
-use crate::records::{to_json, NodeCertIndex};
+use crate::records::{from_json, to_json, NodeCertIndex};
 use crate::revoke::{Publish, RevokeTarget};
 use crate::{IssueRequest, DEFAULT_AUTHORITY};
 
@@ -131,13 +132,72 @@ impl Authority {
     fn check_new_identity(id: &Identity) -> Result<(), Error> {
         if id.profile != Profile::Admin {
             kith_pki::validate_new_node(&id.node, &id.role)?;
+            // Operator-chosen lifetimes have the floor a token's have: a
+            // shorter leaf would be renewed without pause.
+            if let Some(t) = id.ttl {
+                limits::check_cert_ttl(t)?;
+            }
         }
         Ok(())
+    }
+
+    /// An operator issuing directly may not take the name of a node that
+    /// joined and is live: its record (and so its renewals and secret
+    /// reads) would pass to the new certificate while the node's own stayed
+    /// valid. `kith node rm NAME` first frees it (and revokes the node).
+    /// Names the operator issued before (offline) stay the operator's.
+    async fn check_name_not_joined(&self, id: &Identity) -> Result<(), Error> {
+        if id.profile == Profile::Admin {
+            return Ok(());
+        }
+        let key = keys::node_key(&id.node);
+        let Some(e) = self.store().get(&key).await? else {
+            return Ok(());
+        };
+        let node: NodeRecord = from_json(&key, &e.value)?;
+        let live =
+            node.removed_at.is_none() && node.revoked_at.is_none() && node.not_after > self.now();
+        if live && node.token != OFFLINE_TOKEN {
+            return Err(Error::NodeNameTaken(id.node.clone()));
+        }
+        Ok(())
+    }
+
+    /// [`Authority::audit_issued`] for each of `issued` (a bulk `cert
+    /// issue`), in waves the store commits together.
+    pub async fn audit_issued_all(&self, issued: &[Issued], actor: &str) -> Result<(), Error> {
+        for wave in issued.chunks(2048) {
+            for r in join_all(wave.iter().map(|i| self.audit_issued(i, actor))).await {
+                r?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Audit an issuance the operator `actor` made directly (not a join or
+    /// a renewal, which audit themselves).
+    pub async fn audit_issued(&self, issued: &Issued, actor: &str) -> Result<(), Error> {
+        let r = &issued.record;
+        let sans: Vec<String> = r.sans.iter().map(ToString::to_string).collect();
+        self.audit(
+            actor,
+            "cert-issue",
+            &r.node,
+            &format!(
+                "serial {} profile {} authority {} names {}",
+                r.serial,
+                r.profile.as_str(),
+                r.authority,
+                sans.join(",")
+            ),
+        )
+        .await
     }
 
     /// Issue a leaf for a public key and record it durably.
     pub async fn issue(&self, req: IssueRequest) -> Result<Issued, Error> {
         Self::check_new_identity(&req.identity)?;
+        self.check_name_not_joined(&req.identity).await?;
         let issued = self.sign(&req)?;
         self.claim_issued_ips(&issued).await?;
         self.record(&issued).await?;
@@ -252,6 +312,14 @@ impl Authority {
                 let progress = progress.clone();
                 async move {
                     let issued = r?;
+                    let id = Identity {
+                        node: issued.record.node.clone(),
+                        role: issued.record.role.clone(),
+                        profile: issued.record.profile,
+                        authority: None,
+                        ttl: None,
+                    };
+                    self.check_name_not_joined(&id).await?;
                     self.claim_issued_ips(&issued).await?;
                     self.record(&issued).await?;
                     self.record_issued_node(&issued, ttl).await?;

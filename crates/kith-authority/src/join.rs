@@ -232,6 +232,9 @@ impl Authority {
             .cert_ttl_seconds
             .map(time::Duration::seconds)
             .or(self.settings().leaf_ttl);
+        if let Some(t) = ttl {
+            crate::limits::check_cert_ttl(t)?;
+        }
         approved
             .into_iter()
             .map(|a| {

@@ -20,6 +20,9 @@ use crate::info::find_certificate;
 use crate::keys::{self, node_key};
 use crate::records::{from_json, to_json, CertRecord};
 
+/// What a node record names as its token when the operator issued it.
+pub const OFFLINE_TOKEN: &str = "offline";
+
 /// Default grace window: a certificate that expired less than this long ago
 /// still renews (the TLS handshake proves the old key).
 pub const DEFAULT_RENEW_GRACE: Duration = Duration::days(7);

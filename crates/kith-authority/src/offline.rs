@@ -13,11 +13,8 @@ use crate::authority::Authority;
 use crate::error::Error;
 use crate::issue::Issued;
 use crate::keys::node_key;
-use crate::nodes::NodeRecord;
+use crate::nodes::{NodeRecord, OFFLINE_TOKEN};
 use crate::records::to_json;
-
-/// What a node record names as its token when the operator issued it.
-pub const OFFLINE_TOKEN: &str = "offline";
 
 impl Authority {
     /// Write the node record of `issued`, a node certificate the operator

@@ -57,7 +57,14 @@ pub(crate) struct ServerCert {
     authority: Authority,
     /// Wakes the maintenance task when a client asked for such an authority.
     pub(crate) missing: tokio::sync::Notify,
+    /// When a handshake last woke it: anyone can send a ClientHello, so a
+    /// missing certificate (its issuance failing, say) wakes the task at
+    /// most once per [`WAKE_EVERY`], and the check itself is skipped between.
+    last_wake: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// Least time between two wakes of the maintenance task by handshakes.
+const WAKE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl ServerCert {
     /// Issue a certificate under every authority (the default one must
@@ -73,6 +80,7 @@ impl ServerCert {
             sans,
             authority: authority.clone(),
             missing: tokio::sync::Notify::new(),
+            last_wake: std::sync::Mutex::new(None),
         };
         let default =
             issue_server_cert(authority, DEFAULT_AUTHORITY, &this.name, &this.sans).await?;
@@ -165,7 +173,10 @@ impl ResolvesServerCert for ServerCert {
             // An authority added since the last tick: issue for it now (this
             // handshake gets the default chain and its client retries). An
             // unknown name wakes nothing, so it cannot make the server work.
-            if self.is_new(sel) {
+            let mut last = self.last_wake.lock().unwrap_or_else(|p| p.into_inner());
+            let due = last.is_none_or(|t| t.elapsed() >= WAKE_EVERY);
+            if due && self.is_new(sel) {
+                *last = Some(std::time::Instant::now());
                 self.missing.notify_one();
             }
         }

@@ -364,9 +364,10 @@ async fn read_chunks(
     head: &HeadRecord,
 ) -> Result<std::result::Result<Vec<u8>, String>> {
     let max = store.limits().max_value;
-    // The head's length is not trusted for an allocation beyond what the
-    // chunks it names can hold.
-    let mut value = Vec::with_capacity(head.len.min(head.count.saturating_mul(max)));
+    // The head's length is not trusted for an allocation: a damaged head
+    // could name a terabyte (an abort, not an error). Reserve one chunk and
+    // grow with what the chunks hold; `len` bounds the total below.
+    let mut value = Vec::with_capacity(head.len.min(max));
     for ck in head.chunk_keys() {
         let Some(part) = store.get(&ck).await? else {
             return Ok(Err(format!("chunk {ck} is missing")));

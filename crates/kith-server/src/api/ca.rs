@@ -99,7 +99,7 @@ pub(super) fn csr_key(csr: &str) -> Result<kith_pki::PublicKey, ApiError> {
 /// the identity and SANs the operator names (as offline).
 pub(super) async fn issue(
     State(s): St,
-    Admin(_actor): Admin,
+    Admin(actor): Admin,
     Body(body): Body<CertificateIssueRequest>,
 ) -> Result<(StatusCode, Json<CertificateIssued>), ApiError> {
     let profile: Profile = body.profile.parse().map_err(kith_authority::Error::from)?;
@@ -133,6 +133,7 @@ pub(super) async fn issue(
             extra_sans,
         })
         .await?;
+    s.authority.audit_issued(&issued, &actor).await?;
     Ok((
         StatusCode::CREATED,
         Json(issued_view(s.authority.cluster(), &issued)),
@@ -143,7 +144,7 @@ pub(super) async fn issue(
 /// policy the operator gives (as offline, [`kith_authority::Authority::sign_csr`]).
 pub(super) async fn sign(
     State(s): St,
-    Admin(_actor): Admin,
+    Admin(actor): Admin,
     Body(body): Body<CsrSignRequest>,
 ) -> Result<(StatusCode, Json<CertificateIssued>), ApiError> {
     let profile: Profile = body.profile.parse().map_err(kith_authority::Error::from)?;
@@ -174,6 +175,7 @@ pub(super) async fn sign(
             Some(&policy),
         )
         .await?;
+    s.authority.audit_issued(&issued, &actor).await?;
     Ok((
         StatusCode::CREATED,
         Json(issued_view(s.authority.cluster(), &issued)),

@@ -208,6 +208,20 @@ pub(super) async fn damage_is_reported_not_returned(s: &dyn Store, now: SystemTi
         matches!(chunked::get(s, key).await, Err(Error::Inconsistent { .. })),
         "{check}: a head naming too many chunks"
     );
+    // A head within the chunk cap but claiming a length no store holds:
+    // refused when its first chunk is missing, without reserving that
+    // length first (which would abort the process, not answer an error).
+    let absurd = format!(
+        "\0kith-chunked-v1\nlen=999999999999999\nsha256={}\nid=1-{}\nchunks={}\n",
+        "0".repeat(64),
+        "b".repeat(32),
+        chunked::MAX_CHUNKS
+    );
+    s.put(key, absurd.into_bytes()).await.expect("an absurd head");
+    assert!(
+        matches!(chunked::get(s, key).await, Err(Error::Inconsistent { .. })),
+        "{check}: a head claiming an absurd length"
+    );
     drop(head);
     s.delete(key).await.expect("delete");
     for c in chunks {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::Args;
-use kith_authority::{Identity, IssueRequest, Issued, Settings, DEFAULT_AUTHORITY};
+use kith_authority::{Identity, IssueRequest, Issued, Settings, DEFAULT_AUTHORITY, LOCAL_OPERATOR};
 use kith_nodedir as nodedir;
 use kith_pki::{KeyType, PrivateKey, Profile, San};
 use serde_json::json;
@@ -138,6 +138,7 @@ pub(crate) async fn cert_issue(dir: &Path, a: IssueArgs, json: bool) -> Result<(
         .issue_many(reqs, Arc::new(move || tick.inc(1)))
         .await;
     let issued: Vec<Issued> = results.into_iter().collect::<Result<_, _>>()?;
+    authority.audit_issued_all(&issued, LOCAL_OPERATOR).await?;
 
     bar.set_message("writing files");
     let out = a.out.clone();

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use kith_authority::{Identity, Settings, DEFAULT_AUTHORITY};
+use kith_authority::{Identity, Settings, DEFAULT_AUTHORITY, LOCAL_OPERATOR};
 use kith_nodedir as nodedir;
 use kith_pki::{pem_encode, pem_encode_many, CsrPolicy, Profile};
 use serde_json::json;
@@ -106,6 +106,7 @@ pub(crate) async fn cert_sign(dir: &Path, a: SignArgs, json: bool) -> Result<(),
                 Some(&policy),
             )
             .await?;
+        authority.audit_issued(&issued, LOCAL_OPERATOR).await?;
         let sans = issued.record.sans.iter().map(ToString::to_string).collect();
         (issued, sans)
     };
