@@ -217,7 +217,9 @@ pub(super) async fn damage_is_reported_not_returned(s: &dyn Store, now: SystemTi
         "b".repeat(32),
         chunked::MAX_CHUNKS
     );
-    s.put(key, absurd.into_bytes()).await.expect("an absurd head");
+    s.put(key, absurd.into_bytes())
+        .await
+        .expect("an absurd head");
     assert!(
         matches!(chunked::get(s, key).await, Err(Error::Inconsistent { .. })),
         "{check}: a head claiming an absurd length"
