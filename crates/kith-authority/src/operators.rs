@@ -145,6 +145,29 @@ impl Authority {
         list_operators(&**self.store(), self.now()).await
     }
 
+    /// Revoking certificate `serial` (by serial, as `kith revoke SERIAL`
+    /// does) must leave a live operator certificate, as
+    /// [`Authority::revoke_operator`] must: else nobody could use the
+    /// admin API again. [`Error::LastOperator`] if it would not.
+    pub(crate) async fn keep_an_operator(&self, serial: &Serial) -> Result<(), Error> {
+        let (cert, revoked) = find_certificate(&**self.store(), serial).await?;
+        let now = self.now();
+        if revoked.is_some() || cert.holder() != Namespace::Operator || cert.not_after <= now {
+            return Ok(());
+        }
+        let hex = serial.to_hex();
+        let another = operator_certs(&**self.store(), None)
+            .await?
+            .into_values()
+            .flatten()
+            .any(|(c, revoked)| !revoked && c.not_after > now && c.serial != hex);
+        if another {
+            Ok(())
+        } else {
+            Err(Error::LastOperator(cert.node))
+        }
+    }
+
     /// The serials of `name`'s live (unexpired, unrevoked) certificates.
     async fn live_operator_serials(&self, name: &str) -> Result<Vec<String>, Error> {
         let now = self.now();

@@ -85,6 +85,7 @@ impl Authority {
     ) -> Result<Vec<RevokeOutcome>, Error> {
         let out = match &target {
             RevokeTarget::Serial(serial) => {
+                self.keep_an_operator(serial).await?;
                 vec![self.record_revocation(serial, reason, actor).await?]
             }
             RevokeTarget::Node(node) => self.revoke_node(node, reason, actor).await?,

@@ -191,3 +191,46 @@ async fn remove_node_revokes_and_bars_and_unknown_targets_are_refused() {
         .expect("read")
         .is_some());
 }
+
+/// Revoking by serial cannot revoke the last live operator certificate
+/// (nobody could use the admin API again), as revoking the operator by
+/// name cannot; a replaced one (renewal) or one of several goes.
+#[tokio::test]
+async fn the_last_operator_certificate_is_not_revoked_by_serial() {
+    let (_dir, store, authority) = setup().await;
+    let key = || {
+        PrivateKey::generate(KeyType::P256)
+            .expect("key")
+            .public_key()
+    };
+    let first = authority
+        .add_operator("admin", key(), None, "test")
+        .await
+        .expect("the first operator");
+    let before = store.list("revoked/").await.expect("list").len();
+    let e = authority
+        .revoke(
+            RevokeTarget::Serial(serial(&first)),
+            RevocationReason::Superseded,
+            "test",
+            Publish::Now,
+        )
+        .await
+        .expect_err("the last operator certificate");
+    assert_eq!(e.code(), "last-operator", "{e}");
+    assert_eq!(store.list("revoked/").await.expect("list").len(), before);
+    // With a second live operator the first can go by serial.
+    authority
+        .add_operator("bob", key(), None, "test")
+        .await
+        .expect("a second operator");
+    authority
+        .revoke(
+            RevokeTarget::Serial(serial(&first)),
+            RevocationReason::Superseded,
+            "test",
+            Publish::Now,
+        )
+        .await
+        .expect("one of two operators");
+}
