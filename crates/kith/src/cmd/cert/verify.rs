@@ -35,13 +35,13 @@ pub(crate) struct VerifyArgs {
 pub(crate) async fn cert_verify(dir: &Path, a: VerifyArgs, json: bool) -> Result<(), CliError> {
     let data = util::read_input(&a.file, 1024 * 1024)?;
     let certs = kith_pki::certs_from_pem_or_der(&data)?;
+    let wanted = super::verify_node::Wanted {
+        file: a.file.clone(),
+        name: a.name.clone(),
+        role: a.role.clone(),
+        profile: a.profile,
+    };
     if let Some(node_dir) = &a.node_dir {
-        let wanted = super::verify_node::Wanted {
-            file: a.file.clone(),
-            name: a.name.clone(),
-            role: a.role.clone(),
-            profile: a.profile,
-        };
         return super::verify_node::verify_in_node_dir(node_dir, &wanted, &certs, json);
     }
     let leaf = &certs[0];
@@ -104,23 +104,7 @@ pub(crate) async fn cert_verify(dir: &Path, a: VerifyArgs, json: bool) -> Result
     }
     let cn = c.common_name.as_deref().unwrap_or("");
     let ou = c.organizational_unit.as_deref().unwrap_or("");
-    if let Some(want) = &a.name {
-        let fqdn = format!("DNS:{want}.{}", info.cluster);
-        if cn != want || !c.sans.contains(&fqdn) {
-            problems.push((
-                ErrorCode::IdentityMismatch,
-                format!("certificate is for {cn:?}, not {want:?}"),
-            ));
-        }
-    }
-    if let Some(want) = &a.role {
-        if ou != want {
-            problems.push((
-                ErrorCode::IdentityMismatch,
-                format!("certificate has role {ou:?}, not {want:?}"),
-            ));
-        }
-    }
+    problems.extend(wanted.identity_problems(&c, &info.cluster));
     let revoked = problems.iter().any(|(c, _)| *c == ErrorCode::Revoked);
     if json {
         print_json(&json!({

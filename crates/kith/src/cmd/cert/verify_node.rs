@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use kith_api::ErrorCode;
-use kith_pki::{Inspected, Profile};
+use kith_pki::{CertificateInfo, Inspected, Profile};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateRevocationListDer;
 use serde_json::json;
@@ -14,7 +14,6 @@ use time::OffsetDateTime;
 use crate::output::{print_json, CliError};
 use crate::util::{relative, rfc3339};
 
-/// Verify `certs` (leaf first) as the node in `node_dir` would see them.
 /// What `kith cert verify` asks of the certificate.
 pub(super) struct Wanted {
     /// Where it was read from (for messages).
@@ -27,6 +26,39 @@ pub(super) struct Wanted {
     pub(super) profile: Option<kith_pki::Profile>,
 }
 
+impl Wanted {
+    /// Where the certificate `c` (of cluster `cluster`) is not the node
+    /// name and role asked for.
+    pub(super) fn identity_problems(
+        &self,
+        c: &CertificateInfo,
+        cluster: &str,
+    ) -> Vec<(ErrorCode, String)> {
+        let cn = c.common_name.as_deref().unwrap_or("");
+        let ou = c.organizational_unit.as_deref().unwrap_or("");
+        let mut problems = Vec::new();
+        if let Some(want) = &self.name {
+            let fqdn = format!("DNS:{want}.{cluster}");
+            if cn != want || !c.sans.contains(&fqdn) {
+                problems.push((
+                    ErrorCode::IdentityMismatch,
+                    format!("certificate is for {cn:?}, not {want:?}"),
+                ));
+            }
+        }
+        if let Some(want) = &self.role {
+            if ou != want {
+                problems.push((
+                    ErrorCode::IdentityMismatch,
+                    format!("certificate has role {ou:?}, not {want:?}"),
+                ));
+            }
+        }
+        problems
+    }
+}
+
+/// Verify `certs` (leaf first) as the node in `node_dir` would see them.
 pub(super) fn verify_in_node_dir(
     node_dir: &Path,
     a: &Wanted,
@@ -74,23 +106,7 @@ pub(super) fn verify_in_node_dir(
     }
     let cn = c.common_name.as_deref().unwrap_or("");
     let ou = c.organizational_unit.as_deref().unwrap_or("");
-    if let Some(want) = &a.name {
-        let fqdn = format!("DNS:{want}.{}", identity.cluster);
-        if cn != want || !c.sans.contains(&fqdn) {
-            problems.push((
-                ErrorCode::IdentityMismatch,
-                format!("certificate is for {cn:?}, not {want:?}"),
-            ));
-        }
-    }
-    if let Some(want) = &a.role {
-        if ou != want {
-            problems.push((
-                ErrorCode::IdentityMismatch,
-                format!("certificate has role {ou:?}, not {want:?}"),
-            ));
-        }
-    }
+    problems.extend(a.identity_problems(&c, &identity.cluster));
     let revoked = problems.iter().any(|(c, _)| *c == ErrorCode::Revoked);
     if json {
         print_json(&json!({
