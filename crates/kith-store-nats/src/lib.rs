@@ -134,4 +134,16 @@ impl Store for NatsStore {
     fn limits(&self) -> Limits {
         self.limits
     }
+    /// Unavailable while the client has no connection to any node of the
+    /// cluster (it reconnects by itself); a leader election with the
+    /// connection up shows in the writes themselves, which are retried.
+    fn writable(&self) -> Result<()> {
+        match self.client.connection_state() {
+            async_nats::connection::State::Connected => Ok(()),
+            state => Err(kith_store::Error::Unavailable(format!(
+                "not connected to NATS ({state}); reconnecting to {}",
+                self.opts.servers.join(",")
+            ))),
+        }
+    }
 }

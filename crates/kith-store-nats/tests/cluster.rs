@@ -159,14 +159,40 @@ async fn whole_cluster_restart_keeps_every_acknowledged_record() {
         want.push((key, rev));
     }
     store.delete("r/7").await.expect("delete");
-    drop(store);
+    assert!(store.writable().is_ok());
     for i in 0..3 {
         cluster.kill(i);
+    }
+    // Readiness says so while no node is reachable.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while store.writable().is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "still 'writable' with every node down"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for i in 0..3 {
         cluster.restart(i);
     }
     cluster.wait_ready().await;
+    // The same client reconnects by itself; a new one sees the same.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.writable().is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the client did not reconnect in 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        store
+            .list("r/")
+            .await
+            .expect("list on the reconnected client")
+            .len(),
+        199
+    );
     let store = connect(&cluster, "restart").await;
     let got = store.list("r/").await.expect("list after restart");
     assert_eq!(got.len(), 199);
