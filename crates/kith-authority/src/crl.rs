@@ -147,6 +147,13 @@ impl Authority {
         let key = issuer.key(authority);
         cas::retry!(&key, 16, async |_| {
             let now = self.now();
+            // The stored CRL first, then the revocations: a CRL another
+            // process writes after this read fails our compare-and-swap, so
+            // the one we replace was built from a listing older than ours.
+            // (Listing first let a slower signer replace a newer CRL with
+            // one that missed the newer CRL's latest revocation.) Split over
+            // chunks when larger than one store value.
+            let current = chunked::get(&**store, &key).await?;
             let mut entries = Vec::new();
             let mut covers = 0;
             // The root signs only intermediates, and kith revokes none.
@@ -165,8 +172,6 @@ impl Authority {
                     });
                 }
             }
-            // Split over chunks when larger than one store value.
-            let current = chunked::get(&**store, &key).await?;
             let number = match &current {
                 Some(c) => from_json::<CrlRecord>(&key, &c.value)?.number + 1,
                 None => 1,

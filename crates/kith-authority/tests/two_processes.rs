@@ -405,3 +405,80 @@ async fn on_nats_concurrent_joins_spend_token_uses_exactly() {
         assert_eq!(left, Some(0), "every use spent, none twice");
     }
 }
+
+/// Two replicas each revoke a certificate at the same moment, many times:
+/// the newest CRL always lists both, whatever order their CRL signings
+/// interleave in (a signer that listed the revocations before reading the
+/// CRL it replaces could publish a higher number without the other's).
+async fn concurrent_revocations_both_reach_the_newest_crl(a: Authority, b: Authority) {
+    let issue = |who: Authority, name: String| async move {
+        let key = PrivateKey::generate(KeyType::P256).expect("key");
+        let issued = who
+            .sign_csr(
+                &csr(&key, &name),
+                kith_authority::Identity {
+                    node: name.clone(),
+                    role: "worker".into(),
+                    profile: Profile::Peer,
+                    authority: None,
+                    ttl: None,
+                },
+                None,
+            )
+            .await
+            .expect("issue");
+        Serial::parse(&issued.record.serial).expect("serial")
+    };
+    for round in 0..30 {
+        let x = issue(a.clone(), format!("x-{round}")).await;
+        let y = issue(b.clone(), format!("y-{round}")).await;
+        let revoke = |who: Authority, s: Serial| {
+            tokio::spawn(async move {
+                who.revoke(
+                    kith_authority::RevokeTarget::Serial(s),
+                    RevocationReason::KeyCompromise,
+                    "test",
+                    kith_authority::Publish::Now,
+                )
+                .await
+                .expect("revoke")
+            })
+        };
+        // A re-signs (as its maintenance or a CRL request might) while
+        // each replica revokes one certificate.
+        let signer = {
+            let a = a.clone();
+            tokio::spawn(async move {
+                for _ in 0..3 {
+                    a.regenerate_crl("cluster").await.expect("sign");
+                }
+            })
+        };
+        let (ra, rb) = (revoke(a.clone(), x.clone()), revoke(b.clone(), y.clone()));
+        ra.await.expect("task");
+        rb.await.expect("task");
+        signer.await.expect("signer");
+        let crl = a.crl("cluster").await.expect("the CRL");
+        let listed = format!("{:?}", kith_pki::inspect(&crl.der).expect("CRL"));
+        for s in [&x, &y] {
+            assert!(
+                listed.contains(&s.to_hex()),
+                "round {round}: CRL {} lacks {}",
+                crl.number,
+                s.to_hex()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_revocations_both_reach_the_newest_crl_in_memory() {
+    let (_dir, a, b) = pair().await;
+    concurrent_revocations_both_reach_the_newest_crl(a, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_nats_concurrent_revocations_both_reach_the_newest_crl() {
+    let (_nats, a, b) = pair_on_nats().await;
+    concurrent_revocations_both_reach_the_newest_crl(a, b).await;
+}
