@@ -88,6 +88,16 @@ pub struct NodeRecord {
 }
 
 impl NodeRecord {
+    /// A node that joined with a token (not one an operator issued
+    /// directly), neither removed nor revoked, whose certificate is live at
+    /// `now`: its name is not the operator's to reissue.
+    pub(crate) fn is_live_joined(&self, now: OffsetDateTime) -> bool {
+        self.removed_at.is_none()
+            && self.revoked_at.is_none()
+            && self.not_after > now
+            && self.token != OFFLINE_TOKEN
+    }
+
     /// Whether `serial` is one of the node's current certificates.
     pub fn is_current(&self, serial: &str) -> bool {
         self.serials.values().any(|s| s == serial)

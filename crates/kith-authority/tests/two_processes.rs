@@ -454,7 +454,7 @@ async fn concurrent_revocations_both_reach_the_newest_crl(a: Authority, b: Autho
                 }
             })
         };
-        let (ra, rb) = (revoke(a.clone(), x.clone()), revoke(b.clone(), y.clone()));
+        let (ra, rb) = (revoke(a.clone(), x), revoke(b.clone(), y));
         ra.await.expect("task");
         rb.await.expect("task");
         signer.await.expect("signer");
@@ -481,4 +481,75 @@ async fn concurrent_revocations_both_reach_the_newest_crl_in_memory() {
 async fn on_nats_concurrent_revocations_both_reach_the_newest_crl() {
     let (_nats, a, b) = pair_on_nats().await;
     concurrent_revocations_both_reach_the_newest_crl(a, b).await;
+}
+
+/// An operator issuing a name directly on one replica while a node joins
+/// with a token for that name on the other: never two live certificates
+/// for the name. (The issue checks the name early and wrote the node
+/// record unconditionally late, so a join in between lost its record while
+/// its certificate stayed live.)
+async fn direct_issue_racing_a_join_leaves_one_live_certificate(a: Authority, b: Authority) {
+    for round in 0..40 {
+        let name = format!("race-{round}");
+        let (_, token) = b
+            .create_token(
+                TokenSpec {
+                    role: "worker".into(),
+                    node: Some(name.clone()),
+                    ttl: time::Duration::hours(1),
+                    uses: 1,
+                    allow_sans: vec![],
+                    authority: None,
+                },
+                "test",
+            )
+            .await
+            .expect("token");
+        let issue = {
+            let (a, name) = (a.clone(), name.clone());
+            tokio::spawn(async move { a.issue(common::request(&name)).await })
+        };
+        let join = {
+            let (b, name) = (b.clone(), name.clone());
+            tokio::spawn(async move {
+                let key = PrivateKey::generate(KeyType::P256).expect("key");
+                b.join(
+                    &token,
+                    Some(&name),
+                    &[(Profile::Peer, csr(&key, &name))],
+                    "test",
+                )
+                .await
+            })
+        };
+        let (issued, joined) = (issue.await.expect("task"), join.await.expect("task"));
+        assert!(
+            issued.is_err() || joined.is_err(),
+            "round {round}: both the direct issue and the join of {name} succeeded"
+        );
+        let live: Vec<_> = a
+            .certificates()
+            .await
+            .expect("certificates")
+            .into_iter()
+            .filter(|(c, revoked)| c.node == name && revoked.is_none())
+            .collect();
+        assert!(
+            live.len() <= 1,
+            "round {round}: {} live certificates for {name}",
+            live.len()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn direct_issue_racing_a_join_in_memory() {
+    let (_dir, a, b) = pair().await;
+    direct_issue_racing_a_join_leaves_one_live_certificate(a, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_nats_direct_issue_racing_a_join() {
+    let (_nats, a, b) = pair_on_nats().await;
+    direct_issue_racing_a_join_leaves_one_live_certificate(a, b).await;
 }
