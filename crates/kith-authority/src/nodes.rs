@@ -239,6 +239,16 @@ impl Authority {
         Ok(cert)
     }
 
+    /// Whether certificate `serial_hex` of `authority` is revoked now.
+    pub(crate) async fn serial_is_revoked(
+        &self,
+        authority: &str,
+        serial_hex: &str,
+    ) -> Result<bool, Error> {
+        let key = keys::revoked_key(authority, serial_hex);
+        Ok(self.store().get(&key).await?.is_some())
+    }
+
     /// The stored record of node `name`.
     pub async fn node(&self, name: &str) -> Result<NodeRecord, Error> {
         let key = node_key(name);

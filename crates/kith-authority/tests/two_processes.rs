@@ -553,3 +553,98 @@ async fn on_nats_direct_issue_racing_a_join() {
     let (_nats, a, b) = pair_on_nats().await;
     direct_issue_racing_a_join_leaves_one_live_certificate(a, b).await;
 }
+
+/// A node renews on one replica while its certificate is revoked by serial
+/// on the other, many times: a renewal that succeeds published its node
+/// record before the revocation was stored (store revisions order them);
+/// one the revocation came first for is refused and its new certificate
+/// revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revocation_by_serial_racing_a_renewal() {
+    let h = common::Harness::new(common::Backend::Mem, Settings::default()).await;
+    let (a, b) = (h.authority.clone(), h.second().await);
+    let mut refused = 0;
+    for round in 0..40 {
+        let name = format!("rr-{round}");
+        let (_, token) = a
+            .create_token(
+                TokenSpec {
+                    role: "worker".into(),
+                    node: Some(name.clone()),
+                    ttl: time::Duration::hours(1),
+                    uses: 1,
+                    allow_sans: vec![],
+                    authority: None,
+                },
+                "test",
+            )
+            .await
+            .expect("token");
+        let key = PrivateKey::generate(KeyType::P256).expect("key");
+        let (_, issued) = a
+            .join(
+                &token,
+                Some(&name),
+                &[(Profile::Peer, csr(&key, &name))],
+                "test",
+            )
+            .await
+            .expect("join");
+        let (der, serial) = (
+            issued[0].record.der.clone(),
+            issued[0].record.serial.clone(),
+        );
+        let renew = {
+            let (a, name) = (a.clone(), name.clone());
+            tokio::spawn(async move {
+                let next = PrivateKey::generate(KeyType::P256).expect("key");
+                a.renew(
+                    &der,
+                    None,
+                    &[(Profile::Peer, csr(&next, &name))],
+                    time::Duration::days(7),
+                )
+                .await
+            })
+        };
+        let revoke = {
+            let (b, s) = (b.clone(), Serial::parse(&serial).expect("serial"));
+            tokio::spawn(async move {
+                b.revoke(
+                    kith_authority::RevokeTarget::Serial(s),
+                    RevocationReason::KeyCompromise,
+                    "test",
+                    kith_authority::Publish::Now,
+                )
+                .await
+            })
+        };
+        let renewed = renew.await.expect("task");
+        revoke.await.expect("task").expect("revoke");
+        let revoked_at = h
+            .store
+            .get(&format!("revoked/cluster/{serial}"))
+            .await
+            .expect("get")
+            .expect("revoked")
+            .revision;
+        match renewed {
+            Ok((_, new)) => {
+                let node = h
+                    .store
+                    .get(&format!("node/{name}"))
+                    .await
+                    .expect("get")
+                    .expect("node");
+                assert!(
+                    node.revision < revoked_at,
+                    "round {round}: renewal published at {} after the revocation at {revoked_at}",
+                    node.revision
+                );
+                let _ = new;
+            }
+            Err(_) => refused += 1,
+        }
+    }
+    eprintln!("{refused} of 40 renewals refused");
+}
