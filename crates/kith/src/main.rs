@@ -280,6 +280,27 @@ mod tests {
     }
 
     #[test]
+    fn node_commands_do_not_offer_the_store() {
+        let mut command = super::cli_command();
+        command.build();
+        for name in super::NODE_COMMANDS {
+            let sc = command.find_subcommand_mut(name).expect("a node command");
+            let help = sc.render_long_help().to_string();
+            for (_, long) in super::store_args::STORE_ARG_IDS {
+                assert!(
+                    !help.contains(&format!("--{long}")),
+                    "kith {name} --help:\n{help}"
+                );
+            }
+        }
+        let init = command.find_subcommand_mut("init").expect("init");
+        assert!(init
+            .render_long_help()
+            .to_string()
+            .contains("--store <URL>"));
+    }
+
+    #[test]
     fn cli_definition_is_consistent() {
         super::cli_command().debug_assert();
     }
