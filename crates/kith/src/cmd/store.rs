@@ -76,7 +76,7 @@ impl Side {
     fn describe(&self) -> String {
         match self {
             Self::Dir(d) => d.display().to_string(),
-            Self::Nats(o) => format!("nats://{}", store_args::describe(o)),
+            Self::Nats(o) => store_args::describe(o),
         }
     }
 }
