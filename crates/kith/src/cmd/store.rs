@@ -275,3 +275,112 @@ async fn verify(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kith_store::MemStore;
+
+    fn bar() -> indicatif::ProgressBar {
+        indicatif::ProgressBar::hidden()
+    }
+
+    fn bytes(n: usize, seed: u8) -> Vec<u8> {
+        (0..n).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
+    }
+
+    /// A source whose limit the destination shares: every record, chunk
+    /// heads and `chunk/` records included, goes over byte for byte.
+    #[tokio::test]
+    async fn same_limit_copies_every_record_verbatim() {
+        let (src, dst) = (
+            MemStore::with_max_value(64 * 1024),
+            MemStore::with_max_value(64 * 1024),
+        );
+        let now = SystemTime::now();
+        src.create("node/a", b"{}".to_vec()).await.expect("create");
+        chunked::create(&src, "crl/cluster", &bytes(200_000, 1), now)
+            .await
+            .expect("split value");
+        let entries = src.list("").await.expect("list");
+        assert!(entries.iter().any(|e| e.key.starts_with("chunk/")));
+        let written = write_all(&src, &dst, entries.clone(), &bar())
+            .await
+            .expect("copy");
+        verify(&dst, &written, &bar()).await.expect("read back");
+        let values = |v: Vec<Entry>| -> Vec<(String, Vec<u8>)> {
+            v.into_iter().map(|e| (e.key, e.value)).collect()
+        };
+        assert_eq!(values(dst.list("").await.expect("list")), values(entries));
+        let whole = chunked::get(&dst, "crl/cluster").await.expect("get");
+        assert_eq!(whole.map(|v| v.value), Some(bytes(200_000, 1)));
+    }
+
+    /// A destination with smaller values (redb's 16 MiB to NATS's 1 MiB):
+    /// a value too large for it inline, and one split into chunks too
+    /// large for it, are split anew; each reads back whole, and no chunk
+    /// of the source is left in the copy.
+    #[tokio::test]
+    async fn a_smaller_destination_gets_values_split_anew() {
+        let (src, dst) = (
+            MemStore::with_max_value(1 << 20),
+            MemStore::with_max_value(256 * 1024),
+        );
+        let now = SystemTime::now();
+        src.create("node/a", b"{}".to_vec()).await.expect("create");
+        src.create("secretval/big/1", bytes(700_000, 2))
+            .await
+            .expect("inline, too large for the destination");
+        chunked::create(&src, "crl/cluster", &bytes(3 << 20, 3), now)
+            .await
+            .expect("split in 1 MiB chunks");
+        let entries = src.list("").await.expect("list");
+        let written = write_all(&src, &dst, entries, &bar()).await.expect("copy");
+        verify(&dst, &written, &bar()).await.expect("read back");
+        let resplit = written
+            .iter()
+            .filter(|c| matches!(c, Copied::Resplit { .. }))
+            .count();
+        assert_eq!((written.len(), resplit), (3, 2));
+        for (key, want) in [
+            ("secretval/big/1", bytes(700_000, 2)),
+            ("crl/cluster", bytes(3 << 20, 3)),
+            ("node/a", b"{}".to_vec()),
+        ] {
+            let got = chunked::get(&dst, key).await.expect("get").expect("there");
+            assert_eq!(got.value, want, "{key}");
+        }
+        let src_chunks: Vec<String> = src
+            .list(chunked::CHUNK_PREFIX)
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
+        for e in dst.list(chunked::CHUNK_PREFIX).await.expect("list") {
+            assert!(e.value.len() <= 256 * 1024, "{} too large", e.key);
+            assert!(
+                !src_chunks.contains(&e.key),
+                "{} came from the source",
+                e.key
+            );
+        }
+    }
+
+    /// A record that reads back differently is named.
+    #[tokio::test]
+    async fn a_mismatch_names_the_key() {
+        let dst = MemStore::new();
+        dst.create("node/a", b"{\"x\":1}".to_vec())
+            .await
+            .expect("create");
+        let written = [Copied::Verbatim(Entry {
+            key: "node/a".into(),
+            value: b"{\"x\":2}".to_vec(),
+            revision: 1,
+        })];
+        let err = verify(&dst, &written, &bar()).await.expect_err("differs");
+        assert_eq!(err.code, ErrorCode::IntegrityError.as_str());
+        assert!(err.message.contains("node/a"), "{}", err.message);
+    }
+}
