@@ -113,10 +113,16 @@ pub(crate) async fn init(dir: &Home, a: InitArgs, json: bool) -> Result<(), CliE
         &authority.root_cert(DEFAULT_AUTHORITY)?,
     )?);
     let now = OffsetDateTime::now_utc();
+    // Where the records went: NATS, or the database in the data directory.
+    let store = match dir.store_args().nats()? {
+        Some(opts) => crate::store_args::describe(&opts),
+        None => dir.join(util::DB_FILE).display().to_string(),
+    };
     if json {
         print_json(&json!({
             "cluster": authority.cluster(),
             "data_dir": &**dir,
+            "store": store,
             "key_type": a.key_type,
             "root_pin_sha256": pin,
             "bundle": dir.join(nodedir::CA),
@@ -133,6 +139,7 @@ pub(crate) async fn init(dir: &Home, a: InitArgs, json: bool) -> Result<(), CliE
             "  authority:   {DEFAULT_AUTHORITY} ({}), root and intermediate",
             a.key_type
         );
+        println!("  store:       {store}");
         println!("  root pin:    sha256:{pin}");
         println!("  trust bundle: {}", dir.join(nodedir::CA).display());
         println!(
