@@ -151,7 +151,9 @@ async fn copy(opts: &StoreArgs, a: CopyArgs, json: bool) -> Result<(), CliError>
         .map_err(|e| partial(e, &to_name))?;
     bar.finish_and_clear();
     // Verified as copied; now the one change a copy needs (see there).
-    let stale = kith_authority::forget_crl_coverage(&*dst, SystemTime::now()).await?;
+    let stale = kith_authority::forget_crl_coverage(&*dst, SystemTime::now())
+        .await
+        .map_err(|e| partial(e.into(), &to_name))?;
 
     let records = written.len();
     let bytes: usize = written
