@@ -3,8 +3,8 @@
 //! record and serves its nodes; what cannot be copied, or named, is refused
 //! with a clear error and creates nothing.
 //!
-//! The NATS round trip (redb → NATS → a fresh redb) belongs with the NATS
-//! backend's tests: [`copy`] and [`records`] are the helpers it needs.
+//! The NATS round trip: redb → a 3-node NATS cluster → a fresh redb, with
+//! a `kith serve` on NATS renewing a node in between.
 
 mod common;
 
@@ -456,4 +456,116 @@ fn assert_unreachable_named(err: &str, args: &[&str]) {
         "{args:?}: the error names the address and bucket:\n{err}"
     );
     assert!(err.contains("error[store-unavailable]"), "{args:?}: {err}");
+}
+
+/// An embedded CA moved to a real 3-node NATS cluster and back: every
+/// record is identical in the bucket and in the final data directory (a
+/// CRL's coverage aside), a `kith serve` on NATS renews a node of the
+/// copied CA on the address it knows, and a serve on the final copy does too.
+#[test]
+fn a_ca_moves_to_nats_and_back_intact() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let nats = rt.block_on(kith_store_nats::testing::NatsCluster::start(3));
+    let url = nats.url();
+    let ca = Ca::init("p256");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (server, server_url) = start_server(&ca, &listen, &ca.pass);
+    let node = ca.join_new(&server_url, "worker", "mover");
+    let secret = ca.path("secret.txt");
+    std::fs::write(&secret, b"moved value").expect("secret file");
+    ca.ok(&[
+        "secret",
+        "put",
+        "moved",
+        "--allow-role",
+        "worker",
+        "--from-file",
+        &s(&secret),
+    ]);
+    drop(server);
+    let source = records(&ca.data);
+
+    let out = copy(&s(&ca.data), &url, &[]);
+    assert!(out.status.success(), "redb → NATS: {}", stderr(&out));
+    let in_nats = rt.block_on(async {
+        let store = kith_store_nats::NatsStore::connect(nats.options("kith"))
+            .await
+            .expect("connect");
+        store.list("").await.expect("list the bucket")
+    });
+    assert_eq!(
+        contents(&source),
+        contents(&in_nats),
+        "every record, in the bucket"
+    );
+    // Copying onto a bucket that holds records is refused.
+    let again = copy(&s(&ca.data), &url, &[]);
+    assert!(!again.status.success(), "a second copy onto the bucket");
+
+    // A replica on NATS serves the moved CA on the address the node knows.
+    let nats_home = ca.path("nats-home");
+    let log = std::fs::File::create(ca.path("serve-nats.log")).expect("log");
+    let child = common::kith(&nats_home)
+        .env("KITH_STORE", &url)
+        .args(["serve", "--listen", &listen, "--passphrase-file"])
+        .arg(&ca.pass)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("kith serve --store nats");
+    let serving = common::Proc(child);
+    let port: u16 = listen
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .expect("port");
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "serve on NATS never listened"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = renew(&node);
+    assert!(
+        out.status.success(),
+        "renew against the CA on NATS: {}",
+        stderr(&out)
+    );
+    drop(serving);
+    let served = rt.block_on(async {
+        let store = kith_store_nats::NatsStore::connect(nats.options("kith"))
+            .await
+            .expect("connect");
+        store.list("").await.expect("list the bucket")
+    });
+    assert!(
+        served.len() > in_nats.len(),
+        "the renewal on NATS added records"
+    );
+
+    let back = ca.path("back");
+    let out = copy(&url, &s(&back), &[]);
+    assert!(out.status.success(), "NATS → redb: {}", stderr(&out));
+    let final_records = records(&back);
+    assert_eq!(
+        contents(&served),
+        contents(&final_records),
+        "every record of the bucket (as the replica left it), in the final copy"
+    );
+    let target = Ca {
+        tmp: tempfile::tempdir().expect("tempdir"),
+        data: back,
+        pass: ca.pass.clone(),
+    };
+    let (_final_server, _) = start_server(&target, &listen, &target.pass);
+    let out = renew(&node);
+    assert!(
+        out.status.success(),
+        "renew against the copy back in redb: {}",
+        stderr(&out)
+    );
 }
