@@ -176,37 +176,57 @@ impl Authority {
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
         let key_version = 1;
-        let (master_version, master) = self.sealing()?;
-        let record = AuthorityRecord {
-            version: 1,
-            name: name.to_string(),
-            key_type,
-            root_key: master.seal(
-                &ca_key_aad(self.cluster(), name, CaKind::Root, key_version),
-                &root.1,
-            )?,
-            root_cert: root.0,
-            intermediate_key: master.seal(
-                &ca_key_aad(self.cluster(), name, CaKind::Intermediate, key_version),
-                &intermediate.1,
-            )?,
-            intermediate_cert: intermediate.0,
-            master_version,
-            key_version,
-            created: now,
+        let seal = |master_version: u32,
+                    master: &crate::vault::SealKey|
+         -> Result<AuthorityRecord, Error> {
+            Ok(AuthorityRecord {
+                version: 1,
+                name: name.to_string(),
+                key_type,
+                root_key: master.seal(
+                    &ca_key_aad(self.cluster(), name, CaKind::Root, key_version),
+                    &root.1,
+                )?,
+                root_cert: root.0.clone(),
+                intermediate_key: master.seal(
+                    &ca_key_aad(self.cluster(), name, CaKind::Intermediate, key_version),
+                    &intermediate.1,
+                )?,
+                intermediate_cert: intermediate.0.clone(),
+                master_version,
+                key_version,
+                created: now,
+            })
         };
-        match self
-            .inner
-            .store
-            .create(&keys::authority_key(name), to_json(&record)?)
-            .await
-        {
-            Ok(_) => {}
-            Err(kith_store::Error::AlreadyExists { .. }) => {
-                return Err(Error::AuthorityExists(name.to_string()))
+        let key = keys::authority_key(name);
+        // A master-key rotation that moved on while the keys were sealed
+        // and written (see `put_secret`): withdraw the record and seal the
+        // keys again under the key of the moment, unless the rotation
+        // resealed the record itself (then the withdrawal misses).
+        let mut attempts = 0;
+        let record = loop {
+            let (master_version, master) = self.sealing()?;
+            let record = seal(master_version, &master)?;
+            let revision = match self.inner.store.create(&key, to_json(&record)?).await {
+                Ok(r) => r,
+                Err(kith_store::Error::AlreadyExists { .. }) => {
+                    return Err(Error::AuthorityExists(name.to_string()))
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if self.sealing_is_current(master_version).await? {
+                break record;
             }
-            Err(e) => return Err(e.into()),
-        }
+            attempts += 1;
+            if attempts == crate::cas::ATTEMPTS {
+                return Err(Error::Contended(key));
+            }
+            match self.inner.store.delete_if(&key, revision).await {
+                Ok(()) => self.refresh_keyring().await.map(|_| ())?,
+                Err(kith_store::Error::RevisionMismatch { .. }) => break record,
+                Err(e) => return Err(e.into()),
+            }
+        };
         drop(record);
         self.refresh_keyring().await?;
         if name != DEFAULT_AUTHORITY {

@@ -59,6 +59,24 @@ impl Authority {
             .unwrap_or_else(|p| p.into_inner()) = Arc::new(ring);
     }
 
+    /// Whether master key `version` is the one new records are sealed under
+    /// now, as the store says (not this process's keyring, which may lag):
+    /// the pending key while a rotation runs, else the master. A record
+    /// sealed under anything else may miss the rotation's reseal passes and
+    /// be lost with the retired key, so its writer seals it again.
+    pub(crate) async fn sealing_is_current(&self, version: u32) -> Result<bool, Error> {
+        let e = self
+            .store()
+            .get(keys::CLUSTER_KEY)
+            .await?
+            .ok_or(Error::NotInitialized)?;
+        let cluster: ClusterRecord = from_json(keys::CLUSTER_KEY, &e.value)?;
+        Ok(match &cluster.pending_master {
+            Some(p) => p.version == version,
+            None => cluster.master_version == version,
+        })
+    }
+
     /// Rebuild the keyring from the store. Returns whether anything changed.
     /// A master key this process cannot unwrap (the passphrase was changed
     /// elsewhere, then the key rotated) is an error and the old keyring

@@ -222,6 +222,21 @@ impl Authority {
                 Err(kith_store::Error::AlreadyExists { .. }) => return Ok(Attempt::Conflict),
                 Err(e) => return Err(e.into()),
             };
+            // A master-key rotation may have moved on while this value was
+            // sealed and written (a keyring that lagged, a write retried
+            // through a store election): withdraw it and seal again, or it
+            // could be lost with the retired key. Resealed meanwhile by the
+            // rotation itself (the delete's revision no longer matches): kept.
+            if !self.sealing_is_current(sealed.master_version).await? {
+                match chunked::delete_if(&**store, &value_head).await {
+                    Ok(()) => {
+                        self.refresh_keyring().await?;
+                        return Ok(Attempt::Conflict);
+                    }
+                    Err(kith_store::Error::RevisionMismatch { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
             let now = kith_pki::second_precision(self.now());
             let mut meta = match &current {
                 Some((m, _)) => m.clone(),

@@ -648,3 +648,148 @@ async fn a_revocation_by_serial_racing_a_renewal() {
     }
     eprintln!("{refused} of 40 renewals refused");
 }
+
+/// A store that holds back every create under one prefix until released,
+/// as a write retried through a NATS leader election lands late.
+struct Held {
+    inner: Arc<dyn kith_store::Store>,
+    prefix: &'static str,
+    gate: tokio::sync::watch::Receiver<bool>,
+    waiting: tokio::sync::mpsc::UnboundedSender<()>,
+}
+
+#[async_trait::async_trait]
+impl kith_store::Store for Held {
+    async fn get(&self, key: &str) -> kith_store::Result<Option<kith_store::Entry>> {
+        self.inner.get(key).await
+    }
+    async fn put(&self, key: &str, value: Vec<u8>) -> kith_store::Result<u64> {
+        self.inner.put(key, value).await
+    }
+    async fn create(&self, key: &str, value: Vec<u8>) -> kith_store::Result<u64> {
+        if key.starts_with(self.prefix) {
+            let _ = self.waiting.send(());
+            let mut gate = self.gate.clone();
+            let _ = gate.wait_for(|open| *open).await;
+        }
+        self.inner.create(key, value).await
+    }
+    async fn update(&self, key: &str, value: Vec<u8>, rev: u64) -> kith_store::Result<u64> {
+        self.inner.update(key, value, rev).await
+    }
+    async fn delete(&self, key: &str) -> kith_store::Result<()> {
+        self.inner.delete(key).await
+    }
+    async fn delete_if(&self, key: &str, rev: u64) -> kith_store::Result<()> {
+        self.inner.delete_if(key, rev).await
+    }
+    async fn list(&self, prefix: &str) -> kith_store::Result<Vec<kith_store::Entry>> {
+        self.inner.list(prefix).await
+    }
+    async fn watch(
+        &self,
+        prefix: &str,
+    ) -> kith_store::Result<
+        futures::stream::BoxStream<'static, kith_store::Result<kith_store::WatchEvent>>,
+    > {
+        self.inner.watch(prefix).await
+    }
+    fn limits(&self) -> kith_store::Limits {
+        self.inner.limits()
+    }
+}
+
+/// A value sealed under the master key, whose write lands only after
+/// another replica finished a rotation and dropped that key: the writer
+/// sees the rotation moved on, withdraws it and seals it again, so the
+/// acknowledged write stays readable (before: sealed by a key the cluster
+/// no longer holds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_that_lands_after_a_rotation_is_sealed_again() {
+    let h = common::Harness::new(common::Backend::Mem, Settings::default()).await;
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let (waiting, mut waited) = tokio::sync::mpsc::unbounded_channel();
+    let held: Arc<dyn kith_store::Store> = Arc::new(Held {
+        inner: h.store.clone(),
+        prefix: "secretval/",
+        gate,
+        waiting,
+    });
+    let slow = Authority::open(held, h.clock.clone(), PASS, Settings::default())
+        .await
+        .expect("the slow replica");
+    let write = {
+        let slow = slow.clone();
+        tokio::spawn(async move {
+            slow.put_secret("late", b"kept value", SecretUpdate::default(), "t")
+                .await
+        })
+    };
+    waited
+        .recv()
+        .await
+        .expect("the write is sealed and on its way");
+    h.authority
+        .rotate_master(PASS, Arc::new(|_, _| {}))
+        .await
+        .expect("the other replica rotates");
+    open.send(true).expect("release the write");
+    write.await.expect("task").expect("the late write succeeds");
+    for who in [&h.authority, &slow] {
+        let (_, got) = who
+            .get_secret("late", None, Reader::Admin("t"))
+            .await
+            .expect("readable after the rotation");
+        assert_eq!(got.as_slice(), b"kept value");
+    }
+}
+
+/// The same for an authority added on a replica whose record lands after
+/// another replica's rotation: its CA keys are sealed again, and it signs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_authority_that_lands_after_a_rotation_is_sealed_again() {
+    let h = common::Harness::new(common::Backend::Mem, Settings::default()).await;
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let (waiting, mut waited) = tokio::sync::mpsc::unbounded_channel();
+    let held: Arc<dyn kith_store::Store> = Arc::new(Held {
+        inner: h.store.clone(),
+        prefix: "authority/late",
+        gate,
+        waiting,
+    });
+    let slow = Authority::open(held, h.clock.clone(), PASS, Settings::default())
+        .await
+        .expect("the slow replica");
+    let add = {
+        let slow = slow.clone();
+        tokio::spawn(async move { slow.add_authority("late", KeyType::P256).await })
+    };
+    waited
+        .recv()
+        .await
+        .expect("the authority is sealed and on its way");
+    h.authority
+        .rotate_master(PASS, Arc::new(|_, _| {}))
+        .await
+        .expect("the other replica rotates");
+    open.send(true).expect("release the write");
+    add.await
+        .expect("task")
+        .expect("the late authority is added");
+    let fresh = h.second().await;
+    let key = PrivateKey::generate(KeyType::P256).expect("key");
+    fresh
+        .sign_csr(
+            &csr(&key, "late-1"),
+            kith_authority::Identity {
+                node: "late-1".into(),
+                role: "worker".into(),
+                profile: Profile::Peer,
+                authority: Some("late".into()),
+                ttl: None,
+            },
+            None,
+        )
+        .await
+        .expect("the late authority signs after the rotation");
+}
