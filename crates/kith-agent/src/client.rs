@@ -78,42 +78,42 @@ impl Connection {
         let name = ServerName::try_from(host.clone())
             .map_err(|e| Error::Invalid(format!("server name {host}: {e}")))?;
         let tls = tokio::time::timeout_at(deadline, TlsConnector::from(config).connect(name, tcp))
-        .await
-        .map_err(|_| transport("TLS handshake timed out".into()))?
-        .map_err(|e| {
-            // A chain that verified but is not a kith server's, or is not
-            // for the name dialled, gets its own error: the server is up,
-            // and "is it running?" would send the user the wrong way.
-            let tls = e
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-            match tls {
-                Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))) => {
-                    match o.0.downcast_ref::<crate::verify::NotKithServer>() {
-                        Some(n) => Error::NotKithServer {
-                            server: server.to_string(),
-                            detail: n.0.clone(),
-                        },
-                        None => transport(format!("TLS: {e}")),
+            .await
+            .map_err(|_| transport("TLS handshake timed out".into()))?
+            .map_err(|e| {
+                // A chain that verified but is not a kith server's, or is not
+                // for the name dialled, gets its own error: the server is up,
+                // and "is it running?" would send the user the wrong way.
+                let tls = e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+                match tls {
+                    Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))) => {
+                        match o.0.downcast_ref::<crate::verify::NotKithServer>() {
+                            Some(n) => Error::NotKithServer {
+                                server: server.to_string(),
+                                detail: n.0.clone(),
+                            },
+                            None => transport(format!("TLS: {e}")),
+                        }
                     }
+                    Some(rustls::Error::InvalidCertificate(
+                        rustls::CertificateError::NotValidForName,
+                    )) => Error::ServerNameMismatch {
+                        server: server.to_string(),
+                        host: server.host.clone(),
+                        names: "other names".into(),
+                    },
+                    Some(rustls::Error::InvalidCertificate(
+                        rustls::CertificateError::NotValidForNameContext { presented, .. },
+                    )) => Error::ServerNameMismatch {
+                        server: server.to_string(),
+                        host: server.host.clone(),
+                        names: presented.join(", "),
+                    },
+                    _ => transport(format!("TLS: {e}")),
                 }
-                Some(rustls::Error::InvalidCertificate(
-                    rustls::CertificateError::NotValidForName,
-                )) => Error::ServerNameMismatch {
-                    server: server.to_string(),
-                    host: server.host.clone(),
-                    names: "other names".into(),
-                },
-                Some(rustls::Error::InvalidCertificate(
-                    rustls::CertificateError::NotValidForNameContext { presented, .. },
-                )) => Error::ServerNameMismatch {
-                    server: server.to_string(),
-                    host: server.host.clone(),
-                    names: presented.join(", "),
-                },
-                _ => transport(format!("TLS: {e}")),
-            }
-        })?;
+            })?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| transport(format!("HTTP: {e}")))?;

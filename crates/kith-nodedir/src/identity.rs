@@ -263,17 +263,37 @@ mod tests {
         let dir = Path::new("/nonexistent");
         let with = old.with_servers(
             &ServerAddr::parse("b.example:7443").expect("addr"),
-            &["https://a.example:7443".into(), "https://b.example:7443".into(), "not a url/x".into()],
+            &[
+                "https://a.example:7443".into(),
+                "https://b.example:7443".into(),
+                "not a url/x".into(),
+            ],
         );
         let back: NodeIdentity =
             serde_json::from_slice(&with.to_json().expect("json")).expect("round trip");
         assert_eq!(back, with);
-        let servers: Vec<String> = back.servers(dir).expect("servers").iter().map(|s| s.url()).collect();
-        assert_eq!(servers, ["https://b.example:7443", "https://a.example:7443"]);
+        let servers: Vec<String> = back
+            .servers(dir)
+            .expect("servers")
+            .iter()
+            .map(|s| s.url())
+            .collect();
+        assert_eq!(
+            servers,
+            ["https://b.example:7443", "https://a.example:7443"]
+        );
         // An answer without a list keeps the known ones, the old first server included.
         let again = back.with_servers(&ServerAddr::parse("a.example:7443").expect("addr"), &[]);
-        let servers: Vec<String> = again.servers(dir).expect("servers").iter().map(|s| s.url()).collect();
-        assert_eq!(servers, ["https://a.example:7443", "https://b.example:7443"]);
+        let servers: Vec<String> = again
+            .servers(dir)
+            .expect("servers")
+            .iter()
+            .map(|s| s.url())
+            .collect();
+        assert_eq!(
+            servers,
+            ["https://a.example:7443", "https://b.example:7443"]
+        );
     }
 
     #[test]

@@ -235,7 +235,7 @@ impl Server {
                 .await?,
         );
         replicas::refresh_list(&self.state).await;
-        let _heartbeat = replicas::AbortOnDrop(tokio::spawn(replicas::heartbeat(
+        let mut heartbeat = replicas::AbortOnDrop(tokio::spawn(replicas::heartbeat(
             self.state.clone(),
             registration.clone(),
             self.heartbeat_interval,
@@ -266,7 +266,7 @@ impl Server {
             let (tcp, addr) = tokio::select! {
                 _ = &mut shutdown => break,
                 stopped = &mut maintenance.0 => {
-                    replicas::leave(&authority, &registration).await;
+                    replicas::leave(&authority, &registration, &mut heartbeat).await;
                     let e = stopped.unwrap_or_else(|j| Error::Setup(format!("the maintenance task failed: {j}")));
                     tracing::error!(server = %self.cert.name(), error = %e, "this server stops serving");
                     return Err(e);
@@ -297,7 +297,7 @@ impl Server {
             tokio::spawn(conn::serve(tcp, addr, slot, shared.clone()));
         }
         drop(maintenance);
-        replicas::leave(&authority, &registration).await;
+        replicas::leave(&authority, &registration, &mut heartbeat).await;
         Ok(())
     }
 }

@@ -47,7 +47,15 @@ pub(crate) async fn heartbeat(state: Arc<AppState>, reg: Arc<Registration>, ever
 
 /// A clean stop: the registration goes, and the lease with it, so the
 /// others neither list this replica nor wait for its lease to expire.
-pub(crate) async fn leave(authority: &Authority, reg: &Registration) {
+/// The heartbeat task is stopped first (and waited for), so that no
+/// heartbeat lands after the record is gone.
+pub(crate) async fn leave(
+    authority: &Authority,
+    reg: &Registration,
+    heartbeat: &mut AbortOnDrop<()>,
+) {
+    heartbeat.0.abort();
+    let _ = (&mut heartbeat.0).await;
     if let Err(e) = authority.unregister_replica(reg).await {
         tracing::warn!(replica = %reg.name(), error = %e, "removing this replica's record failed");
     }

@@ -13,8 +13,9 @@ use axum::http::{Method, StatusCode};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
 use kith_api::wire::{
-    AuthorityStatus, NodeView, ReplicaStatus, RevokeRequest, RevokeResponse, SecretInfo, SecretPutRequest,
-    SecretVersionView, ServerView, StatusResponse, TokenCreateRequest, TokenCreated, TokenView,
+    AuthorityStatus, NodeView, ReplicaStatus, RevokeRequest, RevokeResponse, SecretInfo,
+    SecretPutRequest, SecretVersionView, ServerView, StatusResponse, TokenCreateRequest,
+    TokenCreated, TokenView,
 };
 use kith_api::TokenId;
 use kith_authority::{Publish, RevokeTarget, TokenRecord};
