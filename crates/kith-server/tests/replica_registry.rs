@@ -206,7 +206,8 @@ async fn a_second_process_under_a_live_name_takes_the_record_over_and_the_first_
     // (with a warning). Once the first stops, the second's stays.
     first.stop().await;
     let start = Instant::now();
-    while record(&env).await != [second.url.clone()] {
+    let want = vec![second.url.clone()];
+    while record(&env).await != want {
         assert!(
             start.elapsed() < Duration::from_secs(30),
             "{:?}",
@@ -217,7 +218,7 @@ async fn a_second_process_under_a_live_name_takes_the_record_over_and_the_first_
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         record(&env).await,
-        [second.url.clone()],
+        want,
         "the first left the second's record alone"
     );
     second.stop().await;
