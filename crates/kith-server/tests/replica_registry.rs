@@ -37,6 +37,11 @@ impl Replica {
 /// A second authority on `env`'s store (another process, as far as the
 /// store can tell) serving as replica `name`, heartbeating every 100 ms.
 async fn replica(env: &Env, name: &str) -> Replica {
+    replica_every(env, name, Duration::from_secs(60)).await
+}
+
+/// [`replica`] with maintenance every `every`.
+async fn replica_every(env: &Env, name: &str, every: Duration) -> Replica {
     let authority = Authority::open(
         env.authority.store().clone(),
         env.clock.clone(),
@@ -48,6 +53,7 @@ async fn replica(env: &Env, name: &str) -> Replica {
     let mut o = kith_server::Options::new("127.0.0.1:0".parse().expect("addr"));
     o.server_name = name.into();
     o.heartbeat_interval = Duration::from_millis(100);
+    o.maintenance_interval = every;
     let server = kith_server::Server::bind(authority, o)
         .await
         .expect("bind a replica");
@@ -223,4 +229,57 @@ async fn a_second_process_under_a_live_name_takes_the_record_over_and_the_first_
     );
     second.stop().await;
     assert!(record(&env).await.is_empty(), "the second removed its own");
+}
+
+/// Who holds the maintenance lease, polled until `ok` says so.
+async fn until_holder(env: &Env, ok: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    loop {
+        let held = env
+            .authority
+            .lease_holder(kith_authority::MAINTENANCE_LEASE)
+            .await
+            .expect("read the lease");
+        if let Some(h) = held
+            .clone()
+            .filter(|h| h.expires > env.authority.now() && ok(&h.holder))
+        {
+            return h.holder;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "lease: {held:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_replica_at_a_time_runs_the_maintenance_and_another_takes_over() {
+    let env = Env::start_on(
+        Some(std::sync::Arc::new(kith_store::MemStore::new())),
+        Settings::default(),
+        |o| o,
+    )
+    .await;
+    let tick = Duration::from_millis(100);
+    let b = replica_every(&env, "kith-server-b", tick).await;
+    let c = replica_every(&env, "kith-server-c", tick).await;
+    // The harness's server took the lease at its first tick (every minute,
+    // for three minutes): B and C wait for it to expire.
+    env.clock.advance(time::Duration::minutes(4));
+    let first = until_holder(&env, |h| h == "kith-server-b" || h == "kith-server-c").await;
+    // Many ticks later the same one still holds it: the others never took
+    // it over while it renewed.
+    for _ in 0..10 {
+        tokio::time::sleep(tick).await;
+        let now = until_holder(&env, |_| true).await;
+        assert_eq!(now, first, "the holder keeps the lease while it renews");
+    }
+    // The holder stops cleanly (the lease is released): the other takes it.
+    let (stopped, other, rest) = if first == "kith-server-b" {
+        (b, "kith-server-c", c)
+    } else {
+        (c, "kith-server-b", b)
+    };
+    stopped.stop().await;
+    until_holder(&env, |h| h == other).await;
+    rest.stop().await;
 }
