@@ -550,9 +550,10 @@ fn trusted_roots(dir: &Path) -> Result<Vec<Vec<u8>>, Error> {
 /// A mutual-TLS connection to the server node directory `dir` joined,
 /// with the node's own certificate.
 /// The recorded server first, then the other known replicas while one is
-/// out of service; a replica that answers when the recorded one did not is
-/// recorded as the one to try first next time (best effort: a directory
-/// this process may not write keeps its order).
+/// out of service. The identity returned lists the one that answered
+/// first; `identity.json` is left as it is (this serves short-lived
+/// commands, `kith exec` and `kith secret get`, which may run beside the
+/// agent: the agent's refresh records the order).
 pub async fn connect(dir: &Path) -> Result<(NodeIdentity, Connection), Error> {
     let identity = NodeIdentity::load(dir)?;
     let servers = identity.servers(dir)?;
@@ -561,14 +562,26 @@ pub async fn connect(dir: &Path) -> Result<(NodeIdentity, Connection), Error> {
         async move { connect_to(dir, identity, &server).await }
     })
     .await?;
-    Ok((remember(dir, identity, &worked), conn))
+    let identity = if identity.server.as_ref() == Some(&worked) {
+        identity
+    } else {
+        identity.with_servers(&worked, &[])
+    };
+    Ok((identity, conn))
 }
 
-/// `identity` with `worked` as the server to try first, written to
-/// `identity.json` when that changes its order.
+/// Record `worked` as the server to try first in `identity.json`, when it
+/// is not already. Only the order changes: the file is read again and left
+/// alone if its certificate is no longer `identity`'s (a renewal wrote it
+/// meanwhile). Best effort: a directory this process may not write keeps
+/// its order.
 pub(crate) fn remember(dir: &Path, identity: NodeIdentity, worked: &ServerAddr) -> NodeIdentity {
     if identity.server.as_ref() == Some(worked) {
         return identity;
+    }
+    match NodeIdentity::load(dir) {
+        Ok(current) if current.serial == identity.serial => {}
+        _ => return identity.with_servers(worked, &[]),
     }
     let moved = identity.with_servers(worked, &[]);
     match moved.to_json() {

@@ -29,7 +29,7 @@ pub async fn fetch_secret(
     // Each known replica in turn while one is out of service.
     let identity = crate::node::NodeIdentity::load(dir)?;
     let servers = identity.servers(dir)?;
-    let (value, worked) = crate::node::failover(&servers, |server| {
+    let (value, _) = crate::node::failover(&servers, |server| {
         let identity = &identity;
         async move {
             let mut conn = crate::node::connect_to(dir, identity, &server).await?;
@@ -37,7 +37,6 @@ pub async fn fetch_secret(
         }
     })
     .await?;
-    crate::node::remember(dir, identity, &worked);
     Ok(value)
 }
 

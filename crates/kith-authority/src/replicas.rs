@@ -140,7 +140,14 @@ impl Authority {
         let window = live_window();
         let mut out = Vec::new();
         for e in self.store().list(REPLICA_PREFIX).await? {
-            let r: ReplicaRecord = from_json(&e.key, &e.value)?;
+            // One unreadable record must not hide the others.
+            let r: ReplicaRecord = match from_json(&e.key, &e.value) {
+                Ok(r) => r,
+                Err(err) => {
+                    tracing::warn!(key = %e.key, error = %err, "skipping an unreadable replica record");
+                    continue;
+                }
+            };
             out.push(ReplicaView {
                 live: now - r.heartbeat <= window,
                 name: r.name,

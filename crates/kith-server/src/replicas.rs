@@ -33,7 +33,8 @@ pub(crate) async fn refresh_list(state: &AppState) {
 
 /// Heartbeat every `every`, and read the live list after each.
 pub(crate) async fn heartbeat(state: Arc<AppState>, reg: Arc<Registration>, every: Duration) {
-    let mut tick = tokio::time::interval(every);
+    // A zero period would make `interval` panic.
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first is now: registration just wrote
     loop {
@@ -68,7 +69,10 @@ pub(crate) async fn leave(
 /// three ticks of `every`, taking or renewing it. A store error is logged
 /// and counts as not holding it: the work waits for the next tick.
 pub(crate) async fn hold_maintenance(authority: &Authority, name: &str, every: Duration) -> bool {
-    let ttl = time::Duration::try_from(every * 3).unwrap_or(time::Duration::minutes(3));
+    let ttl = every
+        .checked_mul(3)
+        .and_then(|d| time::Duration::try_from(d).ok())
+        .unwrap_or(time::Duration::minutes(3));
     match authority.try_lease(MAINTENANCE_LEASE, name, ttl).await {
         Ok(held) => held,
         Err(e) => {
