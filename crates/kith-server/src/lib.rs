@@ -9,7 +9,11 @@
 //! renews them before they expire, and keeps each authority's CRLs (its
 //! intermediate's and its root's) fresh. Each replica has a name of its own in the server
 //! name space ([`Options::server_name`]), so one can be revoked without the
-//! others; a revoked replica stops ([`Server::run`]).
+//! others; a revoked replica stops ([`Server::run`]). Replicas sharing a
+//! store register and heartbeat (`replica/<name>`), list each other's
+//! advertise URLs in `/v1/ca` and the join and renew answers, and run the
+//! shared maintenance on one replica at a time (the `lease/maintenance`
+//! holder).
 //!
 //! ```text
 //! GET  /healthz, /readyz                 public
