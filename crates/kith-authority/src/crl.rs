@@ -9,6 +9,8 @@
 //! nothing; it exists because nginx, Envoy and `openssl verify
 //! -crl_check_all` refuse a chain unless every CA in it has a CRL.
 
+use std::time::SystemTime;
+
 use kith_pki::{CaKind, CrlSpec, RevokedEntry, Serial};
 use kith_store::{chunked, Store};
 
@@ -55,6 +57,34 @@ pub async fn stored_crl_of(
         Some(v) => Ok(Some(from_json(&key, &v.value)?)),
         None => Ok(None),
     }
+}
+
+/// After a CA's records were copied verbatim into another store (`kith
+/// store copy`): a CRL record names the highest `revoked/` revision it
+/// covers, a revision of the store it was signed in. The copy numbers its
+/// records anew, so a revocation recorded there later could get a revision
+/// at or below that number and look covered when it is not. Each
+/// authority's CRL record is rewritten to cover revision 0, which makes it
+/// stale wherever a revocation exists (`Authority::crl_is_stale`): the
+/// first process to check re-signs it from the copy's own revisions, with
+/// the next number. Root CRLs cover no revocation record (0) and are left
+/// alone. Returns how many records were rewritten.
+pub async fn forget_crl_coverage(store: &dyn Store, now: SystemTime) -> Result<usize, Error> {
+    let mut rewritten = 0;
+    for info in crate::info::ClusterInfo::load(store).await?.authorities {
+        let key = keys::crl_key(&info.name);
+        let Some(current) = chunked::get(store, &key).await? else {
+            continue;
+        };
+        let mut record: CrlRecord = from_json(&key, &current.value)?;
+        if record.covers == 0 {
+            continue;
+        }
+        record.covers = 0;
+        chunked::update(store, &current.head, &to_json(&record)?, now).await?;
+        rewritten += 1;
+    }
+    Ok(rewritten)
 }
 
 impl Authority {
@@ -147,6 +177,13 @@ impl Authority {
         let key = issuer.key(authority);
         cas::retry!(&key, 16, async |_| {
             let now = self.now();
+            // The stored CRL first, then the revocations: a CRL another
+            // process writes after this read fails our compare-and-swap, so
+            // the one we replace was built from a listing older than ours.
+            // (Listing first let a slower signer replace a newer CRL with
+            // one that missed the newer CRL's latest revocation.) Split over
+            // chunks when larger than one store value.
+            let current = chunked::get(&**store, &key).await?;
             let mut entries = Vec::new();
             let mut covers = 0;
             // The root signs only intermediates, and kith revokes none.
@@ -165,8 +202,6 @@ impl Authority {
                     });
                 }
             }
-            // Split over chunks when larger than one store value.
-            let current = chunked::get(&**store, &key).await?;
             let number = match &current {
                 Some(c) => from_json::<CrlRecord>(&key, &c.value)?.number + 1,
                 None => 1,

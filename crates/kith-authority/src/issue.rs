@@ -12,7 +12,7 @@ use crate::authority::Authority;
 use crate::error::Error;
 use crate::keys;
 use crate::limits::{self, MAX_CERT_TTL};
-use crate::nodes::{NodeRecord, OFFLINE_TOKEN};
+use crate::nodes::NodeRecord;
 use crate::records::CertRecord;
 use crate::records::{from_json, to_json, NodeCertIndex};
 use crate::revoke::{Publish, RevokeTarget};
@@ -155,9 +155,7 @@ impl Authority {
             return Ok(());
         };
         let node: NodeRecord = from_json(&key, &e.value)?;
-        let live =
-            node.removed_at.is_none() && node.revoked_at.is_none() && node.not_after > self.now();
-        if live && node.token != OFFLINE_TOKEN {
+        if node.is_live_joined(self.now()) {
             return Err(Error::NodeNameTaken(id.node.clone()));
         }
         Ok(())
@@ -201,7 +199,8 @@ impl Authority {
         let issued = self.sign(&req)?;
         self.claim_issued_ips(&issued).await?;
         self.record(&issued).await?;
-        self.record_issued_node(&issued, req.identity.ttl).await?;
+        self.record_issued_node_or_withdraw(&issued, req.identity.ttl)
+            .await?;
         self.settle_issued_ips(&issued).await?;
         Ok(issued)
     }
@@ -322,7 +321,7 @@ impl Authority {
                     self.check_name_not_joined(&id).await?;
                     self.claim_issued_ips(&issued).await?;
                     self.record(&issued).await?;
-                    self.record_issued_node(&issued, ttl).await?;
+                    self.record_issued_node_or_withdraw(&issued, ttl).await?;
                     self.settle_issued_ips(&issued).await?;
                     progress();
                     Ok(issued)

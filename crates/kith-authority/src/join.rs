@@ -286,7 +286,15 @@ impl Authority {
                 Ok(now) if now.revoked_at.is_some() => {
                     Err(Error::CertificateRevoked(issued[0].record.serial.clone()))
                 }
-                Ok(_) => Ok(written),
+                // A renewal whose certificate was revoked (by serial) after
+                // our first check and before our write: the revoker listed
+                // nothing of ours, so the new certificates go here.
+                Ok(now) => match renewed_with {
+                    Some(s) if self.serial_is_revoked(&now.authority, s).await? => {
+                        Err(Error::CertificateRevoked(s.to_string()))
+                    }
+                    _ => Ok(written),
+                },
                 Err(e) => Err(e),
             },
             other => other,

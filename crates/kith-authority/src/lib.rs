@@ -63,7 +63,7 @@ pub use cluster_settings::{
     ClusterSettings, DEFAULT_CRL_VALIDITY, DEFAULT_KEEP_VERSIONS, DEFAULT_SECRET_MAX_BYTES,
     MAX_KEEP_VERSIONS, MAX_SECRET_MAX_BYTES, MIN_CRL_VALIDITY,
 };
-pub use crl::{stored_crl, stored_crl_of, CrlIssuer};
+pub use crl::{forget_crl_coverage, stored_crl, stored_crl_of, CrlIssuer};
 pub use error::Error;
 pub use info::{find_certificate, list_certificates, AuthorityInfo, ClusterInfo};
 pub use issue::{Identity, Issued};

@@ -88,6 +88,16 @@ pub struct NodeRecord {
 }
 
 impl NodeRecord {
+    /// A node that joined with a token (not one an operator issued
+    /// directly), neither removed nor revoked, whose certificate is live at
+    /// `now`: its name is not the operator's to reissue.
+    pub(crate) fn is_live_joined(&self, now: OffsetDateTime) -> bool {
+        self.removed_at.is_none()
+            && self.revoked_at.is_none()
+            && self.not_after > now
+            && self.token != OFFLINE_TOKEN
+    }
+
     /// Whether `serial` is one of the node's current certificates.
     pub fn is_current(&self, serial: &str) -> bool {
         self.serials.values().any(|s| s == serial)
@@ -227,6 +237,16 @@ impl Authority {
             return Err(Error::CertificateRevoked(cert.serial));
         }
         Ok(cert)
+    }
+
+    /// Whether certificate `serial_hex` of `authority` is revoked now.
+    pub(crate) async fn serial_is_revoked(
+        &self,
+        authority: &str,
+        serial_hex: &str,
+    ) -> Result<bool, Error> {
+        let key = keys::revoked_key(authority, serial_hex);
+        Ok(self.store().get(&key).await?.is_some())
     }
 
     /// The stored record of node `name`.

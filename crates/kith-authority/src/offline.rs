@@ -14,13 +14,16 @@ use crate::error::Error;
 use crate::issue::Issued;
 use crate::keys::node_key;
 use crate::nodes::{NodeRecord, OFFLINE_TOKEN};
-use crate::records::to_json;
+use crate::records::{from_json, to_json};
 
 impl Authority {
     /// Write the node record of `issued`, a node certificate the operator
     /// issued directly with lifetime `ttl`. The operator decides the name:
     /// the record replaces whatever was there (as the certificate's
-    /// address claims do).
+    /// address claims do), except a live node that joined with a token,
+    /// judged on the very record replaced (compare-and-swap): a join on
+    /// another replica between the caller's early check and this write is
+    /// [`Error::NodeNameTaken`], and the caller withdraws what it issued.
     pub(crate) async fn record_issued_node(
         &self,
         issued: &Issued,
@@ -59,9 +62,49 @@ impl Authority {
             revoked_at: None,
             cert_ttl_seconds: ttl.map(|t| t.whole_seconds()),
         };
-        self.store()
-            .put(&node_key(&r.node), to_json(&record)?)
-            .await?;
-        Ok(())
+        let key = node_key(&r.node);
+        let (json, now) = (to_json(&record)?, self.now());
+        let store = self.store();
+        crate::cas::retry!(&key, crate::cas::ATTEMPTS, async |_| {
+            let written = match store.get(&key).await? {
+                None => store.create(&key, json.clone()).await,
+                Some(e) => {
+                    let old: NodeRecord = from_json(&key, &e.value)?;
+                    if old.is_live_joined(now) {
+                        return Err(Error::NodeNameTaken(r.node.clone()));
+                    }
+                    store.update(&key, json.clone(), e.revision).await
+                }
+            };
+            crate::cas::written(written).map(|w| match w {
+                Some(_) => crate::cas::Attempt::Done(()),
+                None => crate::cas::Attempt::Conflict,
+            })
+        })
+        .await
+    }
+
+    /// [`Authority::record_issued_node`], and if the name was taken meanwhile
+    /// by a node that joined, the certificates just recorded are revoked
+    /// before the error is returned: none of them may stay live.
+    pub(crate) async fn record_issued_node_or_withdraw(
+        &self,
+        issued: &Issued,
+        ttl: Option<Duration>,
+    ) -> Result<(), Error> {
+        match self.record_issued_node(issued, ttl).await {
+            Err(Error::NodeNameTaken(name)) => {
+                let serial = kith_pki::Serial::parse(&issued.record.serial)?;
+                self.revoke(
+                    crate::RevokeTarget::Serial(serial),
+                    kith_pki::RevocationReason::CessationOfOperation,
+                    crate::LOCAL_OPERATOR,
+                    crate::Publish::Now,
+                )
+                .await?;
+                Err(Error::NodeNameTaken(name))
+            }
+            other => other,
+        }
     }
 }

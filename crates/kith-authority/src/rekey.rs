@@ -104,6 +104,32 @@ impl Authority {
         .await
     }
 
+    /// Make pending key `new_version` the master. `None` if another process
+    /// swapped it in already. A pending key of another version is a later
+    /// rotation's: promoting it would drop the key every record is sealed
+    /// under before that rotation has resealed them, so it is refused.
+    async fn promote_pending(&self, new_version: u32) -> Result<Option<ClusterRecord>, Error> {
+        let (mut cluster, rev) = self.cluster_record().await?;
+        let read = cluster.clone();
+        if cluster.master_version == new_version {
+            return Ok(None);
+        }
+        let pending = cluster
+            .pending_master
+            .take()
+            .filter(|p| p.version == new_version)
+            .ok_or_else(|| {
+                Error::Contended(format!(
+                    "another master key rotation replaced pending key v{new_version}; \
+                     run `kith vault rotate` again"
+                ))
+            })?;
+        cluster.master_version = pending.version;
+        cluster.wrapped_master = pending.wrapped;
+        self.write_cluster(&read, cluster.clone(), rev).await?;
+        Ok(Some(cluster))
+    }
+
     /// Replace the master key: a new random key, every CA key and every
     /// secret data key resealed under it, the old key dropped. `passphrase`
     /// (the current one) wraps the new key. `progress(done, total)` is
@@ -174,20 +200,11 @@ impl Authority {
             }
         }
         // Swap: the pending key becomes the master; the old one is gone.
-        let (mut cluster, rev) = self.cluster_record().await?;
-        let read = cluster.clone();
-        if cluster.master_version == new_version && cluster.pending_master.is_none() {
+        let Some(cluster) = self.promote_pending(new_version).await? else {
             // A rotation run concurrently elsewhere swapped first: done.
             self.refresh_keyring().await?;
             return Ok(report);
-        }
-        let pending = cluster
-            .pending_master
-            .take()
-            .ok_or_else(|| Error::Integrity("the pending master key vanished".into()))?;
-        cluster.master_version = pending.version;
-        cluster.wrapped_master = pending.wrapped;
-        self.write_cluster(&read, cluster.clone(), rev).await?;
+        };
         self.refresh_keyring().await?;
         self.audit(
             crate::LOCAL_OPERATOR,
@@ -417,5 +434,53 @@ mod tests {
         assert!(c.pending_master.is_none());
         assert_eq!(c.master_version, 2);
         assert_eq!(tried, 2 + 3);
+    }
+
+    /// Two rotations ran together on pending v2; one swapped, then a third
+    /// wrote pending v3. The slower second must not promote v3: every
+    /// record is still sealed under v2 until the third has resealed them.
+    #[tokio::test]
+    async fn a_late_swap_does_not_promote_a_later_rotations_key() {
+        let store: Arc<dyn kith_store::Store> = Arc::new(kith_store::MemStore::new());
+        let pass = b"a passphrase for tests";
+        let a = Authority::init(
+            store.clone(),
+            Arc::new(ManualClock::new(time::OffsetDateTime::now_utc())),
+            InitOptions {
+                cluster: "test.example".into(),
+                key_type: kith_pki::KeyType::P256,
+                kdf: KdfParams::MINIMUM,
+            },
+            pass,
+            Settings::default(),
+        )
+        .await
+        .expect("init");
+        a.rotate_master(pass, Arc::new(|_, _| {}))
+            .await
+            .expect("rotate to v2");
+        let (mut cluster, rev) = a.cluster_record().await.expect("record");
+        assert_eq!(cluster.master_version, 2);
+        let read = cluster.clone();
+        cluster.pending_master = Some(PendingMaster {
+            version: 3,
+            wrapped: cluster.wrapped_master.clone(),
+        });
+        a.write_cluster(&read, cluster, rev)
+            .await
+            .expect("a third rotation begins");
+        assert!(a
+            .promote_pending(2)
+            .await
+            .expect("already swapped")
+            .is_none());
+        let (after, _) = a.cluster_record().await.expect("record");
+        assert_eq!(after.master_version, 2, "v2 stays the master");
+        assert_eq!(after.pending_master.map(|p| p.version), Some(3));
+        // A rotation whose pending key was replaced is told so.
+        assert!(matches!(
+            a.promote_pending(4).await,
+            Err(Error::Contended(_))
+        ));
     }
 }

@@ -13,7 +13,8 @@
 //! splits it over several keys with [`chunked`], which works on any backend.
 //!
 //! Backends: [`MemStore`] here (tests, throwaway runs), the embedded redb
-//! file in `kith-store-redb`. Only the binary that wires kith together names
+//! file in `kith-store-redb`, a NATS JetStream bucket shared by several
+//! replicas in `kith-store-nats`. Only the binary that wires kith together names
 //! a concrete backend; everything above this crate sees `dyn Store`.
 
 use async_trait::async_trait;

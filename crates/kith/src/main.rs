@@ -7,6 +7,7 @@ mod cmd;
 mod duration;
 mod node_files;
 mod output;
+mod store_args;
 mod util;
 
 use std::path::PathBuf;
@@ -29,6 +30,12 @@ struct Cli {
     /// Print JSON on stdout instead of text (errors too, as {"error": ...}).
     #[arg(long, global = true)]
     json: bool,
+
+    #[command(
+        flatten,
+        next_help_heading = "Store (without --store: the database in --data-dir)"
+    )]
+    store: store_args::StoreArgs,
 
     #[command(subcommand)]
     command: Command,
@@ -89,6 +96,9 @@ enum Command {
     /// Settings every replica shares: CRL validity, largest secret, versions kept.
     #[command(subcommand)]
     Settings(cmd::settings::SettingsCommand),
+    /// The CA's store as a whole: copy it between data directories and NATS.
+    #[command(subcommand)]
+    Store(cmd::store::StoreCommand),
 }
 
 /// Commands that run on a node and work on its node directory (`--dir`):
@@ -104,6 +114,7 @@ fn cli_command() -> clap::Command {
     for name in NODE_COMMANDS {
         command = command.mut_subcommand(name, |sc| {
             let sc_name = sc.get_name().to_string();
+            let sc = refuse_store_args(sc);
             sc.arg(
                 Arg::new("data_dir")
                     .long("data-dir")
@@ -118,6 +129,26 @@ fn cli_command() -> clap::Command {
         });
     }
     command
+}
+
+/// The store options (`--store`, `--nats-*`, ...) taken away from a node
+/// command as `--data-dir` is: hidden, and refused with what was meant.
+fn refuse_store_args(mut sc: clap::Command) -> clap::Command {
+    for (id, long) in store_args::STORE_ARG_IDS {
+        let sc_name = sc.get_name().to_string();
+        sc = sc.arg(
+            Arg::new(id)
+                .long(long)
+                .hide(true)
+                .value_name("VALUE")
+                .value_parser(move |_: &str| -> Result<String, String> {
+                    Err(format!(
+                        "`kith {sc_name}` works on a node directory (--dir), not on the CA's store (--{long})"
+                    ))
+                }),
+        );
+    }
+    sc
 }
 
 fn parse() -> Result<Cli, clap::Error> {
@@ -162,7 +193,7 @@ fn main() -> ExitCode {
         }
     };
     let data_dir = cli.data_dir.clone();
-    let result = runtime.block_on(run(cli.command, data_dir, json));
+    let result = runtime.block_on(run(cli.command, data_dir, cli.store, json));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -199,8 +230,13 @@ fn init_logging(default_level: &str) {
         .init();
 }
 
-async fn run(command: Command, data_dir: Option<PathBuf>, json: bool) -> Result<(), CliError> {
-    let dir = util::data_dir(data_dir)?;
+async fn run(
+    command: Command,
+    data_dir: Option<PathBuf>,
+    store: store_args::StoreArgs,
+    json: bool,
+) -> Result<(), CliError> {
+    let dir = util::Home::new(util::data_dir(data_dir)?, store);
     match command {
         Command::Init(a) => cmd::init::init(&dir, a, json).await,
         Command::Ca(c) => cmd::ca::run(&dir, c, json).await,
@@ -222,6 +258,7 @@ async fn run(command: Command, data_dir: Option<PathBuf>, json: bool) -> Result<
         Command::Passphrase(c) => cmd::passphrase::run(&dir, c).await,
         Command::Vault(c) => cmd::vault::run(&dir, c, json).await,
         Command::Settings(c) => cmd::settings::run(&dir, c, json).await,
+        Command::Store(c) => cmd::store::run(dir.store_args(), c, json).await,
     }
 }
 
@@ -240,6 +277,27 @@ mod tests {
         }
         let serve = command.find_subcommand_mut("serve").expect("serve");
         assert!(serve.render_long_help().to_string().contains("--data-dir"));
+    }
+
+    #[test]
+    fn node_commands_do_not_offer_the_store() {
+        let mut command = super::cli_command();
+        command.build();
+        for name in super::NODE_COMMANDS {
+            let sc = command.find_subcommand_mut(name).expect("a node command");
+            let help = sc.render_long_help().to_string();
+            for (_, long) in super::store_args::STORE_ARG_IDS {
+                assert!(
+                    !help.contains(&format!("--{long}")),
+                    "kith {name} --help:\n{help}"
+                );
+            }
+        }
+        let init = command.find_subcommand_mut("init").expect("init");
+        assert!(init
+            .render_long_help()
+            .to_string()
+            .contains("--store <URL>"));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
 use crate::output::CliError;
+use crate::store_args::StoreArgs;
 
 /// The database file inside the data directory.
 pub(crate) const DB_FILE: &str = "kith.redb";
@@ -37,9 +38,54 @@ pub(crate) fn data_dir(flag: Option<PathBuf>) -> Result<PathBuf, CliError> {
 /// The operator credential directory `init` writes inside the data directory.
 pub(crate) const ADMIN_DIR: &str = "admin";
 
-/// Open the store of an initialised data directory, after checking it as
-/// ssh checks `~/.ssh`: see [`check_data_dir`].
-pub(crate) fn open_store(dir: &Path) -> Result<Arc<dyn Store>, CliError> {
+/// Where a CA lives for one command: the local data directory and the
+/// store options (`--store`). It dereferences to the data directory, which
+/// is what most of a command uses (admin/, server.json, ca.pem); only the
+/// opening of the store looks at the rest.
+#[derive(Debug, Clone)]
+pub(crate) struct Home {
+    dir: PathBuf,
+    store: StoreArgs,
+}
+
+impl Home {
+    /// The data directory `dir` with the store options of the command line.
+    pub(crate) fn new(dir: PathBuf, store: StoreArgs) -> Self {
+        Self { dir, store }
+    }
+
+    /// The embedded store in `dir`, whatever the command line says
+    /// (`serve --dev`, the embedded side of `kith store copy`).
+    pub(crate) fn embedded(dir: PathBuf) -> Self {
+        Self::new(dir, StoreArgs::default())
+    }
+
+    /// The store options.
+    pub(crate) fn store_args(&self) -> &StoreArgs {
+        &self.store
+    }
+}
+
+impl std::ops::Deref for Home {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Open the store of an initialised CA: the database of the data
+/// directory, after checking the directory as ssh checks `~/.ssh` (see
+/// [`check_data_dir`]); or, with `--store nats://...`, the NATS bucket, the
+/// local data directory checked only if it exists (it holds no record).
+pub(crate) async fn open_store(home: &Home) -> Result<Arc<dyn Store>, CliError> {
+    let dir: &Path = home;
+    if let Some(opts) = home.store.nats()? {
+        if dir.symlink_metadata().is_ok() {
+            check_local_dir(dir)?;
+        }
+        return connect_nats(opts).await;
+    }
     let db = dir.join(DB_FILE);
     // `symlink_metadata`: a dangling link or a FIFO is there, and refused below.
     if db.symlink_metadata().is_err() {
@@ -47,7 +93,7 @@ pub(crate) fn open_store(dir: &Path) -> Result<Arc<dyn Store>, CliError> {
             ErrorCode::NotInitialized,
             format!("no kith CA in {}", dir.display()),
         )
-        .hint("run `kith init --cluster NAME` first, or pass --data-dir"));
+        .hint("run `kith init --cluster NAME` first, pass --data-dir, or --store nats://... for a CA kept in NATS"));
     }
     check_data_dir(dir)?;
     Ok(Arc::new(RedbStore::open(&db)?))
@@ -62,6 +108,17 @@ pub(crate) fn open_store(dir: &Path) -> Result<Arc<dyn Store>, CliError> {
 pub(crate) fn check_data_dir(dir: &Path) -> Result<(), CliError> {
     kith_nodedir::check_private_dir(dir)?;
     kith_nodedir::check_private_file(&dir.join(DB_FILE))?;
+    check_admin_key(dir)
+}
+
+/// [`check_data_dir`] for a CA whose records are in NATS: the directory
+/// and the operator credential, no database.
+fn check_local_dir(dir: &Path) -> Result<(), CliError> {
+    kith_nodedir::check_private_dir(dir)?;
+    check_admin_key(dir)
+}
+
+fn check_admin_key(dir: &Path) -> Result<(), CliError> {
     let admin = dir.join(ADMIN_DIR);
     if admin.symlink_metadata().is_ok() {
         kith_nodedir::read(&admin, kith_nodedir::KEY)?;
@@ -69,15 +126,61 @@ pub(crate) fn check_data_dir(dir: &Path) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The data directory of `serve` with a NATS store, which keeps only
+/// `server.json` there: created 0700 when missing (once the store opened,
+/// so a store that cannot be reached leaves nothing behind), checked as
+/// always. The embedded store needs an initialised directory, checked when
+/// it opens.
+pub(crate) fn prepare_local_dir(home: &Home) -> Result<(), CliError> {
+    if home.store.is_nats() && home.symlink_metadata().is_err() {
+        kith_nodedir::create_dir(home)?;
+        kith_nodedir::check_private_dir(home)?;
+    }
+    Ok(())
+}
+
+/// Connect to the NATS store; a failure names the addresses and bucket.
+pub(crate) async fn connect_nats(
+    opts: kith_store_nats::NatsOptions,
+) -> Result<Arc<dyn Store>, CliError> {
+    let place = crate::store_args::describe(&opts);
+    match kith_store_nats::NatsStore::connect(opts).await {
+        Ok(store) => Ok(Arc::new(store)),
+        Err(e) => {
+            // The store's own code (store-unavailable when nothing answers).
+            let mut err = CliError::from(e);
+            err.message = format!("cannot open the NATS store at {place}: {}", err.message);
+            if err.code == ErrorCode::StoreUnavailable.as_str() {
+                err.hint = Some(
+                    "check that nats-server (with JetStream) runs at those addresses and that the --nats-* options match its configuration".into(),
+                );
+            }
+            Err(err)
+        }
+    }
+}
+
 /// Create or open the store for `init`: the directory is created 0700, or
 /// an existing one tightened to 0700 (refused if others can write it or
-/// another user owns it); the database is created 0600 before redb opens it.
-pub(crate) fn create_store(dir: &Path) -> Result<Arc<dyn Store>, CliError> {
+/// another user owns it); the database is created 0600 before redb opens
+/// it. With `--store nats://...` the directory is made the same way (it
+/// receives admin/ and ca.pem) but holds no database.
+pub(crate) async fn create_store(home: &Home) -> Result<Arc<dyn Store>, CliError> {
+    // Bad NATS options are refused before anything is created.
+    // A NATS store that cannot be reached leaves no directory behind.
+    let nats = match home.store.nats()? {
+        Some(opts) => Some(connect_nats(opts).await?),
+        None => None,
+    };
+    let dir: &Path = home;
     if dir.symlink_metadata().is_ok() {
         kith_nodedir::tighten_private_dir(dir)?;
     } else {
         kith_nodedir::create_dir(dir)?;
         kith_nodedir::check_private_dir(dir)?;
+    }
+    if let Some(store) = nats {
+        return Ok(store);
     }
     let db = dir.join(DB_FILE);
     if db.symlink_metadata().is_err() {
@@ -153,13 +256,13 @@ pub(crate) fn read_secret(
     Ok(Some(first))
 }
 
-/// Unlock the CA of `dir`.
+/// Unlock the CA of `home`.
 pub(crate) async fn unlock(
-    dir: &Path,
+    home: &Home,
     passphrase_file: Option<&Path>,
     settings: Settings,
 ) -> Result<Authority, CliError> {
-    let store = open_store(dir)?;
+    let store = open_store(home).await?;
     let prompt = Prompt {
         text: "CA passphrase: ",
         confirm: false,

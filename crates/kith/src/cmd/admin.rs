@@ -31,6 +31,7 @@ use crate::admin::{csr_pem, issued_from_wire, AdminArgs, Credential};
 use crate::args::{reason_parser, PassphraseArg};
 use crate::node_files::stage_node_files;
 use crate::output::{print_json, CliError};
+use crate::util::Home;
 use crate::util::{self, rfc3339};
 
 #[derive(Subcommand, Debug)]
@@ -98,7 +99,7 @@ pub(crate) struct RevokeArgs {
     admin: AdminArgs,
 }
 
-pub(crate) async fn run(dir: &Path, cmd: AdminCommand, json: bool) -> Result<(), CliError> {
+pub(crate) async fn run(dir: &Home, cmd: AdminCommand, json: bool) -> Result<(), CliError> {
     match cmd {
         AdminCommand::Renew(a) => renew(dir, a, json).await,
         AdminCommand::Add(a) => add(dir, a, json).await,
@@ -129,7 +130,7 @@ fn write_credential(
     Ok(())
 }
 
-async fn renew(dir: &Path, a: RenewArgs, json: bool) -> Result<(), CliError> {
+async fn renew(dir: &Home, a: RenewArgs, json: bool) -> Result<(), CliError> {
     let cred_dir = a.admin.admin_dir(dir);
     let old = Credential::load(&cred_dir)?;
     let now = OffsetDateTime::now_utc();
@@ -242,7 +243,7 @@ fn checked(r: &CertificateIssued, key: &PrivateKey, name: &str) -> Result<Issued
     Ok(issued)
 }
 
-async fn add(dir: &Path, a: AddArgs, json: bool) -> Result<(), CliError> {
+async fn add(dir: &Home, a: AddArgs, json: bool) -> Result<(), CliError> {
     kith_pki::validate_label("operator name", &a.name)?;
     let out = a
         .out
@@ -300,13 +301,13 @@ async fn add(dir: &Path, a: AddArgs, json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn ls(dir: &Path, a: LsArgs, json: bool) -> Result<(), CliError> {
+async fn ls(dir: &Home, a: LsArgs, json: bool) -> Result<(), CliError> {
     let views: Vec<OperatorView> = if let Some(mut conn) = a.admin.online(dir).await? {
         conn.json(Method::GET, "/v1/admin/operators", None::<&()>)
             .await?
     } else {
         // Public facts: no passphrase needed.
-        let store = util::open_store(dir)?;
+        let store = util::open_store(dir).await?;
         kith_authority::list_operators(&*store, OffsetDateTime::now_utc())
             .await?
             .into_iter()
@@ -337,7 +338,7 @@ async fn ls(dir: &Path, a: LsArgs, json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn revoke(dir: &Path, a: RevokeArgs, json: bool) -> Result<(), CliError> {
+async fn revoke(dir: &Home, a: RevokeArgs, json: bool) -> Result<(), CliError> {
     kith_pki::validate_label("operator name", &a.name)?;
     let r: RevokeResponse = if let Some(mut conn) = a.admin.online(dir).await? {
         let body = OperatorRevokeRequest {

@@ -1,7 +1,5 @@
 //! `kith authority add`.
 
-use std::path::Path;
-
 use clap::{Args, Subcommand};
 use hyper::Method;
 use kith_api::wire::{AuthorityAddRequest, CaAuthority, CaInfo};
@@ -15,6 +13,7 @@ use crate::args::{key_type_parser, PassphraseArg};
 use crate::node_files::write_bundle;
 use crate::output::CliError;
 use crate::util;
+use crate::util::Home;
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum AuthorityCommand {
@@ -22,7 +21,7 @@ pub(crate) enum AuthorityCommand {
     Add(AuthorityAddArgs),
 }
 
-pub(crate) async fn run(dir: &Path, cmd: AuthorityCommand) -> Result<(), CliError> {
+pub(crate) async fn run(dir: &Home, cmd: AuthorityCommand) -> Result<(), CliError> {
     match cmd {
         AuthorityCommand::Add(a) => authority_add(dir, a).await,
     }
@@ -41,7 +40,7 @@ pub(crate) struct AuthorityAddArgs {
     admin: AdminArgs,
 }
 
-pub(crate) async fn authority_add(dir: &Path, a: AuthorityAddArgs) -> Result<(), CliError> {
+pub(crate) async fn authority_add(dir: &Home, a: AuthorityAddArgs) -> Result<(), CliError> {
     kith_pki::validate_label("authority name", &a.name)?;
     let root = if let Some(mut conn) = a.admin.online(dir).await? {
         // The server holds the store: it adds the authority, and the

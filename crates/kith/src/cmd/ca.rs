@@ -1,7 +1,7 @@
 //! `kith ca show` and `kith ca export-key`.
 
 use kith_api::ErrorCode;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use kith_authority::{ClusterInfo, Settings, DEFAULT_AUTHORITY, LOCAL_OPERATOR};
@@ -16,6 +16,7 @@ use kith_api::wire::CaInfo;
 use crate::admin::AdminArgs;
 use crate::args::{which_parser, PassphraseArg};
 use crate::output::{print_json, CliError};
+use crate::util::Home;
 use crate::util::{self, rfc3339, split_path};
 
 #[derive(Subcommand, Debug)]
@@ -26,7 +27,7 @@ pub(crate) enum CaCommand {
     ExportKey(ExportKeyArgs),
 }
 
-pub(crate) async fn run(dir: &Path, cmd: CaCommand, json: bool) -> Result<(), CliError> {
+pub(crate) async fn run(dir: &Home, cmd: CaCommand, json: bool) -> Result<(), CliError> {
     match cmd {
         CaCommand::Show(admin) => ca_show(dir, &admin, json).await,
         CaCommand::ExportKey(a) => export_key(dir, a).await,
@@ -43,7 +44,7 @@ struct Shown {
 
 /// The cluster's name, creation time and authorities: through the running
 /// server when there is one (it holds the store), else from the store.
-async fn load(dir: &Path, admin: &AdminArgs) -> Result<(String, String, Vec<Shown>), CliError> {
+async fn load(dir: &Home, admin: &AdminArgs) -> Result<(String, String, Vec<Shown>), CliError> {
     if let Some(mut conn) = admin.online(dir).await? {
         let info: CaInfo = conn.json(Method::GET, "/v1/admin/ca", None::<&()>).await?;
         let der = |pem: &str| -> Result<Vec<u8>, CliError> {
@@ -65,7 +66,7 @@ async fn load(dir: &Path, admin: &AdminArgs) -> Result<(String, String, Vec<Show
         }
         return Ok((info.cluster, info.created, out));
     }
-    let store = util::open_store(dir)?;
+    let store = util::open_store(dir).await?;
     let info = ClusterInfo::load(&*store).await?;
     let out = info
         .authorities
@@ -80,7 +81,7 @@ async fn load(dir: &Path, admin: &AdminArgs) -> Result<(String, String, Vec<Show
     Ok((info.cluster, rfc3339(info.created), out))
 }
 
-pub(crate) async fn ca_show(dir: &Path, admin: &AdminArgs, json_out: bool) -> Result<(), CliError> {
+pub(crate) async fn ca_show(dir: &Home, admin: &AdminArgs, json_out: bool) -> Result<(), CliError> {
     let (cluster, created, authorities) = load(dir, admin).await?;
     let now = OffsetDateTime::now_utc();
     let describe = |der: &[u8]| -> Result<serde_json::Value, CliError> {
@@ -168,7 +169,7 @@ pub(crate) struct ExportKeyArgs {
     pass: PassphraseArg,
 }
 
-pub(crate) async fn export_key(dir: &Path, a: ExportKeyArgs) -> Result<(), CliError> {
+pub(crate) async fn export_key(dir: &Home, a: ExportKeyArgs) -> Result<(), CliError> {
     if a.out.exists() && !a.force {
         return Err(
             CliError::new(ErrorCode::Exists, format!("{} exists", a.out.display()))

@@ -1,7 +1,7 @@
 //! `kith crl`: write an authority's current CRL.
 
 use kith_api::ErrorCode;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 use hyper::Method;
@@ -13,6 +13,7 @@ use kith_pki::pem_encode;
 use crate::admin::AdminArgs;
 use crate::args::PassphraseArg;
 use crate::output::CliError;
+use crate::util::Home;
 use crate::util::{self, rfc3339, split_path};
 
 #[derive(Args, Debug)]
@@ -51,7 +52,7 @@ struct Got {
 
 /// Through the running server when there is one (it holds the store), else
 /// from the store, unlocked (a stale CRL is signed anew either way).
-async fn get(dir: &Path, a: &CrlArgs) -> Result<Got, CliError> {
+async fn get(dir: &Home, a: &CrlArgs) -> Result<Got, CliError> {
     if let Some(mut conn) = a.admin.online(dir).await? {
         let suffix = if a.root { "/root" } else { "" };
         let path = format!("/v1/admin/crl/{}{suffix}", a.authority);
@@ -91,7 +92,7 @@ async fn get(dir: &Path, a: &CrlArgs) -> Result<Got, CliError> {
     })
 }
 
-pub(crate) async fn crl(dir: &Path, a: CrlArgs) -> Result<(), CliError> {
+pub(crate) async fn crl(dir: &Home, a: CrlArgs) -> Result<(), CliError> {
     use std::io::{IsTerminal, Write};
     if a.out.is_none() && !a.pem && std::io::stdout().is_terminal() {
         return Err(CliError::new(

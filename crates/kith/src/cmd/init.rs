@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use crate::args::key_type_parser;
 use crate::node_files::{stage_node_files, write_bundle};
 use crate::output::{print_json, CliError};
-use crate::util::{self, relative};
+use crate::util::{self, relative, Home};
 
 #[derive(Args, Debug)]
 pub(crate) struct InitArgs {
@@ -47,7 +47,7 @@ pub(crate) async fn init_quiet(
     passphrase_file: &Path,
 ) -> Result<(), CliError> {
     init(
-        dir,
+        &Home::embedded(dir.to_path_buf()),
         InitArgs {
             cluster: cluster.to_string(),
             key_type: KeyType::P256,
@@ -60,7 +60,7 @@ pub(crate) async fn init_quiet(
     .await
 }
 
-pub(crate) async fn init(dir: &Path, a: InitArgs, json: bool) -> Result<(), CliError> {
+pub(crate) async fn init(dir: &Home, a: InitArgs, json: bool) -> Result<(), CliError> {
     kith_pki::validate_cluster_name(&a.cluster)?;
     // No prompt: without a file or variable, init generates the passphrase.
     let supplied = util::read_secret(a.passphrase_file.as_deref(), "KITH_PASSPHRASE", None)?;
@@ -68,7 +68,7 @@ pub(crate) async fn init(dir: &Path, a: InitArgs, json: bool) -> Result<(), CliE
         Some(p) => (p, false),
         None => (util::generate_passphrase()?, true),
     };
-    let store = util::create_store(dir)?;
+    let store = util::create_store(dir).await?;
     let kdf = KdfParams {
         m_kib: a.kdf_memory_mib.saturating_mul(1024),
         ..KdfParams::default()
@@ -113,10 +113,16 @@ pub(crate) async fn init(dir: &Path, a: InitArgs, json: bool) -> Result<(), CliE
         &authority.root_cert(DEFAULT_AUTHORITY)?,
     )?);
     let now = OffsetDateTime::now_utc();
+    // Where the records went: NATS, or the database in the data directory.
+    let store = match dir.store_args().nats()? {
+        Some(opts) => crate::store_args::describe(&opts),
+        None => dir.join(util::DB_FILE).display().to_string(),
+    };
     if json {
         print_json(&json!({
             "cluster": authority.cluster(),
-            "data_dir": dir,
+            "data_dir": &**dir,
+            "store": store,
             "key_type": a.key_type,
             "root_pin_sha256": pin,
             "bundle": dir.join(nodedir::CA),
@@ -133,6 +139,7 @@ pub(crate) async fn init(dir: &Path, a: InitArgs, json: bool) -> Result<(), CliE
             "  authority:   {DEFAULT_AUTHORITY} ({}), root and intermediate",
             a.key_type
         );
+        println!("  store:       {store}");
         println!("  root pin:    sha256:{pin}");
         println!("  trust bundle: {}", dir.join(nodedir::CA).display());
         println!(

@@ -1,6 +1,6 @@
 //! One module per command group, each holding its clap arguments and its
 //! `run`. Modules here share only the helper modules of the crate root
-//! (`util`, `output`, `args`, `admin`, `node_files`), never each other,
+//! (`util`, `output`, `args`, `admin`, `node_files`, `store_args`), never each other,
 //! except `serve --dev`, which runs `init`.
 
 pub(crate) mod admin;
@@ -21,5 +21,6 @@ pub(crate) mod serve;
 pub(crate) mod server;
 pub(crate) mod settings;
 pub(crate) mod status;
+pub(crate) mod store;
 pub(crate) mod token;
 pub(crate) mod vault;

@@ -1,13 +1,14 @@
 //! `kith passphrase change`.
 
 use kith_api::ErrorCode;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use kith_authority::{KdfParams, Settings};
 
 use crate::output::CliError;
 use crate::util;
+use crate::util::Home;
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum PassphraseCommand {
@@ -15,7 +16,7 @@ pub(crate) enum PassphraseCommand {
     Change(PassphraseChangeArgs),
 }
 
-pub(crate) async fn run(dir: &Path, cmd: PassphraseCommand) -> Result<(), CliError> {
+pub(crate) async fn run(dir: &Home, cmd: PassphraseCommand) -> Result<(), CliError> {
     match cmd {
         PassphraseCommand::Change(a) => passphrase_change(dir, a).await,
     }
@@ -34,7 +35,7 @@ pub(crate) struct PassphraseChangeArgs {
     kdf_memory_mib: u32,
 }
 
-pub(crate) async fn passphrase_change(dir: &Path, a: PassphraseChangeArgs) -> Result<(), CliError> {
+pub(crate) async fn passphrase_change(dir: &Home, a: PassphraseChangeArgs) -> Result<(), CliError> {
     let authority = util::unlock(dir, a.passphrase_file.as_deref(), Settings::default()).await?;
     let new = util::read_secret(
         a.new_passphrase_file.as_deref(),

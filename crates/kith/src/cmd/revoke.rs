@@ -13,6 +13,7 @@ use serde_json::json;
 use crate::admin::AdminArgs;
 use crate::args::{reason_parser, PassphraseArg};
 use crate::output::{print_json, CliError};
+use crate::util::Home;
 use crate::util::{self, rfc3339};
 
 #[derive(Args, Debug)]
@@ -42,7 +43,7 @@ pub(crate) struct RevokeArgs {
 /// What to say when `kith revoke` is not told what to revoke: every form.
 const REVOKE_FORMS: &str = "say what to revoke: `kith revoke SERIAL` (one certificate), `kith revoke --node NAME` (every live certificate of a node) or `kith revoke --server-name NAME` (a kith server, whose name is retired)";
 
-pub(crate) async fn revoke(dir: &Path, a: RevokeArgs, json: bool) -> Result<(), CliError> {
+pub(crate) async fn revoke(dir: &Home, a: RevokeArgs, json: bool) -> Result<(), CliError> {
     if a.serial.is_none() && a.node.is_none() && a.server_name.is_none() {
         return Err(CliError::new(ErrorCode::InvalidArgument, REVOKE_FORMS)
             .hint("`kith cert ls` lists serials, `kith node ls` nodes, `kith server ls` servers"));

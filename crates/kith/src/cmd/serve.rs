@@ -3,7 +3,7 @@
 use kith_api::ErrorCode;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 use kith_agent::ServerAddr;
@@ -14,6 +14,7 @@ use time::Duration;
 use crate::admin::SERVER_FILE;
 use crate::output::CliError;
 use crate::util;
+use crate::util::Home;
 
 #[derive(Args, Debug)]
 pub(crate) struct ServeArgs {
@@ -151,7 +152,7 @@ fn serve_error(e: kith_server::Error) -> CliError {
     }
 }
 
-pub(crate) async fn serve(dir: &Path, a: ServeArgs) -> Result<(), CliError> {
+pub(crate) async fn serve(dir: &Home, a: ServeArgs) -> Result<(), CliError> {
     // Checked before anything is unlocked or created.
     let limits = a.limits.limits()?;
     let server_name = a
@@ -168,11 +169,18 @@ pub(crate) async fn serve(dir: &Path, a: ServeArgs) -> Result<(), CliError> {
         leaf_ttl: a.leaf_ttl,
         ..Settings::default()
     };
+    if a.dev && dir.store_args().is_nats() {
+        return Err(CliError::new(
+            ErrorCode::InvalidArgument,
+            "--dev runs a throwaway CA in a temporary directory; it takes no --store",
+        ));
+    }
     let (dir, authority, dev_token) = if a.dev {
         let (dir, authority, token) = dev_setup(settings).await?;
         (dir, authority, Some(token))
     } else {
         let authority = util::unlock(dir, a.passphrase_file.as_deref(), settings).await?;
+        util::prepare_local_dir(dir)?;
         (dir.to_path_buf(), authority, None)
     };
     let mut names = Vec::new();
@@ -270,7 +278,8 @@ async fn dev_setup(
     let pass = util::generate_passphrase()?;
     kith_nodedir::write_atomic(&dir, "passphrase", pass.as_bytes(), 0o600)?;
     crate::cmd::init::init_quiet(&dir, "dev.kith", &dir.join("passphrase")).await?;
-    let authority = util::unlock(&dir, Some(&dir.join("passphrase")), settings).await?;
+    let home = Home::embedded(dir.clone());
+    let authority = util::unlock(&home, Some(&dir.join("passphrase")), settings).await?;
     let (_, token) = authority
         .create_token(
             TokenSpec {

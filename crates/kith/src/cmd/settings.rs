@@ -3,8 +3,6 @@
 //! Through the server's admin API when one is configured (a running server
 //! holds the store), else on the store directly, as `kith revoke` decides.
 
-use std::path::Path;
-
 use clap::{Args, Subcommand};
 use hyper::Method;
 use kith_api::wire::{SettingsUpdate, SettingsView};
@@ -16,6 +14,7 @@ use crate::admin::AdminArgs;
 use crate::args::PassphraseArg;
 use crate::output::{print_json, CliError};
 use crate::util;
+use crate::util::Home;
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum SettingsCommand {
@@ -44,7 +43,7 @@ pub(crate) struct SetArgs {
     admin: AdminArgs,
 }
 
-pub(crate) async fn run(dir: &Path, cmd: SettingsCommand, json: bool) -> Result<(), CliError> {
+pub(crate) async fn run(dir: &Home, cmd: SettingsCommand, json: bool) -> Result<(), CliError> {
     let view = match cmd {
         SettingsCommand::Show(admin) => show(dir, &admin).await?,
         SettingsCommand::Set(a) => set(dir, a).await?,
@@ -57,20 +56,20 @@ pub(crate) async fn run(dir: &Path, cmd: SettingsCommand, json: bool) -> Result<
     Ok(())
 }
 
-async fn show(dir: &Path, admin: &AdminArgs) -> Result<SettingsView, CliError> {
+async fn show(dir: &Home, admin: &AdminArgs) -> Result<SettingsView, CliError> {
     if let Some(mut conn) = admin.online(dir).await? {
         return Ok(conn
             .json(Method::GET, "/v1/admin/settings", None::<&()>)
             .await?);
     }
     // Not secret: no passphrase needed to read them.
-    let store = util::open_store(dir)?;
+    let store = util::open_store(dir).await?;
     Ok(SettingsView::from(
         &kith_authority::cluster_settings(&*store).await?,
     ))
 }
 
-async fn set(dir: &Path, a: SetArgs) -> Result<SettingsView, CliError> {
+async fn set(dir: &Home, a: SetArgs) -> Result<SettingsView, CliError> {
     let body = SettingsUpdate {
         crl_validity_seconds: a
             .crl_validity

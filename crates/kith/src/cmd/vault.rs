@@ -2,7 +2,7 @@
 
 use kith_api::ErrorCode;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
@@ -10,6 +10,7 @@ use kith_authority::Settings;
 use serde_json::json;
 
 use crate::output::{print_json, CliError};
+use crate::util::Home;
 use crate::util::{self, progress_bar};
 
 #[derive(Subcommand, Debug)]
@@ -18,7 +19,7 @@ pub(crate) enum VaultCommand {
     Rotate(RotateArgs),
 }
 
-pub(crate) async fn run(dir: &Path, cmd: VaultCommand, json: bool) -> Result<(), CliError> {
+pub(crate) async fn run(dir: &Home, cmd: VaultCommand, json: bool) -> Result<(), CliError> {
     match cmd {
         VaultCommand::Rotate(a) => vault_rotate(dir, a, json).await,
     }
@@ -31,7 +32,7 @@ pub(crate) struct RotateArgs {
     passphrase_file: Option<PathBuf>,
 }
 
-pub(crate) async fn vault_rotate(dir: &Path, a: RotateArgs, json: bool) -> Result<(), CliError> {
+pub(crate) async fn vault_rotate(dir: &Home, a: RotateArgs, json: bool) -> Result<(), CliError> {
     let pass = util::read_secret(
         a.passphrase_file.as_deref(),
         "KITH_PASSPHRASE",
@@ -47,7 +48,7 @@ pub(crate) async fn vault_rotate(dir: &Path, a: RotateArgs, json: bool) -> Resul
         )
         .hint("pass --passphrase-file FILE or set KITH_PASSPHRASE")
     })?;
-    let store = util::open_store(dir)?;
+    let store = util::open_store(dir).await?;
     let authority = kith_authority::Authority::open(
         store,
         Arc::new(kith_authority::SystemClock),

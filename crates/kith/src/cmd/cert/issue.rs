@@ -2,7 +2,7 @@
 
 use kith_api::ErrorCode;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
@@ -18,6 +18,7 @@ use crate::admin::AdminArgs;
 use crate::args::{key_type_parser, profile_parser, PassphraseArg};
 use crate::node_files::stage_node_files;
 use crate::output::{print_json, CliError};
+use crate::util::Home;
 use crate::util::{self, progress_bar, relative, rfc3339};
 
 #[derive(Args, Debug)]
@@ -57,7 +58,7 @@ pub(crate) struct IssueArgs {
     admin: AdminArgs,
 }
 
-pub(crate) async fn cert_issue(dir: &Path, a: IssueArgs, json: bool) -> Result<(), CliError> {
+pub(crate) async fn cert_issue(dir: &Home, a: IssueArgs, json: bool) -> Result<(), CliError> {
     // Check everything before touching keys or state.
     let mut seen = BTreeSet::new();
     for n in &a.nodes {

@@ -1,7 +1,5 @@
 //! `kith cert ls`: every certificate this CA has issued.
 
-use std::path::Path;
-
 use clap::Args;
 use hyper::Method;
 use kith_api::wire::CertificateView;
@@ -12,6 +10,7 @@ use time::OffsetDateTime;
 
 use crate::admin::AdminArgs;
 use crate::output::{print_json, CliError};
+use crate::util::Home;
 use crate::util::{self, relative, rfc3339};
 
 #[derive(Args, Debug)]
@@ -38,7 +37,7 @@ struct Row {
 
 /// Every certificate: through the running server when there is one (it
 /// holds the store), else from the store.
-async fn load(dir: &Path, admin: &AdminArgs) -> Result<Vec<Row>, CliError> {
+async fn load(dir: &Home, admin: &AdminArgs) -> Result<Vec<Row>, CliError> {
     if let Some(mut conn) = admin.online(dir).await? {
         let all: Vec<CertificateView> = conn
             .json(Method::GET, "/v1/admin/certs", None::<&()>)
@@ -67,7 +66,7 @@ async fn load(dir: &Path, admin: &AdminArgs) -> Result<Vec<Row>, CliError> {
         }
         return Ok(out);
     }
-    let store = util::open_store(dir)?;
+    let store = util::open_store(dir).await?;
     Ok(kith_authority::list_certificates(&*store)
         .await?
         .into_iter()
@@ -85,7 +84,7 @@ async fn load(dir: &Path, admin: &AdminArgs) -> Result<Vec<Row>, CliError> {
         .collect())
 }
 
-pub(crate) async fn cert_ls(dir: &Path, a: LsArgs, json: bool) -> Result<(), CliError> {
+pub(crate) async fn cert_ls(dir: &Home, a: LsArgs, json: bool) -> Result<(), CliError> {
     let mut all = load(dir, &a.admin).await?;
     if let Some(n) = &a.node {
         all.retain(|c| c.node == *n);

@@ -1,10 +1,9 @@
 //! `kith cert`: issue, sign, inspect, verify and list certificates.
 
-use std::path::Path;
-
 use clap::Subcommand;
 
 use crate::output::CliError;
+use crate::util::Home;
 
 mod inspect;
 mod issue;
@@ -33,7 +32,7 @@ pub(crate) enum CertCommand {
     Ls(LsArgs),
 }
 
-pub(crate) async fn run(dir: &Path, cmd: CertCommand, json: bool) -> Result<(), CliError> {
+pub(crate) async fn run(dir: &Home, cmd: CertCommand, json: bool) -> Result<(), CliError> {
     match cmd {
         CertCommand::Issue(a) => issue::cert_issue(dir, a, json).await,
         CertCommand::Sign(a) => sign::cert_sign(dir, a, json).await,

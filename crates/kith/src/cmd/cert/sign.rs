@@ -1,6 +1,6 @@
 //! `kith cert sign`: a certificate for a CSR made elsewhere.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 use kith_authority::{Identity, Settings, DEFAULT_AUTHORITY, LOCAL_OPERATOR};
@@ -16,6 +16,7 @@ use kith_api::ErrorCode;
 use crate::admin::{issued_from_wire, AdminArgs};
 use crate::args::{profile_parser, PassphraseArg};
 use crate::output::{print_json, CliError};
+use crate::util::Home;
 use crate::util::{self, rfc3339, split_path};
 
 #[derive(Args, Debug)]
@@ -55,7 +56,7 @@ pub(crate) struct SignArgs {
     admin: AdminArgs,
 }
 
-pub(crate) async fn cert_sign(dir: &Path, a: SignArgs, json: bool) -> Result<(), CliError> {
+pub(crate) async fn cert_sign(dir: &Home, a: SignArgs, json: bool) -> Result<(), CliError> {
     kith_pki::validate_label("node name", &a.name)?;
     kith_pki::validate_label("role", &a.role)?;
     // Read a little past the CSR limit so oversized input is named as such.

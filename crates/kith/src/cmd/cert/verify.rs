@@ -1,7 +1,7 @@
 //! `kith cert verify`: chain, validity, revocation and identity.
 
 use kith_api::ErrorCode;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 use kith_authority::ClusterInfo;
@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 
 use crate::args::profile_parser;
 use crate::output::{print_json, CliError};
+use crate::util::Home;
 use crate::util::{self, relative, rfc3339};
 
 #[derive(Args, Debug)]
@@ -32,7 +33,7 @@ pub(crate) struct VerifyArgs {
     node_dir: Option<PathBuf>,
 }
 
-pub(crate) async fn cert_verify(dir: &Path, a: VerifyArgs, json: bool) -> Result<(), CliError> {
+pub(crate) async fn cert_verify(dir: &Home, a: VerifyArgs, json: bool) -> Result<(), CliError> {
     let data = util::read_input(&a.file, 1024 * 1024)?;
     let certs = kith_pki::certs_from_pem_or_der(&data)?;
     let wanted = super::verify_node::Wanted {
@@ -45,7 +46,7 @@ pub(crate) async fn cert_verify(dir: &Path, a: VerifyArgs, json: bool) -> Result
         return super::verify_node::verify_in_node_dir(node_dir, &wanted, &certs, json);
     }
     let leaf = &certs[0];
-    let store = util::open_store(dir).map_err(|e| {
+    let store = util::open_store(dir).await.map_err(|e| {
         if e.code == ErrorCode::NotInitialized.as_str() {
             e.hint("run `kith init --cluster NAME` first, or pass --data-dir; on a node, verify against its directory: `kith cert verify FILE --dir /var/lib/kith`")
         } else {

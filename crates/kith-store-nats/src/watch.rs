@@ -1,0 +1,165 @@
+//! Watching a prefix: an ordered consumer from "now", fed into a channel by
+//! a task that starts it again from the last revision seen whenever it
+//! fails, so a watcher never silently stops after a disconnect.
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{push, DeliverPolicy, ReplayPolicy};
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use kith_store::{validate_prefix, Entry, Result, Revision, WatchEvent};
+use tokio::sync::mpsc;
+
+use crate::record::{self, is_marker};
+use crate::retry::{classify, retry};
+use crate::NatsStore;
+
+/// Events buffered for a slow watcher before the feeding task waits (the
+/// consumer's flow control then holds the server back).
+const BUFFER: usize = 1024;
+
+impl NatsStore {
+    pub(crate) async fn watch_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<BoxStream<'static, Result<WatchEvent>>> {
+        validate_prefix(prefix)?;
+        let filter = record::filter(&self.prefix, prefix);
+        // The first consumer is made before returning: events committed
+        // after this call are delivered, as the contract says.
+        let first = retry(self.opts.retry_window, "starting a watch", |_| {
+            let filter = filter.clone();
+            async move {
+                self.stream
+                    .create_consumer(ordered(&self.client, filter, DeliverPolicy::New))
+                    .await
+                    .map_err(classify)
+            }
+        })
+        .await?;
+        let (tx, rx) = mpsc::channel(BUFFER);
+        let feed = Feed {
+            stream: self.stream.clone(),
+            client: self.client.clone(),
+            subject_prefix: self.prefix.clone(),
+            prefix: prefix.to_string(),
+            filter,
+            tx,
+        };
+        tokio::spawn(feed.run(first));
+        Ok(tokio_stream_from(rx))
+    }
+}
+
+fn ordered(
+    client: &async_nats::Client,
+    filter: String,
+    deliver_policy: DeliverPolicy,
+) -> push::OrderedConfig {
+    push::OrderedConfig {
+        deliver_subject: client.new_inbox(),
+        description: Some("kith watch".into()),
+        filter_subject: filter,
+        deliver_policy,
+        replay_policy: ReplayPolicy::Instant,
+        ..Default::default()
+    }
+}
+
+fn tokio_stream_from(
+    mut rx: mpsc::Receiver<Result<WatchEvent>>,
+) -> BoxStream<'static, Result<WatchEvent>> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+}
+
+struct Feed {
+    stream: async_nats::jetstream::stream::Stream,
+    client: async_nats::Client,
+    subject_prefix: String,
+    prefix: String,
+    filter: String,
+    tx: mpsc::Sender<Result<WatchEvent>>,
+}
+
+impl Feed {
+    async fn run(self, first: async_nats::jetstream::consumer::Consumer<push::OrderedConfig>) {
+        // The stream's last sequence when the watch began: a consumer made
+        // again after a failure starts right after what was last seen.
+        let mut last: Revision = first.cached_info().delivered.stream_sequence;
+        let mut consumer = Some(first);
+        let mut pause = Duration::from_millis(100);
+        loop {
+            if self.tx.is_closed() {
+                return;
+            }
+            let c = match consumer.take() {
+                Some(c) => c,
+                None => {
+                    let policy = DeliverPolicy::ByStartSequence {
+                        start_sequence: last + 1,
+                    };
+                    match self
+                        .stream
+                        .create_consumer(ordered(&self.client, self.filter.clone(), policy))
+                        .await
+                    {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "NATS watch: re-creating the consumer");
+                            tokio::time::sleep(pause).await;
+                            pause = (pause * 2).min(Duration::from_secs(2));
+                            continue;
+                        }
+                    }
+                }
+            };
+            let mut messages = match c.messages().await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::debug!(error = %e, "NATS watch: subscribing");
+                    tokio::time::sleep(pause).await;
+                    continue;
+                }
+            };
+            pause = Duration::from_millis(100);
+            loop {
+                let m = tokio::select! {
+                    m = messages.next() => m,
+                    () = self.tx.closed() => return,
+                };
+                let m = match m {
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "NATS watch interrupted; resuming");
+                        break;
+                    }
+                    None => break,
+                };
+                let Ok(info) = m.info() else { continue };
+                let seq = info.stream_sequence;
+                if seq <= last {
+                    continue;
+                }
+                last = seq;
+                let Some(key) = record::key(&self.subject_prefix, m.subject.as_str()) else {
+                    continue;
+                };
+                if !key.starts_with(&self.prefix) {
+                    continue;
+                }
+                let ev = if is_marker(m.headers.as_ref()) {
+                    WatchEvent::Delete { key, revision: seq }
+                } else {
+                    WatchEvent::Put(Entry {
+                        key,
+                        value: m.payload.to_vec(),
+                        revision: seq,
+                    })
+                };
+                if self.tx.send(Ok(ev)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
