@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::node::{refresh_with, renew, NodeIdentity};
+use crate::node::{connect_to, failover, refresh_with, remember, renew, NodeIdentity};
 use crate::revoked::check_own_revocation;
 use crate::secrets::{Pass, SecretFiles};
 use crate::Error;
@@ -165,9 +165,26 @@ async fn refresh_all(
     opts: &AgentOptions,
     secrets: Option<&mut SecretFiles>,
 ) -> Result<bool, Error> {
-    let (identity, mut conn) = crate::node::connect(&opts.dir).await?;
+    // The known replicas in turn while one is out of service (unreachable,
+    // or failing the refresh with a 5xx); the one that answered goes first
+    // next time.
+    let dir = opts.dir.as_path();
+    let identity = NodeIdentity::load(dir)?;
+    let servers = identity.servers(dir)?;
+    let ((mut conn, refreshed), worked) = failover(&servers, |server| {
+        let identity = &identity;
+        async move {
+            let mut conn = connect_to(dir, identity, &server).await?;
+            match refresh_with(&mut conn, identity, dir).await {
+                Err(e) if e.is_outage() => Err(e),
+                r => Ok((conn, r)),
+            }
+        }
+    })
+    .await?;
+    remember(dir, identity, &worked);
     // A failure of one part is logged and leaves the other to run.
-    let mut changed = match refresh_with(&mut conn, &identity, &opts.dir).await {
+    let mut changed = match refreshed {
         Ok(true) => {
             tracing::info!("CA bundle or CRL updated");
             true

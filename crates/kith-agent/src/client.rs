@@ -22,7 +22,10 @@ use crate::Error;
 /// The address type lives with `identity.json`, which records it.
 pub use kith_nodedir::{ServerAddr, DEFAULT_PORT};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The bound on opening a connection (TCP connect and TLS handshake
+/// together): a replica that accepts TCP and never answers (black-holed)
+/// costs at most this before the next replica is tried.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_RESPONSE: usize = 16 * 1024 * 1024;
 
@@ -61,8 +64,10 @@ impl Connection {
             server: server.to_string(),
             detail,
         };
-        let tcp = tokio::time::timeout(
-            CONNECT_TIMEOUT,
+        // One deadline for both steps, so the bound is CONNECT_TIMEOUT in all.
+        let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+        let tcp = tokio::time::timeout_at(
+            deadline,
             TcpStream::connect((server.host.as_str(), server.port)),
         )
         .await
@@ -72,46 +77,43 @@ impl Connection {
         let host = tls_name.unwrap_or(&server.host).to_string();
         let name = ServerName::try_from(host.clone())
             .map_err(|e| Error::Invalid(format!("server name {host}: {e}")))?;
-        let tls = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            TlsConnector::from(config).connect(name, tcp),
-        )
-        .await
-        .map_err(|_| transport("TLS handshake timed out".into()))?
-        .map_err(|e| {
-            // A chain that verified but is not a kith server's, or is not
-            // for the name dialled, gets its own error: the server is up,
-            // and "is it running?" would send the user the wrong way.
-            let tls = e
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-            match tls {
-                Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))) => {
-                    match o.0.downcast_ref::<crate::verify::NotKithServer>() {
-                        Some(n) => Error::NotKithServer {
-                            server: server.to_string(),
-                            detail: n.0.clone(),
-                        },
-                        None => transport(format!("TLS: {e}")),
+        let tls = tokio::time::timeout_at(deadline, TlsConnector::from(config).connect(name, tcp))
+            .await
+            .map_err(|_| transport("TLS handshake timed out".into()))?
+            .map_err(|e| {
+                // A chain that verified but is not a kith server's, or is not
+                // for the name dialled, gets its own error: the server is up,
+                // and "is it running?" would send the user the wrong way.
+                let tls = e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+                match tls {
+                    Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))) => {
+                        match o.0.downcast_ref::<crate::verify::NotKithServer>() {
+                            Some(n) => Error::NotKithServer {
+                                server: server.to_string(),
+                                detail: n.0.clone(),
+                            },
+                            None => transport(format!("TLS: {e}")),
+                        }
                     }
+                    Some(rustls::Error::InvalidCertificate(
+                        rustls::CertificateError::NotValidForName,
+                    )) => Error::ServerNameMismatch {
+                        server: server.to_string(),
+                        host: server.host.clone(),
+                        names: "other names".into(),
+                    },
+                    Some(rustls::Error::InvalidCertificate(
+                        rustls::CertificateError::NotValidForNameContext { presented, .. },
+                    )) => Error::ServerNameMismatch {
+                        server: server.to_string(),
+                        host: server.host.clone(),
+                        names: presented.join(", "),
+                    },
+                    _ => transport(format!("TLS: {e}")),
                 }
-                Some(rustls::Error::InvalidCertificate(
-                    rustls::CertificateError::NotValidForName,
-                )) => Error::ServerNameMismatch {
-                    server: server.to_string(),
-                    host: server.host.clone(),
-                    names: "other names".into(),
-                },
-                Some(rustls::Error::InvalidCertificate(
-                    rustls::CertificateError::NotValidForNameContext { presented, .. },
-                )) => Error::ServerNameMismatch {
-                    server: server.to_string(),
-                    host: server.host.clone(),
-                    names: presented.join(", "),
-                },
-                _ => transport(format!("TLS: {e}")),
-            }
-        })?;
+            })?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| transport(format!("HTTP: {e}")))?;
@@ -122,6 +124,11 @@ impl Connection {
             server: server.clone(),
             sender,
         })
+    }
+
+    /// The server this connection is to.
+    pub fn server(&self) -> &ServerAddr {
+        &self.server
     }
 
     /// Send a request (JSON body if any); the raw status and body.

@@ -136,6 +136,17 @@ impl Error {
         self.error_code().is_some_and(ErrorCode::needs_new_token)
     }
 
+    /// True when this server is out of service rather than answering: it
+    /// cannot be reached, timed out, or failed (5xx, 503 included). Worth
+    /// trying another replica; a refusal (4xx) is an answer and is not.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            Self::Transport { .. } => true,
+            Self::Api { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+
     /// True for failures worth retrying later (network, server overload).
     pub fn is_transient(&self) -> bool {
         match self {

@@ -22,7 +22,7 @@ pub mod secrets;
 mod tls;
 mod verify;
 
-pub use client::{Connection, ServerAddr, DEFAULT_PORT};
+pub use client::{Connection, ServerAddr, CONNECT_TIMEOUT, DEFAULT_PORT};
 pub use error::Error;
 pub use kith_nodedir::NodeIdentity;
 pub use node::{

@@ -278,7 +278,9 @@ fn identity_from(
         sans: sans.to_vec(),
         crl_path: answer.crl_path.clone(),
         interface_ips,
-    })
+        replicas: Vec::new(),
+    }
+    .with_servers(server, &answer.replicas))
 }
 
 async fn fetch_one_crl_pem(conn: &mut Connection, path: &str) -> Result<String, Error> {
@@ -440,8 +442,52 @@ pub async fn join(opts: &JoinOptions) -> Result<NodeIdentity, Error> {
 /// answer is checked against the roots this node trusts (a bundle change
 /// must be vouched for), and the new certificate is presented once right
 /// away, which ends the renewal rights of the one it replaced.
+///
+/// Failover: the recorded server first, then each other known replica when
+/// one is out of service ([`Error::is_outage`]: unreachable, timed out, 5xx);
+/// a refusal (4xx) is the answer. The replica that renewed is recorded as
+/// the one to try first, with the replicas its answer lists.
 pub async fn renew(dir: &Path) -> Result<NodeIdentity, Error> {
-    let (identity, mut conn) = connect(dir).await?;
+    let identity = NodeIdentity::load(dir)?;
+    let servers = identity.servers(dir)?;
+    let (fresh, _) = failover(&servers, |server| renew_via(dir, &identity, server)).await?;
+    Ok(fresh)
+}
+
+/// Try `op` on each of `servers` in turn until one is not out of service
+/// ([`Error::is_outage`]); its result and the server that gave it. Each
+/// attempt is bounded ([`crate::client::CONNECT_TIMEOUT`] to connect).
+pub(crate) async fn failover<T, F, Fut>(
+    servers: &[ServerAddr],
+    mut op: F,
+) -> Result<(T, ServerAddr), Error>
+where
+    F: FnMut(ServerAddr) -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    let mut last = None;
+    for (i, server) in servers.iter().enumerate() {
+        match op(server.clone()).await {
+            Ok(v) => return Ok((v, server.clone())),
+            Err(e) if e.is_outage() => {
+                if i + 1 < servers.len() {
+                    tracing::warn!(server = %server, error = %e, "server out of service; trying the next replica");
+                }
+                last = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Invalid("no server to talk to".into())))
+}
+
+/// [`renew`] through `server`.
+async fn renew_via(
+    dir: &Path,
+    identity: &NodeIdentity,
+    server: ServerAddr,
+) -> Result<NodeIdentity, Error> {
+    let mut conn = connect_to(dir, identity, &server).await?;
     let key = PrivateKey::generate(identity.key_type)?;
     let sans = sans_for(Some(&identity.node), &identity.sans, identity.interface_ips)?;
     let body = RenewRequest {
@@ -465,8 +511,7 @@ pub async fn renew(dir: &Path) -> Result<NodeIdentity, Error> {
     };
     // A bundle this node must not take does not stop the renewal: the new
     // certificate is checked against the roots it trusts, ca.pem stays.
-    let roots =
-        accepted_roots(identity.server(dir)?, &trusted, &offered, &cross).unwrap_or(trusted);
+    let roots = accepted_roots(&server, &trusted, &offered, &cross).unwrap_or(trusted);
     check_answer(
         &answer,
         &key,
@@ -477,7 +522,7 @@ pub async fn renew(dir: &Path) -> Result<NodeIdentity, Error> {
     let crl = crl_or_warn(&mut conn, &answer.crl_path).await;
     let fresh = identity_from(
         &answer,
-        identity.server(dir)?,
+        &server,
         &identity.profiles,
         identity.key_type,
         &identity.sans,
@@ -504,10 +549,52 @@ fn trusted_roots(dir: &Path) -> Result<Vec<Vec<u8>>, Error> {
 
 /// A mutual-TLS connection to the server node directory `dir` joined,
 /// with the node's own certificate.
+/// The recorded server first, then the other known replicas while one is
+/// out of service. The identity returned lists the one that answered
+/// first; `identity.json` is left as it is (this serves short-lived
+/// commands, `kith exec` and `kith secret get`, which may run beside the
+/// agent: the agent's refresh records the order).
 pub async fn connect(dir: &Path) -> Result<(NodeIdentity, Connection), Error> {
     let identity = NodeIdentity::load(dir)?;
-    let conn = connect_to(dir, &identity, identity.server(dir)?).await?;
+    let servers = identity.servers(dir)?;
+    let (conn, worked) = failover(&servers, |server| {
+        let identity = &identity;
+        async move { connect_to(dir, identity, &server).await }
+    })
+    .await?;
+    let identity = if identity.server.as_ref() == Some(&worked) {
+        identity
+    } else {
+        identity.with_servers(&worked, &[])
+    };
     Ok((identity, conn))
+}
+
+/// Record `worked` as the server to try first in `identity.json`, when it
+/// is not already. Only the order changes: the file is read again and left
+/// alone if its certificate is no longer `identity`'s (a renewal wrote it
+/// meanwhile). Best effort: a directory this process may not write keeps
+/// its order.
+pub(crate) fn remember(dir: &Path, identity: NodeIdentity, worked: &ServerAddr) -> NodeIdentity {
+    if identity.server.as_ref() == Some(worked) {
+        return identity;
+    }
+    match NodeIdentity::load(dir) {
+        Ok(current) if current.serial == identity.serial => {}
+        _ => return identity.with_servers(worked, &[]),
+    }
+    let moved = identity.with_servers(worked, &[]);
+    match moved.to_json() {
+        Ok(json) => {
+            if let Err(e) =
+                nodedir::write_atomic(dir, nodedir::IDENTITY, &json, nodedir::PUBLIC_MODE)
+            {
+                tracing::debug!(error = %e, "could not record the replica that answered");
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "encoding identity"),
+    }
+    moved
 }
 
 /// A mutual-TLS connection to `server` as the node of directory `dir`
@@ -530,9 +617,20 @@ fn host_name(server: &ServerAddr) -> Result<rustls_pki_types::ServerName<'static
 }
 
 /// Refresh the CA bundle and the CRL. Returns whether a file changed.
+/// Each known replica in turn while one is out of service, as [`renew`].
 pub async fn refresh(dir: &Path) -> Result<bool, Error> {
-    let (identity, mut conn) = connect(dir).await?;
-    refresh_with(&mut conn, &identity, dir).await
+    let identity = NodeIdentity::load(dir)?;
+    let servers = identity.servers(dir)?;
+    let (changed, worked) = failover(&servers, |server| {
+        let identity = &identity;
+        async move {
+            let mut conn = connect_to(dir, identity, &server).await?;
+            refresh_with(&mut conn, identity, dir).await
+        }
+    })
+    .await?;
+    remember(dir, identity, &worked);
+    Ok(changed)
 }
 
 /// [`refresh`] over an open connection.
@@ -552,7 +650,7 @@ pub(crate) async fn refresh_with(
     // roots it trusts vouch for.
     let old_roots = trusted_roots(dir)?;
     let (offered, cross) = authority_roots(&ca, &identity.authority)?;
-    let new_roots = accepted_roots(identity.server(dir)?, &old_roots, &offered, &cross)?;
+    let new_roots = accepted_roots(conn.server(), &old_roots, &offered, &cross)?;
     let crl = fetch_crl_pem(conn, &identity.crl_path).await?;
     let mut changed = false;
     if old_roots != new_roots {

@@ -26,8 +26,18 @@ pub async fn fetch_secret(
     version: Option<u64>,
 ) -> Result<(u64, Zeroizing<Vec<u8>>), Error> {
     kith_api::validate_secret_name(name).map_err(Error::Invalid)?;
-    let (_, mut conn) = crate::node::connect(dir).await?;
-    fetch_with(&mut conn, name, version).await
+    // Each known replica in turn while one is out of service.
+    let identity = crate::node::NodeIdentity::load(dir)?;
+    let servers = identity.servers(dir)?;
+    let (value, _) = crate::node::failover(&servers, |server| {
+        let identity = &identity;
+        async move {
+            let mut conn = crate::node::connect_to(dir, identity, &server).await?;
+            fetch_with(&mut conn, name, version).await
+        }
+    })
+    .await?;
+    Ok(value)
 }
 
 /// Read a secret over an open connection.

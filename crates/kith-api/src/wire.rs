@@ -105,6 +105,11 @@ pub struct IssueResponse {
     pub ca_bundle: String,
     /// Path of the CRL of the signing authority (`/v1/crl/<authority>`).
     pub crl_path: String,
+    /// The advertise URLs of the live replicas (`https://host:port`), the
+    /// answering one among them: where the node may renew next. Empty from
+    /// servers that predate replicas.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<String>,
 }
 
 /// One authority in `GET /v1/ca`.
@@ -135,6 +140,10 @@ pub struct CaResponse {
     pub authorities: Vec<AuthorityView>,
     /// Every root, PEM: what a node writes to `ca.pem`.
     pub bundle: String,
+    /// The advertise URLs of the live replicas (`https://host:port`).
+    /// Empty from servers that predate replicas.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<String>,
 }
 
 /// `GET /v1/node`: the node behind the client certificate, as the CA sees
@@ -323,6 +332,28 @@ pub struct StatusResponse {
     /// The name of the server that answered (absent from older servers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_name: Option<String>,
+    /// Every registered replica, live or not (absent from older servers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<ReplicaStatus>,
+}
+
+/// A replica in `GET /v1/admin/status`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    /// Its server name (`--server-name`).
+    pub name: String,
+    /// Where nodes reach it.
+    pub advertise: String,
+    /// The kith version it runs.
+    pub version: String,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// Its last heartbeat (RFC 3339).
+    pub heartbeat: String,
+    /// Seconds from that heartbeat to the server's time.
+    pub heartbeat_age_seconds: i64,
+    /// Whether the heartbeat is recent enough to count it live.
+    pub live: bool,
 }
 
 /// A kith server in `GET /v1/admin/servers`.

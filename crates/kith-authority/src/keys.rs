@@ -21,6 +21,8 @@
 //! | `secretval/<name>/<version, 20 digits>` | one sealed secret value |
 //! | `audit/<nanos, 20 digits>-<random hex>` | one audit line |
 //! | `chunk/<secs>-<random hex>/<n>` | part of a split value (built by `kith_store::chunked`) |
+//! | `replica/<server name>` | a running replica: advertise URL, version, heartbeat |
+//! | `lease/<name>` | who runs work meant for one replica at a time, until when |
 
 use std::net::IpAddr;
 
@@ -65,6 +67,17 @@ pub(crate) const SERVER_CERT_PREFIX: &str = "servercert/";
 /// A kith server name's own record (its retirement).
 pub(crate) fn server_key(name: &str) -> String {
     format!("server/{name}")
+}
+
+/// Every running replica's registration (`replica/<server name>`).
+pub(crate) const REPLICA_PREFIX: &str = "replica/";
+pub(crate) fn replica_key(server_name: &str) -> String {
+    format!("{REPLICA_PREFIX}{server_name}")
+}
+
+/// A lease on work meant for one replica at a time.
+pub(crate) fn lease_key(name: &str) -> String {
+    format!("lease/{name}")
 }
 
 /// Every revocation, of every authority.
@@ -187,6 +200,9 @@ mod tests {
             (SERVER_CERT_PREFIX.into(), "servercert/"),
             (OPERATOR_CERT_PREFIX.into(), "opcert/"),
             (server_key("kith-server-a"), "server/kith-server-a"),
+            (REPLICA_PREFIX.into(), "replica/"),
+            (replica_key("kith-server-a"), "replica/kith-server-a"),
+            (lease_key("maintenance"), "lease/maintenance"),
             (REVOKED_PREFIX.into(), "revoked/"),
             (revoked_prefix("cluster"), "revoked/cluster/"),
             (revoked_key("cluster", "0a1b"), "revoked/cluster/0a1b"),

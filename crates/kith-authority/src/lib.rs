@@ -33,6 +33,7 @@ mod issue;
 mod join;
 mod keyring;
 mod keys;
+mod lease;
 mod limits;
 mod names;
 mod nodes;
@@ -43,6 +44,7 @@ mod refresh;
 mod refusals;
 mod rekey;
 mod renew;
+mod replicas;
 mod revoke;
 mod secrets;
 mod servers;
@@ -65,6 +67,7 @@ pub use crl::{forget_crl_coverage, stored_crl, stored_crl_of, CrlIssuer};
 pub use error::Error;
 pub use info::{find_certificate, list_certificates, AuthorityInfo, ClusterInfo};
 pub use issue::{Identity, Issued};
+pub use lease::{LeaseView, MAINTENANCE_LEASE};
 pub use limits::{check_cert_ttl, MAX_CERT_TTL, MAX_CRL_VALIDITY, MAX_RENEW_GRACE, MIN_CERT_TTL};
 pub use nodes::{
     list_nodes, NodeRecord, NodeState, DEFAULT_RENEW_GRACE, MAX_CSRS, OFFLINE_TOKEN, RETRY_WINDOW,
@@ -75,6 +78,7 @@ pub use records::{
     RevokedRecord,
 };
 pub use rekey::RotationReport;
+pub use replicas::{Registration, ReplicaView, HEARTBEAT_PERIOD, LIVE_PERIODS};
 pub use revoke::{Publish, RevokeOutcome, RevokeTarget};
 pub use secrets::{
     list_secrets, validate_secret_name, Reader, SecretRecord, SecretUpdate, SecretVersion,

@@ -50,6 +50,12 @@ pub struct NodeIdentity {
     /// Whether this host's interface addresses go into the certificate.
     #[serde(default)]
     pub interface_ips: bool,
+    /// The other replicas of the server's cluster, as the last join or
+    /// renewal answer listed them: where node commands and the agent go
+    /// when `server` is unreachable. Absent from files written before
+    /// replicas (they load with none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<ServerAddr>,
 }
 
 impl NodeIdentity {
@@ -95,6 +101,44 @@ impl NodeIdentity {
                 ),
             )
         })
+    }
+
+    /// Every server to try, in order: the recorded one (the one that last
+    /// worked) first, then the other known replicas; `no-server` as
+    /// [`NodeIdentity::server`] says.
+    pub fn servers(&self, dir: &Path) -> Result<Vec<ServerAddr>, Error> {
+        let mut out = vec![self.server(dir)?.clone()];
+        for r in &self.replicas {
+            if !out.contains(r) {
+                out.push(r.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// This identity, recording `worked` as the server to try first and
+    /// `replicas` (advertise URLs from a server's answer; ones that do not
+    /// parse are skipped) as the others, or the known ones when the answer
+    /// lists none. The server tried first before stays among the replicas.
+    pub fn with_servers(mut self, worked: &ServerAddr, replicas: &[String]) -> Self {
+        let mut known: Vec<ServerAddr> = if replicas.is_empty() {
+            self.replicas.clone()
+        } else {
+            replicas
+                .iter()
+                .filter_map(|u| ServerAddr::parse(u).ok())
+                .collect()
+        };
+        if replicas.is_empty() {
+            if let Some(old) = self.server.take() {
+                known.insert(0, old);
+            }
+        }
+        known.retain(|s| s != worked);
+        known.dedup();
+        self.server = Some(worked.clone());
+        self.replicas = known;
+        self
     }
 
     /// When the agent should renew: two thirds into the lifetime.
@@ -186,6 +230,71 @@ impl std::fmt::Display for ServerAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sample() -> NodeIdentity {
+        let t = OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("a time");
+        NodeIdentity {
+            cluster: "c.example".into(),
+            node: "n1".into(),
+            role: "worker".into(),
+            authority: "cluster".into(),
+            server: Some(ServerAddr::parse("a.example:7443").expect("addr")),
+            profiles: vec![Profile::Peer],
+            serial: "00".into(),
+            not_before: t,
+            not_after: t,
+            key_type: KeyType::P256,
+            sans: Vec::new(),
+            crl_path: "/v1/crl/cluster".into(),
+            interface_ips: false,
+            replicas: Vec::new(),
+        }
+    }
+
+    /// A file from before replicas has no `replicas` field and loads with
+    /// none; one with them round-trips, and lists the recorded server first.
+    #[test]
+    fn replicas_are_optional_and_round_trip() {
+        let mut v = serde_json::to_value(sample()).expect("json");
+        assert!(v.get("replicas").is_none(), "not written when empty");
+        v.as_object_mut().expect("object").remove("replicas");
+        let old: NodeIdentity = serde_json::from_value(v).expect("an old file loads");
+        assert!(old.replicas.is_empty());
+        let dir = Path::new("/nonexistent");
+        let with = old.with_servers(
+            &ServerAddr::parse("b.example:7443").expect("addr"),
+            &[
+                "https://a.example:7443".into(),
+                "https://b.example:7443".into(),
+                "not a url/x".into(),
+            ],
+        );
+        let back: NodeIdentity =
+            serde_json::from_slice(&with.to_json().expect("json")).expect("round trip");
+        assert_eq!(back, with);
+        let servers: Vec<String> = back
+            .servers(dir)
+            .expect("servers")
+            .iter()
+            .map(|s| s.url())
+            .collect();
+        assert_eq!(
+            servers,
+            ["https://b.example:7443", "https://a.example:7443"]
+        );
+        // An answer without a list keeps the known ones, the old first server included.
+        let again = back.with_servers(&ServerAddr::parse("a.example:7443").expect("addr"), &[]);
+        let servers: Vec<String> = again
+            .servers(dir)
+            .expect("servers")
+            .iter()
+            .map(|s| s.url())
+            .collect();
+        assert_eq!(
+            servers,
+            ["https://a.example:7443", "https://b.example:7443"]
+        );
+    }
 
     #[test]
     fn addresses() {

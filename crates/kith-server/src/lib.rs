@@ -9,7 +9,11 @@
 //! renews them before they expire, and keeps each authority's CRLs (its
 //! intermediate's and its root's) fresh. Each replica has a name of its own in the server
 //! name space ([`Options::server_name`]), so one can be revoked without the
-//! others; a revoked replica stops ([`Server::run`]).
+//! others; a revoked replica stops ([`Server::run`]). Replicas sharing a
+//! store register and heartbeat (`replica/<name>`), list each other's
+//! advertise URLs in `/v1/ca` and the join and renew answers, and run the
+//! shared maintenance on one replica at a time (the `lease/maintenance`
+//! holder).
 //!
 //! ```text
 //! GET  /healthz, /readyz                 public
@@ -30,6 +34,7 @@ mod error;
 mod gate;
 mod limits;
 mod name;
+mod replicas;
 mod throttle;
 mod tls;
 
@@ -67,6 +72,14 @@ pub struct Options {
     /// What a client may cost before it has proven anything: connection
     /// caps, deadlines, per-source request rates ([`Limits::default`]).
     pub limits: Limits,
+    /// Where nodes reach this replica (`https://host:port`), registered in
+    /// the store for the others to list; default `https://` and the bound
+    /// address (127.0.0.1 for an unspecified one).
+    pub advertise: Option<String>,
+    /// How often this replica writes its heartbeat
+    /// ([`kith_authority::HEARTBEAT_PERIOD`]; liveness is judged against
+    /// that constant, so a shorter interval only refreshes sooner).
+    pub heartbeat_interval: Duration,
 }
 
 impl Options {
@@ -80,6 +93,8 @@ impl Options {
             renew_grace: DEFAULT_RENEW_GRACE,
             maintenance_interval: Duration::from_secs(60),
             limits: Limits::default(),
+            advertise: None,
+            heartbeat_interval: kith_authority::HEARTBEAT_PERIOD,
         }
     }
 }
@@ -116,6 +131,8 @@ pub struct Server {
     state: Arc<api::AppState>,
     maintenance_interval: Duration,
     limits: Limits,
+    advertise: String,
+    heartbeat_interval: Duration,
 }
 
 impl std::fmt::Debug for Server {
@@ -165,6 +182,10 @@ impl Server {
             .with_cert_resolver(cert.clone());
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let listener = TcpListener::bind(opts.listen).await?;
+        let advertise = match &opts.advertise {
+            Some(url) => url.clone(),
+            None => default_advertise(listener.local_addr()?),
+        };
         Ok(Self {
             listener,
             acceptor: TlsAcceptor::from(Arc::new(config)),
@@ -174,15 +195,23 @@ impl Server {
                 authority,
                 renew_grace: opts.renew_grace,
                 crls: Arc::new(crl::CrlPublisher::default()),
+                replicas: std::sync::RwLock::new(Vec::new()),
             }),
             maintenance_interval: opts.maintenance_interval,
             limits,
+            advertise,
+            heartbeat_interval: opts.heartbeat_interval,
         })
     }
 
     /// This replica's name (its certificate's server identity).
     pub fn name(&self) -> &str {
         self.cert.name()
+    }
+
+    /// Where nodes reach this replica, as registered ([`Options::advertise`]).
+    pub fn advertise(&self) -> &str {
+        &self.advertise
     }
 
     /// The address actually bound.
@@ -196,17 +225,35 @@ impl Server {
     /// [`kith_authority::Error::ServerNameRetired`] rather than renew
     /// itself past the revocation; nodes that have the CRL naming it refuse
     /// it before that.
+    ///
+    /// The replica registers itself (`replica/<server name>`) before it
+    /// accepts, heartbeats while it runs, and on a clean stop (`shutdown`)
+    /// removes its record and gives up the maintenance lease. Dropping the
+    /// future instead (a crash) stops its tasks and leaves the record to
+    /// age out of the live list.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-        let mut maintenance = tokio::spawn(maintain(
+        let authority = self.state.authority.clone();
+        let registration = Arc::new(
+            authority
+                .register_replica(self.cert.name(), &self.advertise, env!("CARGO_PKG_VERSION"))
+                .await?,
+        );
+        replicas::refresh_list(&self.state).await;
+        let mut heartbeat = replicas::AbortOnDrop(tokio::spawn(replicas::heartbeat(
+            self.state.clone(),
+            registration.clone(),
+            self.heartbeat_interval,
+        )));
+        let mut maintenance = replicas::AbortOnDrop(tokio::spawn(maintain(
             self.state.authority.clone(),
             self.cert.clone(),
             self.state.crls.clone(),
             self.maintenance_interval,
-        ));
-        let revocations = tokio::spawn(watch_revocations(
+        )));
+        let _revocations = replicas::AbortOnDrop(tokio::spawn(watch_revocations(
             self.state.authority.clone(),
             self.state.crls.clone(),
-        ));
+        )));
         let shared = Arc::new(conn::Shared {
             acceptor: self.acceptor.clone(),
             router: api::router(self.state.clone()),
@@ -222,8 +269,8 @@ impl Server {
         loop {
             let (tcp, addr) = tokio::select! {
                 _ = &mut shutdown => break,
-                stopped = &mut maintenance => {
-                    revocations.abort();
+                stopped = &mut maintenance.0 => {
+                    replicas::leave(&authority, &registration, &mut heartbeat).await;
                     let e = stopped.unwrap_or_else(|j| Error::Setup(format!("the maintenance task failed: {j}")));
                     tracing::error!(server = %self.cert.name(), error = %e, "this server stops serving");
                     return Err(e);
@@ -253,15 +300,17 @@ impl Server {
             let _ = tcp.set_nodelay(true);
             tokio::spawn(conn::serve(tcp, addr, slot, shared.clone()));
         }
-        maintenance.abort();
-        revocations.abort();
+        drop(maintenance);
+        replicas::leave(&authority, &registration, &mut heartbeat).await;
         Ok(())
     }
 }
 
 /// Check that this replica is not revoked, renew its certificate at two
-/// thirds of its life and re-sign each CRL before it goes stale (the
-/// authority re-signs one past half its validity). Returns only when the
+/// thirds of its life and, when this replica holds the maintenance lease
+/// (one replica at a time does the shared work), re-sign each CRL before it
+/// goes stale (the authority re-signs one past half its validity) and sweep
+/// orphaned chunks. Returns only when the
 /// replica is revoked (its name retired): the server then stops.
 async fn maintain(
     authority: Authority,
@@ -284,6 +333,17 @@ async fn maintain(
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "checking this server's own revocation failed"),
         }
+        // This replica's own certificate is its own business; the rest is
+        // shared work, done by the holder of the maintenance lease only.
+        match cert.renew_if_due(&authority).await {
+            Ok(true) => tracing::info!("server certificate renewed"),
+            Ok(false) => {}
+            Err(Error::Authority(kith_authority::Error::ServerNameRetired(_))) => return retired(),
+            Err(e) => tracing::error!(error = %e, "renewing the server certificate failed"),
+        }
+        if !replicas::hold_maintenance(&authority, cert.name(), every).await {
+            continue;
+        }
         // Chunks of split values that no record names (a writer killed
         // half-way): an hourly sweep, as each costs a listing of them all.
         if last_sweep.is_none_or(|t| t.elapsed() >= CHUNK_SWEEP_EVERY) {
@@ -294,12 +354,6 @@ async fn maintain(
                 Err(e) => tracing::warn!(error = %e, "sweeping orphaned chunks failed"),
             }
         }
-        match cert.renew_if_due(&authority).await {
-            Ok(true) => tracing::info!("server certificate renewed"),
-            Ok(false) => {}
-            Err(Error::Authority(kith_authority::Error::ServerNameRetired(_))) => return retired(),
-            Err(e) => tracing::error!(error = %e, "renewing the server certificate failed"),
-        }
         for name in authority.authority_names() {
             for issuer in [CrlIssuer::Intermediate, CrlIssuer::Root] {
                 if let Err(e) = crls.current(&authority, &name, issuer).await {
@@ -309,6 +363,17 @@ async fn maintain(
             publish_if_stale(&authority, &crls, &name).await;
         }
     }
+}
+
+/// `https://` and `addr`, 127.0.0.1 (or ::1) for an unspecified address:
+/// the server's certificate names the loopback addresses then.
+fn default_advertise(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!("https://{}", SocketAddr::new(ip, addr.port()))
 }
 
 /// How often the maintenance tick sweeps orphaned chunks.

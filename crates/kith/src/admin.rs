@@ -18,8 +18,9 @@ pub(crate) const SERVER_FILE: &str = "server.json";
 /// How admin commands find the server and the operator credential.
 #[derive(Args, Debug, Clone)]
 pub(crate) struct AdminArgs {
-    /// Server address (else KITH_SERVER, else the server.json that `kith
-    /// serve` writes in the data directory).
+    /// Server address, or several replicas' comma-separated, tried in turn
+    /// (else KITH_SERVER, else the server.json that `kith serve` writes in
+    /// the data directory).
     #[arg(long, env = "KITH_SERVER", value_name = "ADDR")]
     pub(crate) server: Option<String>,
     /// Operator credential directory (else KITH_ADMIN_DIR, else <data-dir>/admin).
@@ -44,7 +45,7 @@ impl AdminArgs {
     /// it listens on every interface, and carries the kith server identity).
     fn candidates(&self, data_dir: &Path) -> Result<Option<Vec<ServerAddr>>, CliError> {
         if let Some(s) = &self.server {
-            return Ok(Some(vec![parse_server(s)?]));
+            return parse_servers(s).map(Some);
         }
         let f = data_dir.join(SERVER_FILE);
         let Ok(bytes) = std::fs::read(&f) else {
@@ -147,6 +148,24 @@ fn local_addr(listen: SocketAddr) -> ServerAddr {
     }
 }
 
+/// `--server a,b,c`: the replicas to try, in order (each as [`parse_server`]).
+pub(crate) fn parse_servers(s: &str) -> Result<Vec<ServerAddr>, CliError> {
+    let mut out: Vec<ServerAddr> = Vec::new();
+    for one in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let addr = parse_server(one)?;
+        if !out.contains(&addr) {
+            out.push(addr);
+        }
+    }
+    if out.is_empty() {
+        return Err(CliError::new(
+            ErrorCode::InvalidArgument,
+            format!("server address {s:?}: expected host[:port][,host[:port]...]"),
+        ));
+    }
+    Ok(out)
+}
+
 /// A server address as users write it (`host`, `host:port`, `https://host[:port]`).
 pub(crate) fn parse_server(s: &str) -> Result<ServerAddr, CliError> {
     ServerAddr::parse(s).map_err(|e| CliError::new(e.code(), e))
@@ -158,7 +177,9 @@ pub(crate) fn parse_server(s: &str) -> Result<ServerAddr, CliError> {
 pub(crate) async fn node_connect(dir: &Path, server: Option<&str>) -> Result<Connection, CliError> {
     let identity = kith_nodedir::NodeIdentity::load(dir)?;
     let addr = match (identity.server(dir), server) {
-        (Ok(recorded), _) => recorded.clone(),
+        // The recorded server, then the other known replicas while one is
+        // out of service (kith_agent::connect).
+        (Ok(_), _) => return Ok(kith_agent::connect(dir).await?.1),
         (Err(_), Some(s)) => parse_server(s)?,
         (Err(e), None) => {
             return Err(CliError::from(e)

@@ -53,6 +53,7 @@ pub(crate) fn stage_node_files(
         // Where the server publishes this authority's CRL (as a join records it).
         crl_path: format!("/v1/crl/{}", r.authority),
         interface_ips: false,
+        replicas: Vec::new(),
     };
     let identity = identity
         .to_json()

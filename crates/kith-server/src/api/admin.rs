@@ -13,8 +13,9 @@ use axum::http::{Method, StatusCode};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
 use kith_api::wire::{
-    AuthorityStatus, NodeView, RevokeRequest, RevokeResponse, SecretInfo, SecretPutRequest,
-    SecretVersionView, ServerView, StatusResponse, TokenCreateRequest, TokenCreated, TokenView,
+    AuthorityStatus, NodeView, ReplicaStatus, RevokeRequest, RevokeResponse, SecretInfo,
+    SecretPutRequest, SecretVersionView, ServerView, StatusResponse, TokenCreateRequest,
+    TokenCreated, TokenView,
 };
 use kith_api::TokenId;
 use kith_authority::{Publish, RevokeTarget, TokenRecord};
@@ -291,6 +292,21 @@ async fn status(State(s): St) -> Result<Json<StatusResponse>, ApiError> {
             .map(|(k, n)| (k.to_string(), n))
             .collect(),
         server_name: Some(s.server_name.clone()),
+        replicas: s
+            .authority
+            .replicas()
+            .await?
+            .into_iter()
+            .map(|r| ReplicaStatus {
+                heartbeat_age_seconds: (v.now - r.heartbeat).whole_seconds(),
+                started_at: rfc3339(r.started_at),
+                heartbeat: rfc3339(r.heartbeat),
+                live: r.live,
+                name: r.name,
+                advertise: r.advertise,
+                version: r.version,
+            })
+            .collect(),
     }))
 }
 

@@ -45,6 +45,19 @@ pub(crate) struct AppState {
     pub(crate) authority: Authority,
     pub(crate) renew_grace: time::Duration,
     pub(crate) crls: Arc<crate::crl::CrlPublisher>,
+    /// The live replicas' advertise URLs, as of this replica's last
+    /// heartbeat: what `/v1/ca` and the join and renew answers list.
+    pub(crate) replicas: std::sync::RwLock<Vec<String>>,
+}
+
+impl AppState {
+    /// The live replicas' advertise URLs, as last read.
+    pub(crate) fn replica_urls(&self) -> Vec<String> {
+        self.replicas
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 type St = State<Arc<AppState>>;

@@ -53,7 +53,8 @@ fn csr_pairs(csrs: &[kith_api::wire::CsrSubmission]) -> Result<Vec<(Profile, Vec
         .collect()
 }
 
-fn issue_response(authority: &Authority, node: &NodeRecord, issued: &[Issued]) -> IssueResponse {
+fn issue_response(s: &AppState, node: &NodeRecord, issued: &[Issued]) -> IssueResponse {
+    let authority: &Authority = &s.authority;
     let certificates = issued
         .iter()
         .map(|i| IssuedCertificate {
@@ -79,6 +80,7 @@ fn issue_response(authority: &Authority, node: &NodeRecord, issued: &[Issued]) -
             .map(|r| pem_encode("CERTIFICATE", &r))
             .unwrap_or_default(),
         crl_path: format!("/v1/crl/{}", node.authority),
+        replicas: s.replica_urls(),
     }
 }
 
@@ -131,7 +133,7 @@ async fn join(
         )
         .await?;
     tracing::info!(node = %node.name, role = %node.role, peer = %peer.addr, "joined");
-    Ok(Json(issue_response(&s.authority, &node, &issued)))
+    Ok(Json(issue_response(&s, &node, &issued)))
 }
 
 async fn renew(
@@ -146,7 +148,7 @@ async fn renew(
         .renew(&cert, body.node.as_deref(), &csrs, s.renew_grace)
         .await?;
     tracing::info!(node = %node.name, peer = %peer.addr, "renewed");
-    Ok(Json(issue_response(&s.authority, &node, &issued)))
+    Ok(Json(issue_response(&s, &node, &issued)))
 }
 
 /// The node behind a client certificate (see

@@ -70,6 +70,7 @@ async fn ca(State(s): St) -> Result<Json<CaResponse>, ApiError> {
         cluster: a.cluster().to_string(),
         authorities,
         bundle: bundle(a),
+        replicas: s.replica_urls(),
     }))
 }
 

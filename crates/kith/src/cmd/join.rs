@@ -15,7 +15,8 @@ fn profile_parser(s: &str) -> Result<Profile, String> {
 
 #[derive(Args, Debug)]
 pub(crate) struct JoinArgs {
-    /// Server address: host[:port] or https://host[:port].
+    /// Server address: host[:port] or https://host[:port]; several replicas
+    /// comma-separated, tried in turn while one is out of service.
     #[arg(long, env = "KITH_SERVER")]
     server: String,
     /// The join token (KITH1-…); else KITH_TOKEN.
@@ -50,15 +51,15 @@ pub(crate) struct JoinArgs {
 }
 
 pub(crate) async fn join(a: JoinArgs, json: bool) -> Result<(), CliError> {
-    let server = crate::admin::parse_server(&a.server)?;
+    let servers = crate::admin::parse_servers(&a.server)?;
     // An existing directory (a package's /var/lib/kith is often 0755) is
     // made 0700, or refused if others can write it, before the token is sent.
     if a.dir.symlink_metadata().is_ok() {
         kith_nodedir::tighten_private_dir(&a.dir)?;
     }
     let named_sans = a.san.clone();
-    let opts = kith_agent::JoinOptions {
-        server,
+    let mut opts = kith_agent::JoinOptions {
+        server: servers[0].clone(),
         token: a.token,
         node: a.name,
         sans: a.san,
@@ -76,7 +77,19 @@ pub(crate) async fn join(a: JoinArgs, json: bool) -> Result<(), CliError> {
             opts.key_type
         );
     }
-    let id = kith_agent::join(&opts).await?;
+    // Each replica in turn while one is out of service (unreachable, 5xx);
+    // a refusal is the answer.
+    let mut attempt = 0;
+    let id = loop {
+        opts.server = servers[attempt].clone();
+        match kith_agent::join(&opts).await {
+            Err(e) if e.is_outage() && attempt + 1 < servers.len() => {
+                tracing::warn!(server = %opts.server, error = %e, "server out of service; trying the next replica");
+                attempt += 1;
+            }
+            other => break other?,
+        }
+    };
     print_identity(&id, &a.dir, "joined", json);
     if !json && !a.no_interface_ips {
         let left_out = left_out_addresses(&a.dir, &named_sans);

@@ -201,6 +201,8 @@ pub(crate) async fn serve(dir: &Home, a: ServeArgs) -> Result<(), CliError> {
     opts.names = names;
     opts.renew_grace = a.renew_grace;
     opts.limits = limits;
+    // The replica registry lists the advertised URL (else the bound address).
+    opts.advertise = advertised.as_ref().map(ServerAddr::url);
     let server = kith_server::Server::bind(authority.clone(), opts)
         .await
         .map_err(serve_error)?;

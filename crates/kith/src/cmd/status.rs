@@ -56,6 +56,19 @@ pub(crate) async fn status(dir: &Path, a: AdminArgs, json: bool) -> Result<(), C
     };
     println!("  nodes:  {}", fmt(&s.nodes));
     println!("  tokens: {}", fmt(&s.tokens));
+    if !s.replicas.is_empty() {
+        println!("  replicas:");
+        for r in &s.replicas {
+            println!(
+                "    {:<24} {:<32} kith {:<8} heartbeat {}s ago  {}",
+                r.name,
+                r.advertise,
+                r.version,
+                r.heartbeat_age_seconds,
+                if r.live { "live" } else { "not live" }
+            );
+        }
+    }
     Ok(())
 }
 
