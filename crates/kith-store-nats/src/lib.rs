@@ -59,6 +59,8 @@ pub struct NatsStore {
     prefix: String,
     limits: Limits,
     replicas: usize,
+    /// This process's listing fence key (see `list.rs`).
+    fence_key: String,
     opts: NatsOptions,
 }
 
@@ -85,6 +87,7 @@ impl NatsStore {
             prefix: format!("$KV.{}.", opts.bucket),
             limits: Limits::new(c.max_value),
             replicas: c.replicas,
+            fence_key: format!("{}{}", record::FENCE_KEY_PREFIX, record::new_write_id()),
             opts,
         })
     }

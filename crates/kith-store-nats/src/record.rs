@@ -2,6 +2,10 @@
 
 use async_nats::HeaderMap;
 
+/// Where each process keeps its listing fence (see `list.rs`): never a
+/// key of kith's, and left out of every listing.
+pub(crate) const FENCE_KEY_PREFIX: &str = "_kith_fence/";
+
 /// The header JetStream deduplicates writes by.
 pub(crate) const MSG_ID: &str = "Nats-Msg-Id";
 /// The KV operation header: a delete or purge marker, not a value.

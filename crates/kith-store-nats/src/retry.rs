@@ -67,7 +67,7 @@ pub(crate) fn api_error<'a>(
 
 /// The pause before attempt `n` (0-based): quick at first, at most about
 /// 1 s, with jitter so two writers refused together do not retry in step.
-fn backoff(n: u32) -> Duration {
+pub(crate) fn backoff(n: u32) -> Duration {
     let base = (20u64 << n.min(6)).min(1000);
     let mut b = [0u8; 1];
     let jitter = match aws_lc_rs::rand::fill(&mut b) {
@@ -108,5 +108,19 @@ where
                 n += 1;
             }
         }
+    }
+}
+
+/// [`classify`] for consumer creation, whose JetStream API error is its
+/// kind rather than its source: a refusal (a bad filter, no permission) is
+/// final, not retried for the whole window.
+pub(crate) fn classify_consumer(err: async_nats::jetstream::stream::ConsumerError) -> Fail {
+    match err.kind() {
+        async_nats::jetstream::stream::ConsumerErrorKind::JetStream(j)
+            if !transient_api(j.code()) =>
+        {
+            Fail::Final(Error::Backend(j.to_string()))
+        }
+        _ => Fail::Transient(err.to_string()),
     }
 }

@@ -11,7 +11,7 @@ use kith_store::{validate_prefix, Entry, Result, Revision, WatchEvent};
 use tokio::sync::mpsc;
 
 use crate::record::{self, is_marker};
-use crate::retry::{classify, retry};
+use crate::retry::{classify_consumer, retry};
 use crate::NatsStore;
 
 /// Events buffered for a slow watcher before the feeding task waits (the
@@ -33,7 +33,7 @@ impl NatsStore {
                 self.stream
                     .create_consumer(ordered(&self.client, filter, DeliverPolicy::New))
                     .await
-                    .map_err(classify)
+                    .map_err(classify_consumer)
             }
         })
         .await?;

@@ -380,3 +380,38 @@ async fn a_repeated_write_id_is_answered_with_the_first_sequence() {
     let e = store.get("k").await.expect("get").expect("present");
     assert_eq!(e.revision, first.sequence, "stored once");
 }
+
+/// A node killed, writes made without it, the node started again and
+/// listings made at once through a client of that node only: each is
+/// complete, short (answered by the stream leader) and long (a consumer,
+/// which may sit on the lagging node, fenced by a write it must deliver).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn listings_through_a_lagging_node_are_complete() {
+    let mut cluster = NatsCluster::start(3).await;
+    let writer = connect(&cluster, "lag").await;
+    writer.put("small/0", vec![0]).await.expect("put");
+    let leader = wait_leader(&cluster, "lag").await;
+    let lagging = (leader + 1) % 3;
+    cluster.kill(lagging);
+    futures::stream::iter(0..2000)
+        .map(|i| {
+            let w = writer.clone();
+            async move {
+                let key = if i < 100 { format!("small/{}", i + 1) } else { format!("large/{i:05}") };
+                w.put(&key, vec![1; 32]).await.expect("put without the killed node")
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await;
+    cluster.restart(lagging);
+    let mut o = cluster.options("lag");
+    o.servers = vec![format!("nats://127.0.0.1:{}", cluster.client_port(lagging))];
+    for round in 0..5 {
+        let reader = NatsStore::connect(o.clone()).await.expect("connect to the restarted node");
+        let small = reader.list("small/").await.expect("short listing");
+        assert_eq!(small.len(), 101, "round {round}: short listing");
+        let large = reader.list("large/").await.expect("long listing");
+        assert_eq!(large.len(), 1900, "round {round}: long listing");
+    }
+}
