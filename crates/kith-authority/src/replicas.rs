@@ -160,6 +160,17 @@ impl Authority {
         Ok(out)
     }
 
+    /// Changes to any replica record from now on (a replica registering,
+    /// heartbeating or leaving), for a server that keeps the live list.
+    pub async fn replica_changes(
+        &self,
+    ) -> Result<
+        futures::stream::BoxStream<'static, kith_store::Result<kith_store::WatchEvent>>,
+        Error,
+    > {
+        Ok(self.store().watch(REPLICA_PREFIX).await?)
+    }
+
     /// The replicas whose last heartbeat is within the liveness window.
     pub async fn live_replicas(&self) -> Result<Vec<ReplicaView>, Error> {
         let mut all = self.replicas().await?;

@@ -31,16 +31,37 @@ pub(crate) async fn refresh_list(state: &AppState) {
     }
 }
 
-/// Heartbeat every `every`, and read the live list after each.
+/// Heartbeat every `every`, and read the live list after each and
+/// whenever a replica record changes (a replica that starts or stops is in
+/// the answers at once, not a heartbeat later).
 pub(crate) async fn heartbeat(state: Arc<AppState>, reg: Arc<Registration>, every: Duration) {
+    use futures::StreamExt;
     // A zero period would make `interval` panic.
     let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first is now: registration just wrote
+    let mut changes = state.authority.replica_changes().await.ok();
     loop {
-        tick.tick().await;
-        if let Err(e) = state.authority.heartbeat_replica(&reg).await {
-            tracing::warn!(replica = %reg.name(), error = %e, "writing the heartbeat failed");
+        let changed = match changes.as_mut() {
+            Some(w) => tokio::select! {
+                _ = tick.tick() => false,
+                ev = w.next() => {
+                    if !matches!(ev, Some(Ok(_))) {
+                        // Ended or lagged: fall back to the heartbeat alone.
+                        changes = None;
+                    }
+                    true
+                }
+            },
+            None => {
+                tick.tick().await;
+                false
+            }
+        };
+        if !changed {
+            if let Err(e) = state.authority.heartbeat_replica(&reg).await {
+                tracing::warn!(replica = %reg.name(), error = %e, "writing the heartbeat failed");
+            }
         }
         refresh_list(&state).await;
     }

@@ -5,8 +5,8 @@
 //! `$KV.<bucket>.>`, laid out as NATS's own key-value buckets are (one
 //! message kept per subject, delete markers with `KV-Operation: DEL`), so
 //! the `nats kv` tools can read it. kith's `/` is NATS's `.` token
-//! separator, so a listing is a subject-filtered consumer, never a walk of
-//! every key. A record's revision is the stream sequence of its message:
+//! separator, so a listing reads only the prefix's subjects (from the stream
+//! leader, see `list.rs`), never every key. A record's revision is the stream sequence of its message:
 //! global to the bucket and increasing.
 //!
 //! How each promise of [`kith_store::Store`] holds with several writers:

@@ -397,8 +397,14 @@ async fn listings_through_a_lagging_node_are_complete() {
         .map(|i| {
             let w = writer.clone();
             async move {
-                let key = if i < 100 { format!("small/{}", i + 1) } else { format!("large/{i:05}") };
-                w.put(&key, vec![1; 32]).await.expect("put without the killed node")
+                let key = if i < 100 {
+                    format!("small/{}", i + 1)
+                } else {
+                    format!("large/{i:05}")
+                };
+                w.put(&key, vec![1; 32])
+                    .await
+                    .expect("put without the killed node")
             }
         })
         .buffer_unordered(64)
@@ -408,7 +414,9 @@ async fn listings_through_a_lagging_node_are_complete() {
     let mut o = cluster.options("lag");
     o.servers = vec![format!("nats://127.0.0.1:{}", cluster.client_port(lagging))];
     for round in 0..5 {
-        let reader = NatsStore::connect(o.clone()).await.expect("connect to the restarted node");
+        let reader = NatsStore::connect(o.clone())
+            .await
+            .expect("connect to the restarted node");
         let small = reader.list("small/").await.expect("short listing");
         assert_eq!(small.len(), 101, "round {round}: short listing");
         let large = reader.list("large/").await.expect("long listing");
