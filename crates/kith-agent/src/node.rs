@@ -324,6 +324,10 @@ async fn crl_or_warn(conn: &mut Connection, path: &str) -> Option<String> {
     }
 }
 
+/// Handshakes a join makes before it reports that the server does not
+/// present the pinned root.
+const PIN_ATTEMPTS: u32 = 4;
+
 /// Join the cluster: verify the server against the token's pin (sending
 /// nothing before that), generate the key here, send CSRs and the token,
 /// verify the answer, and write the node directory.
@@ -335,20 +339,30 @@ pub async fn join(opts: &JoinOptions) -> Result<NodeIdentity, Error> {
             opts.dir.display()
         )));
     }
-    let verifier = Arc::new(PinVerifier::new(token.pin, host_name(&opts.server)?));
-    let config = pinned_config(verifier.clone())?;
     // The server name asks for the chain of the pinned root's authority.
     let sni = kith_api::pin_sni(&token.pin);
-    let mut conn = match Connection::open_as(&opts.server, config, Some(&sni)).await {
-        Ok(c) => c,
-        Err(e) if verifier.mismatch.load(std::sync::atomic::Ordering::SeqCst) => {
-            let _ = e;
-            return Err(Error::PinMismatch {
-                server: opts.server.to_string(),
-                expected: hex::encode(token.pin),
-            });
+    // A replica that learnt of a new authority a moment ago issues its
+    // certificate for it within about a second, and answers with the
+    // default chain until then: a mismatch is tried again a few times
+    // before it is reported (nothing is sent before the pin matches).
+    let mut attempt = 0;
+    let (mut conn, verifier) = loop {
+        let verifier = Arc::new(PinVerifier::new(token.pin, host_name(&opts.server)?));
+        let config = pinned_config(verifier.clone())?;
+        match Connection::open_as(&opts.server, config, Some(&sni)).await {
+            Ok(c) => break (c, verifier),
+            Err(_) if verifier.mismatch.load(std::sync::atomic::Ordering::SeqCst) => {
+                attempt += 1;
+                if attempt == PIN_ATTEMPTS {
+                    return Err(Error::PinMismatch {
+                        server: opts.server.to_string(),
+                        expected: hex::encode(token.pin),
+                    });
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+            }
+            Err(e) => return Err(e),
         }
-        Err(e) => return Err(e),
     };
     // The handshake proved a kith server of this cluster under the pinned root.
     let cluster = verifier

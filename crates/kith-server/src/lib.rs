@@ -322,11 +322,24 @@ async fn maintain(
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_sweep: Option<tokio::time::Instant> = None;
+    // An authority added by another replica reaches this one's keyring
+    // through the store watch: its certificate is issued then, before a
+    // client asks for it (the first join through this replica would
+    // otherwise meet the default chain).
+    let mut seen = authority.keyring_generation();
+    let mut poll = tokio::time::interval(KEYRING_POLL);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             // A client asked for an authority added since: issue its certificate now.
             _ = cert.missing.notified() => {}
+            _ = poll.tick() => {
+                let now = authority.keyring_generation();
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+            }
         }
         match authority.server_retired(cert.name()).await {
             Ok(true) => return retired(),
@@ -375,6 +388,10 @@ fn default_advertise(addr: SocketAddr) -> String {
     };
     format!("https://{}", SocketAddr::new(ip, addr.port()))
 }
+
+/// How often maintenance looks for a keyring change (an authority added
+/// elsewhere): a comparison of two numbers.
+const KEYRING_POLL: Duration = Duration::from_secs(1);
 
 /// How often the maintenance tick sweeps orphaned chunks.
 const CHUNK_SWEEP_EVERY: Duration = Duration::from_secs(3600);

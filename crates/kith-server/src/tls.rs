@@ -171,7 +171,7 @@ impl ResolvesServerCert for ServerCert {
         };
         if let Some(sel) = selector.as_ref().filter(|_| chosen.is_none()) {
             // An authority added since the last tick: issue for it now (this
-            // handshake gets the default chain and its client retries). An
+            // handshake gets the default chain; `kith join` tries again). An
             // unknown name wakes nothing, so it cannot make the server work.
             let mut last = self.last_wake.lock().unwrap_or_else(|p| p.into_inner());
             let due = last.is_none_or(|t| t.elapsed() >= WAKE_EVERY);
