@@ -91,10 +91,23 @@ pub(crate) async fn connect(opts: &NatsOptions) -> Result<Connected, Error> {
         co = co.add_client_certificate(cert.clone(), key.clone());
     }
     let shown = opts.servers.join(",");
-    let client = co
-        .connect(addrs)
-        .await
-        .map_err(|e| Error::Unavailable(format!("cannot connect to NATS at {shown}: {e}")))?;
+    // Nodes that are still starting (a cluster brought up with kith) are
+    // waited for within the retry window; bad credentials or TLS are not.
+    let client = retry(opts.retry_window, "connecting", |_| {
+        let (co, addrs, shown) = (co.clone(), addrs.clone(), shown.clone());
+        async move {
+            co.connect(addrs).await.map_err(|e| {
+                let text = format!("cannot connect to NATS at {shown}: {e}");
+                match e.kind() {
+                    async_nats::ConnectErrorKind::Io | async_nats::ConnectErrorKind::TimedOut => {
+                        Fail::Transient(text)
+                    }
+                    _ => Fail::Final(Error::Unavailable(text)),
+                }
+            })
+        }
+    })
+    .await?;
     let info = client.server_info();
     if !version_ok(&info.version, MIN_SERVER) {
         return Err(Error::Backend(format!(
