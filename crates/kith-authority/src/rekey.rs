@@ -373,17 +373,9 @@ mod tests {
     use super::*;
     use crate::{InitOptions, ManualClock, SecretUpdate, Settings};
 
-    /// After a rotation, the old key's bytes open no sealed field of any
-    /// record, under any master version's associated data.
-    #[tokio::test]
-    async fn the_old_master_key_opens_nothing_after_rotation() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store: Arc<dyn kith_store::Store> = Arc::new(
-            kith_store_redb::RedbStore::open(&dir.path().join("kith.redb")).expect("open"),
-        );
-        let pass = b"a passphrase for tests";
-        let a = Authority::init(
-            store.clone(),
+    async fn init(store: Arc<dyn kith_store::Store>, pass: &[u8]) -> Authority {
+        Authority::init(
+            store,
             Arc::new(ManualClock::new(time::OffsetDateTime::now_utc())),
             InitOptions {
                 cluster: "test.example".into(),
@@ -394,7 +386,19 @@ mod tests {
             Settings::default(),
         )
         .await
-        .expect("init");
+        .expect("init")
+    }
+
+    /// After a rotation, the old key's bytes open no sealed field of any
+    /// record, under any master version's associated data.
+    #[tokio::test]
+    async fn the_old_master_key_opens_nothing_after_rotation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn kith_store::Store> = Arc::new(
+            kith_store_redb::RedbStore::open(&dir.path().join("kith.redb")).expect("open"),
+        );
+        let pass = b"a passphrase for tests";
+        let a = init(store.clone(), pass).await;
         for i in 0..3 {
             a.put_secret(&format!("s{i}"), b"v", SecretUpdate::default(), "t")
                 .await
@@ -443,19 +447,7 @@ mod tests {
     async fn a_late_swap_does_not_promote_a_later_rotations_key() {
         let store: Arc<dyn kith_store::Store> = Arc::new(kith_store::MemStore::new());
         let pass = b"a passphrase for tests";
-        let a = Authority::init(
-            store.clone(),
-            Arc::new(ManualClock::new(time::OffsetDateTime::now_utc())),
-            InitOptions {
-                cluster: "test.example".into(),
-                key_type: kith_pki::KeyType::P256,
-                kdf: KdfParams::MINIMUM,
-            },
-            pass,
-            Settings::default(),
-        )
-        .await
-        .expect("init");
+        let a = init(store.clone(), pass).await;
         a.rotate_master(pass, Arc::new(|_, _| {}))
             .await
             .expect("rotate to v2");

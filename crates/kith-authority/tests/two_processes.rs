@@ -16,6 +16,29 @@ use common::{csr, within_a_second, PASS, PASS2};
 
 mod common;
 
+/// A one-hour `worker` token minted by `who`: for node `node` (or any),
+/// `uses` uses, of `authority` (or the default).
+async fn worker_token(
+    who: &Authority,
+    node: Option<&str>,
+    uses: u32,
+    authority: Option<&str>,
+) -> (kith_authority::TokenRecord, kith_api::JoinToken) {
+    who.create_token(
+        TokenSpec {
+            role: "worker".into(),
+            node: node.map(String::from),
+            ttl: time::Duration::hours(1),
+            uses,
+            allow_sans: vec![],
+            authority: authority.map(String::from),
+        },
+        "test",
+    )
+    .await
+    .expect("a token")
+}
+
 /// Two authorities, each on its own connection to one bucket of a real
 /// 3-node nats-server cluster (R3): two `kith serve` replicas as they run.
 async fn pair_on_nats() -> (kith_store_nats::testing::NatsCluster, Authority, Authority) {
@@ -86,20 +109,7 @@ async fn authority_added_in_one_serves_joins_in_the_other(a: Authority, b: Autho
     })
     .await;
     assert_eq!(a.roots(), b.roots(), "one trust bundle");
-    let (_, token) = b
-        .create_token(
-            TokenSpec {
-                role: "worker".into(),
-                node: None,
-                ttl: time::Duration::hours(1),
-                uses: 1,
-                allow_sans: vec![],
-                authority: Some("api".into()),
-            },
-            "test",
-        )
-        .await
-        .expect("a token of the new authority, minted by the other process");
+    let (_, token) = worker_token(&b, None, 1, Some("api")).await;
     let key = PrivateKey::generate(KeyType::P256).expect("key");
     let (node, issued) = b
         .join(
@@ -350,20 +360,7 @@ async fn on_nats_concurrent_joins_spend_token_uses_exactly() {
     let (_nats, all) = nats_authorities(3).await;
     let mut serials = std::collections::BTreeSet::new();
     for uses in [1u32, 3] {
-        let (record, token) = all[0]
-            .create_token(
-                TokenSpec {
-                    role: "worker".into(),
-                    node: None,
-                    ttl: time::Duration::hours(1),
-                    uses,
-                    allow_sans: vec![],
-                    authority: None,
-                },
-                "test",
-            )
-            .await
-            .expect("token");
+        let (record, token) = worker_token(&all[0], None, uses, None).await;
         let tasks: Vec<_> = (0..50)
             .map(|i| {
                 let (a, token) = (all[i % 3].clone(), token.clone());
@@ -491,20 +488,7 @@ async fn on_nats_concurrent_revocations_both_reach_the_newest_crl() {
 async fn direct_issue_racing_a_join_leaves_one_live_certificate(a: Authority, b: Authority) {
     for round in 0..40 {
         let name = format!("race-{round}");
-        let (_, token) = b
-            .create_token(
-                TokenSpec {
-                    role: "worker".into(),
-                    node: Some(name.clone()),
-                    ttl: time::Duration::hours(1),
-                    uses: 1,
-                    allow_sans: vec![],
-                    authority: None,
-                },
-                "test",
-            )
-            .await
-            .expect("token");
+        let (_, token) = worker_token(&b, Some(name.as_str()), 1, None).await;
         let issue = {
             let (a, name) = (a.clone(), name.clone());
             tokio::spawn(async move { a.issue(common::request(&name)).await })
@@ -566,20 +550,7 @@ async fn a_revocation_by_serial_racing_a_renewal() {
     let mut refused = 0;
     for round in 0..40 {
         let name = format!("rr-{round}");
-        let (_, token) = a
-            .create_token(
-                TokenSpec {
-                    role: "worker".into(),
-                    node: Some(name.clone()),
-                    ttl: time::Duration::hours(1),
-                    uses: 1,
-                    allow_sans: vec![],
-                    authority: None,
-                },
-                "test",
-            )
-            .await
-            .expect("token");
+        let (_, token) = worker_token(&a, Some(name.as_str()), 1, None).await;
         let key = PrivateKey::generate(KeyType::P256).expect("key");
         let (_, issued) = a
             .join(
