@@ -22,7 +22,35 @@ const HEADER_ROOM: usize = 4096;
 /// retried write the server already stored is answered as a duplicate.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
+/// Reconnections of the client, for watches to start their consumers
+/// again from the last revision they saw (see `watch.rs`).
+#[derive(Default)]
+pub(crate) struct Reconnects {
+    /// How many times the client has (re)connected.
+    pub(crate) epoch: std::sync::atomic::AtomicU64,
+    pub(crate) notify: tokio::sync::Notify,
+}
+
+impl Reconnects {
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Resolves once the epoch is past `seen` (at once if it already is:
+    /// a reconnection while the caller was busy is not missed).
+    pub(crate) async fn after(&self, seen: u64) {
+        loop {
+            let notified = self.notify.notified();
+            if self.epoch() != seen {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 pub(crate) struct Connected {
+    pub(crate) reconnects: std::sync::Arc<Reconnects>,
     pub(crate) client: async_nats::Client,
     pub(crate) js: jetstream::Context,
     pub(crate) stream: stream::Stream,
@@ -71,8 +99,21 @@ pub(crate) async fn connect(opts: &NatsOptions) -> Result<Connected, Error> {
     if addrs.is_empty() {
         return Err(Error::Backend("no NATS server address given".into()));
     }
+    let reconnects = std::sync::Arc::new(Reconnects::default());
+    let on_event = reconnects.clone();
     let mut co = async_nats::ConnectOptions::new()
         .name("kith")
+        .event_callback(move |event| {
+            let on_event = on_event.clone();
+            async move {
+                if matches!(event, async_nats::Event::Connected) {
+                    on_event
+                        .epoch
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    on_event.notify.notify_waiters();
+                }
+            }
+        })
         .connection_timeout(Duration::from_secs(5))
         .request_timeout(Some(Duration::from_secs(5)))
         // Reconnect quickly to another node of the cluster: an election is
@@ -139,6 +180,7 @@ pub(crate) async fn connect(opts: &NatsOptions) -> Result<Connected, Error> {
         );
     }
     Ok(Connected {
+        reconnects,
         client,
         js,
         stream,

@@ -53,6 +53,7 @@ use kith_store::{Entry, Limits, Result, Revision, Store, WatchEvent};
 /// any number of processes may use one bucket at once.
 pub struct NatsStore {
     client: async_nats::Client,
+    reconnects: std::sync::Arc<connect::Reconnects>,
     js: jetstream::Context,
     stream: stream::Stream,
     /// `$KV.<bucket>.`
@@ -82,6 +83,7 @@ impl NatsStore {
         let c = connect::connect(&opts).await?;
         Ok(Self {
             client: c.client,
+            reconnects: c.reconnects,
             js: c.js,
             stream: c.stream,
             prefix: format!("$KV.{}.", opts.bucket),

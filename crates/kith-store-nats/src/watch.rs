@@ -25,6 +25,7 @@ impl NatsStore {
     ) -> Result<BoxStream<'static, Result<WatchEvent>>> {
         validate_prefix(prefix)?;
         let filter = record::filter(&self.prefix, prefix);
+        let epoch = self.reconnects.epoch();
         // The first consumer is made before returning: events committed
         // after this call are delivered, as the contract says.
         let first = retry(self.opts.retry_window, "starting a watch", |_| {
@@ -39,6 +40,7 @@ impl NatsStore {
         .await?;
         let (tx, rx) = mpsc::channel(BUFFER);
         let feed = Feed {
+            reconnects: self.reconnects.clone(),
             stream: self.stream.clone(),
             client: self.client.clone(),
             subject_prefix: self.prefix.clone(),
@@ -46,7 +48,7 @@ impl NatsStore {
             filter,
             tx,
         };
-        tokio::spawn(feed.run(first));
+        tokio::spawn(feed.run(first, epoch));
         Ok(tokio_stream_from(rx))
     }
 }
@@ -73,6 +75,7 @@ fn tokio_stream_from(
 }
 
 struct Feed {
+    reconnects: std::sync::Arc<crate::connect::Reconnects>,
     stream: async_nats::jetstream::stream::Stream,
     client: async_nats::Client,
     subject_prefix: String,
@@ -82,7 +85,12 @@ struct Feed {
 }
 
 impl Feed {
-    async fn run(self, first: async_nats::jetstream::consumer::Consumer<push::OrderedConfig>) {
+    /// `first_epoch`: the client's connection epoch before `first` was made.
+    async fn run(
+        self,
+        first: async_nats::jetstream::consumer::Consumer<push::OrderedConfig>,
+        first_epoch: u64,
+    ) {
         // The stream's last sequence when the watch began: a consumer made
         // again after a failure starts right after what was last seen.
         let mut last: Revision = first.cached_info().delivered.stream_sequence;
@@ -92,8 +100,14 @@ impl Feed {
             if self.tx.is_closed() {
                 return;
             }
+            // Taken before the consumer is made: a reconnection from here on
+            // makes it again.
+            let mut epoch = self.reconnects.epoch();
             let c = match consumer.take() {
-                Some(c) => c,
+                Some(c) => {
+                    epoch = first_epoch;
+                    c
+                }
                 None => {
                     let policy = DeliverPolicy::ByStartSequence {
                         start_sequence: last + 1,
@@ -126,6 +140,13 @@ impl Feed {
                 let m = tokio::select! {
                     m = messages.next() => m,
                     () = self.tx.closed() => return,
+                    // The client reconnected (its node died, say): the
+                    // consumer is made again from the last revision seen
+                    // rather than trusted to resume by itself.
+                    () = self.reconnects.after(epoch) => {
+                        tracing::debug!("NATS watch: reconnected; resuming from {last}");
+                        break;
+                    }
                 };
                 let m = match m {
                     Some(Ok(m)) => m,
