@@ -17,6 +17,8 @@ use crate::NatsOptions;
 struct Node {
     client_port: u16,
     cluster_port: u16,
+    /// The HTTP monitoring port (`/varz`, `/connz`, ...), for benchmarks.
+    monitor_port: u16,
     config: PathBuf,
     child: Option<Child>,
 }
@@ -64,6 +66,7 @@ impl NatsCluster {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let bin = nats_server_bin();
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let monitor_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let mut nodes = Vec::new();
         for (i, (client_port, cluster_port)) in ports.iter().copied().enumerate() {
             let store = dir.path().join(format!("n{i}"));
@@ -83,7 +86,9 @@ impl NatsCluster {
             };
             let text = format!(
                 "server_name: n{i}\nlisten: 127.0.0.1:{client_port}\n\
+                 http: 127.0.0.1:{}\n\
                  jetstream {{\n  store_dir: '{}'\n  sync_interval: always\n}}\n{cluster}",
+                monitor_ports[i],
                 store.display()
             );
             let config = dir.path().join(format!("n{i}.conf"));
@@ -91,6 +96,7 @@ impl NatsCluster {
             nodes.push(Node {
                 client_port,
                 cluster_port,
+                monitor_port: monitor_ports[i],
                 config,
                 child: None,
             });
@@ -150,6 +156,16 @@ impl NatsCluster {
         self.nodes[i].cluster_port
     }
 
+    /// The HTTP monitoring port of node `i` (`/varz`, `/connz`, `/jsz`).
+    pub fn monitor_port(&self, i: usize) -> u16 {
+        self.nodes[i].monitor_port
+    }
+
+    /// The process id of node `i` while it runs (for CPU accounting).
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].child.as_ref().map(Child::id)
+    }
+
     /// `kill -9` node `i`.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.nodes[i].child.take() {
@@ -194,6 +210,15 @@ impl NatsCluster {
         let info = s.info().await.ok()?;
         let leader = info.cluster.as_ref()?.leader.clone()?;
         leader.strip_prefix('n')?.parse().ok()
+    }
+
+    /// The last sequence of `KV_<bucket>`'s stream (one per write to the
+    /// bucket), asked of any running node; `None` if none answers.
+    pub async fn stream_last_sequence(&self, bucket: &str) -> Option<u64> {
+        let client = self.any_client().await?;
+        let js = async_nats::jetstream::new(client);
+        let mut s = js.get_stream(format!("KV_{bucket}")).await.ok()?;
+        Some(s.info().await.ok()?.state.last_sequence)
     }
 
     async fn any_client(&self) -> Option<async_nats::Client> {
