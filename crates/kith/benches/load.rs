@@ -278,8 +278,12 @@ fn spawn_serve(store_args: &[&std::ffi::OsStr], pass: &Path, port: u16) -> Proc 
             .args(store_args)
             .arg("--passphrase-file")
             .arg(pass)
-            // Throughput, not the per-node renewal limit, is measured here.
+            // Throughput, not the per-node renewal limit nor the per-source
+            // connection cap, is measured here: every worker connects from
+            // 127.0.0.1, and a renewal opens its next mTLS connection before
+            // the old one is gone (64 workers once hit the default 128).
             .args(["--renew-limit", "1000000"])
+            .args(["--max-connections-per-source", "1024"])
             .env("KITH_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
