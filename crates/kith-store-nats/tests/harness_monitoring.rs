@@ -19,14 +19,20 @@ fn monitor_json(port: u16, path: &str) -> serde_json::Value {
     let mut text = String::new();
     s.read_to_string(&mut text).expect("response");
     let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
     serde_json::from_str(body).expect("JSON")
 }
 
 /// Messages sent so far by the clients named `kith`, over every node.
 fn kith_msgs(nats: &NatsCluster) -> u64 {
     (0..3)
-        .map(|i| monitor_json(nats.monitor_port(i), "/connz?limit=10000"))
+        .map(|i| {
+            let port = nats.monitor_port(i).expect("started monitored");
+            monitor_json(port, "/connz?limit=10000")
+        })
         .map(|v| {
             v["connections"]
                 .as_array()
@@ -41,9 +47,17 @@ fn kith_msgs(nats: &NatsCluster) -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn monitoring_pids_and_sequence_count_what_a_store_does() {
-    let nats = NatsCluster::start(3).await;
+    let plain = NatsCluster::start(1).await;
+    assert_eq!(
+        plain.monitor_port(0),
+        None,
+        "monitoring only when asked for"
+    );
+    drop(plain);
+    let nats = NatsCluster::start_monitored(3).await;
     for i in 0..3 {
-        let varz = monitor_json(nats.monitor_port(i), "/varz");
+        let port = nats.monitor_port(i).expect("started monitored");
+        let varz = monitor_json(port, "/varz");
         assert_eq!(varz["server_name"], format!("n{i}"), "node {i}'s own port");
         let pid = nats.pid(i).expect("a running node has a pid");
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/<pid>/stat");
@@ -54,7 +68,9 @@ async fn monitoring_pids_and_sequence_count_what_a_store_does() {
         .expect("connect");
     let (m0, s0) = (
         kith_msgs(&nats),
-        nats.stream_last_sequence("counted").await.expect("sequence"),
+        nats.stream_last_sequence("counted")
+            .await
+            .expect("sequence"),
     );
     let mut rev = store.create("a/b", b"1".to_vec()).await.expect("create");
     for i in 0..3u8 {
@@ -64,7 +80,10 @@ async fn monitoring_pids_and_sequence_count_what_a_store_does() {
         assert!(store.get("a/b").await.expect("get").is_some());
     }
     assert_eq!(
-        nats.stream_last_sequence("counted").await.expect("sequence") - s0,
+        nats.stream_last_sequence("counted")
+            .await
+            .expect("sequence")
+            - s0,
         4,
         "one sequence per write"
     );

@@ -369,7 +369,7 @@ async fn main() {
     }
     let mut latency: Vec<(usize, StoreLatency)> = Vec::new();
     if store("nats1") || store("nats3") {
-        let nats = NatsCluster::start(3).await;
+        let nats = NatsCluster::start_monitored(3).await;
         let url = std::ffi::OsString::from(nats.url());
         let init = tmp.path().join("nats-init");
         init_ca(&init, &pass, &["--store".as_ref(), url.as_os_str()]);

@@ -70,7 +70,7 @@ fn monitor_json(port: u16, path: &str) -> Option<serde_json::Value> {
 /// every node so far.
 fn kith_client_msgs(nats: &NatsCluster, nodes: usize) -> u64 {
     (0..nodes)
-        .filter_map(|i| monitor_json(nats.monitor_port(i), "/connz?limit=10000"))
+        .filter_map(|i| monitor_json(nats.monitor_port(i)?, "/connz?limit=10000"))
         .map(|v| {
             v["connections"]
                 .as_array()
