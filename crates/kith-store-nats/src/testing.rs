@@ -17,6 +17,9 @@ use crate::NatsOptions;
 struct Node {
     client_port: u16,
     cluster_port: u16,
+    /// The HTTP monitoring port (`/varz`, `/connz`, ...), for benchmarks:
+    /// only with [`NatsCluster::start_monitored`].
+    monitor_port: Option<u16>,
     config: PathBuf,
     child: Option<Child>,
 }
@@ -60,10 +63,21 @@ impl NatsCluster {
     /// Start `n` nodes (1 to 5) clustered with each other (a single node
     /// runs without a cluster block) and wait until JetStream answers.
     pub async fn start(n: usize) -> Self {
+        Self::start_with(n, false).await
+    }
+
+    /// [`NatsCluster::start`], each node also serving HTTP monitoring on
+    /// loopback ([`NatsCluster::monitor_port`]), as the load bench reads it.
+    pub async fn start_monitored(n: usize) -> Self {
+        Self::start_with(n, true).await
+    }
+
+    async fn start_with(n: usize, monitored: bool) -> Self {
         assert!((1..=5).contains(&n), "1 to 5 nodes");
         let dir = tempfile::tempdir().expect("a temporary directory");
         let bin = nats_server_bin();
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let monitor_ports: Vec<Option<u16>> = (0..n).map(|_| monitored.then(free_port)).collect();
         let mut nodes = Vec::new();
         for (i, (client_port, cluster_port)) in ports.iter().copied().enumerate() {
             let store = dir.path().join(format!("n{i}"));
@@ -82,8 +96,11 @@ impl NatsCluster {
                 String::new()
             };
             let text = format!(
-                "server_name: n{i}\nlisten: 127.0.0.1:{client_port}\n\
+                "server_name: n{i}\nlisten: 127.0.0.1:{client_port}\n{}\
                  jetstream {{\n  store_dir: '{}'\n  sync_interval: always\n}}\n{cluster}",
+                monitor_ports[i]
+                    .map(|p| format!("http: 127.0.0.1:{p}\n"))
+                    .unwrap_or_default(),
                 store.display()
             );
             let config = dir.path().join(format!("n{i}.conf"));
@@ -91,6 +108,7 @@ impl NatsCluster {
             nodes.push(Node {
                 client_port,
                 cluster_port,
+                monitor_port: monitor_ports[i],
                 config,
                 child: None,
             });
@@ -150,6 +168,17 @@ impl NatsCluster {
         self.nodes[i].cluster_port
     }
 
+    /// The HTTP monitoring port of node `i` (`/varz`, `/connz`, `/jsz`),
+    /// if the cluster was started with [`NatsCluster::start_monitored`].
+    pub fn monitor_port(&self, i: usize) -> Option<u16> {
+        self.nodes[i].monitor_port
+    }
+
+    /// The process id of node `i` while it runs (for CPU accounting).
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].child.as_ref().map(Child::id)
+    }
+
     /// `kill -9` node `i`.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.nodes[i].child.take() {
@@ -194,6 +223,15 @@ impl NatsCluster {
         let info = s.info().await.ok()?;
         let leader = info.cluster.as_ref()?.leader.clone()?;
         leader.strip_prefix('n')?.parse().ok()
+    }
+
+    /// The last sequence of `KV_<bucket>`'s stream (one per write to the
+    /// bucket), asked of any running node; `None` if none answers.
+    pub async fn stream_last_sequence(&self, bucket: &str) -> Option<u64> {
+        let client = self.any_client().await?;
+        let js = async_nats::jetstream::new(client);
+        let mut s = js.get_stream(format!("KV_{bucket}")).await.ok()?;
+        Some(s.info().await.ok()?.state.last_sequence)
     }
 
     async fn any_client(&self) -> Option<async_nats::Client> {

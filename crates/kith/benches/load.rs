@@ -1,14 +1,42 @@
 //! Load driver: joins per second (a fresh TLS connection each) and renewals
-//! per second (keep-alive mutual TLS) against a real `kith serve` process,
+//! per second (keep-alive mutual TLS) against real `kith serve` processes,
 //! next to `cfssl serve` (Debian package golang-cfssl) signing the same
 //! P-256 CSRs on the same machine, in one run. Every kith certificate is
 //! durably recorded before its answer; cfssl stores nothing.
+//!
+//! `KITH_LOAD_STORE` picks the stores, in one run (default `embedded`):
+//! - `embedded`: one `kith serve` on a redb data directory; every cell
+//!   (join, renew, secret, cfssl).
+//! - `nats1`, `nats3`: a 3-node nats-server cluster on loopback (R3
+//!   stream, `sync_interval: always`), `kith init --store` once, then 1 or
+//!   3 `kith serve --store` replicas (own ports, data dirs, server names;
+//!   with 3 the workers are spread round-robin); join and renew cells only.
+//!   Each NATS cell also reports where its time goes (CPU per operation of
+//!   nats-server, kith serve and this driver; NATS messages and writes per
+//!   operation; the store's own get/update/create latency at the cell's
+//!   concurrency): the method is in `load/breakdown.rs`. nats-server comes
+//!   from `KITH_TOOLS_DIR` (or the workspace's `.venv/bin`, or PATH).
+//!
+//! A cell's clock and counters start once its workers are set up (for
+//! renewals: joined, with an mTLS connection open), so set-up joins are
+//! not counted as renewals.
 //!
 //! ```text
 //! cargo bench -p kith --bench load                 # c = 1, 16, 64; 5 s per cell
 //! KITH_LOAD_SECS=10 KITH_LOAD_C=1,64 KITH_LOAD_OPS=renew,cfssl cargo bench -p kith --bench load
 //! KITH_LOAD_C=16 KITH_LOAD_OPS=secret cargo bench -p kith --bench load   # secret reads
+//! KITH_TOOLS_DIR=.venv/bin KITH_LOAD_STORE=embedded,nats1,nats3 KITH_LOAD_C=1,64 \
+//!     cargo bench -p kith --bench load            # issue 12: the NATS store
 //! ```
+
+#[path = "load/breakdown.rs"]
+mod breakdown;
+#[path = "load/cells.rs"]
+mod cells;
+#[path = "load/embedded.rs"]
+mod embedded;
+#[path = "load/report.rs"]
+mod report;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -25,6 +53,10 @@ use kith_api::wire::{
 };
 use kith_pki::{KeyType, PrivateKey, San};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use breakdown::{Probe, StoreLatency, Usage};
+use cells::{join_and_renew, print_row, row, BoxFut, Load, Row, Target};
+use kith_store_nats::testing::NatsCluster;
 
 const PASS: &str = "bench passphrase, not a secret";
 
@@ -80,6 +112,12 @@ impl Cell {
     fn rate(&self) -> f64 {
         self.latencies.len() as f64 / self.elapsed.as_secs_f64()
     }
+    fn mean(&self) -> f64 {
+        if self.latencies.is_empty() {
+            return f64::NAN;
+        }
+        self.latencies.iter().sum::<Duration>().as_secs_f64() * 1e3 / self.latencies.len() as f64
+    }
     fn pct(&mut self, p: f64) -> f64 {
         if self.latencies.is_empty() {
             return f64::NAN;
@@ -114,24 +152,26 @@ fn public_config(ca_pem: &Path) -> Arc<rustls::ClientConfig> {
     )
 }
 
-async fn run_cell<F, Fut>(c: usize, secs: f64, f: F) -> Cell
+/// Run `c` workers for `secs`: each is set up (`f(worker)`) first, then
+/// the clock and `probe` start, and every worker repeats its operation
+/// until the deadline.
+async fn run_cell<F, Fut>(c: usize, secs: f64, probe: &mut Probe<'_>, f: F) -> Cell
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<
-            Output = Box<
-                dyn FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
-                    + Send,
-            >,
-        > + Send,
+    Fut: std::future::Future<Output = Op> + Send,
 {
     let f = Arc::new(f);
-    let deadline = Instant::now() + Duration::from_secs_f64(secs);
-    let start = Instant::now();
+    let ready = Arc::new(tokio::sync::Barrier::new(c + 1));
+    let go = Arc::new(tokio::sync::Barrier::new(c + 1));
+    let deadline = Arc::new(std::sync::OnceLock::<Instant>::new());
     let mut handles = Vec::new();
     for w in 0..c {
-        let f = f.clone();
+        let (f, ready, go, deadline) = (f.clone(), ready.clone(), go.clone(), deadline.clone());
         handles.push(tokio::spawn(async move {
             let mut op = f(w).await;
+            ready.wait().await;
+            go.wait().await;
+            let deadline = *deadline.get().expect("set before the start");
             let mut lat = Vec::new();
             let mut errors = 0;
             while Instant::now() < deadline {
@@ -145,6 +185,16 @@ where
             (lat, errors)
         }));
     }
+    // A worker whose set-up failed has panicked: do not wait for it forever.
+    tokio::time::timeout(Duration::from_secs(300), ready.wait())
+        .await
+        .expect("every worker set up within 300 s (a set-up panicked?)");
+    probe.begin().await;
+    let start = Instant::now();
+    deadline
+        .set(start + Duration::from_secs_f64(secs))
+        .expect("one start");
+    go.wait().await;
     let mut cell = Cell::default();
     for h in handles {
         let (lat, errors) = h.await.expect("worker");
@@ -152,6 +202,7 @@ where
         cell.errors += errors;
     }
     cell.elapsed = start.elapsed();
+    probe.end(cell.latencies.len()).await;
     cell
 }
 
@@ -214,6 +265,49 @@ async fn mtls_connection(
 type Op =
     Box<dyn FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>> + Send>;
 
+/// The `kith` binary under test.
+const KITH: &str = env!("CARGO_BIN_EXE_kith");
+
+/// `kith serve` on 127.0.0.1:`port`, its store given by `store_args`.
+fn spawn_serve(store_args: &[&std::ffi::OsStr], pass: &Path, port: u16) -> Proc {
+    Proc(
+        Command::new(KITH)
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(store_args)
+            .arg("--passphrase-file")
+            .arg(pass)
+            // Throughput, not the per-node renewal limit nor the per-source
+            // connection cap, is measured here: every worker connects from
+            // 127.0.0.1, and a renewal opens its next mTLS connection before
+            // the old one is gone (64 workers once hit the default 128).
+            .args(["--renew-limit", "1000000"])
+            .args(["--max-connections-per-source", "1024"])
+            .env("KITH_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("kith serve"),
+    )
+}
+
+/// `kith init` of a bench CA in `data`, with `extra` store options.
+fn init_ca(data: &Path, pass: &Path, extra: &[&std::ffi::OsStr]) {
+    run(Command::new(KITH)
+        .args([
+            "init",
+            "--cluster",
+            "bench.example",
+            "--kdf-memory-mib",
+            "19",
+            "--data-dir",
+        ])
+        .arg(data)
+        .args(extra)
+        .arg("--passphrase-file")
+        .arg(pass));
+}
+
 #[tokio::main]
 async fn main() {
     let secs: f64 = std::env::var("KITH_LOAD_SECS")
@@ -228,93 +322,21 @@ async fn main() {
     let max_c = cs.iter().copied().max().unwrap_or(1);
     let ops = std::env::var("KITH_LOAD_OPS").unwrap_or_else(|_| "join,renew,secret,cfssl".into());
     let want = |op: &str| ops.split(',').any(|o| o.trim() == op);
+    let stores = std::env::var("KITH_LOAD_STORE").unwrap_or_else(|_| "embedded".into());
+    let stores: Vec<&str> = stores.split(',').map(str::trim).collect();
+    for s in &stores {
+        assert!(
+            ["embedded", "nats1", "nats3"].contains(s),
+            "KITH_LOAD_STORE: {s:?} is not one of embedded, nats1, nats3"
+        );
+    }
+    let store = |s: &str| stores.contains(&s);
     let tmp = tempfile::tempdir().expect("tempdir");
-    let data = tmp.path().join("data");
     let pass = tmp.path().join("pass");
     std::fs::write(&pass, PASS).expect("pass");
     // kith refuses a passphrase file others can read.
     std::fs::set_permissions(&pass, std::os::unix::fs::PermissionsExt::from_mode(0o600))
         .expect("chmod pass");
-    let kith = env!("CARGO_BIN_EXE_kith");
-    run(Command::new(kith)
-        .args([
-            "init",
-            "--cluster",
-            "bench.example",
-            "--kdf-memory-mib",
-            "19",
-            "--data-dir",
-        ])
-        .arg(&data)
-        .arg("--passphrase-file")
-        .arg(&pass));
-    let port = free_port();
-    let _server = Proc(
-        Command::new(kith)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(&data)
-            .arg("--passphrase-file")
-            .arg(&pass)
-            // Throughput, not the per-node renewal limit, is measured here.
-            .args(["--renew-limit", "1000000"])
-            .env("KITH_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("kith serve"),
-    );
-    // cfssl with its own P-256 CA, made by openssl.
-    let cf = tmp.path().join("cfssl");
-    std::fs::create_dir_all(&cf).expect("dir");
-    run(Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=cfssl bench CA",
-            "-days",
-            "30",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-            "-keyout",
-        ])
-        .arg(cf.join("ca-key.pem"))
-        .arg("-out")
-        .arg(cf.join("ca.pem")));
-    let cf_port = free_port();
-    let _cfssl = Proc(
-        Command::new("cfssl")
-            .args([
-                "serve",
-                "-loglevel",
-                "2",
-                "-address",
-                "127.0.0.1",
-                "-port",
-                &cf_port.to_string(),
-                "-ca",
-            ])
-            .arg(cf.join("ca.pem"))
-            .arg("-ca-key")
-            .arg(cf.join("ca-key.pem"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cfssl serve: install the Debian package golang-cfssl"),
-    );
-    wait_port(port);
-    wait_port(cf_port);
 
     // One P-256 key and CSR per worker, made before any timing; the same
     // CSRs go to kith and to cfssl. An IP SAN only, so one CSR fits any node name.
@@ -335,288 +357,79 @@ async fn main() {
             })
             .collect(),
     );
-    let server = ServerAddr {
-        host: "127.0.0.1".into(),
-        port,
-    };
-    let ca_pem: PathBuf = data.join("ca.pem");
-    let admin_cfg = kith_agent::api_client_config(&data.join("admin")).expect("admin credential");
-    let mut admin = Connection::open(&server, admin_cfg)
-        .await
-        .expect("admin connection");
-    let mut tokens = Vec::new();
-    for _ in 0..max_c {
-        let t: TokenCreated = admin
-            .json(
-                Method::POST,
-                "/v1/admin/tokens",
-                Some(&TokenCreateRequest {
-                    role: "bench".into(),
-                    ttl_seconds: Some(86_400),
-                    uses: Some(1_000_000),
-                    ..Default::default()
-                }),
-            )
-            .await
-            .expect("token");
-        tokens.push(t.token);
-    }
-    let tokens = Arc::new(tokens);
-    let _: kith_api::wire::SecretInfo = admin
-        .json(
-            Method::PUT,
-            "/v1/admin/secrets/bench-secret",
-            Some(&kith_api::wire::SecretPutRequest {
-                value: {
-                    use base64::Engine;
-                    base64::engine::general_purpose::STANDARD.encode([7u8; 1024])
-                },
-                allow_roles: Some(vec!["bench".into()]),
-                ..Default::default()
-            }),
-        )
-        .await
-        .expect("bench secret");
-    let public = public_config(&ca_pem);
-
-    println!("kith load driver: {secs} s per cell, same P-256 CSRs for kith and cfssl (cfssl {cf_port}, kith {port})");
+    let load = Load { secs, workers };
+    let mut rows: Vec<Row> = Vec::new();
+    println!("kith load driver: {secs} s per cell, stores {stores:?}, same P-256 CSRs for kith and cfssl");
     println!(
-        "{:<28} {:>4} {:>10} {:>9} {:>9} {:>7}",
-        "operation", "c", "req/s", "p50 ms", "p99 ms", "errors"
+        "{:<9} {:<31} {:>4} {:>10} {:>9} {:>9} {:>7}",
+        "store", "operation", "c", "req/s", "p50 ms", "p99 ms", "errors"
     );
-    let mut summary = Vec::new();
-    for &c in &cs {
-        // Joins: a fresh TCP + TLS connection for each.
-        if want("join") {
-            let (w2, t2, p2, s2) = (
-                workers.clone(),
-                tokens.clone(),
-                public.clone(),
-                server.clone(),
-            );
-            let mut cell = run_cell(c, secs, move |w| {
-                let (workers, tokens, public, server) =
-                    (w2.clone(), t2.clone(), p2.clone(), s2.clone());
-                async move {
-                    let mut i = 0u64;
-                    Box::new(move || {
-                        i += 1;
-                        let body = JoinRequest {
-                            token: tokens[w].clone(),
-                            node: Some(format!("j{c}-{w}-{i}")),
-                            csrs: vec![CsrSubmission {
-                                profile: "peer".into(),
-                                csr: workers[w].csr_pem.clone(),
-                            }],
-                            may_leave_out: Vec::new(),
-                        };
-                        let (public, server) = (public.clone(), server.clone());
-                        Box::pin(async move {
-                            let Ok(mut conn) = Connection::open(&server, public).await else {
-                                return false;
-                            };
-                            conn.json::<IssueResponse>(Method::POST, "/v1/join", Some(&body))
-                                .await
-                                .is_ok()
-                        })
-                            as std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
-                    }) as Op
-                }
-            })
-            .await;
-            println!(
-                "{:<28} {:>4} {:>10.0} {:>9.2} {:>9.2} {:>7}",
-                "kith join (new TLS each)",
+    if store("embedded") {
+        embedded::embedded(&load, tmp.path(), &pass, &cs, &want, &mut rows).await;
+    }
+    let mut latency: Vec<(usize, StoreLatency)> = Vec::new();
+    if store("nats1") || store("nats3") {
+        let nats = NatsCluster::start_monitored(3).await;
+        let url = std::ffi::OsString::from(nats.url());
+        let init = tmp.path().join("nats-init");
+        init_ca(&init, &pass, &["--store".as_ref(), url.as_os_str()]);
+        // The store's own latency, before any replica runs.
+        for &c in &cs {
+            latency.push((
                 c,
-                cell.rate(),
-                cell.pct(0.5),
-                cell.pct(0.99),
-                cell.errors
-            );
-            summary.push(("join", c, cell.rate(), cell.pct(0.99)));
+                breakdown::store_latency(&nats, c, (secs / 2.0).clamp(1.0, 5.0)).await,
+            ));
         }
-
-        // Renewals: join once, then renew in a loop, each renewal over a new
-        // mTLS connection with the certificate the previous one returned
-        // (only the current certificate renews): a node's real cost.
-        if want("renew") {
-            let (w2, t2, p2, s2, ca2) = (
-                workers.clone(),
-                tokens.clone(),
-                public.clone(),
-                server.clone(),
-                ca_pem.clone(),
-            );
-            let mut cell = run_cell(c, secs, move |w| {
-                let (workers, tokens, public, server, ca_pem) =
-                    (w2.clone(), t2.clone(), p2.clone(), s2.clone(), ca2.clone());
-                async move {
-                    let node = format!("r{c}-{w}");
-                    let csr = CsrSubmission {
-                        profile: "peer".into(),
-                        csr: workers[w].csr_pem.clone(),
-                    };
-                    let conn = Arc::new(tokio::sync::Mutex::new(
-                        joined_connection(&server, public, &ca_pem, &tokens[w], &node, &workers[w])
-                            .await,
-                    ));
-                    let body = RenewRequest {
-                        node: Some(node),
-                        csrs: vec![csr],
-                    };
-                    let (server, ca_pem) = (Arc::new(server), Arc::new(ca_pem));
-                    let worker = workers.clone();
-                    Box::new(move || {
-                        let (conn, body) = (conn.clone(), body.clone());
-                        let (server, ca_pem, workers) =
-                            (server.clone(), ca_pem.clone(), worker.clone());
-                        Box::pin(async move {
-                            let mut conn = conn.lock().await;
-                            let Ok(r) = conn
-                                .json::<IssueResponse>(Method::POST, "/v1/renew", Some(&body))
-                                .await
-                            else {
-                                return false;
-                            };
-                            // The next renewal presents the new certificate,
-                            // as a node does (the old one renews no more).
-                            *conn = mtls_connection(&server, &ca_pem, &workers[w], &r).await;
-                            true
-                        })
-                            as std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
-                    }) as Op
-                }
-            })
+        for (name, tag, n) in [("nats1", "n1-", 1), ("nats3", "n3-", 3)] {
+            if !store(name) {
+                continue;
+            }
+            let mut procs = Vec::new();
+            let mut servers = Vec::new();
+            for i in 0..n {
+                let port = free_port();
+                let dir = tmp.path().join(format!("{name}-replica-{i}"));
+                let server_name = std::ffi::OsString::from(format!("kith-server-{name}-{i}"));
+                procs.push(spawn_serve(
+                    &[
+                        "--store".as_ref(),
+                        url.as_os_str(),
+                        "--data-dir".as_ref(),
+                        dir.as_os_str(),
+                        "--server-name".as_ref(),
+                        server_name.as_os_str(),
+                    ],
+                    &pass,
+                    port,
+                ));
+                servers.push(ServerAddr {
+                    host: "127.0.0.1".into(),
+                    port,
+                });
+            }
+            for s in &servers {
+                wait_port(s.port);
+            }
+            let t = Target {
+                name,
+                tag,
+                servers: Arc::new(servers),
+                procs,
+                ca_pem: init.join("ca.pem"),
+                admin: init.join("admin"),
+            };
+            let (_admin, tokens) = t.tokens(max_c).await;
+            join_and_renew(
+                &load,
+                &t,
+                &tokens,
+                &cs,
+                &want,
+                Some((&nats, 3, "kith")),
+                &mut rows,
+            )
             .await;
-            println!(
-                "{:<28} {:>4} {:>10.0} {:>9.2} {:>9.2} {:>7}",
-                "kith renew (mTLS, current cert)",
-                c,
-                cell.rate(),
-                cell.pct(0.5),
-                cell.pct(0.99),
-                cell.errors
-            );
-            summary.push(("renew", c, cell.rate(), cell.pct(0.99)));
-        }
-
-        // Secret reads: a node reads a 1 KiB secret over keep-alive mTLS
-        // (policy check, unwrap, decrypt, audit record per read).
-        if want("secret") {
-            let (w2, t2, p2, s2, ca2) = (
-                workers.clone(),
-                tokens.clone(),
-                public.clone(),
-                server.clone(),
-                ca_pem.clone(),
-            );
-            let mut cell = run_cell(c, secs, move |w| {
-                let (workers, tokens, public, server, ca_pem) =
-                    (w2.clone(), t2.clone(), p2.clone(), s2.clone(), ca2.clone());
-                async move {
-                    let node = format!("s{c}-{w}");
-                    let conn = Arc::new(tokio::sync::Mutex::new(
-                        joined_connection(&server, public, &ca_pem, &tokens[w], &node, &workers[w])
-                            .await,
-                    ));
-                    Box::new(move || {
-                        let conn = conn.clone();
-                        Box::pin(async move {
-                            let mut c = conn.lock().await;
-                            kith_agent::secrets::fetch_with(&mut c, "bench-secret", None)
-                                .await
-                                .is_ok_and(|(_, v)| v.len() == 1024)
-                        })
-                            as std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
-                    }) as Op
-                }
-            })
-            .await;
-            println!(
-                "{:<28} {:>4} {:>10.0} {:>9.2} {:>9.2} {:>7}",
-                "kith secret read (mTLS)",
-                c,
-                cell.rate(),
-                cell.pct(0.5),
-                cell.pct(0.99),
-                cell.errors
-            );
-        }
-
-        // cfssl: keep-alive plain HTTP, the same CSRs.
-        if want("cfssl") {
-            let w2 = workers.clone();
-            let mut cell = run_cell(c, secs, move |w| {
-                let workers = w2.clone();
-                async move {
-                    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", cf_port))
-                        .await
-                        .expect("cfssl connect");
-                    let _ = tcp.set_nodelay(true);
-                    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-                        .await
-                        .expect("cfssl http");
-                    tokio::spawn(conn);
-                    let sender = Arc::new(tokio::sync::Mutex::new(sender));
-                    let body = Bytes::from(
-                        serde_json::to_vec(
-                            &serde_json::json!({ "certificate_request": workers[w].csr_pem }),
-                        )
-                        .expect("json"),
-                    );
-                    Box::new(move || {
-                        let (sender, body) = (sender.clone(), body.clone());
-                        Box::pin(async move {
-                            let req = Request::builder()
-                                .method(Method::POST)
-                                .uri("/api/v1/cfssl/sign")
-                                .header("host", "127.0.0.1")
-                                .header("content-type", "application/json")
-                                .body(Full::new(body))
-                                .expect("request");
-                            let mut s = sender.lock().await;
-                            if s.ready().await.is_err() {
-                                return false;
-                            }
-                            match s.send_request(req).await {
-                                Ok(resp) => {
-                                    let ok = resp.status().is_success();
-                                    let body =
-                                        resp.into_body().collect().await.map(|b| b.to_bytes());
-                                    ok && body.is_ok_and(|b| {
-                                        b.windows(14).any(|w| w == b"\"success\":true")
-                                    })
-                                }
-                                Err(_) => false,
-                            }
-                        })
-                            as std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
-                    }) as Op
-                }
-            })
-            .await;
-            println!(
-                "{:<28} {:>4} {:>10.0} {:>9.2} {:>9.2} {:>7}",
-                "cfssl sign (keep-alive HTTP)",
-                c,
-                cell.rate(),
-                cell.pct(0.5),
-                cell.pct(0.99),
-                cell.errors
-            );
-            summary.push(("cfssl", c, cell.rate(), cell.pct(0.99)));
         }
     }
-    let find = |op: &str, c: usize| summary.iter().find(|s| s.0 == op && s.1 == c).map(|s| s.2);
-    for &c in &cs {
-        if let (Some(r), Some(cf)) = (find("renew", c), find("cfssl", c)) {
-            println!(
-                "c={c}: kith renewals / cfssl signs = {:.2}x (target at c=64: 2.5x)",
-                r / cf
-            );
-        }
-    }
-    if let Some(s) = summary.iter().find(|s| s.0 == "join" && s.1 == 1) {
-        println!("join p99 at c=1: {:.2} ms (target < 5 ms)", s.3);
-    }
+    report::summary(&rows, &cs, &latency);
 }
