@@ -60,7 +60,8 @@ pub struct NatsStore {
     prefix: String,
     limits: Limits,
     replicas: usize,
-    /// This process's listing fence key (see `list.rs`).
+    /// The bucket's listing fence key (see `list.rs`), one for every
+    /// process: each listing waits for a fence at or after its own write.
     fence_key: String,
     opts: NatsOptions,
 }
@@ -89,7 +90,7 @@ impl NatsStore {
             prefix: format!("$KV.{}.", opts.bucket),
             limits: Limits::new(c.max_value),
             replicas: c.replicas,
-            fence_key: format!("{}{}", record::FENCE_KEY_PREFIX, record::new_write_id()),
+            fence_key: format!("{}list", record::FENCE_KEY_PREFIX),
             opts,
         })
     }

@@ -19,7 +19,7 @@
 //! [`WALK`] records: `kith store copy`, a status of thousands of nodes)
 //! reads the rest through an ordered consumer from where the walk stopped,
 //! and proves that consumer's copy of the stream current with a fence: a
-//! write to this process's fence key made just before, which the consumer
+//! write to the bucket's fence key made just before, which the consumer
 //! must deliver before the listing may end. A lagging copy delivers what it
 //! lacked before the fence, since it applies writes in order.
 
@@ -119,7 +119,7 @@ impl NatsStore {
     }
 
     /// Read every message matching `filter` from sequence `*from` through a
-    /// consumer until this process's fence write (made first) is delivered
+    /// consumer until the fence write it made first is delivered
     /// and nothing is pending. `*from` advances as messages are applied, so
     /// a retry after an interruption goes on from there.
     async fn consume_rest(

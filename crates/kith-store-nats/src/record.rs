@@ -2,8 +2,8 @@
 
 use async_nats::HeaderMap;
 
-/// Where each process keeps its listing fence (see `list.rs`): never a
-/// key of kith's, and left out of every listing.
+/// Where the bucket's listing fence lives (see `list.rs`): never a key of
+/// kith's, and left out of every listing.
 pub(crate) const FENCE_KEY_PREFIX: &str = "_kith_fence/";
 
 /// The header JetStream deduplicates writes by.

@@ -12,6 +12,10 @@ use crate::record::{self, is_marker, new_write_id, write_id, KV_OPERATION};
 use crate::retry::{api_error, classify, retry, transient_api, Fail};
 use crate::NatsStore;
 
+/// Rounds of a create or a delete that keep losing to other writers before
+/// the key is reported contended (the caller may try again).
+const LOOP_ATTEMPTS: usize = 64;
+
 /// The condition a write is published under.
 #[derive(Clone, Copy, Debug)]
 enum Expect {
@@ -97,9 +101,13 @@ impl NatsStore {
                     // 10164: the leader has another write of this subject
                     // in flight and cannot check the condition yet. Nothing
                     // was stored and nothing decided: try again.
+                    // 10158: our own earlier attempt (same message id) is
+                    // still being committed: its outcome is not known yet,
+                    // so ask again rather than report a failure that lands.
                     Err(e)
                         if api_error(&e).is_some_and(|j| {
                             j.error_code() == ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT
+                                || j.error_code() == ErrorCode::STREAM_DUPLICATE_MESSAGE_CONFLICT
                         }) =>
                     {
                         Err(Fail::Transient(e.to_string()))
@@ -148,7 +156,7 @@ impl NatsStore {
         // Absent is "no message" or "a delete marker": the condition is the
         // marker's sequence, read again each time another writer moves it.
         let mut expect = 0;
-        loop {
+        for _ in 0..LOOP_ATTEMPTS {
             match self
                 .publish(key, value.clone(), false, Expect::Last(expect))
                 .await?
@@ -165,6 +173,9 @@ impl NatsStore {
                 },
             }
         }
+        Err(Error::Contended {
+            key: key.to_string(),
+        })
     }
 
     pub(crate) async fn write_update(

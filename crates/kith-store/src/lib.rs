@@ -135,9 +135,11 @@ pub enum Error {
     /// The backend failed (I/O, corruption, connection).
     #[error("store backend failed: {0}")]
     Backend(String),
-    /// The store cannot write for now (the disk is full, or its I/O fails);
-    /// nothing was written. The backend recovers by itself once the cause
-    /// is gone: retry later.
+    /// The store cannot write for now (the disk is full, or its I/O fails,
+    /// or a replicated backend's cluster did not answer in time). The
+    /// embedded store wrote nothing; a replicated one may have stored a
+    /// write whose answer was lost, so read before assuming it did not.
+    /// The backend recovers by itself once the cause is gone: retry later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
     /// The database file is damaged: it failed its integrity check, or the
