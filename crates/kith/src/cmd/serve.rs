@@ -175,6 +175,7 @@ pub(crate) async fn serve(dir: &Home, a: ServeArgs) -> Result<(), CliError> {
             "--dev runs a throwaway CA in a temporary directory; it takes no --store",
         ));
     }
+    let on_nats = dir.store_args().is_nats();
     let (dir, authority, dev_token) = if a.dev {
         let (dir, authority, token) = dev_setup(settings).await?;
         (dir, authority, Some(token))
@@ -190,7 +191,18 @@ pub(crate) async fn serve(dir: &Home, a: ServeArgs) -> Result<(), CliError> {
             names.push(addr.host.clone());
             Some(addr)
         }
-        None => None,
+        None => {
+            if on_nats {
+                // Replicas list each other's advertised URL to nodes: without
+                // one, this replica offers its bound address (loopback for
+                // 0.0.0.0), which remote nodes cannot fail over to.
+                tracing::warn!(
+                    "no --advertise: nodes elsewhere cannot fail over to this replica; \
+                     pass --advertise https://HOST:PORT naming this machine"
+                );
+            }
+            None
+        }
     };
     if let Some(h) = kith_agent::default_node_name() {
         names.push(h);
