@@ -135,7 +135,15 @@ impl NodeIdentity {
             }
         }
         known.retain(|s| s != worked);
-        known.dedup();
+        let mut seen = Vec::new();
+        known.retain(|s| {
+            let new = !seen.contains(s);
+            seen.push(s.clone());
+            new
+        });
+        // A server's answer is trusted, but a node tries every entry in
+        // turn on an outage: a list without bound would be a list of waits.
+        known.truncate(MAX_REPLICAS);
         self.server = Some(worked.clone());
         self.replicas = known;
         self
@@ -146,6 +154,9 @@ impl NodeIdentity {
         self.not_before + (self.not_after - self.not_before) * 2 / 3
     }
 }
+
+/// The most replicas a node remembers besides the server that last worked.
+pub(crate) const MAX_REPLICAS: usize = 16;
 
 /// A server address: `host`, `host:port` or `https://host[:port][/]`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -310,5 +321,26 @@ mod tests {
         for bad in ["", "http://x", "x:port", "https://x/path", "[::1", "a b"] {
             assert!(ServerAddr::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_replica_list_is_bounded_and_has_no_repeats() {
+        let first = ServerAddr::parse("https://ca-0:7443").expect("addr");
+        let mut urls: Vec<String> = (0..100)
+            .map(|i| format!("https://ca-{}:7443", i % 50))
+            .collect();
+        urls.push("https://ca-1:7443".into());
+        let id = sample().with_servers(&first, &urls);
+        assert_eq!(id.replicas.len(), MAX_REPLICAS);
+        assert!(
+            !id.replicas.contains(&first),
+            "the server that worked is not repeated"
+        );
+        let distinct: std::collections::HashSet<String> = id
+            .replicas
+            .iter()
+            .map(|r| format!("{}:{}", r.host, r.port))
+            .collect();
+        assert_eq!(distinct.len(), id.replicas.len(), "no address twice");
     }
 }

@@ -132,6 +132,18 @@ pub(crate) async fn connect(opts: &NatsOptions) -> Result<Connected, Error> {
         co = co.add_client_certificate(cert.clone(), key.clone());
     }
     let shown = opts.servers.join(",");
+    let remote = addrs
+        .iter()
+        .any(|a| !matches!(a.host(), "localhost" | "127.0.0.1" | "::1" | "[::1]"));
+    if remote && opts.ca.is_none() {
+        // Tokens, node and revocation records travel as JSON (CA keys and
+        // secrets are sealed): on a network, NATS should run TLS.
+        tracing::warn!(
+            servers = %shown,
+            "the NATS connection is not required to use TLS: pass --nats-ca (and a client \
+             certificate or --nats-creds) unless the network to NATS is trusted"
+        );
+    }
     // Nodes that are still starting (a cluster brought up with kith) are
     // waited for within the retry window; bad credentials or TLS are not.
     let client = retry(opts.retry_window, "connecting", |_| {
