@@ -12,51 +12,11 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use kith_agent::{NodeIdentity, ServerAddr};
-use kith_authority::{AuditLimits, Authority, Settings};
+use kith_authority::{AuditLimits, Settings};
 use kith_pki::KeyType;
 
-struct Replica {
-    addr: ServerAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    run: tokio::task::JoinHandle<Result<(), kith_server::Error>>,
-}
-
-impl Replica {
-    async fn stop(mut self) {
-        let _ = self.stop.take().expect("running").send(());
-        tokio::time::timeout(Duration::from_secs(30), &mut self.run)
-            .await
-            .expect("a clean stop ends run")
-            .expect("run does not panic")
-            .expect("run ends well");
-    }
-}
-
-/// Replica `name` on `env`'s store, its own authority opened with `settings`.
 async fn replica(env: &Env, name: &str, settings: Settings) -> Replica {
-    let authority = Authority::open(
-        env.authority.store().clone(),
-        env.clock.clone(),
-        PASS,
-        settings,
-    )
-    .await
-    .expect("another authority on the store");
-    let mut o = kith_server::Options::new("127.0.0.1:0".parse().expect("addr"));
-    o.server_name = name.into();
-    o.heartbeat_interval = Duration::from_millis(100);
-    let server = kith_server::Server::bind(authority, o)
-        .await
-        .expect("bind a replica");
-    let addr = ServerAddr::parse(server.advertise()).expect("advertise URL");
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    Replica {
-        addr,
-        stop: Some(tx),
-        run: tokio::spawn(server.run(async {
-            let _ = rx.await;
-        })),
-    }
+    Replica::start(env, name, settings, None).await
 }
 
 async fn env() -> Env {

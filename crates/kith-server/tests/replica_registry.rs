@@ -13,59 +13,16 @@ use common::*;
 use hyper::Method;
 use kith_agent::Connection;
 use kith_api::wire::{CaResponse, StatusResponse};
-use kith_authority::{Authority, Settings};
+use kith_authority::Settings;
 
-/// A replica on the test's store: its address, what stops it cleanly, its `run`.
-struct Replica {
-    url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    run: tokio::task::JoinHandle<Result<(), kith_server::Error>>,
-}
-
-impl Replica {
-    /// A clean stop: `run` returns, having removed its record.
-    async fn stop(mut self) {
-        let _ = self.stop.take().expect("running").send(());
-        tokio::time::timeout(Duration::from_secs(30), &mut self.run)
-            .await
-            .expect("a clean stop ends run")
-            .expect("run does not panic")
-            .expect("run ends well");
-    }
-}
-
-/// A second authority on `env`'s store (another process, as far as the
-/// store can tell) serving as replica `name`, heartbeating every 100 ms.
+/// A second authority on `env`'s store serving as replica `name`.
 async fn replica(env: &Env, name: &str) -> Replica {
     replica_every(env, name, Duration::from_secs(60)).await
 }
 
 /// [`replica`] with maintenance every `every`.
 async fn replica_every(env: &Env, name: &str, every: Duration) -> Replica {
-    let authority = Authority::open(
-        env.authority.store().clone(),
-        env.clock.clone(),
-        PASS,
-        Settings::default(),
-    )
-    .await
-    .expect("another authority on the store");
-    let mut o = kith_server::Options::new("127.0.0.1:0".parse().expect("addr"));
-    o.server_name = name.into();
-    o.heartbeat_interval = Duration::from_millis(100);
-    o.maintenance_interval = every;
-    let server = kith_server::Server::bind(authority, o)
-        .await
-        .expect("bind a replica");
-    let url = server.advertise().to_string();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    Replica {
-        url,
-        stop: Some(tx),
-        run: tokio::spawn(server.run(async {
-            let _ = rx.await;
-        })),
-    }
+    Replica::start(env, name, Settings::default(), Some(every)).await
 }
 
 async fn listed(env: &Env, url: &str) -> BTreeSet<String> {

@@ -336,3 +336,63 @@ macro_rules! hostile {
         1usize
     }};
 }
+
+/// Another replica on `env`'s store: its own authority (another process,
+/// as far as the store can tell) opened with `settings`, serving as `name`,
+/// heartbeating every 100 ms, maintenance every `maintenance` (else the
+/// default); its advertised URL and address, what stops it, its `run`.
+pub struct Replica {
+    pub url: String,
+    pub addr: ServerAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The server's task: aborting it is a kill (no clean stop).
+    pub run: tokio::task::JoinHandle<Result<(), kith_server::Error>>,
+}
+
+impl Replica {
+    pub async fn start(
+        env: &Env,
+        name: &str,
+        settings: Settings,
+        maintenance: Option<std::time::Duration>,
+    ) -> Self {
+        let authority = Authority::open(
+            env.authority.store().clone(),
+            env.clock.clone(),
+            PASS,
+            settings,
+        )
+        .await
+        .expect("another authority on the store");
+        let mut o = kith_server::Options::new("127.0.0.1:0".parse().expect("addr"));
+        o.server_name = name.into();
+        o.heartbeat_interval = std::time::Duration::from_millis(100);
+        if let Some(every) = maintenance {
+            o.maintenance_interval = every;
+        }
+        let server = kith_server::Server::bind(authority, o)
+            .await
+            .expect("bind a replica");
+        let url = server.advertise().to_string();
+        let addr = ServerAddr::parse(&url).expect("advertise URL");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        Self {
+            url,
+            addr,
+            stop: Some(tx),
+            run: tokio::spawn(server.run(async {
+                let _ = rx.await;
+            })),
+        }
+    }
+
+    /// A clean stop: `run` returns, having removed its record.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().expect("running").send(());
+        tokio::time::timeout(std::time::Duration::from_secs(30), &mut self.run)
+            .await
+            .expect("a clean stop ends run")
+            .expect("run does not panic")
+            .expect("run ends well");
+    }
+}
