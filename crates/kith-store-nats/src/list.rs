@@ -94,7 +94,17 @@ impl NatsStore {
             let Some(m) = step else {
                 return Ok(found.entries.into_values().collect());
             };
-            next = m.sequence + 1;
+            // Each answer must move forward, or a faulty server could keep
+            // a walk going for ever.
+            if m.sequence < next {
+                return Err(kith_store::Error::Backend(format!(
+                    "NATS answered sequence {} when asked for {next} or later",
+                    m.sequence
+                )));
+            }
+            next = m.sequence.checked_add(1).ok_or_else(|| {
+                kith_store::Error::Backend("NATS answered the last possible sequence".into())
+            })?;
             found.apply(m.subject.as_str(), Some(&m.headers), &m.payload, m.sequence);
         }
         // Long: the rest through a consumer, fenced.
@@ -176,7 +186,7 @@ impl NatsStore {
             } else {
                 found.apply(m.subject.as_str(), m.headers.as_ref(), &m.payload, seq);
             }
-            *from = seq + 1;
+            *from = seq.saturating_add(1);
             if fenced && pending == 0 {
                 return Ok(());
             }

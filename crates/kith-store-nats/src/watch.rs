@@ -110,7 +110,7 @@ impl Feed {
                 }
                 None => {
                     let policy = DeliverPolicy::ByStartSequence {
-                        start_sequence: last + 1,
+                        start_sequence: last.saturating_add(1),
                     };
                     match self
                         .stream
