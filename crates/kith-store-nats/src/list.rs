@@ -88,7 +88,7 @@ impl NatsStore {
             // Each step is retried on its own: a leader change in the
             // middle of a long walk resumes where it was.
             let step = retry(self.opts.retry_window, "a listing", |_| {
-                self.next_message(&filter, next)
+                next_message(&self.stream, &filter, next)
             })
             .await?;
             let Some(m) = step else {
@@ -192,32 +192,33 @@ impl NatsStore {
             }
         }
     }
+}
 
-    /// The first message at or after `seq` whose subject matches `filter`.
-    async fn next_message(
-        &self,
-        filter: &str,
-        seq: u64,
-    ) -> Result<Option<async_nats::jetstream::message::StreamMessage>, Fail> {
-        let got = self
-            .stream
-            .raw_message_builder()
-            .sequence(seq)
-            .next_by_subject(filter.to_string())
-            .send()
-            .await;
-        match got {
-            Ok(m) => Ok(Some(m)),
-            Err(e) => match e.kind() {
-                LastRawMessageErrorKind::NoMessageFound => Ok(None),
-                LastRawMessageErrorKind::InvalidSubject => {
-                    Err(Fail::backend(format!("invalid subject filter {filter}")))
-                }
-                LastRawMessageErrorKind::JetStream(j) if !transient_api(j.code()) => {
-                    Err(Fail::backend(j))
-                }
-                _ => Err(Fail::Transient(e.to_string())),
-            },
-        }
+/// The first message at or after `seq` whose subject matches `filter`,
+/// answered by the stream's leader (also how a watch catches up when its
+/// consumer falls silent: `watch.rs`).
+pub(crate) async fn next_message(
+    stream: &async_nats::jetstream::stream::Stream,
+    filter: &str,
+    seq: u64,
+) -> Result<Option<async_nats::jetstream::message::StreamMessage>, Fail> {
+    let got = stream
+        .raw_message_builder()
+        .sequence(seq)
+        .next_by_subject(filter.to_string())
+        .send()
+        .await;
+    match got {
+        Ok(m) => Ok(Some(m)),
+        Err(e) => match e.kind() {
+            LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            LastRawMessageErrorKind::InvalidSubject => {
+                Err(Fail::backend(format!("invalid subject filter {filter}")))
+            }
+            LastRawMessageErrorKind::JetStream(j) if !transient_api(j.code()) => {
+                Err(Fail::backend(j))
+            }
+            _ => Err(Fail::Transient(e.to_string())),
+        },
     }
 }

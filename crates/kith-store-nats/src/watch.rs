@@ -1,6 +1,13 @@
 //! Watching a prefix: an ordered consumer from "now", fed into a channel by
 //! a task that starts it again from the last revision seen whenever it
 //! fails, so a watcher never silently stops after a disconnect.
+//!
+//! A consumer can also fall silent without failing (seen once in CI: after
+//! its node was killed, a consumer made again delivered nothing for 30 s).
+//! So after [`SILENCE`] without an event the task asks the stream's leader
+//! what it has past the last revision seen, delivers that itself, and makes
+//! the consumer again if it had fallen behind: a watcher is at most a few
+//! seconds late, never stopped.
 
 use std::time::Duration;
 
@@ -10,6 +17,7 @@ use futures::StreamExt;
 use kith_store::{validate_prefix, Entry, Result, Revision, WatchEvent};
 use tokio::sync::mpsc;
 
+use crate::list::next_message;
 use crate::record::{self, is_marker};
 use crate::retry::{classify_consumer, retry};
 use crate::NatsStore;
@@ -17,6 +25,13 @@ use crate::NatsStore;
 /// Events buffered for a slow watcher before the feeding task waits (the
 /// consumer's flow control then holds the server back).
 const BUFFER: usize = 1024;
+
+/// How long a watch goes without an event before it checks with the
+/// stream's leader that it has missed nothing.
+const SILENCE: Duration = Duration::from_secs(5);
+
+/// Most records one check delivers before it lets the consumer take over.
+const CATCH_UP: usize = 1024;
 
 impl NatsStore {
     pub(crate) async fn watch_prefix(
@@ -136,10 +151,24 @@ impl Feed {
                 }
             };
             pause = Duration::from_millis(100);
+            let mut quiet_until = tokio::time::Instant::now() + SILENCE;
             loop {
                 let m = tokio::select! {
                     m = messages.next() => m,
                     () = self.tx.closed() => return,
+                    () = tokio::time::sleep_until(quiet_until) => {
+                        quiet_until = tokio::time::Instant::now() + SILENCE;
+                        match self.catch_up(&mut last).await {
+                            Ok(0) => continue,
+                            Ok(n) => {
+                                tracing::debug!(
+                                    "NATS watch: its consumer had missed {n} events; making it again"
+                                );
+                                break;
+                            }
+                            Err(Stop) => return,
+                        }
+                    }
                     // The client reconnected (its node died, say): the
                     // consumer is made again from the last revision seen
                     // rather than trusted to resume by itself.
@@ -157,30 +186,85 @@ impl Feed {
                     None => break,
                 };
                 let Ok(info) = m.info() else { continue };
+                quiet_until = tokio::time::Instant::now() + SILENCE;
                 let seq = info.stream_sequence;
-                if seq <= last {
-                    continue;
-                }
-                last = seq;
-                let Some(key) = record::key(&self.subject_prefix, m.subject.as_str()) else {
-                    continue;
-                };
-                if !key.starts_with(&self.prefix) {
-                    continue;
-                }
-                let ev = if is_marker(m.headers.as_ref()) {
-                    WatchEvent::Delete { key, revision: seq }
-                } else {
-                    WatchEvent::Put(Entry {
-                        key,
-                        value: m.payload.to_vec(),
-                        revision: seq,
-                    })
-                };
-                if self.tx.send(Ok(ev)).await.is_err() {
+                if self
+                    .deliver(
+                        &mut last,
+                        seq,
+                        m.subject.as_str(),
+                        m.headers.as_ref(),
+                        &m.payload,
+                    )
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
         }
     }
+
+    /// Send the event of message `seq` unless it was sent already (`last`
+    /// is the highest sequence sent). `Err` when the watcher has gone.
+    async fn deliver(
+        &self,
+        last: &mut Revision,
+        seq: u64,
+        subject: &str,
+        headers: Option<&async_nats::HeaderMap>,
+        payload: &[u8],
+    ) -> std::result::Result<(), Stop> {
+        if seq <= *last {
+            return Ok(());
+        }
+        *last = seq;
+        let Some(key) = record::key(&self.subject_prefix, subject) else {
+            return Ok(());
+        };
+        if !key.starts_with(&self.prefix) {
+            return Ok(());
+        }
+        let ev = if is_marker(headers) {
+            WatchEvent::Delete { key, revision: seq }
+        } else {
+            WatchEvent::Put(Entry {
+                key,
+                value: payload.to_vec(),
+                revision: seq,
+            })
+        };
+        self.tx.send(Ok(ev)).await.map_err(|_| Stop)
+    }
+
+    /// Deliver what the stream's leader holds past `last`, up to
+    /// [`CATCH_UP`] records; how many were new. A failure to ask is not
+    /// an error: the consumer, or the next check, goes on.
+    async fn catch_up(&self, last: &mut Revision) -> std::result::Result<usize, Stop> {
+        let mut sent = 0;
+        for _ in 0..CATCH_UP {
+            let from = last.saturating_add(1);
+            let m = match next_message(&self.stream, &self.filter, from).await {
+                Ok(Some(m)) if m.sequence >= from => m,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::debug!(error = ?e, "NATS watch: checking with the leader");
+                    break;
+                }
+            };
+            self.deliver(
+                last,
+                m.sequence,
+                m.subject.as_str(),
+                Some(&m.headers),
+                &m.payload,
+            )
+            .await?;
+            sent += 1;
+        }
+        Ok(sent)
+    }
 }
+
+/// The watcher has gone: the feeding task ends.
+struct Stop;

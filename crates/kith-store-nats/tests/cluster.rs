@@ -13,11 +13,21 @@ use kith_store_nats::testing::NatsCluster;
 use kith_store_nats::{NatsOptions, NatsStore};
 
 async fn connect(c: &NatsCluster, bucket: &str) -> Arc<NatsStore> {
+    trace();
     Arc::new(
         NatsStore::connect(c.options(bucket))
             .await
             .expect("connect"),
     )
+}
+
+/// Debug lines of this crate and async-nats into the test's captured
+/// output, so a failure in CI shows what the client went through.
+fn trace() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("kith_store_nats=debug,async_nats=debug")
+        .with_test_writer()
+        .try_init();
 }
 
 /// Wait until the bucket's stream has a leader again.
