@@ -140,6 +140,9 @@ error_codes! {
     StoreError => "store-error",
     /// Too many concurrent writers kept winning a compare-and-swap.
     Contended => "contended",
+    /// A CA rotation cannot take that step now (nothing prepared, or what
+    /// was prepared is not published long enough).
+    RotationNotReady => "rotation-not-ready",
     /// Refused or renewed too often in a short time; retry later.
     RateLimited => "rate-limited",
     /// A bug or an environment failure.
@@ -282,7 +285,7 @@ impl ErrorCode {
             UnknownServer => 404,
             ServerNameRetired => 409,
             UnknownOperator => 404,
-            LastOperator => 409,
+            LastOperator | RotationNotReady => 409,
             MethodNotAllowed => 405,
             NodeNameTaken | NodeNameRetired | NodeNameReserved | IpTaken | SecretConflict
             | Exists => 409,
@@ -328,7 +331,7 @@ impl ErrorCode {
             | NodeNameReserved | IpTaken | ProfileNotAllowed | CsrKeyMismatch | UnknownSecret
             | UnknownSecretVersion | SecretForbidden | SecretTooLarge | SecretConflict
             | InvalidArgument | IntegrityError | StoreLocked | StoreUnavailable | StoreCorrupt
-            | StoreError | Contended | RateLimited | Internal => false,
+            | StoreError | Contended | RateLimited | Internal | RotationNotReady => false,
             UnknownServer | ServerNameRetired => false,
             UnknownOperator | LastOperator => false,
             MalformedInput | InvalidName | KeyError | BuildFailed | VerifyFailed | Revoked
@@ -398,6 +401,9 @@ impl ErrorCode {
             | UnknownSecretVersion | SecretForbidden | SecretTooLarge | SecretConflict
             | InvalidArgument | IntegrityError | StoreUnavailable | StoreCorrupt | StoreError
             | Contended | RateLimited | Internal => None,
+            RotationNotReady => Some(
+                "`kith ca rotate status` says what the rotation waits for; --force moves on at once",
+            ),
             MalformedInput | InvalidName | KeyError | BuildFailed | VerifyFailed | Revoked
             | MalformedCsr | CsrTooLarge | BadSignature | WeakSignature | WeakKey
             | UnsupportedKey | NoNames | WildcardNotAllowed | IpNotAllowed | CaNotAllowed

@@ -81,6 +81,7 @@ fn x509_path_per_sec(csrs: &[Vec<u8>]) -> f64 {
     let spec = |kind| CaSpec {
         cluster: "bench.example".into(),
         authority: "cluster".into(),
+        generation: 1,
         kind,
         not_before: now,
         not_after: now + time::Duration::days(3650),

@@ -35,6 +35,7 @@ fn main() {
     let spec = |kind| CaSpec {
         cluster: "bench.example".into(),
         authority: "cluster".into(),
+        generation: 1,
         kind,
         not_before: now,
         not_after: now + time::Duration::days(3650),

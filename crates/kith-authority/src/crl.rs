@@ -25,19 +25,37 @@ use crate::records::{from_json, to_json, CrlRecord, RevokedRecord};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CrlIssuer {
-    /// The online intermediate: the CRL of the leaves (`/v1/crl/{authority}`).
+    /// The active intermediate: the CRL of the leaves (`/v1/crl/{authority}`).
     Intermediate,
+    /// The intermediate of that generation, prepared or replaced by a
+    /// renewal (`/v1/crl/{authority}/others` serves them): the leaves it
+    /// signed are judged by its CRL.
+    Generation(u32),
     /// The root: the CRL of the intermediates (`/v1/crl/{authority}/root`).
     Root,
 }
 
 impl CrlIssuer {
-    fn key(self, authority: &str) -> String {
+    /// The store key of the CRL, given the active intermediate's generation.
+    fn key(self, authority: &str, active_generation: u32) -> String {
         match self {
-            Self::Intermediate => keys::crl_key(authority),
+            Self::Intermediate => keys::intermediate_crl_key(authority, active_generation),
+            Self::Generation(g) => keys::intermediate_crl_key(authority, g),
             Self::Root => keys::root_crl_key(authority),
         }
     }
+}
+
+/// The generation of the active intermediate of `authority` as stored
+/// (1 when the authority is unknown: its CRL is absent anyway).
+async fn active_generation(store: &dyn Store, authority: &str) -> Result<u32, Error> {
+    let key = keys::authority_key(authority);
+    Ok(match store.get(&key).await? {
+        Some(e) => {
+            from_json::<crate::records::AuthorityRecord>(&key, &e.value)?.intermediate_generation
+        }
+        None => 1,
+    })
 }
 
 /// The stored CRL of `authority`, if one was ever signed (no keys needed).
@@ -51,7 +69,7 @@ pub async fn stored_crl_of(
     authority: &str,
     issuer: CrlIssuer,
 ) -> Result<Option<CrlRecord>, Error> {
-    let key = issuer.key(authority);
+    let key = issuer.key(authority, active_generation(store, authority).await?);
     // It may be split over chunks (a CRL of many revocations).
     match chunked::get(store, &key).await? {
         Some(v) => Ok(Some(from_json(&key, &v.value)?)),
@@ -71,8 +89,18 @@ pub async fn stored_crl_of(
 /// alone. Returns how many records were rewritten.
 pub async fn forget_crl_coverage(store: &dyn Store, now: SystemTime) -> Result<usize, Error> {
     let mut rewritten = 0;
-    for info in crate::info::ClusterInfo::load(store).await?.authorities {
-        let key = keys::crl_key(&info.name);
+    let mut crl_keys = Vec::new();
+    for e in store.list(keys::AUTHORITY_PREFIX).await? {
+        let r: crate::records::AuthorityRecord = from_json(&e.key, &e.value)?;
+        for g in r
+            .other_intermediates()
+            .map(|o| o.generation)
+            .chain([r.intermediate_generation])
+        {
+            crl_keys.push(keys::intermediate_crl_key(&r.name, g));
+        }
+    }
+    for key in crl_keys {
         let Some(current) = chunked::get(store, &key).await? else {
             continue;
         };
@@ -96,8 +124,16 @@ impl Authority {
 
     /// [`Authority::crl`] of the CRL `issuer` signs.
     pub async fn crl_of(&self, authority: &str, issuer: CrlIssuer) -> Result<CrlRecord, Error> {
-        self.signer(authority)?;
-        let stored = stored_crl_of(&*self.inner.store, authority, issuer).await?;
+        let signer = self.signer(authority)?;
+        if let CrlIssuer::Generation(g) = issuer {
+            if signer.intermediate_of(g).is_none() {
+                return Err(Error::Invalid(format!(
+                    "authority {authority:?} has no intermediate of generation {g}"
+                )));
+            }
+        }
+        let generation = signer.record.intermediate_generation;
+        let stored = self.stored_crl_at(authority, issuer, generation).await?;
         if let Some(current) = &stored {
             if self.crl_is_fresh(current) {
                 return Ok(current.clone());
@@ -106,15 +142,53 @@ impl Authority {
         match self.regenerate_crl_of(authority, issuer).await {
             // Others kept re-signing it meanwhile: theirs is fresh enough.
             Err(Error::Contended(_)) => match stored {
-                Some(c) if self.now() < c.next_update => {
-                    Ok(stored_crl_of(&*self.inner.store, authority, issuer)
-                        .await?
-                        .unwrap_or(c))
-                }
-                _ => Err(Error::Contended(issuer.key(authority))),
+                Some(c) if self.now() < c.next_update => Ok(self
+                    .stored_crl_at(authority, issuer, generation)
+                    .await?
+                    .unwrap_or(c)),
+                _ => Err(Error::Contended(issuer.key(authority, generation))),
             },
             other => other,
         }
+    }
+
+    async fn stored_crl_at(
+        &self,
+        authority: &str,
+        issuer: CrlIssuer,
+        active_generation: u32,
+    ) -> Result<Option<CrlRecord>, Error> {
+        let key = issuer.key(authority, active_generation);
+        match chunked::get(&*self.inner.store, &key).await? {
+            Some(v) => Ok(Some(from_json(&key, &v.value)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The CRL of every intermediate of `authority` other than the active
+    /// one (prepared, or replaced and not yet expired), by generation: a
+    /// relying party needs them beside the active one's, for the leaves
+    /// those intermediates signed.
+    pub async fn other_crls(&self, authority: &str) -> Result<Vec<CrlRecord>, Error> {
+        let signer = self.signer(authority)?;
+        let mut out = Vec::new();
+        for g in signer.others.keys() {
+            out.push(self.crl_of(authority, CrlIssuer::Generation(*g)).await?);
+        }
+        Ok(out)
+    }
+
+    /// Sign again the CRL of every intermediate of `authority` (after a
+    /// revocation, or when one is stale): the active one's first, which is
+    /// returned.
+    pub async fn regenerate_intermediate_crls(&self, authority: &str) -> Result<CrlRecord, Error> {
+        let active = self.regenerate_crl(authority).await?;
+        let others: Vec<u32> = self.signer(authority)?.others.keys().copied().collect();
+        for g in others {
+            self.regenerate_crl_of(authority, CrlIssuer::Generation(g))
+                .await?;
+        }
+        Ok(active)
     }
 
     /// Whether a stored CRL may still be served as it is: more than half of
@@ -142,10 +216,18 @@ impl Authority {
         let Some(newest) = newest else {
             return Ok(false);
         };
-        Ok(match stored_crl(&*self.inner.store, authority).await? {
-            Some(c) => c.covers < newest,
-            None => true,
-        })
+        // Every intermediate's CRL must list it, the replaced ones' too.
+        let signer = self.signer(authority)?;
+        let generation = signer.record.intermediate_generation;
+        let mut issuers = vec![CrlIssuer::Intermediate];
+        issuers.extend(signer.others.keys().map(|g| CrlIssuer::Generation(*g)));
+        for issuer in issuers {
+            match self.stored_crl_at(authority, issuer, generation).await? {
+                Some(c) if c.covers >= newest => {}
+                _ => return Ok(true),
+            }
+        }
+        Ok(false)
     }
 
     /// Sign a new CRL for `authority` now: unexpired revocations only, the
@@ -167,6 +249,11 @@ impl Authority {
         let root;
         let signing = match issuer {
             CrlIssuer::Intermediate => &signer.intermediate,
+            CrlIssuer::Generation(g) => signer.intermediate_of(g).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "authority {authority:?} has no intermediate of generation {g}"
+                ))
+            })?,
             CrlIssuer::Root => {
                 let key = self.open_ca_key(&signer.record, CaKind::Root)?;
                 root = kith_pki::SigningCa::new(signer.record.root_cert.clone(), key)?;
@@ -174,7 +261,7 @@ impl Authority {
             }
         };
         let store = &self.inner.store;
-        let key = issuer.key(authority);
+        let key = issuer.key(authority, signer.record.intermediate_generation);
         cas::retry!(&key, 16, async |_| {
             let now = self.now();
             // The stored CRL first, then the revocations: a CRL another
@@ -187,8 +274,14 @@ impl Authority {
             let mut entries = Vec::new();
             let mut covers = 0;
             // The root signs only intermediates, and kith revokes none.
+            // An intermediate's CRL lists every revocation of the
+            // authority, whichever intermediate signed the leaf: serials
+            // are random, so another issuer's do no harm, and the CRL of a
+            // just-activated intermediate is complete from the start.
             let revoked = match issuer {
-                CrlIssuer::Intermediate => store.list(&keys::revoked_prefix(authority)).await?,
+                CrlIssuer::Intermediate | CrlIssuer::Generation(_) => {
+                    store.list(&keys::revoked_prefix(authority)).await?
+                }
                 CrlIssuer::Root => Vec::new(),
             };
             for e in revoked {

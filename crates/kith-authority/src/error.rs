@@ -187,6 +187,9 @@ pub enum Error {
     /// Too many concurrent writers kept winning a compare-and-swap.
     #[error("gave up after repeated concurrent updates of {0}")]
     Contended(String),
+    /// A CA rotation cannot take that step yet; the message says why.
+    #[error("{0}")]
+    RotationNotReady(String),
     /// One identity was refused, or renewed, too often in a short time
     /// ([`crate::AuditLimits`]); it is answered with this until the window ends.
     #[error("too many requests of this kind from this identity; retry in {} s", retry_after.as_secs().max(1))]
@@ -258,6 +261,7 @@ impl Error {
             Self::Store(kith_store::Error::Contended { .. }) => ErrorCode::Contended,
             Self::Store(_) => ErrorCode::StoreError,
             Self::Contended(_) => ErrorCode::Contended,
+            Self::RotationNotReady(_) => ErrorCode::RotationNotReady,
             Self::RateLimited { .. } => ErrorCode::RateLimited,
             Self::Internal(_) => ErrorCode::Internal,
         }

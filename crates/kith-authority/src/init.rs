@@ -150,6 +150,7 @@ impl Authority {
             let root = CaSpec {
                 cluster: cluster.clone(),
                 authority: name_owned.clone(),
+                generation: 1,
                 kind: CaKind::Root,
                 not_before: now - kith_pki::DEFAULT_BACKDATE,
                 not_after: now + ROOT_TTL,
@@ -162,6 +163,7 @@ impl Authority {
             let inter = CaSpec {
                 cluster,
                 authority: name_owned,
+                generation: 1,
                 kind: CaKind::Intermediate,
                 not_before: now - kith_pki::DEFAULT_BACKDATE,
                 not_after: now + INTERMEDIATE_TTL,
@@ -196,6 +198,9 @@ impl Authority {
                 master_version,
                 key_version,
                 created: now,
+                intermediate_generation: 1,
+                prepared_intermediate: None,
+                previous_intermediates: Vec::new(),
             })
         };
         let key = keys::authority_key(name);

@@ -25,10 +25,24 @@ use crate::keys;
 use crate::records::{AuthorityRecord, ClusterRecord, PendingMaster};
 use crate::vault::SealKey;
 
-/// One authority's records and its unlocked intermediate.
+/// One authority's records and its unlocked intermediates.
 pub(crate) struct Signer {
     pub(crate) record: AuthorityRecord,
+    /// The active intermediate: what issues.
     pub(crate) intermediate: SigningCa,
+    /// The prepared and the replaced intermediates, by generation: they
+    /// sign CRLs only.
+    pub(crate) others: BTreeMap<u32, SigningCa>,
+}
+
+impl Signer {
+    /// The intermediate of `generation`, active or not.
+    pub(crate) fn intermediate_of(&self, generation: u32) -> Option<&SigningCa> {
+        if generation == self.record.intermediate_generation {
+            return Some(&self.intermediate);
+        }
+        self.others.get(&generation)
+    }
 }
 
 /// A snapshot of everything unlocked.
@@ -83,6 +97,9 @@ pub(crate) fn same_authority(a: &AuthorityRecord, b: &AuthorityRecord) -> bool {
         && a.intermediate_key == b.intermediate_key
         && a.root_cert == b.root_cert
         && a.root_key == b.root_key
+        && a.intermediate_generation == b.intermediate_generation
+        && a.prepared_intermediate == b.prepared_intermediate
+        && a.previous_intermediates == b.previous_intermediates
 }
 
 /// Unlock an authority record's intermediate with the keys of `ring`.
@@ -93,9 +110,25 @@ pub(crate) fn load_signer(
 ) -> Result<Arc<Signer>, Error> {
     let key = open_ca_key_with(ring, cluster, &record, CaKind::Intermediate)?;
     let intermediate = SigningCa::new(record.intermediate_cert.clone(), key)?;
+    let mut others = BTreeMap::new();
+    for o in record.other_intermediates() {
+        let aad = ca_key_aad(cluster, &record.name, CaKind::Intermediate, o.key_version);
+        let der = ring
+            .master_for(record.master_version)?
+            .open(&aad, &o.key)
+            .ok_or_else(|| {
+                Error::Integrity(format!(
+                    "the key of intermediate generation {} of authority {:?} does not decrypt",
+                    o.generation, record.name
+                ))
+            })?;
+        let key = PrivateKey::from_pkcs8_der(record.key_type, &der)?;
+        others.insert(o.generation, SigningCa::new(o.cert.clone(), key)?);
+    }
     Ok(Arc::new(Signer {
         record,
         intermediate,
+        others,
     }))
 }
 

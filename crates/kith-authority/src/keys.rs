@@ -11,7 +11,8 @@
 //! | `nodecert/<node>/<serial>`, `opcert/…`, `servercert/…` | a holder's certificate index, one prefix per name space |
 //! | `server/<name>` | a kith server name (its retirement) |
 //! | `revoked/<authority>/<serial>` | a revocation |
-//! | `crl/<authority>` | the current CRL |
+//! | `crl/<authority>` | the CRL of the authority's first intermediate |
+//! | `crl/<authority>/<generation>` | the CRL of a later intermediate (renewals) |
 //! | `rootcrl/<authority>` | the current CRL of the authority's root |
 //! | `node/<name>` | a node |
 //! | `token/<id>` | a join token |
@@ -93,6 +94,15 @@ pub(crate) fn revoked_key(authority: &str, serial_hex: &str) -> String {
 pub(crate) const CRL_PREFIX: &str = "crl/";
 pub(crate) fn crl_key(authority: &str) -> String {
     format!("{CRL_PREFIX}{authority}")
+}
+/// The CRL of the intermediate of `generation`: the first one's is
+/// `crl/<authority>` (as before renewals existed), a later one's
+/// `crl/<authority>/<generation>`.
+pub(crate) fn intermediate_crl_key(authority: &str, generation: u32) -> String {
+    match generation {
+        0 | 1 => crl_key(authority),
+        g => format!("{CRL_PREFIX}{authority}/{g}"),
+    }
 }
 
 /// Every authority's root CRL (signed by the root: the intermediates it

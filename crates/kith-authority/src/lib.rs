@@ -29,6 +29,7 @@ mod crl;
 mod error;
 mod info;
 mod init;
+mod intermediates;
 mod issue;
 mod join;
 mod keyring;
@@ -66,6 +67,10 @@ pub use cluster_settings::{
 pub use crl::{forget_crl_coverage, stored_crl, stored_crl_of, CrlIssuer};
 pub use error::Error;
 pub use info::{find_certificate, list_certificates, AuthorityInfo, ClusterInfo};
+pub use intermediates::{
+    IntermediateStatus, IntermediateStep, IntermediateView, DEFAULT_INTERMEDIATE_PUBLISH,
+    DEFAULT_INTERMEDIATE_RENEW_PERCENT,
+};
 pub use issue::{Identity, Issued};
 pub use lease::{LeaseView, MAINTENANCE_LEASE};
 pub use limits::{check_cert_ttl, MAX_CERT_TTL, MAX_CRL_VALIDITY, MAX_RENEW_GRACE, MIN_CERT_TTL};
@@ -74,8 +79,8 @@ pub use nodes::{
 };
 pub use operators::{list_operators, OperatorState, OperatorView, FIRST_OPERATOR, OPERATOR_ROLE};
 pub use records::{
-    AuditRecord, AuthorityRecord, CertRecord, ClusterRecord, CrlRecord, PendingMaster,
-    RevokedRecord,
+    AuditRecord, AuthorityRecord, CertRecord, ClusterRecord, CrlRecord, OtherIntermediate,
+    PendingMaster, RevokedRecord,
 };
 pub use rekey::RotationReport;
 pub use replicas::{Registration, ReplicaView, HEARTBEAT_PERIOD, LIVE_PERIODS};

@@ -94,6 +94,74 @@ pub struct AuthorityRecord {
     /// When it was created.
     #[serde(with = "time::serde::rfc3339")]
     pub created: OffsetDateTime,
+    /// Generation of the active intermediate: 1 for the first, one more at
+    /// each renewal (records older than renewals have none: 1).
+    #[serde(default = "first_generation")]
+    pub intermediate_generation: u32,
+    /// The next intermediate, made and published (its CRL served) before
+    /// anything is issued from it: peers must hold its CRL before they meet
+    /// its leaves, or they refuse them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prepared_intermediate: Option<OtherIntermediate>,
+    /// Intermediates a renewal replaced, kept (and their CRLs signed) until
+    /// they expire, since the leaves they signed live until then at most.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_intermediates: Vec<OtherIntermediate>,
+}
+
+fn first_generation() -> u32 {
+    1
+}
+
+/// An intermediate of an authority other than the active one: prepared,
+/// or replaced.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OtherIntermediate {
+    /// Its generation.
+    pub generation: u32,
+    /// The certificate, DER.
+    #[serde(with = "b64")]
+    pub cert: Vec<u8>,
+    /// Its PKCS#8 key sealed by the record's master key, under its own key
+    /// version.
+    #[serde(with = "b64")]
+    pub key: Vec<u8>,
+    /// The key version in the key's sealing AAD.
+    pub key_version: u32,
+    /// When it was prepared, or replaced.
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
+}
+
+impl AuthorityRecord {
+    /// Every sealed CA key of the record with what its sealing AAD names
+    /// (kind and key version): what a master-key rotation reseals.
+    pub(crate) fn sealed_keys_mut(&mut self) -> Vec<(kith_pki::CaKind, u32, &mut Vec<u8>)> {
+        use kith_pki::CaKind;
+        let mut out = vec![
+            (CaKind::Root, self.key_version, &mut self.root_key),
+            (
+                CaKind::Intermediate,
+                self.key_version,
+                &mut self.intermediate_key,
+            ),
+        ];
+        for o in self
+            .prepared_intermediate
+            .iter_mut()
+            .chain(self.previous_intermediates.iter_mut())
+        {
+            out.push((CaKind::Intermediate, o.key_version, &mut o.key));
+        }
+        out
+    }
+
+    /// The intermediates other than the active one: prepared, then replaced.
+    pub(crate) fn other_intermediates(&self) -> impl Iterator<Item = &OtherIntermediate> {
+        self.prepared_intermediate
+            .iter()
+            .chain(self.previous_intermediates.iter())
+    }
 }
 
 /// Every issued certificate.

@@ -10,7 +10,6 @@
 
 use std::sync::Arc;
 
-use kith_pki::CaKind;
 use zeroize::Zeroizing;
 
 use crate::authority::Authority;
@@ -236,12 +235,9 @@ impl Authority {
         for e in authorities {
             let mut r: AuthorityRecord = from_json(&e.key, &e.value)?;
             if r.master_version == old_version {
-                for kind in [CaKind::Root, CaKind::Intermediate] {
-                    let aad = ca_key_aad(self.cluster(), &r.name, kind, r.key_version);
-                    let field = match kind {
-                        CaKind::Root => &mut r.root_key,
-                        CaKind::Intermediate => &mut r.intermediate_key,
-                    };
+                let (cluster, name) = (self.cluster().to_string(), r.name.clone());
+                for (kind, key_version, field) in r.sealed_keys_mut() {
+                    let aad = ca_key_aad(&cluster, &name, kind, key_version);
                     let plain = old_key.open(&aad, field).ok_or_else(|| {
                         Error::Integrity(format!("{}: a CA key does not decrypt", e.key))
                     })?;
@@ -372,6 +368,7 @@ mod tests {
 
     use super::*;
     use crate::{InitOptions, ManualClock, SecretUpdate, Settings};
+    use kith_pki::CaKind;
 
     async fn init(store: Arc<dyn kith_store::Store>, pass: &[u8]) -> Authority {
         Authority::init(

@@ -130,7 +130,7 @@ impl Authority {
             .collect();
         let mut signed = Vec::with_capacity(changed.len());
         for authority in changed {
-            signed.push(self.regenerate_crl(authority).await?);
+            signed.push(self.regenerate_intermediate_crls(authority).await?);
         }
         Ok(signed)
     }

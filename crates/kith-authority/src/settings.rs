@@ -37,6 +37,15 @@ pub struct Settings {
     /// none (`kith serve --leaf-ttl`); `None` is the profile's default.
     /// Checked with [`crate::check_cert_ttl`] when used.
     pub leaf_ttl: Option<Duration>,
+    /// How long a prepared intermediate is published (its CRL served to
+    /// every node) before it issues; `None` is
+    /// [`crate::DEFAULT_INTERMEDIATE_PUBLISH`]. Nodes' agents must refresh
+    /// within it, or their peers' new leaves meet them without a CRL.
+    pub intermediate_publish: Option<Duration>,
+    /// The share of its lifetime left at which an intermediate is renewed,
+    /// in percent (1 to 90); `None` is
+    /// [`crate::DEFAULT_INTERMEDIATE_RENEW_PERCENT`] (a third).
+    pub intermediate_renew_percent: Option<u8>,
 }
 
 /// A change to [`ClusterSettings`]: `None` keeps the current value.

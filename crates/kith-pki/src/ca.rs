@@ -34,6 +34,12 @@ pub struct CaSpec {
     pub authority: String,
     /// Root or intermediate.
     pub kind: CaKind,
+    /// Which one of its kind in the authority's life: 1 for the first, one
+    /// more at each rotation. From 2 on the subject's CN says `G<n>`, so
+    /// that two intermediates alive at once differ by name (CRLs are
+    /// matched to their issuer by name) and a new root never looks like
+    /// the old one re-issued.
+    pub generation: u32,
     /// Start of validity.
     pub not_before: OffsetDateTime,
     /// End of validity.
@@ -49,10 +55,14 @@ impl CaSpec {
             rcgen::KeyIdMethod::PreSpecified(key.public_key().key_identifier());
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, self.cluster.as_str());
+        let generation = match self.generation {
+            0 | 1 => String::new(),
+            n => format!(" G{n}"),
+        };
         dn.push(
             DnType::CommonName,
             format!(
-                "{} {} {} CA",
+                "{} {} {} CA{generation}",
                 self.cluster,
                 self.authority,
                 self.kind.as_str()

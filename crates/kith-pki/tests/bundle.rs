@@ -10,6 +10,7 @@ fn root_spec(authority: &str) -> CaSpec {
     CaSpec {
         cluster: "prod.example".into(),
         authority: authority.into(),
+        generation: 1,
         kind: CaKind::Root,
         not_before: now - Duration::hours(1),
         not_after: now + Duration::days(365),

@@ -50,7 +50,7 @@ impl CrlPublisher {
         }
         tokio::time::sleep(SETTLE).await;
         let covers = slot.requested.load(Ordering::SeqCst);
-        authority.regenerate_crl(name).await?;
+        authority.regenerate_intermediate_crls(name).await?;
         *done = covers;
         Ok(())
     }
@@ -72,6 +72,7 @@ impl CrlPublisher {
         // The root's CRL has a lock of its own ("/" is no authority name).
         let slot = match issuer {
             CrlIssuer::Root => self.slot(&format!("{name}/root")),
+            CrlIssuer::Generation(g) => self.slot(&format!("{name}/{g}")),
             _ => self.slot(name),
         };
         let _signing = slot.done.lock().await;

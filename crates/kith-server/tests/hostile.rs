@@ -561,6 +561,7 @@ async fn hostile_inputs_are_refused_with_exact_codes_and_change_nothing() {
         let ca = kith_pki::CaSpec {
             cluster: "evil.example".into(),
             authority: "cluster".into(),
+            generation: 1,
             kind: kith_pki::CaKind::Root,
             not_before: OffsetDateTime::now_utc() - Duration::hours(1),
             not_after: OffsetDateTime::now_utc() + Duration::days(1),
