@@ -20,8 +20,11 @@ pub struct AuthorityInfo {
     pub key_type: KeyType,
     /// Root certificate, DER.
     pub root_cert: Vec<u8>,
-    /// Intermediate certificate, DER.
+    /// Intermediate certificate, DER: the active one.
     pub intermediate_cert: Vec<u8>,
+    /// The prepared intermediate and the replaced ones still alive, by
+    /// generation, DER: leaves they signed chain through them.
+    pub other_intermediates: Vec<(u32, Vec<u8>)>,
 }
 
 /// What anyone with read access to the store may know: no keys needed.
@@ -43,6 +46,10 @@ impl ClusterInfo {
         for e in store.list(keys::AUTHORITY_PREFIX).await? {
             let r: AuthorityRecord = from_json(&e.key, &e.value)?;
             authorities.push(AuthorityInfo {
+                other_intermediates: r
+                    .other_intermediates()
+                    .map(|o| (o.generation, o.cert.clone()))
+                    .collect(),
                 name: r.name,
                 key_type: r.key_type,
                 root_cert: r.root_cert,
@@ -72,12 +79,15 @@ impl ClusterInfo {
             .collect()
     }
 
-    /// Every intermediate, DER.
+    /// Every intermediate, DER: the active ones, then the prepared and
+    /// replaced ones.
     pub fn intermediates(&self) -> Vec<Vec<u8>> {
-        self.authorities
+        let active = self.authorities.iter().map(|a| a.intermediate_cert.clone());
+        let others = self
+            .authorities
             .iter()
-            .map(|a| a.intermediate_cert.clone())
-            .collect()
+            .flat_map(|a| a.other_intermediates.iter().map(|(_, c)| c.clone()));
+        active.chain(others).collect()
     }
 }
 

@@ -4,7 +4,7 @@ use kith_api::ErrorCode;
 use std::path::PathBuf;
 
 use clap::Args;
-use kith_authority::ClusterInfo;
+use kith_authority::{ClusterInfo, CrlIssuer};
 use kith_pki::{Inspected, Profile, Serial};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -82,9 +82,17 @@ pub(crate) async fn cert_verify(dir: &Home, a: VerifyArgs, json: bool) -> Result
     // revocation records (always current) are checked below as well.
     let mut crls = Vec::new();
     for auth in &info.authorities {
-        if let Some(crl) = kith_authority::stored_crl(&*store, &auth.name).await? {
-            if crl.next_update > now {
-                crls.push(crl.der);
+        let mut issuers = vec![CrlIssuer::Intermediate];
+        issuers.extend(
+            auth.other_intermediates
+                .iter()
+                .map(|(g, _)| CrlIssuer::Generation(*g)),
+        );
+        for issuer in issuers {
+            if let Some(crl) = kith_authority::stored_crl_of(&*store, &auth.name, issuer).await? {
+                if crl.next_update > now {
+                    crls.push(crl.der);
+                }
             }
         }
     }
