@@ -125,16 +125,44 @@ impl Authority {
         open_ca_key_with(&self.keyring(), self.cluster(), record, kind)
     }
 
+    /// The key of the other root of a root rotation of `record`.
+    pub(crate) fn open_other_root_key(
+        &self,
+        record: &AuthorityRecord,
+        other: &crate::records::OtherRoot,
+    ) -> Result<PrivateKey, Error> {
+        let aad = crate::keyring::ca_key_aad(
+            self.cluster(),
+            &record.name,
+            CaKind::Root,
+            other.key_version,
+        );
+        let der = self
+            .master_for(record.master_version)?
+            .open(&aad, &other.key)
+            .ok_or_else(|| {
+                Error::Integrity(format!(
+                    "the other root key of authority {:?} does not decrypt",
+                    record.name
+                ))
+            })?;
+        Ok(PrivateKey::from_pkcs8_der(
+            other.key_type.unwrap_or(record.key_type),
+            &der,
+        )?)
+    }
+
     pub(crate) fn signer(&self, name: &str) -> Result<Arc<Signer>, Error> {
         self.keyring().signer(name)
     }
 
-    /// Every authority's root, DER, in name order: the trust bundle.
+    /// Every authority's roots, DER, in name order (the active one of each
+    /// first; both during a root rotation): the trust bundle.
     pub fn roots(&self) -> Vec<Vec<u8>> {
         self.keyring()
             .signers
             .values()
-            .map(|s| s.record.root_cert.clone())
+            .flat_map(|s| s.record.bundle_roots())
             .collect()
     }
 

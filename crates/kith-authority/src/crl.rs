@@ -33,29 +33,57 @@ pub enum CrlIssuer {
     Generation(u32),
     /// The root: the CRL of the intermediates (`/v1/crl/{authority}/root`).
     Root,
+    /// The other root of a root rotation (the new one while prepared, the
+    /// old one after): served with the other CRLs (`/v1/crl/{authority}/others`).
+    OtherRoot,
 }
 
-impl CrlIssuer {
-    /// The store key of the CRL, given the active intermediate's generation.
-    fn key(self, authority: &str, active_generation: u32) -> String {
-        match self {
-            Self::Intermediate => keys::intermediate_crl_key(authority, active_generation),
-            Self::Generation(g) => keys::intermediate_crl_key(authority, g),
-            Self::Root => keys::root_crl_key(authority),
+/// The generations of an authority's CAs, which name their CRLs' keys.
+#[derive(Clone, Copy, Debug)]
+struct Generations {
+    intermediate: u32,
+    root: u32,
+    /// The other root of a root rotation (0 without one).
+    other_root: u32,
+}
+
+impl Generations {
+    fn of(r: &crate::records::AuthorityRecord) -> Self {
+        Self {
+            intermediate: r.intermediate_generation,
+            root: r.root_generation,
+            other_root: r
+                .root_rotation
+                .as_ref()
+                .map_or(0, |x| x.other_root.generation),
         }
+    }
+
+    /// As stored (the first generations when the authority is unknown:
+    /// its CRLs are absent anyway).
+    async fn stored(store: &dyn Store, authority: &str) -> Result<Self, Error> {
+        let key = keys::authority_key(authority);
+        Ok(match store.get(&key).await? {
+            Some(e) => Self::of(&from_json(&key, &e.value)?),
+            None => Self {
+                intermediate: 1,
+                root: 1,
+                other_root: 0,
+            },
+        })
     }
 }
 
-/// The generation of the active intermediate of `authority` as stored
-/// (1 when the authority is unknown: its CRL is absent anyway).
-async fn active_generation(store: &dyn Store, authority: &str) -> Result<u32, Error> {
-    let key = keys::authority_key(authority);
-    Ok(match store.get(&key).await? {
-        Some(e) => {
-            from_json::<crate::records::AuthorityRecord>(&key, &e.value)?.intermediate_generation
+impl CrlIssuer {
+    /// The store key of the CRL.
+    fn key(self, authority: &str, g: Generations) -> String {
+        match self {
+            Self::Intermediate => keys::intermediate_crl_key(authority, g.intermediate),
+            Self::Generation(n) => keys::intermediate_crl_key(authority, n),
+            Self::Root => keys::root_crl_key_of(authority, g.root),
+            Self::OtherRoot => keys::root_crl_key_of(authority, g.other_root),
         }
-        None => 1,
-    })
+    }
 }
 
 /// The stored CRL of `authority`, if one was ever signed (no keys needed).
@@ -69,7 +97,7 @@ pub async fn stored_crl_of(
     authority: &str,
     issuer: CrlIssuer,
 ) -> Result<Option<CrlRecord>, Error> {
-    let key = issuer.key(authority, active_generation(store, authority).await?);
+    let key = issuer.key(authority, Generations::stored(store, authority).await?);
     // It may be split over chunks (a CRL of many revocations).
     match chunked::get(store, &key).await? {
         Some(v) => Ok(Some(from_json(&key, &v.value)?)),
@@ -132,7 +160,12 @@ impl Authority {
                 )));
             }
         }
-        let generation = signer.record.intermediate_generation;
+        if issuer == CrlIssuer::OtherRoot && signer.record.root_rotation.is_none() {
+            return Err(Error::Invalid(format!(
+                "authority {authority:?} has no root rotation, so no other root"
+            )));
+        }
+        let generation = Generations::of(&signer.record);
         let stored = self.stored_crl_at(authority, issuer, generation).await?;
         if let Some(current) = &stored {
             if self.crl_is_fresh(current) {
@@ -156,9 +189,9 @@ impl Authority {
         &self,
         authority: &str,
         issuer: CrlIssuer,
-        active_generation: u32,
+        generations: Generations,
     ) -> Result<Option<CrlRecord>, Error> {
-        let key = issuer.key(authority, active_generation);
+        let key = issuer.key(authority, generations);
         match chunked::get(&*self.inner.store, &key).await? {
             Some(v) => Ok(Some(from_json(&key, &v.value)?)),
             None => Ok(None),
@@ -218,7 +251,7 @@ impl Authority {
         };
         // Every intermediate's CRL must list it, the replaced ones' too.
         let signer = self.signer(authority)?;
-        let generation = signer.record.intermediate_generation;
+        let generation = Generations::of(&signer.record);
         let mut issuers = vec![CrlIssuer::Intermediate];
         issuers.extend(signer.others.keys().map(|g| CrlIssuer::Generation(*g)));
         for issuer in issuers {
@@ -259,9 +292,28 @@ impl Authority {
                 root = kith_pki::SigningCa::new(signer.record.root_cert.clone(), key)?;
                 &root
             }
+            CrlIssuer::OtherRoot => {
+                let other = signer
+                    .record
+                    .root_rotation
+                    .as_ref()
+                    .map(|r| &r.other_root)
+                    .ok_or_else(|| {
+                        Error::Invalid(format!("authority {authority:?} has no root rotation"))
+                    })?;
+                let key = self.open_other_root_key(&signer.record, other)?;
+                root = kith_pki::SigningCa::new(other.cert.clone(), key)?;
+                &root
+            }
+        };
+        // What a root revokes: the intermediates it signed, when a root
+        // rotation replaced them as compromised (the old root's CRL).
+        let revoked_intermediates = match issuer {
+            CrlIssuer::OtherRoot => compromised_intermediates(&signer.record)?,
+            _ => Vec::new(),
         };
         let store = &self.inner.store;
-        let key = issuer.key(authority, signer.record.intermediate_generation);
+        let key = issuer.key(authority, Generations::of(&signer.record));
         cas::retry!(&key, 16, async |_| {
             let now = self.now();
             // The stored CRL first, then the revocations: a CRL another
@@ -271,10 +323,10 @@ impl Authority {
             // one that missed the newer CRL's latest revocation.) Split over
             // chunks when larger than one store value.
             let current = chunked::get(&**store, &key).await?;
-            let mut entries = Vec::new();
+            let mut entries = revoked_intermediates.clone();
             let mut covers = 0;
-            // The root signs only intermediates, and kith revokes none.
-            // An intermediate's CRL lists every revocation of the
+            // A root signs only intermediates: they are revoked only by a
+            // compromised root rotation (above). An intermediate's CRL lists every revocation of the
             // authority, whichever intermediate signed the leaf: serials
             // are random, so another issuer's do no harm, and the CRL of a
             // just-activated intermediate is complete from the start.
@@ -282,7 +334,7 @@ impl Authority {
                 CrlIssuer::Intermediate | CrlIssuer::Generation(_) => {
                     store.list(&keys::revoked_prefix(authority)).await?
                 }
-                CrlIssuer::Root => Vec::new(),
+                CrlIssuer::Root | CrlIssuer::OtherRoot => Vec::new(),
             };
             for e in revoked {
                 covers = covers.max(e.revision);
@@ -329,4 +381,30 @@ impl Authority {
         })
         .await
     }
+}
+
+/// The intermediates the other root of a compromised root rotation
+/// revokes once the rotation has activated: those it signed (the old
+/// intermediate and any older one still alive), revoked when the rotation
+/// started, for a compromised CA key.
+fn compromised_intermediates(
+    r: &crate::records::AuthorityRecord,
+) -> Result<Vec<RevokedEntry>, Error> {
+    let Some(rot) = &r.root_rotation else {
+        return Ok(Vec::new());
+    };
+    if !rot.compromised || rot.aborted || rot.phase == crate::records::RootPhase::Prepared {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for o in &r.previous_intermediates {
+        if kith_pki::issued_by(&o.cert, &rot.other_root.cert)? {
+            out.push(RevokedEntry {
+                serial: kith_pki::certificate_serial(&o.cert)?,
+                revoked_at: rot.started,
+                reason: kith_pki::RevocationReason::CaCompromise,
+            });
+        }
+    }
+    Ok(out)
 }

@@ -201,6 +201,8 @@ impl Authority {
                 intermediate_generation: 1,
                 prepared_intermediate: None,
                 previous_intermediates: Vec::new(),
+                root_generation: 1,
+                root_rotation: None,
             })
         };
         let key = keys::authority_key(name);

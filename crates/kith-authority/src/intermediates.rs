@@ -171,6 +171,7 @@ impl Authority {
                 cert,
                 key: sealed,
                 key_version,
+                key_type: None,
                 since: self.now(),
             });
             Ok(match self.write_authority(&key, &r, rev).await? {
@@ -240,6 +241,7 @@ impl Authority {
                 cert: std::mem::take(&mut r.intermediate_cert),
                 key: std::mem::take(&mut r.intermediate_key),
                 key_version: r.key_version,
+                key_type: None,
                 since: self.now(),
             });
             r.root_key = root_key;

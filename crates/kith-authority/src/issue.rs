@@ -96,7 +96,7 @@ impl Authority {
                 der: leaf.der,
                 namespace: Some(ns),
             },
-            chain: vec![signer.record.intermediate_cert.clone()],
+            chain: Self::leaf_chain(&signer.record),
             root: signer.record.root_cert.clone(),
             truncated: leaf.truncated,
         })

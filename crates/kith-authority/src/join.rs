@@ -181,6 +181,8 @@ impl Authority {
             retried: false,
             revoked_at: None,
             cert_ttl_seconds: rec.cert_ttl_seconds,
+            trusts: Vec::new(),
+            trust_reported: None,
         };
         let key = node_key(&node);
         let claimed = match existing {

@@ -89,17 +89,13 @@ impl Keyring {
     }
 }
 
-/// Whether two authority records hold the same keys and certificates.
+/// Whether two authority records are the same (keys, certificates, slots,
+/// rotation): a signer is reused only then.
 pub(crate) fn same_authority(a: &AuthorityRecord, b: &AuthorityRecord) -> bool {
-    a.master_version == b.master_version
-        && a.key_version == b.key_version
-        && a.intermediate_cert == b.intermediate_cert
-        && a.intermediate_key == b.intermediate_key
-        && a.root_cert == b.root_cert
-        && a.root_key == b.root_key
-        && a.intermediate_generation == b.intermediate_generation
-        && a.prepared_intermediate == b.prepared_intermediate
-        && a.previous_intermediates == b.previous_intermediates
+    match (serde_json::to_vec(a), serde_json::to_vec(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// Unlock an authority record's intermediate with the keys of `ring`.
@@ -122,7 +118,7 @@ pub(crate) fn load_signer(
                     o.generation, record.name
                 ))
             })?;
-        let key = PrivateKey::from_pkcs8_der(record.key_type, &der)?;
+        let key = PrivateKey::from_pkcs8_der(o.key_type.unwrap_or(record.key_type), &der)?;
         others.insert(o.generation, SigningCa::new(o.cert.clone(), key)?);
     }
     Ok(Arc::new(Signer {

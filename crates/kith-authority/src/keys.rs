@@ -13,7 +13,7 @@
 //! | `revoked/<authority>/<serial>` | a revocation |
 //! | `crl/<authority>` | the CRL of the authority's first intermediate |
 //! | `crl/<authority>/<generation>` | the CRL of a later intermediate (renewals) |
-//! | `rootcrl/<authority>` | the current CRL of the authority's root |
+//! | `rootcrl/<authority>`, `rootcrl/<authority>/<generation>` | the CRL of the authority's first root, of a later one (root rotations) |
 //! | `node/<name>` | a node |
 //! | `token/<id>` | a join token |
 //! | `tokenname/<node>/<id>` | a name reserved by a token minted for it |
@@ -111,6 +111,14 @@ pub(crate) fn intermediate_crl_key(authority: &str, generation: u32) -> String {
 pub(crate) const ROOT_CRL_PREFIX: &str = "rootcrl/";
 pub(crate) fn root_crl_key(authority: &str) -> String {
     format!("{ROOT_CRL_PREFIX}{authority}")
+}
+/// The CRL of the root of `generation`: the first one's is
+/// `rootcrl/<authority>`, a later one's `rootcrl/<authority>/<generation>`.
+pub(crate) fn root_crl_key_of(authority: &str, generation: u32) -> String {
+    match generation {
+        0 | 1 => root_crl_key(authority),
+        g => format!("{ROOT_CRL_PREFIX}{authority}/{g}"),
+    }
 }
 
 /// Every prefix whose records may be split over `chunk/` keys (kith-store's

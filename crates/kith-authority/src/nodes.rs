@@ -85,6 +85,17 @@ pub struct NodeRecord {
     /// is the server's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_ttl_seconds: Option<i64>,
+    /// The roots the node last reported it trusts (SPKI pins, hex), and
+    /// when: how a root rotation knows who is ready for its next phase.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusts: Vec<String>,
+    /// When it last reported [`NodeRecord::trusts`].
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub trust_reported: Option<OffsetDateTime>,
 }
 
 impl NodeRecord {

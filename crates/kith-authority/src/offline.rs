@@ -61,6 +61,8 @@ impl Authority {
             retried: false,
             revoked_at: None,
             cert_ttl_seconds: ttl.map(|t| t.whole_seconds()),
+            trusts: Vec::new(),
+            trust_reported: None,
         };
         let key = node_key(&r.node);
         let (json, now) = (to_json(&record)?, self.now());

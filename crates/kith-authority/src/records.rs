@@ -107,6 +107,125 @@ pub struct AuthorityRecord {
     /// they expire, since the leaves they signed live until then at most.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub previous_intermediates: Vec<OtherIntermediate>,
+    /// Generation of the active root: 1 for the first, one more at each
+    /// root rotation.
+    #[serde(default = "first_generation")]
+    pub root_generation: u32,
+    /// A root rotation under way (prepared, active, or finished while the
+    /// other root is still trusted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_rotation: Option<RootRotation>,
+}
+
+/// Where a root rotation stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum RootPhase {
+    /// The new root and intermediate exist and are trusted (in the bundle,
+    /// vouched for by the old root); nothing is issued from them yet.
+    Prepared,
+    /// Leaves are issued under the new intermediate, with the new root
+    /// cross-signed by the old one in their chain; nodes are asked to renew.
+    Active,
+    /// New tokens pin the new root; the old one stays trusted until the
+    /// last leaf under it has expired.
+    Finished,
+}
+
+impl RootPhase {
+    /// `prepared`, `active` or `finished`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Prepared => "prepared",
+            Self::Active => "active",
+            Self::Finished => "finished",
+        }
+    }
+}
+
+/// A root rotation of one authority (`roots.rs`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootRotation {
+    /// Its phase.
+    pub phase: RootPhase,
+    /// When it was started.
+    #[serde(with = "time::serde::rfc3339")]
+    pub started: OffsetDateTime,
+    /// When the phase began.
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
+    /// While prepared, the new root; from activation on, the old one.
+    pub other_root: OtherRoot,
+    /// While prepared, the new intermediate (signed by the new root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_intermediate: Option<OtherIntermediate>,
+    /// The new root signed by the old one, then the old one signed by the
+    /// new one, DER: how a node that trusts either comes to trust both.
+    #[serde(with = "b64_list")]
+    pub cross_signed: Vec<Vec<u8>>,
+    /// Started because the old keys are compromised: the old intermediate
+    /// is revoked by the old root at activation, nodes renew at once.
+    #[serde(default)]
+    pub compromised: bool,
+    /// When the old root (from `finished` on) leaves the bundle: the
+    /// expiry of the last leaf that chains to it.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub other_root_until: Option<OffsetDateTime>,
+    /// Aborted after activation: the old root is active again and the new
+    /// one is the one leaving.
+    #[serde(default)]
+    pub aborted: bool,
+    /// Nodes a forced step left behind, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_behind: Vec<String>,
+}
+
+/// The root of a rotation that is not the active one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OtherRoot {
+    /// Its generation.
+    pub generation: u32,
+    /// The certificate, DER.
+    #[serde(with = "b64")]
+    pub cert: Vec<u8>,
+    /// Its PKCS#8 key sealed by the record's master key, under its own key
+    /// version (it signs its CRL and, when compromised, revokes).
+    #[serde(with = "b64")]
+    pub key: Vec<u8>,
+    /// The key version in the key's sealing AAD.
+    pub key_version: u32,
+    /// Its key's type when it differs from the record's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_type: Option<KeyType>,
+}
+
+/// Base64 for a list of binary values.
+pub(crate) mod b64_list {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(
+            v.iter()
+                .map(|b| base64::engine::general_purpose::STANDARD.encode(b)),
+        )
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .into_iter()
+            .map(|s| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(s)
+                    .map_err(serde::de::Error::custom)
+            })
+            .collect()
+    }
 }
 
 fn first_generation() -> u32 {
@@ -128,6 +247,10 @@ pub struct OtherIntermediate {
     pub key: Vec<u8>,
     /// The key version in the key's sealing AAD.
     pub key_version: u32,
+    /// Its key's type when it differs from the record's (a root rotation
+    /// to another key type).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_type: Option<KeyType>,
     /// When it was prepared, or replaced.
     #[serde(with = "time::serde::rfc3339")]
     pub since: OffsetDateTime,
@@ -146,21 +269,65 @@ impl AuthorityRecord {
                 &mut self.intermediate_key,
             ),
         ];
+        let (rotation_root, rotation_intermediate) = match &mut self.root_rotation {
+            Some(r) => (Some(&mut r.other_root), r.new_intermediate.as_mut()),
+            None => (None, None),
+        };
         for o in self
             .prepared_intermediate
             .iter_mut()
+            .chain(rotation_intermediate)
             .chain(self.previous_intermediates.iter_mut())
         {
             out.push((CaKind::Intermediate, o.key_version, &mut o.key));
         }
+        if let Some(r) = rotation_root {
+            out.push((CaKind::Root, r.key_version, &mut r.key));
+        }
         out
     }
 
-    /// The intermediates other than the active one: prepared, then replaced.
+    /// The intermediates other than the active one: prepared (by a renewal
+    /// or a root rotation), then replaced.
     pub(crate) fn other_intermediates(&self) -> impl Iterator<Item = &OtherIntermediate> {
         self.prepared_intermediate
             .iter()
+            .chain(
+                self.root_rotation
+                    .iter()
+                    .filter_map(|r| r.new_intermediate.as_ref()),
+            )
             .chain(self.previous_intermediates.iter())
+    }
+
+    /// The highest key version any sealed key of the record uses: a new
+    /// key takes the next one, so no two share an AAD.
+    pub(crate) fn max_key_version(&self) -> u32 {
+        let rotation = self.root_rotation.iter().map(|r| r.other_root.key_version);
+        self.other_intermediates()
+            .map(|o| o.key_version)
+            .chain(rotation)
+            .chain([self.key_version])
+            .max()
+            .unwrap_or(self.key_version)
+    }
+
+    /// Every root this authority's nodes trust now, the active one first.
+    pub fn bundle_roots(&self) -> Vec<Vec<u8>> {
+        let mut out = vec![self.root_cert.clone()];
+        if let Some(r) = &self.root_rotation {
+            out.push(r.other_root.cert.clone());
+        }
+        out
+    }
+
+    /// The cross-signed roots published with the bundle (empty outside a
+    /// root rotation).
+    pub fn cross_signed(&self) -> &[Vec<u8>] {
+        match &self.root_rotation {
+            Some(r) => &r.cross_signed,
+            None => &[],
+        }
     }
 }
 

@@ -46,6 +46,9 @@ pub struct Settings {
     /// in percent (1 to 90); `None` is
     /// [`crate::DEFAULT_INTERMEDIATE_RENEW_PERCENT`] (a third).
     pub intermediate_renew_percent: Option<u8>,
+    /// Over how long the nodes asked to renew by a root rotation's
+    /// activation are spread; `None` is [`crate::DEFAULT_ROOT_RENEW_SPREAD`].
+    pub root_renew_spread: Option<Duration>,
 }
 
 /// A change to [`ClusterSettings`]: `None` keeps the current value.

@@ -166,7 +166,7 @@ impl Authority {
             san.parse::<kith_pki::San>()?;
         }
         let authority = spec.authority.as_deref().unwrap_or(DEFAULT_AUTHORITY);
-        let pin = kith_pki::spki_pin(&self.root_cert(authority)?)?;
+        let pin = kith_pki::spki_pin(&self.token_root(authority)?)?;
         let mut id = [0u8; 8];
         vault::random_fill(&mut id)?;
         let mut secret = Zeroizing::new([0u8; 32]);
@@ -287,8 +287,13 @@ impl Authority {
         if !bool::from(stored.as_slice().ct_eq(&presented)) {
             return Err(Error::InvalidToken);
         }
-        let pin = kith_pki::spki_pin(&self.root_cert(&record.authority)?)?;
-        if pin != token.pin {
+        // Any root of the bundle: a token minted before a root rotation
+        // pins the old root, one minted after it the new one.
+        let mut pinned = false;
+        for root in self.authority_roots(&record.authority)? {
+            pinned |= kith_pki::spki_pin(&root)? == token.pin;
+        }
+        if !pinned {
             return Err(Error::TokenWrongCluster);
         }
         if let Some(at) = record.revoked_at {

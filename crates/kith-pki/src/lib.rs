@@ -69,6 +69,17 @@ pub fn certificate_validity(
     Ok((v.not_before.to_datetime(), v.not_after.to_datetime()))
 }
 
+/// Whether DER certificate `cert` was signed by the CA of DER certificate
+/// `ca`: its issuer is the CA's subject and the CA's key verifies it.
+pub fn issued_by(cert: &[u8], ca: &[u8]) -> Result<bool, Error> {
+    let (_, c) =
+        x509_parser::parse_x509_certificate(cert).map_err(|e| Error::parse("certificate", e))?;
+    let (_, issuer) =
+        x509_parser::parse_x509_certificate(ca).map_err(|e| Error::parse("CA certificate", e))?;
+    Ok(c.issuer().as_raw() == issuer.subject().as_raw()
+        && c.verify_signature(Some(issuer.public_key())).is_ok())
+}
+
 /// SHA-256 of `data`.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);

@@ -76,8 +76,8 @@ fn issue_response(s: &AppState, node: &NodeRecord, issued: &[Issued]) -> IssueRe
         // Only the roots of the node's own authority: authorities are
         // separate trust domains.
         ca_bundle: authority
-            .root_cert(&node.authority)
-            .map(|r| pem_encode("CERTIFICATE", &r))
+            .authority_roots(&node.authority)
+            .map(|r| pem_encode_many("CERTIFICATE", r.iter().map(Vec::as_slice)))
             .unwrap_or_default(),
         crl_path: format!("/v1/crl/{}", node.authority),
         replicas: s.replica_urls(),

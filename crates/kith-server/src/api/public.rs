@@ -60,9 +60,18 @@ async fn ca(State(s): St) -> Result<Json<CaResponse>, ApiError> {
         let root = a.root_cert(&name)?;
         authorities.push(AuthorityView {
             pin: hex::encode(kith_pki::spki_pin(&root).map_err(kith_authority::Error::from)?),
-            root: pem_encode("CERTIFICATE", &root),
+            // Every root of the authority, the active one first: during a
+            // root rotation the other one too, vouched for by `cross_signed`.
+            root: pem_encode_many(
+                "CERTIFICATE",
+                a.authority_roots(&name)?.iter().map(Vec::as_slice),
+            ),
             intermediate: pem_encode("CERTIFICATE", &a.intermediate_cert(&name)?),
-            cross_signed: Vec::new(),
+            cross_signed: a
+                .cross_signed(&name)?
+                .iter()
+                .map(|c| pem_encode("CERTIFICATE", c))
+                .collect(),
             name,
         });
     }
