@@ -1,0 +1,719 @@
+//! Intermediates renewed by themselves (issue 13), at the authority's level
+//! with an injected clock, on real stores: a third of life left prepares
+//! generation 2, which is published (its CRL served) for the publish delay
+//! and then issues; leaves before and after pass `openssl verify`, the new
+//! intermediate is pkilint-clean, every live intermediate's CRL is signed
+//! and covers each revocation, the keys survive a restart and a master-key
+//! rotation, two replicas on one store make one generation 2, and a
+//! replaced intermediate leaves once expired. openssl and pkilint are found
+//! through `KITH_TOOLS_DIR` (the workspace's `.venv/bin`, or PATH); a
+//! missing one fails the test.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use kith_authority::{
+    Authority, CrlIssuer, Error, IntermediateStatus, IntermediateStep, Issued, Publish,
+    RevokeTarget, Settings, DEFAULT_INTERMEDIATE_PUBLISH, INTERMEDIATE_TTL,
+};
+use kith_pki::{Profile, RevocationReason, Serial};
+use time::{Duration, OffsetDateTime};
+
+use common::{request, within_a_second, Backend, Harness, PASS};
+
+mod common;
+
+// ---- external judges -------------------------------------------------------
+
+/// Find an external tool or panic with what installs it: a test that needs
+/// one never passes without it.
+fn tool(name: &str) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(d) = std::env::var_os("KITH_TOOLS_DIR") {
+        dirs.push(PathBuf::from(d));
+    }
+    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin"));
+    if let Some(path) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&path));
+    }
+    dirs.into_iter()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "required tool `{name}` not found: run ./scripts/test.sh, which installs openssl and a venv with pkilint"
+            )
+        })
+}
+
+/// Run openssl; (success, stdout and stderr).
+fn openssl(args: &[&str]) -> (bool, String) {
+    let out = Command::new(tool("openssl"))
+        .args(args)
+        .output()
+        .expect("run openssl");
+    let mut text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// pkilint's PKIX certificate linter at `-s WARNING`, as the CLI's tool
+/// tests run it on intermediates: what it prints (nothing when clean).
+fn pkilint_cert(file: &Path) -> String {
+    let out = Command::new(tool("lint_pkix_cert"))
+        .args(["lint", "-s", "WARNING", path(file)])
+        .output()
+        .expect("run pkilint");
+    assert!(
+        out.status.code().is_some(),
+        "pkilint crashed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 path")
+}
+
+/// Write a certificate (or a CRL, with `tag` "X509 CRL") as PEM in `dir`.
+fn pem(dir: &Path, name: &str, tag: &str, der: &[u8]) -> PathBuf {
+    let file = dir.join(name);
+    std::fs::write(&file, kith_pki::pem_encode(tag, der)).expect("write a PEM file");
+    file
+}
+
+/// `openssl verify` of `leaf` under `root` through `intermediate` at the
+/// authority's clock time, with `crl` checked when given.
+fn openssl_verify(
+    dir: &Path,
+    at: OffsetDateTime,
+    root: &[u8],
+    intermediate: &[u8],
+    leaf: &[u8],
+    crl: Option<&[u8]>,
+) -> (bool, String) {
+    let root = pem(dir, "root.pem", "CERTIFICATE", root);
+    let inter = pem(dir, "intermediate.pem", "CERTIFICATE", intermediate);
+    let leaf = pem(dir, "leaf.pem", "CERTIFICATE", leaf);
+    let at = at.unix_timestamp().to_string();
+    let mut args = vec!["verify", "-attime", &at, "-CAfile", path(&root)];
+    args.extend(["-untrusted", path(&inter)]);
+    let crl_file;
+    if let Some(der) = crl {
+        crl_file = pem(dir, "crl.pem", "X509 CRL", der);
+        args.extend(["-crl_check", "-CRLfile", path(&crl_file)]);
+    }
+    args.push(path(&leaf));
+    openssl(&args)
+}
+
+// ---- helpers ---------------------------------------------------------------
+
+fn cn(name: &x509_parser::x509::X509Name<'_>) -> String {
+    name.iter_common_name()
+        .next()
+        .and_then(|c| c.as_str().ok())
+        .expect("a CN")
+        .to_string()
+}
+
+/// The issuer CN of a certificate.
+fn issuer_cn(der: &[u8]) -> String {
+    let (_, c) = x509_parser::parse_x509_certificate(der).expect("a certificate");
+    cn(c.issuer())
+}
+
+/// Whether `crl` is signed by `issuer` and names it as its issuer.
+fn signed_by(crl: &[u8], issuer: &[u8]) -> bool {
+    let (_, crl) = x509_parser::parse_x509_crl(crl).expect("a CRL");
+    let (_, ca) = x509_parser::parse_x509_certificate(issuer).expect("a certificate");
+    crl.issuer() == ca.subject() && crl.verify_signature(ca.public_key()).is_ok()
+}
+
+/// Whether `crl` lists `serial`.
+fn lists(crl: &[u8], serial: &str) -> bool {
+    let (_, crl) = x509_parser::parse_x509_crl(crl).expect("a CRL");
+    let wanted = Serial::parse(serial).expect("a serial").to_hex();
+    let listed = crl
+        .iter_revoked_certificates()
+        .any(|r| Serial::from_der_integer(r.raw_serial()).is_ok_and(|s| s.to_hex() == wanted));
+    listed
+}
+
+fn status(a: &Authority) -> IntermediateStatus {
+    a.intermediate_status("cluster")
+        .expect("the intermediate status")
+}
+
+async fn maintain(a: &Authority) -> IntermediateStep {
+    let steps = a.maintain_intermediates("test").await.expect("maintain");
+    assert_eq!(steps.len(), 1, "one authority: {steps:?}");
+    assert_eq!(steps[0].0, "cluster");
+    steps[0].1.clone()
+}
+
+async fn leaf(a: &Authority, node: &str) -> Issued {
+    a.issue(request(node)).await.expect("issue a leaf")
+}
+
+/// Move the clock to a whole second past the renewal point of the active
+/// intermediate; returns that time (a prepare's `since`).
+fn past_renewal(h: &Harness, s: &IntermediateStatus) -> OffsetDateTime {
+    let t = s.renew_at.replace_nanosecond(0).expect("0 ns") + Duration::minutes(1);
+    h.clock.set(t);
+    t
+}
+
+/// Prepare generation 2 through `maintain_intermediates` and activate it
+/// once published: (gen 1 certificate, gen 2 certificate).
+async fn renew(h: &Harness) -> (Vec<u8>, Vec<u8>) {
+    let gen1 = status(&h.authority).active.cert;
+    past_renewal(h, &status(&h.authority));
+    assert_eq!(maintain(&h.authority).await, IntermediateStep::Prepared(2));
+    h.clock
+        .advance(DEFAULT_INTERMEDIATE_PUBLISH + Duration::seconds(1));
+    assert_eq!(maintain(&h.authority).await, IntermediateStep::Activated(2));
+    let gen2 = status(&h.authority).active.cert;
+    (gen1, gen2)
+}
+
+/// Every CRL a relying party holds for `authority`: the active one's and the others'.
+async fn all_crls(a: &Authority) -> Vec<Vec<u8>> {
+    let mut crls = vec![a.crl("cluster").await.expect("active CRL").der];
+    for c in a.other_crls("cluster").await.expect("other CRLs") {
+        crls.push(c.der);
+    }
+    crls
+}
+
+/// kith's own chain check (what its TLS configurations do): the leaf under
+/// the root through `chain`, with every CRL served.
+async fn kith_verifies(a: &Authority, issued: &Issued) {
+    kith_pki::verify_chain(
+        &issued.record.der,
+        &issued.chain,
+        &[a.root_cert("cluster").expect("root")],
+        &all_crls(a).await,
+        a.now(),
+        Profile::Peer,
+    )
+    .expect("the leaf verifies with the CRLs served");
+}
+
+// ---- 1. the steps, with an injected clock ----------------------------------
+
+#[tokio::test]
+async fn a_third_of_life_left_prepares_then_publishes_then_activates() {
+    let h = Harness::redb().await;
+    let a = &h.authority;
+    let s = status(a);
+    assert_eq!(s.active.generation, 1);
+    assert!(s.prepared.is_none() && s.previous.is_empty());
+    let life = s.active.not_after - s.active.not_before;
+    let left: Duration = s.active.not_after - s.renew_at;
+    assert!(
+        (left - life * 0.33_f64).abs() < Duration::seconds(1),
+        "renewed with a third of its life left: {left} of {life}"
+    );
+    let gen1 = s.active.cert.clone();
+    let gen1_cn = issuer_cn(&leaf(a, "before-1").await.record.der);
+    assert!(
+        !gen1_cn.contains(" G"),
+        "generation 1 is unnamed: {gen1_cn}"
+    );
+
+    // Not yet due: nothing, however often it is asked.
+    h.clock.set(s.renew_at - Duration::hours(1));
+    for _ in 0..2 {
+        assert_eq!(maintain(a).await, IntermediateStep::Nothing);
+    }
+    assert!(status(a).prepared.is_none());
+
+    // Due: generation 2 prepared, published until prepare time + delay.
+    let prepared_at = past_renewal(&h, &s);
+    assert_eq!(maintain(a).await, IntermediateStep::Prepared(2));
+    let s2 = status(a);
+    let (p, ready) = s2.prepared.clone().expect("generation 2 prepared");
+    assert_eq!(p.generation, 2);
+    assert_eq!(ready, prepared_at + DEFAULT_INTERMEDIATE_PUBLISH);
+    assert_eq!(s2.active.cert, gen1, "generation 1 still issues");
+    assert!(p.not_before <= prepared_at && p.not_after > s.active.not_after);
+    assert_eq!(p.not_after, prepared_at + INTERMEDIATE_TTL);
+    assert_ne!(p.cert, gen1);
+    let during = leaf(a, "during-1").await;
+    assert_eq!(during.chain, vec![gen1.clone()]);
+    assert_eq!(issuer_cn(&during.record.der), gen1_cn);
+
+    // Published for less than the delay: neither a second tick nor an
+    // unforced activation starts it.
+    h.clock
+        .advance(DEFAULT_INTERMEDIATE_PUBLISH - Duration::seconds(1));
+    assert_eq!(maintain(a).await, IntermediateStep::Nothing);
+    let refused = a
+        .activate_intermediate("cluster", "test", false)
+        .await
+        .expect_err("not published long enough");
+    assert_eq!(refused.code().as_str(), "rotation-not-ready", "{refused}");
+    assert_eq!(status(a), s2, "a refusal changes nothing");
+
+    // Published long enough: it issues.
+    h.clock.advance(Duration::seconds(1));
+    assert_eq!(maintain(a).await, IntermediateStep::Activated(2));
+    let s3 = status(a);
+    assert_eq!(s3.active.generation, 2);
+    assert_eq!(s3.active.cert, p.cert);
+    assert!(s3.prepared.is_none());
+    assert_eq!(s3.previous.len(), 1);
+    assert_eq!(
+        (s3.previous[0].generation, &s3.previous[0].cert),
+        (1, &gen1)
+    );
+    assert!(
+        s3.renew_at > s.active.not_after,
+        "the next renewal is later"
+    );
+    let after = leaf(a, "after-1").await;
+    assert_eq!(after.chain, vec![p.cert.clone()]);
+    let cn2 = issuer_cn(&after.record.der);
+    assert!(cn2.ends_with(" G2"), "issued by generation 2: {cn2}");
+    assert_eq!(cn2, format!("{gen1_cn} G2"));
+    // Nothing more is due for years.
+    assert_eq!(maintain(a).await, IntermediateStep::Nothing);
+    assert_eq!(status(a), s3);
+
+    // A leaf never outlives its issuer, even asked for the longest life
+    // just before that issuer expires.
+    for (issued, issuer) in [(&during, &gen1), (&after, &p.cert)] {
+        let (_, issuer_end) = kith_pki::cert_validity(issuer).expect("validity");
+        assert!(issued.record.not_after <= issuer_end);
+    }
+    h.clock.set(s3.active.not_after - Duration::hours(1));
+    let mut late = request("late-1");
+    late.identity.ttl = Some(kith_authority::MAX_CERT_TTL);
+    // The active intermediate is due by now: renewal would replace it, but
+    // what it issues meanwhile is cut to its end.
+    let late = a.issue(late).await.expect("issue near the end");
+    assert!(late.truncated);
+    assert!(late.record.not_after <= s3.active.not_after);
+}
+
+// ---- 2. openssl and pkilint --------------------------------------------------
+
+#[tokio::test]
+async fn leaves_before_and_after_pass_openssl_and_generation_2_is_pkilint_clean() {
+    let h = Harness::redb().await;
+    let a = &h.authority;
+    let dir = h.dir.path();
+    let root = a.root_cert("cluster").expect("root");
+    let gen1 = status(a).active.cert;
+    // Issued in the publish window, by generation 1: alive after the switch.
+    past_renewal(&h, &status(a));
+    assert_eq!(maintain(a).await, IntermediateStep::Prepared(2));
+    let before = leaf(a, "before-2").await;
+    h.clock
+        .advance(DEFAULT_INTERMEDIATE_PUBLISH + Duration::seconds(1));
+    assert_eq!(maintain(a).await, IntermediateStep::Activated(2));
+    let gen2 = status(a).active.cert;
+    let after = leaf(a, "after-2").await;
+    assert_eq!((&before.chain[0], &after.chain[0]), (&gen1, &gen2));
+
+    for (what, issued, inter) in [("before", &before, &gen1), ("after", &after, &gen2)] {
+        let (ok, out) = openssl_verify(dir, a.now(), &root, inter, &issued.record.der, None);
+        assert!(ok && out.contains(": OK"), "{what}: {out}");
+        kith_verifies(a, issued).await;
+    }
+    // openssl judges the issuer, not just any chain: the new leaf does not
+    // verify through the old intermediate.
+    let (ok, out) = openssl_verify(dir, a.now(), &root, &gen1, &after.record.der, None);
+    assert!(!ok, "a generation 2 leaf through generation 1: {out}");
+
+    // The new intermediate itself, under the root, strictly.
+    let root_pem = pem(dir, "root.pem", "CERTIFICATE", &root);
+    let gen2_pem = pem(dir, "gen2.pem", "CERTIFICATE", &gen2);
+    let at = a.now().unix_timestamp().to_string();
+    let (ok, out) = openssl(&[
+        "verify",
+        "-x509_strict",
+        "-attime",
+        &at,
+        "-CAfile",
+        path(&root_pem),
+        path(&gen2_pem),
+    ]);
+    assert!(ok, "generation 2 under the root: {out}");
+    let findings = pkilint_cert(&gen2_pem);
+    assert!(findings.is_empty(), "pkilint on generation 2: {findings}");
+}
+
+// ---- 3. CRLs ---------------------------------------------------------------
+
+#[tokio::test]
+async fn every_live_intermediate_signs_a_crl_that_covers_each_revocation() {
+    let h = Harness::redb().await;
+    let a = &h.authority;
+    let dir = h.dir.path();
+    let root = a.root_cert("cluster").expect("root");
+    let gen1 = status(a).active.cert;
+    assert!(a.other_crls("cluster").await.expect("others").is_empty());
+
+    // From the prepare on, the prepared one's CRL is served with the active one's.
+    past_renewal(&h, &status(a));
+    assert_eq!(maintain(a).await, IntermediateStep::Prepared(2));
+    let old = leaf(a, "old-3").await;
+    assert_eq!(old.chain, vec![gen1.clone()]);
+    let gen2 = status(a).prepared.expect("prepared").0.cert;
+    let others = a.other_crls("cluster").await.expect("others");
+    assert_eq!(others.len(), 1);
+    assert!(signed_by(&others[0].der, &gen2), "the prepared one's CRL");
+    assert!(signed_by(&a.crl("cluster").await.expect("crl").der, &gen1));
+
+    // After activation: the active CRL is generation 2's, the replaced one's is among the others.
+    h.clock
+        .advance(DEFAULT_INTERMEDIATE_PUBLISH + Duration::seconds(1));
+    assert_eq!(maintain(a).await, IntermediateStep::Activated(2));
+    assert!(signed_by(&a.crl("cluster").await.expect("crl").der, &gen2));
+    let others = a.other_crls("cluster").await.expect("others");
+    assert_eq!(others.len(), 1);
+    assert!(signed_by(&others[0].der, &gen1), "the replaced one's CRL");
+    let new = leaf(a, "new-3").await;
+    assert!(!a.crl_is_stale("cluster").await.expect("stale?"));
+
+    // A generation 1 leaf revoked after the activation: stale until every
+    // intermediate's CRL covers it, the replaced one's included.
+    a.revoke(
+        RevokeTarget::Serial(Serial::parse(&old.record.serial).expect("serial")),
+        RevocationReason::KeyCompromise,
+        "test",
+        Publish::ByCaller,
+    )
+    .await
+    .expect("revoke");
+    assert!(a.crl_is_stale("cluster").await.expect("stale?"));
+    let active = a.regenerate_crl("cluster").await.expect("active CRL");
+    assert!(lists(&active.der, &old.record.serial));
+    assert!(
+        a.crl_is_stale("cluster").await.expect("stale?"),
+        "generation 1's CRL does not list it yet"
+    );
+    let gen1_crl = a
+        .regenerate_crl_of("cluster", CrlIssuer::Generation(1))
+        .await
+        .expect("generation 1's CRL");
+    assert!(!a.crl_is_stale("cluster").await.expect("stale?"));
+    assert_eq!(
+        a.other_crls("cluster").await.expect("others")[0].der,
+        gen1_crl.der
+    );
+    assert!(lists(&gen1_crl.der, &old.record.serial));
+
+    // openssl: generation 1's key signed it, not generation 2's…
+    let crl_pem = pem(dir, "gen1-crl.pem", "X509 CRL", &gen1_crl.der);
+    let gen1_pem = pem(dir, "gen1.pem", "CERTIFICATE", &gen1);
+    let gen2_pem = pem(dir, "gen2.pem", "CERTIFICATE", &gen2);
+    let crl_check =
+        |ca: &Path| openssl(&["crl", "-in", path(&crl_pem), "-CAfile", path(ca), "-noout"]);
+    let (ok, out) = crl_check(&gen1_pem);
+    assert!(ok && out.contains("verify OK"), "gen 1's CRL: {out}");
+    let (_, out) = crl_check(&gen2_pem);
+    assert!(!out.contains("verify OK"), "not generation 2's: {out}");
+    // …and with it the old leaf is revoked, while the new one, judged by
+    // generation 2's CRL, is not.
+    let at = a.now();
+    let (ok, out) = openssl_verify(dir, at, &root, &gen1, &old.record.der, Some(&gen1_crl.der));
+    assert!(!ok && out.contains("certificate revoked"), "{out}");
+    let (ok, out) = openssl_verify(dir, at, &root, &gen2, &new.record.der, Some(&active.der));
+    assert!(ok, "the new leaf is not revoked: {out}");
+    let err = kith_pki::verify_chain(
+        &old.record.der,
+        &old.chain,
+        &[root],
+        &all_crls(a).await,
+        at,
+        Profile::Peer,
+    )
+    .expect_err("kith refuses the revoked generation 1 leaf");
+    assert!(matches!(err, kith_pki::Error::Revoked), "{err}");
+
+    // Publish::Now re-signs every intermediate's CRL at once.
+    let third = leaf(a, "third-3").await;
+    a.revoke(
+        RevokeTarget::Serial(Serial::parse(&third.record.serial).expect("serial")),
+        RevocationReason::Unspecified,
+        "test",
+        Publish::Now,
+    )
+    .await
+    .expect("revoke");
+    assert!(!a.crl_is_stale("cluster").await.expect("stale?"));
+    for crl in all_crls(a).await {
+        assert!(lists(&crl, &third.record.serial));
+    }
+}
+
+// ---- 4. keys survive a restart and a master-key rotation ---------------------
+
+#[tokio::test]
+async fn keys_survive_a_restart_and_a_master_key_rotation() {
+    let mut h = Harness::redb().await;
+    let gen1 = status(&h.authority).active.cert;
+    past_renewal(&h, &status(&h.authority));
+    assert_eq!(maintain(&h.authority).await, IntermediateStep::Prepared(2));
+    let gen2 = status(&h.authority).prepared.expect("prepared").0.cert;
+
+    // Reopened while prepared: issues from generation 1, signs generation 2's CRL.
+    h = h.restart(PASS).await.expect("reopen after the prepare");
+    let s = status(&h.authority);
+    assert_eq!(s.prepared.as_ref().map(|p| &p.0.cert), Some(&gen2));
+    assert_eq!(leaf(&h.authority, "a-4").await.chain, vec![gen1.clone()]);
+    let others = h.authority.other_crls("cluster").await.expect("others");
+    assert!(signed_by(&others[0].der, &gen2));
+
+    // Activated by the reopened one, reopened again: issues from generation 2.
+    h.clock
+        .advance(DEFAULT_INTERMEDIATE_PUBLISH + Duration::seconds(1));
+    assert_eq!(maintain(&h.authority).await, IntermediateStep::Activated(2));
+    h = h.restart(PASS).await.expect("reopen after the activation");
+    let b = leaf(&h.authority, "b-4").await;
+    assert_eq!(b.chain, vec![gen2.clone()]);
+    kith_verifies(&h.authority, &b).await;
+
+    // A third generation prepared on demand fills every slot: previous,
+    // active and prepared, then the master key is rotated and the store
+    // reopened. Every key still opens.
+    let gen3 = h
+        .authority
+        .prepare_intermediate("cluster", "test")
+        .await
+        .expect("prepare on demand");
+    assert_eq!(gen3, 2 + 1);
+    let report = h
+        .authority
+        .rotate_master(PASS, Arc::new(|_, _| {}))
+        .await
+        .expect("vault rotate");
+    assert!(report.master_version >= 2);
+    h = h.restart(PASS).await.expect("reopen after vault rotate");
+    let a = &h.authority;
+    let s = status(a);
+    assert_eq!(
+        (
+            s.active.generation,
+            s.prepared.as_ref().map(|p| p.0.generation),
+            s.previous.iter().map(|p| p.generation).collect::<Vec<_>>()
+        ),
+        (2, Some(3), vec![1])
+    );
+    let c = leaf(a, "c-4").await;
+    assert_eq!(c.chain, vec![gen2.clone()]);
+    let gen3_cert = s.prepared.expect("prepared").0.cert;
+    for (issuer, cert) in [
+        (CrlIssuer::Generation(1), &gen1),
+        (CrlIssuer::Intermediate, &gen2),
+        (CrlIssuer::Generation(3), &gen3_cert),
+        (CrlIssuer::Root, &a.root_cert("cluster").expect("root")),
+    ] {
+        let crl = a
+            .regenerate_crl_of("cluster", issuer)
+            .await
+            .unwrap_or_else(|e| panic!("{issuer:?} signs after vault rotate: {e}"));
+        assert!(signed_by(&crl.der, cert), "{issuer:?}");
+    }
+    // And generation 3 activates (the root key, resealed, opens).
+    h.clock
+        .advance(DEFAULT_INTERMEDIATE_PUBLISH + Duration::seconds(1));
+    assert_eq!(maintain(a).await, IntermediateStep::Activated(3));
+    let h = h.restart(PASS).await.expect("reopen after generation 3");
+    let d = leaf(&h.authority, "d-4").await;
+    assert_eq!(d.chain, vec![gen3_cert]);
+    assert!(issuer_cn(&d.record.der).ends_with(" G3"));
+}
+
+// ---- 5. two replicas on one store -------------------------------------------
+
+/// Every audit line of `action`.
+async fn audited(store: &dyn kith_store::Store, action: &str) -> usize {
+    store
+        .list("audit/")
+        .await
+        .expect("list the audit")
+        .iter()
+        .map(|e| serde_json::from_slice::<kith_authority::AuditRecord>(&e.value).expect("record"))
+        .filter(|r| r.action == action)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_renewing_at_once_make_one_generation_2() {
+    let h = Harness::mem().await;
+    let (a, b) = (h.authority.clone(), h.second().await);
+    past_renewal(&h, &status(&a));
+    let (ra, rb) = tokio::join!(
+        a.maintain_intermediates("test"),
+        b.maintain_intermediates("test")
+    );
+    for r in [ra.expect("a prepares"), rb.expect("b prepares")] {
+        assert_eq!(r, vec![("cluster".into(), IntermediateStep::Prepared(2))]);
+    }
+    assert_eq!(audited(&*h.store, "intermediate-prepare").await, 1);
+    let prepared = status(&a).prepared.expect("prepared").0;
+    within_a_second("b's keyring holds the prepared one", || {
+        b.intermediate_status("cluster")
+            .is_ok_and(|s| s.prepared.is_some_and(|p| p.0 == prepared))
+    })
+    .await;
+
+    // Both activate at once: one activation, neither fails.
+    h.clock
+        .advance(DEFAULT_INTERMEDIATE_PUBLISH + Duration::seconds(1));
+    let (ra, rb) = tokio::join!(
+        a.maintain_intermediates("test"),
+        b.maintain_intermediates("test")
+    );
+    let steps = [ra.expect("a activates"), rb.expect("b activates")];
+    assert!(
+        steps
+            .iter()
+            .any(|s| s[0].1 == IntermediateStep::Activated(2)),
+        "{steps:?}"
+    );
+    assert_eq!(audited(&*h.store, "intermediate-activate").await, 1);
+    for who in [&a, &b] {
+        within_a_second("the activation reaches both keyrings", || {
+            who.intermediate_status("cluster")
+                .is_ok_and(|s| s.active.generation == 2)
+        })
+        .await;
+        let s = status(who);
+        assert_eq!(s.active.cert, prepared.cert);
+        assert!(s.prepared.is_none());
+        assert_eq!(s.previous.len(), 1, "generation 1 replaced once");
+    }
+    let from_b = leaf(&b, "from-b-5").await;
+    assert_eq!(from_b.chain, vec![prepared.cert.clone()]);
+    assert!(issuer_cn(&from_b.record.der).ends_with(" G2"));
+    kith_verifies(&b, &from_b).await;
+}
+
+/// A store whose watch never says anything: a replica on it learns of
+/// changes only when it re-reads (the resync timer, its own writes), as a
+/// replica whose watch lags.
+struct Deaf(Arc<dyn kith_store::Store>);
+
+#[async_trait::async_trait]
+impl kith_store::Store for Deaf {
+    async fn get(&self, key: &str) -> kith_store::Result<Option<kith_store::Entry>> {
+        self.0.get(key).await
+    }
+    async fn put(&self, key: &str, value: Vec<u8>) -> kith_store::Result<u64> {
+        self.0.put(key, value).await
+    }
+    async fn create(&self, key: &str, value: Vec<u8>) -> kith_store::Result<u64> {
+        self.0.create(key, value).await
+    }
+    async fn update(&self, key: &str, value: Vec<u8>, rev: u64) -> kith_store::Result<u64> {
+        self.0.update(key, value, rev).await
+    }
+    async fn delete(&self, key: &str) -> kith_store::Result<()> {
+        self.0.delete(key).await
+    }
+    async fn delete_if(&self, key: &str, rev: u64) -> kith_store::Result<()> {
+        self.0.delete_if(key, rev).await
+    }
+    async fn list(&self, prefix: &str) -> kith_store::Result<Vec<kith_store::Entry>> {
+        self.0.list(prefix).await
+    }
+    async fn watch(
+        &self,
+        _prefix: &str,
+    ) -> kith_store::Result<
+        futures::stream::BoxStream<'static, kith_store::Result<kith_store::WatchEvent>>,
+    > {
+        use futures::StreamExt;
+        Ok(futures::stream::pending().boxed())
+    }
+    fn limits(&self) -> kith_store::Limits {
+        self.0.limits()
+    }
+}
+
+/// A replica whose keyring has not caught up with the other's prepare and
+/// activation decides from the store, not from what it last saw: it
+/// neither fails nor prepares a generation 3 the moment 2 is active.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_that_lags_neither_fails_nor_renews_twice() {
+    let h = Harness::mem().await;
+    let a = &h.authority;
+    let deaf: Arc<dyn kith_store::Store> = Arc::new(Deaf(h.store.clone()));
+    let lagging = Authority::open(deaf, h.clock.clone(), PASS, Settings::default())
+        .await
+        .expect("the lagging replica");
+    past_renewal(&h, &status(a));
+    assert_eq!(maintain(a).await, IntermediateStep::Prepared(2));
+    assert_eq!(maintain(&lagging).await, IntermediateStep::Prepared(2));
+    h.clock
+        .advance(DEFAULT_INTERMEDIATE_PUBLISH + Duration::seconds(1));
+    assert_eq!(maintain(a).await, IntermediateStep::Activated(2));
+    let step = lagging
+        .maintain_intermediates("test")
+        .await
+        .expect("the lagging replica's tick does not fail");
+    assert_eq!(step[0].1, IntermediateStep::Nothing);
+    let s = status(a);
+    a.refresh_keyring().await.expect("refresh");
+    assert_eq!(status(a), s);
+    assert_eq!((s.active.generation, s.prepared.is_none()), (2, true));
+    assert_eq!(audited(&*h.store, "intermediate-prepare").await, 1);
+    assert_eq!(audited(&*h.store, "intermediate-activate").await, 1);
+    // Once it re-reads, it issues from generation 2.
+    lagging.refresh_keyring().await.expect("refresh");
+    assert_eq!(leaf(&lagging, "lag-5").await.chain, vec![s.active.cert]);
+    lagging.close().await;
+}
+
+// ---- 6. pruning --------------------------------------------------------------
+
+#[tokio::test]
+async fn an_expired_intermediate_leaves_the_record_and_its_crl_the_others() {
+    let h = Harness::new(Backend::Redb, Settings::default()).await;
+    let a = &h.authority;
+    let (gen1, gen2) = renew(&h).await;
+    let (_, gen1_end) = kith_pki::cert_validity(&gen1).expect("validity");
+
+    // Still valid: kept, its CRL served.
+    h.clock.set(gen1_end - Duration::seconds(1));
+    assert_eq!(maintain(a).await, IntermediateStep::Nothing);
+    assert_eq!(status(a).previous.len(), 1);
+    assert_eq!(a.other_crls("cluster").await.expect("others").len(), 1);
+
+    // Expired: no leaf it signed is alive; it goes, and its CRL with it.
+    h.clock.set(gen1_end + Duration::seconds(1));
+    assert_eq!(maintain(a).await, IntermediateStep::Nothing);
+    let s = status(a);
+    assert!(s.previous.is_empty(), "{:?}", s.previous);
+    assert_eq!(s.active.cert, gen2);
+    assert!(a.other_crls("cluster").await.expect("others").is_empty());
+    let stored: kith_authority::AuthorityRecord = serde_json::from_slice(
+        &h.store
+            .get("authority/cluster")
+            .await
+            .expect("get")
+            .expect("the record")
+            .value,
+    )
+    .expect("an authority record");
+    assert!(stored.previous_intermediates.is_empty());
+    assert!(matches!(
+        a.regenerate_crl_of("cluster", CrlIssuer::Generation(1))
+            .await,
+        Err(Error::Invalid(_))
+    ));
+    // Generation 2 issues on, and its CRL is the one served.
+    let l = leaf(a, "late-6").await;
+    assert_eq!(l.chain, vec![gen2.clone()]);
+    kith_verifies(a, &l).await;
+    // A reopened authority agrees.
+    let h = h.restart(PASS).await.expect("reopen");
+    assert!(status(&h.authority).previous.is_empty());
+}
