@@ -140,11 +140,32 @@ impl Authority {
     /// [`Authority::activate_intermediate`] runs after the publish delay.
     /// Returns the prepared generation; one prepared already is kept.
     pub async fn prepare_intermediate(&self, authority: &str, actor: &str) -> Result<u32, Error> {
+        self.prepare_step(authority, actor, false)
+            .await?
+            .ok_or_else(|| Error::Internal("an unconditional prepare made nothing".into()))
+    }
+
+    /// [`Authority::prepare_intermediate`]; when `only_if_due` (a
+    /// maintenance tick), nothing (`None`) unless the record as stored is
+    /// due: the tick decided from its keyring, which may lag behind another
+    /// replica that renewed already (it would prepare one more generation).
+    async fn prepare_step(
+        &self,
+        authority: &str,
+        actor: &str,
+        only_if_due: bool,
+    ) -> Result<Option<u32>, Error> {
         let key = keys::authority_key(authority);
         let (generation, fresh) = cas::retry!(&key, cas::ATTEMPTS, async |_| {
             let (mut r, rev) = self.authority_record(authority).await?;
             if let Some(p) = &r.prepared_intermediate {
-                return Ok(Attempt::Done((p.generation, false)));
+                return Ok(Attempt::Done((Some(p.generation), false)));
+            }
+            if only_if_due {
+                let active = view(r.intermediate_generation, &r.intermediate_cert)?;
+                if self.now() < self.renew_at(&active) {
+                    return Ok(Attempt::Done((None, false)));
+                }
             }
             let generation = r
                 .other_intermediates()
@@ -174,18 +195,20 @@ impl Authority {
                 since: self.now(),
             });
             Ok(match self.write_authority(&key, &r, rev).await? {
-                true => Attempt::Done((generation, true)),
+                true => Attempt::Done((Some(generation), true)),
                 false => Attempt::Conflict,
             })
         })
         .await?;
-        if fresh {
-            self.refresh_keyring().await?;
+        // Also when nothing was written: the store was ahead of this
+        // keyring (another replica prepared, or renewed already).
+        self.refresh_keyring().await?;
+        if let (true, Some(g)) = (fresh, generation) {
             self.audit(
                 actor,
                 "intermediate-prepare",
                 authority,
-                &format!("generation {generation}"),
+                &format!("generation {g}"),
             )
             .await?;
         }
@@ -204,17 +227,45 @@ impl Authority {
         actor: &str,
         force: bool,
     ) -> Result<u32, Error> {
+        match self.activate_step(authority, actor, force, false).await? {
+            Some(generation) => Ok(generation),
+            // Another process activated the one this call saw prepared.
+            None => Ok(self.signer(authority)?.record.intermediate_generation),
+        }
+    }
+
+    /// [`Authority::activate_intermediate`]: `None` when another process
+    /// activated the prepared intermediate between this one's read and its
+    /// write (replicas' ticks racing), and when `tick` (a maintenance tick,
+    /// which decided from a keyring that may lag) finds, in the record as
+    /// stored, nothing prepared or nothing ready: not an error then.
+    async fn activate_step(
+        &self,
+        authority: &str,
+        actor: &str,
+        force: bool,
+        tick: bool,
+    ) -> Result<Option<u32>, Error> {
         let key = keys::authority_key(authority);
         let publish = self.intermediate_publish();
+        // The generation found prepared by an earlier attempt, if any.
+        let mut seen = None;
         let generation = cas::retry!(&key, cas::ATTEMPTS, async |_| {
             let (mut r, rev) = self.authority_record(authority).await?;
             let Some(p) = r.prepared_intermediate.take() else {
+                if tick || seen.is_some_and(|g| r.intermediate_generation >= g) {
+                    return Ok(Attempt::Done(None));
+                }
                 return Err(Error::RotationNotReady(format!(
                     "authority {authority:?} has no prepared intermediate: `kith ca rotate --authority {authority} --intermediate` prepares one"
                 )));
             };
+            seen = Some(p.generation);
             let ready = p.since + publish;
             if !force && self.now() < ready {
+                if tick {
+                    return Ok(Attempt::Done(None));
+                }
                 return Err(Error::RotationNotReady(format!(
                     "the prepared intermediate of {authority:?} (generation {}) is published until {ready}, so that every agent fetches its CRL first",
                     p.generation
@@ -248,12 +299,15 @@ impl Authority {
             r.key_version = p.key_version;
             r.intermediate_generation = p.generation;
             Ok(match self.write_authority(&key, &r, rev).await? {
-                true => Attempt::Done(p.generation),
+                true => Attempt::Done(Some(p.generation)),
                 false => Attempt::Conflict,
             })
         })
         .await?;
         self.refresh_keyring().await?;
+        let Some(generation) = generation else {
+            return Ok(None);
+        };
         self.audit(
             actor,
             "intermediate-activate",
@@ -267,7 +321,7 @@ impl Authority {
         // Its CRL exists from the prepare on; a CRL of the one replaced
         // may never have been asked for: sign what is missing now.
         self.regenerate_intermediate_crls(authority).await?;
-        Ok(generation)
+        Ok(Some(generation))
     }
 
     /// What a server's maintenance tick does for every authority: drop
@@ -282,16 +336,21 @@ impl Authority {
         for name in self.authority_names() {
             self.prune_intermediates(&name).await?;
             let status = self.intermediate_status(&name)?;
+            // Decided from the keyring, and again by each step from the
+            // record as stored (another replica may have moved on).
             let step = match &status.prepared {
-                Some((p, ready)) if self.now() >= *ready => {
-                    let _ = p;
-                    IntermediateStep::Activated(
-                        self.activate_intermediate(&name, actor, false).await?,
-                    )
+                Some((_, ready)) if self.now() >= *ready => {
+                    match self.activate_step(&name, actor, false, true).await? {
+                        Some(g) => IntermediateStep::Activated(g),
+                        None => IntermediateStep::Nothing,
+                    }
                 }
                 Some(_) => IntermediateStep::Nothing,
                 None if self.now() >= status.renew_at => {
-                    IntermediateStep::Prepared(self.prepare_intermediate(&name, actor).await?)
+                    match self.prepare_step(&name, actor, true).await? {
+                        Some(g) => IntermediateStep::Prepared(g),
+                        None => IntermediateStep::Nothing,
+                    }
                 }
                 None => IntermediateStep::Nothing,
             };

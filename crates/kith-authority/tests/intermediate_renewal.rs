@@ -544,21 +544,47 @@ async fn audited(store: &dyn kith_store::Store, action: &str) -> usize {
         .count()
 }
 
+/// `maintain_intermediates` on both replicas at once, each on its own
+/// task: the step each took for the one authority.
+async fn both_tick(a: &Authority, b: &Authority) -> Vec<IntermediateStep> {
+    let tick = |who: &Authority| {
+        let who = who.clone();
+        tokio::spawn(async move { who.maintain_intermediates("test").await })
+    };
+    let (ra, rb) = (tick(a), tick(b));
+    let mut steps = Vec::new();
+    for r in [ra.await, rb.await] {
+        let r = r.expect("the task").expect("a replica's tick never fails");
+        assert_eq!(r.len(), 1);
+        steps.push(r[0].1.clone());
+    }
+    steps
+}
+
+/// Whether `steps` hold `done` once or twice and otherwise nothing: a
+/// replica that finds its keyring already holding the other's step has
+/// nothing to do.
+fn one_or_both(steps: &[IntermediateStep], done: IntermediateStep) -> bool {
+    steps.contains(&done)
+        && steps
+            .iter()
+            .all(|s| *s == done || *s == IntermediateStep::Nothing)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_renewing_at_once_make_one_generation_2() {
     let h = Harness::mem().await;
     let (a, b) = (h.authority.clone(), h.second().await);
     past_renewal(&h, &status(&a));
-    let (ra, rb) = tokio::join!(
-        a.maintain_intermediates("test"),
-        b.maintain_intermediates("test")
+    let steps = both_tick(&a, &b).await;
+    assert!(
+        one_or_both(&steps, IntermediateStep::Prepared(2)),
+        "{steps:?}"
     );
-    for r in [ra.expect("a prepares"), rb.expect("b prepares")] {
-        assert_eq!(r, vec![("cluster".into(), IntermediateStep::Prepared(2))]);
-    }
     assert_eq!(audited(&*h.store, "intermediate-prepare").await, 1);
     let prepared = status(&a).prepared.expect("prepared").0;
-    within_a_second("b's keyring holds the prepared one", || {
+    assert_eq!(prepared.generation, 2);
+    within_a_second("b's keyring holds the same prepared one", || {
         b.intermediate_status("cluster")
             .is_ok_and(|s| s.prepared.is_some_and(|p| p.0 == prepared))
     })
@@ -567,15 +593,9 @@ async fn two_replicas_renewing_at_once_make_one_generation_2() {
     // Both activate at once: one activation, neither fails.
     h.clock
         .advance(DEFAULT_INTERMEDIATE_PUBLISH + Duration::seconds(1));
-    let (ra, rb) = tokio::join!(
-        a.maintain_intermediates("test"),
-        b.maintain_intermediates("test")
-    );
-    let steps = [ra.expect("a activates"), rb.expect("b activates")];
+    let steps = both_tick(&a, &b).await;
     assert!(
-        steps
-            .iter()
-            .any(|s| s[0].1 == IntermediateStep::Activated(2)),
+        one_or_both(&steps, IntermediateStep::Activated(2)),
         "{steps:?}"
     );
     assert_eq!(audited(&*h.store, "intermediate-activate").await, 1);
@@ -638,38 +658,100 @@ impl kith_store::Store for Deaf {
     }
 }
 
-/// A replica whose keyring has not caught up with the other's prepare and
-/// activation decides from the store, not from what it last saw: it
-/// neither fails nor prepares a generation 3 the moment 2 is active.
+/// A replica on the shared store whose watch never delivers.
+async fn deaf_replica(h: &Harness) -> Authority {
+    let deaf: Arc<dyn kith_store::Store> = Arc::new(Deaf(h.store.clone()));
+    Authority::open(deaf, h.clock.clone(), PASS, Settings::default())
+        .await
+        .expect("a lagging replica")
+}
+
+/// Replicas whose keyrings have not caught up with another's prepare and
+/// activation decide from the store, not from what they last saw: one that
+/// never saw generation 2 does not prepare a generation 3 the moment 2 is
+/// active, and one that saw 2 prepared does not fail to activate it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_replica_that_lags_neither_fails_nor_renews_twice() {
+async fn replicas_that_lag_neither_fail_nor_renew_twice() {
     let h = Harness::mem().await;
     let a = &h.authority;
-    let deaf: Arc<dyn kith_store::Store> = Arc::new(Deaf(h.store.clone()));
-    let lagging = Authority::open(deaf, h.clock.clone(), PASS, Settings::default())
-        .await
-        .expect("the lagging replica");
+    let (saw_nothing, saw_prepare) = (deaf_replica(&h).await, deaf_replica(&h).await);
     past_renewal(&h, &status(a));
     assert_eq!(maintain(a).await, IntermediateStep::Prepared(2));
-    assert_eq!(maintain(&lagging).await, IntermediateStep::Prepared(2));
+    assert_eq!(maintain(&saw_prepare).await, IntermediateStep::Prepared(2));
+    saw_prepare.refresh_keyring().await.expect("refresh");
+    assert!(status(&saw_prepare).prepared.is_some());
     h.clock
         .advance(DEFAULT_INTERMEDIATE_PUBLISH + Duration::seconds(1));
     assert_eq!(maintain(a).await, IntermediateStep::Activated(2));
-    let step = lagging
-        .maintain_intermediates("test")
-        .await
-        .expect("the lagging replica's tick does not fail");
-    assert_eq!(step[0].1, IntermediateStep::Nothing);
+    for lagging in [&saw_nothing, &saw_prepare] {
+        // What its keyring says is due is no longer so in the store.
+        assert_eq!(status(lagging).active.generation, 1);
+        let step = lagging
+            .maintain_intermediates("test")
+            .await
+            .expect("a lagging replica's tick does not fail");
+        assert_eq!(step[0].1, IntermediateStep::Nothing);
+    }
     let s = status(a);
     a.refresh_keyring().await.expect("refresh");
-    assert_eq!(status(a), s);
+    assert_eq!(status(a), s, "nothing moved on");
     assert_eq!((s.active.generation, s.prepared.is_none()), (2, true));
     assert_eq!(audited(&*h.store, "intermediate-prepare").await, 1);
     assert_eq!(audited(&*h.store, "intermediate-activate").await, 1);
-    // Once it re-reads, it issues from generation 2.
-    lagging.refresh_keyring().await.expect("refresh");
-    assert_eq!(leaf(&lagging, "lag-5").await.chain, vec![s.active.cert]);
-    lagging.close().await;
+    // Having looked, each issues from generation 2.
+    for (lagging, node) in [(saw_nothing, "lag-1"), (saw_prepare, "lag-2")] {
+        assert_eq!(status(&lagging), s);
+        assert_eq!(
+            leaf(&lagging, node).await.chain,
+            vec![s.active.cert.clone()]
+        );
+        lagging.close().await;
+    }
+}
+
+/// Two operators forcing the activation at once: it is activated (and
+/// audited) once; each is told the generation now active, or, when the
+/// other's activation landed before its own read, that nothing is prepared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_forced_activations_both_report_the_one_activated() {
+    let h = Harness::mem().await;
+    let (a, b) = (h.authority.clone(), h.second().await);
+    assert_eq!(
+        a.prepare_intermediate("cluster", "test")
+            .await
+            .expect("prepare"),
+        2
+    );
+    within_a_second("b's keyring holds the prepared one", || {
+        b.intermediate_status("cluster")
+            .is_ok_and(|s| s.prepared.is_some())
+    })
+    .await;
+    let force = |who: &Authority| {
+        let who = who.clone();
+        tokio::spawn(async move { who.activate_intermediate("cluster", "op", true).await })
+    };
+    let (ra, rb) = (force(&a), force(&b));
+    let mut activated = 0;
+    for r in [ra.await, rb.await] {
+        match r.expect("the task") {
+            Ok(g) => {
+                assert_eq!(g, 2);
+                activated += 1;
+            }
+            Err(e) => assert_eq!(e.code().as_str(), "rotation-not-ready", "{e}"),
+        }
+    }
+    assert!(activated >= 1);
+    assert_eq!(audited(&*h.store, "intermediate-activate").await, 1);
+    let s = status(&a);
+    assert_eq!((s.active.generation, s.previous.len()), (2, 1));
+    // Nothing is prepared now: asked again, it says so.
+    let again = a
+        .activate_intermediate("cluster", "op", true)
+        .await
+        .expect_err("nothing prepared");
+    assert_eq!(again.code().as_str(), "rotation-not-ready");
 }
 
 // ---- 6. pruning --------------------------------------------------------------
