@@ -59,7 +59,9 @@ pub struct IntermediateStatus {
     pub authority: String,
     /// The one that issues.
     pub active: IntermediateView,
-    /// When a renewal is prepared by itself.
+    /// When a renewal is prepared by itself; never once the active one
+    /// ends with the root (a successor would end there too: the root's
+    /// rotation renews both).
     pub renew_at: OffsetDateTime,
     /// The next one, and when it starts issuing.
     pub prepared: Option<(IntermediateView, OffsetDateTime)>,
@@ -107,6 +109,14 @@ impl Authority {
             .clamp(1, 90);
         let life = active.not_after - active.not_before;
         active.not_after - life * (f64::from(percent) / 100.0)
+    }
+
+    /// Whether the active intermediate of `record` is due for a renewal
+    /// by itself: past its renewal point, and ending before the root.
+    fn renewal_due(&self, record: &AuthorityRecord) -> Result<bool, Error> {
+        let active = view(record.intermediate_generation, &record.intermediate_cert)?;
+        let (_, root_end) = kith_pki::cert_validity(&record.root_cert)?;
+        Ok(self.now() >= self.renew_at(&active) && active.not_after < root_end)
     }
 
     /// Where the intermediates of `authority` stand (from the keyring).
@@ -161,11 +171,8 @@ impl Authority {
             if let Some(p) = &r.prepared_intermediate {
                 return Ok(Attempt::Done((Some(p.generation), false)));
             }
-            if only_if_due {
-                let active = view(r.intermediate_generation, &r.intermediate_cert)?;
-                if self.now() < self.renew_at(&active) {
-                    return Ok(Attempt::Done((None, false)));
-                }
+            if only_if_due && !self.renewal_due(&r)? {
+                return Ok(Attempt::Done((None, false)));
             }
             let generation = r
                 .other_intermediates()
@@ -346,7 +353,7 @@ impl Authority {
                     }
                 }
                 Some(_) => IntermediateStep::Nothing,
-                None if self.now() >= status.renew_at => {
+                None if self.renewal_due(&self.signer(&name)?.record)? => {
                     match self.prepare_step(&name, actor, true).await? {
                         Some(g) => IntermediateStep::Prepared(g),
                         None => IntermediateStep::Nothing,

@@ -643,3 +643,45 @@ async fn an_expired_intermediate_leaves_the_record_and_its_crl_the_others() {
     let h = h.restart(PASS).await.expect("reopen");
     assert!(status(&h.authority).previous.is_empty());
 }
+
+// ---- the root's end ----------------------------------------------------------
+
+/// Renewals follow one another until one ends with the root (generation 3:
+/// prepared 6.7 years in, cut to the root's 10). A fourth would end there
+/// too, with a new key and one more CRL to sign for nothing: the ticks
+/// leave it to the root's rotation, and say why in the status.
+#[tokio::test]
+async fn no_renewal_prepares_an_intermediate_that_ends_no_later() {
+    let h = Harness::mem().await;
+    let a = &h.authority;
+    let (_, root_end) =
+        kith_pki::cert_validity(&a.root_cert("cluster").expect("root")).expect("validity");
+    for generation in [2, 3] {
+        past_renewal(&h, &status(a));
+        assert_eq!(maintain(a).await, IntermediateStep::Prepared(generation));
+        h.clock
+            .advance(DEFAULT_INTERMEDIATE_PUBLISH + Duration::seconds(1));
+        assert_eq!(maintain(a).await, IntermediateStep::Activated(generation));
+    }
+    let s = status(a);
+    assert_eq!(
+        s.active.not_after, root_end,
+        "generation 3 ends with the root"
+    );
+    for at in [
+        s.renew_at + Duration::minutes(1),
+        root_end - Duration::hours(2),
+    ] {
+        h.clock.set(at);
+        assert_eq!(maintain(a).await, IntermediateStep::Nothing, "at {at}");
+        assert!(status(a).prepared.is_none());
+    }
+    assert_eq!(audited(&*h.store, "intermediate-prepare").await, 2);
+    // An operator may still renew its key on demand.
+    assert_eq!(
+        a.prepare_intermediate("cluster", "op")
+            .await
+            .expect("prepare"),
+        4
+    );
+}
