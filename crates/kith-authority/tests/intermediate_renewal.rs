@@ -20,7 +20,8 @@ use time::{Duration, OffsetDateTime};
 
 use common::{request, within_a_second, Backend, Harness, PASS};
 use renewal::{
-    issuer_cn, lists, openssl, openssl_verify, path, pem, pkilint_cert, signed_by, Deaf,
+    issuer_cn, lists, openssl, openssl_verify, openssl_verify_all, path, pem, pkilint_cert,
+    signed_by, Deaf,
 };
 
 mod common;
@@ -205,11 +206,33 @@ async fn leaves_before_and_after_pass_openssl_and_generation_2_is_pkilint_clean(
     let after = leaf(a, "after-2").await;
     assert_eq!((&before.chain[0], &after.chain[0]), (&gen1, &gen2));
 
+    // With every CRL the authority serves (the active one's, the others',
+    // the root's), as a strict relying party checks each CA of the chain.
+    let mut crls = all_crls(a).await;
+    crls.push(
+        a.crl_of("cluster", CrlIssuer::Root)
+            .await
+            .expect("root CRL")
+            .der,
+    );
     for (what, issued, inter) in [("before", &before, &gen1), ("after", &after, &gen2)] {
         let (ok, out) = openssl_verify(dir, a.now(), &root, inter, &issued.record.der, None);
         assert!(ok && out.contains(": OK"), "{what}: {out}");
+        let (ok, out) = openssl_verify_all(dir, a.now(), &root, inter, &issued.record.der, &crls);
+        assert!(
+            ok && out.contains(": OK"),
+            "{what}, every CRL checked: {out}"
+        );
         kith_verifies(a, issued).await;
     }
+    // Without the replaced one's CRL, the leaf it signed is refused.
+    assert_eq!(crls.len(), 3, "generation 2's, generation 1's, the root's");
+    let without = [crls[0].clone(), crls[2].clone()];
+    let (ok, out) = openssl_verify_all(dir, a.now(), &root, &gen1, &before.record.der, &without);
+    assert!(
+        !ok && out.contains("unable to get certificate CRL"),
+        "no CRL for generation 1: {out}"
+    );
     // openssl judges the issuer, not just any chain: the new leaf does not
     // verify through the old intermediate.
     let (ok, out) = openssl_verify(dir, a.now(), &root, &gen1, &after.record.der, None);

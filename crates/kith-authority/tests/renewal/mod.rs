@@ -95,6 +95,42 @@ pub(crate) fn openssl_verify(
     openssl(&args)
 }
 
+/// `openssl verify -crl_check_all` of `leaf` under `root` through
+/// `intermediate`, with `crls` (one file): what nginx and Envoy do, a CRL
+/// wanted for every CA of the chain.
+pub(crate) fn openssl_verify_all(
+    dir: &Path,
+    at: OffsetDateTime,
+    root: &[u8],
+    intermediate: &[u8],
+    leaf: &[u8],
+    crls: &[Vec<u8>],
+) -> (bool, String) {
+    let root = pem(dir, "root.pem", "CERTIFICATE", root);
+    let inter = pem(dir, "intermediate.pem", "CERTIFICATE", intermediate);
+    let leaf = pem(dir, "leaf.pem", "CERTIFICATE", leaf);
+    let crl_file = dir.join("crls.pem");
+    std::fs::write(
+        &crl_file,
+        kith_pki::pem_encode_many("X509 CRL", crls.iter().map(Vec::as_slice)),
+    )
+    .expect("write the CRLs");
+    let at = at.unix_timestamp().to_string();
+    openssl(&[
+        "verify",
+        "-attime",
+        &at,
+        "-crl_check_all",
+        "-CRLfile",
+        path(&crl_file),
+        "-CAfile",
+        path(&root),
+        "-untrusted",
+        path(&inter),
+        path(&leaf),
+    ])
+}
+
 // ---- certificates and CRLs ---------------------------------------------------
 
 pub(crate) fn cn(name: &x509_parser::x509::X509Name<'_>) -> String {
