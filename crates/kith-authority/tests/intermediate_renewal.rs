@@ -6,88 +6,27 @@
 //! and covers each revocation, the keys survive a restart and a master-key
 //! rotation, two replicas on one store make one generation 2, and a
 //! replaced intermediate leaves once expired. The judges (openssl,
-//! pkilint, x509-parser) are in `renewal/`.
+//! pkilint, x509-parser) and the repeated steps are in `renewal/`.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use kith_authority::{
-    Authority, CrlIssuer, Error, IntermediateStatus, IntermediateStep, Issued, Publish,
-    RevokeTarget, Settings, DEFAULT_INTERMEDIATE_PUBLISH, INTERMEDIATE_TTL,
+    Authority, CrlIssuer, Error, IntermediateStep, Publish, RevokeTarget, Settings,
+    DEFAULT_INTERMEDIATE_PUBLISH, INTERMEDIATE_TTL,
 };
 use kith_pki::{Profile, RevocationReason, Serial};
-use time::{Duration, OffsetDateTime};
+use time::Duration;
 
 use common::{request, within_a_second, Backend, Harness, PASS};
 use renewal::{
-    issuer_cn, lists, openssl, openssl_verify, openssl_verify_all, path, pem, pkilint_cert,
-    signed_by, Deaf,
+    all_crls, audited, both_tick, deaf_replica, issuer_cn, kith_verifies, leaf, lists, maintain,
+    one_or_both, openssl, openssl_verify, openssl_verify_all, past_renewal, path, pem,
+    pkilint_cert, renew, signed_by, status,
 };
 
 mod common;
 mod renewal;
-
-// ---- helpers ---------------------------------------------------------------
-
-fn status(a: &Authority) -> IntermediateStatus {
-    a.intermediate_status("cluster")
-        .expect("the intermediate status")
-}
-
-async fn maintain(a: &Authority) -> IntermediateStep {
-    let steps = a.maintain_intermediates("test").await.expect("maintain");
-    assert_eq!(steps.len(), 1, "one authority: {steps:?}");
-    assert_eq!(steps[0].0, "cluster");
-    steps[0].1.clone()
-}
-
-async fn leaf(a: &Authority, node: &str) -> Issued {
-    a.issue(request(node)).await.expect("issue a leaf")
-}
-
-/// Move the clock to a whole second past the renewal point of the active
-/// intermediate; returns that time (a prepare's `since`).
-fn past_renewal(h: &Harness, s: &IntermediateStatus) -> OffsetDateTime {
-    let t = s.renew_at.replace_nanosecond(0).expect("0 ns") + Duration::minutes(1);
-    h.clock.set(t);
-    t
-}
-
-/// Prepare generation 2 through `maintain_intermediates` and activate it
-/// once published: (gen 1 certificate, gen 2 certificate).
-async fn renew(h: &Harness) -> (Vec<u8>, Vec<u8>) {
-    let gen1 = status(&h.authority).active.cert;
-    past_renewal(h, &status(&h.authority));
-    assert_eq!(maintain(&h.authority).await, IntermediateStep::Prepared(2));
-    h.clock
-        .advance(DEFAULT_INTERMEDIATE_PUBLISH + Duration::seconds(1));
-    assert_eq!(maintain(&h.authority).await, IntermediateStep::Activated(2));
-    let gen2 = status(&h.authority).active.cert;
-    (gen1, gen2)
-}
-
-/// Every CRL a relying party holds for `authority`: the active one's and the others'.
-async fn all_crls(a: &Authority) -> Vec<Vec<u8>> {
-    let mut crls = vec![a.crl("cluster").await.expect("active CRL").der];
-    for c in a.other_crls("cluster").await.expect("other CRLs") {
-        crls.push(c.der);
-    }
-    crls
-}
-
-/// kith's own chain check (what its TLS configurations do): the leaf under
-/// the root through `chain`, with every CRL served.
-async fn kith_verifies(a: &Authority, issued: &Issued) {
-    kith_pki::verify_chain(
-        &issued.record.der,
-        &issued.chain,
-        &[a.root_cert("cluster").expect("root")],
-        &all_crls(a).await,
-        a.now(),
-        Profile::Peer,
-    )
-    .expect("the leaf verifies with the CRLs served");
-}
 
 // ---- 1. the steps, with an injected clock ----------------------------------
 
@@ -441,45 +380,6 @@ async fn keys_survive_a_restart_and_a_master_key_rotation() {
 
 // ---- 5. two replicas on one store -------------------------------------------
 
-/// Every audit line of `action`.
-async fn audited(store: &dyn kith_store::Store, action: &str) -> usize {
-    store
-        .list("audit/")
-        .await
-        .expect("list the audit")
-        .iter()
-        .map(|e| serde_json::from_slice::<kith_authority::AuditRecord>(&e.value).expect("record"))
-        .filter(|r| r.action == action)
-        .count()
-}
-
-/// `maintain_intermediates` on both replicas at once, each on its own
-/// task: the step each took for the one authority.
-async fn both_tick(a: &Authority, b: &Authority) -> Vec<IntermediateStep> {
-    let tick = |who: &Authority| {
-        let who = who.clone();
-        tokio::spawn(async move { who.maintain_intermediates("test").await })
-    };
-    let (ra, rb) = (tick(a), tick(b));
-    let mut steps = Vec::new();
-    for r in [ra.await, rb.await] {
-        let r = r.expect("the task").expect("a replica's tick never fails");
-        assert_eq!(r.len(), 1);
-        steps.push(r[0].1.clone());
-    }
-    steps
-}
-
-/// Whether `steps` hold `done` once or twice and otherwise nothing: a
-/// replica that finds its keyring already holding the other's step has
-/// nothing to do.
-fn one_or_both(steps: &[IntermediateStep], done: IntermediateStep) -> bool {
-    steps.contains(&done)
-        && steps
-            .iter()
-            .all(|s| *s == done || *s == IntermediateStep::Nothing)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_renewing_at_once_make_one_generation_2() {
     let h = Harness::mem().await;
@@ -523,14 +423,6 @@ async fn two_replicas_renewing_at_once_make_one_generation_2() {
     assert_eq!(from_b.chain, vec![prepared.cert.clone()]);
     assert!(issuer_cn(&from_b.record.der).ends_with(" G2"));
     kith_verifies(&b, &from_b).await;
-}
-
-/// A replica on the shared store whose watch never delivers.
-async fn deaf_replica(h: &Harness) -> Authority {
-    let deaf: Arc<dyn kith_store::Store> = Arc::new(Deaf(h.store.clone()));
-    Authority::open(deaf, h.clock.clone(), PASS, Settings::default())
-        .await
-        .expect("a lagging replica")
 }
 
 /// Replicas whose keyrings have not caught up with another's prepare and

@@ -1,14 +1,20 @@
 //! What `intermediate_renewal.rs` judges with: openssl and pkilint (found
 //! through `KITH_TOOLS_DIR`, the workspace's `.venv/bin`, or PATH; a
 //! missing one fails the test), x509-parser for names and CRL signatures,
-//! and a store whose watch is silent (a replica whose keyring lags).
+//! and a store whose watch is silent (a replica whose keyring lags); and
+//! the steps the tests repeat.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use kith_pki::Serial;
-use time::OffsetDateTime;
+use kith_authority::{
+    Authority, IntermediateStatus, IntermediateStep, Issued, Settings, DEFAULT_INTERMEDIATE_PUBLISH,
+};
+use kith_pki::{Profile, Serial};
+use time::{Duration, OffsetDateTime};
+
+use crate::common::{request, Harness, PASS};
 
 // ---- external judges -------------------------------------------------------
 
@@ -204,4 +210,113 @@ impl kith_store::Store for Deaf {
     fn limits(&self) -> kith_store::Limits {
         self.0.limits()
     }
+}
+
+// ---- the steps the tests repeat ---------------------------------------------
+
+pub(crate) fn status(a: &Authority) -> IntermediateStatus {
+    a.intermediate_status("cluster")
+        .expect("the intermediate status")
+}
+
+pub(crate) async fn maintain(a: &Authority) -> IntermediateStep {
+    let steps = a.maintain_intermediates("test").await.expect("maintain");
+    assert_eq!(steps.len(), 1, "one authority: {steps:?}");
+    assert_eq!(steps[0].0, "cluster");
+    steps[0].1.clone()
+}
+
+pub(crate) async fn leaf(a: &Authority, node: &str) -> Issued {
+    a.issue(request(node)).await.expect("issue a leaf")
+}
+
+/// Move the clock to a whole second past the renewal point of the active
+/// intermediate; returns that time (a prepare's `since`).
+pub(crate) fn past_renewal(h: &Harness, s: &IntermediateStatus) -> OffsetDateTime {
+    let t = s.renew_at.replace_nanosecond(0).expect("0 ns") + Duration::minutes(1);
+    h.clock.set(t);
+    t
+}
+
+/// Prepare generation 2 through `maintain_intermediates` and activate it
+/// once published: (gen 1 certificate, gen 2 certificate).
+pub(crate) async fn renew(h: &Harness) -> (Vec<u8>, Vec<u8>) {
+    let gen1 = status(&h.authority).active.cert;
+    past_renewal(h, &status(&h.authority));
+    assert_eq!(maintain(&h.authority).await, IntermediateStep::Prepared(2));
+    h.clock
+        .advance(DEFAULT_INTERMEDIATE_PUBLISH + Duration::seconds(1));
+    assert_eq!(maintain(&h.authority).await, IntermediateStep::Activated(2));
+    let gen2 = status(&h.authority).active.cert;
+    (gen1, gen2)
+}
+
+/// Every CRL a relying party holds for `authority`: the active one's and the others'.
+pub(crate) async fn all_crls(a: &Authority) -> Vec<Vec<u8>> {
+    let mut crls = vec![a.crl("cluster").await.expect("active CRL").der];
+    for c in a.other_crls("cluster").await.expect("other CRLs") {
+        crls.push(c.der);
+    }
+    crls
+}
+
+/// kith's own chain check (what its TLS configurations do): the leaf under
+/// the root through `chain`, with every CRL served.
+pub(crate) async fn kith_verifies(a: &Authority, issued: &Issued) {
+    kith_pki::verify_chain(
+        &issued.record.der,
+        &issued.chain,
+        &[a.root_cert("cluster").expect("root")],
+        &all_crls(a).await,
+        a.now(),
+        Profile::Peer,
+    )
+    .expect("the leaf verifies with the CRLs served");
+}
+
+/// Every audit line of `action`.
+pub(crate) async fn audited(store: &dyn kith_store::Store, action: &str) -> usize {
+    store
+        .list("audit/")
+        .await
+        .expect("list the audit")
+        .iter()
+        .map(|e| serde_json::from_slice::<kith_authority::AuditRecord>(&e.value).expect("record"))
+        .filter(|r| r.action == action)
+        .count()
+}
+
+/// `maintain_intermediates` on both replicas at once, each on its own
+/// task: the step each took for the one authority.
+pub(crate) async fn both_tick(a: &Authority, b: &Authority) -> Vec<IntermediateStep> {
+    let tick = |who: &Authority| {
+        let who = who.clone();
+        tokio::spawn(async move { who.maintain_intermediates("test").await })
+    };
+    let (ra, rb) = (tick(a), tick(b));
+    let mut steps = Vec::new();
+    for r in [ra.await, rb.await] {
+        let r = r.expect("the task").expect("a replica's tick never fails");
+        assert_eq!(r.len(), 1);
+        steps.push(r[0].1.clone());
+    }
+    steps
+}
+
+/// Whether `steps` hold `done` once or twice and otherwise nothing: a
+/// replica that finds its keyring already holding the other's step has
+/// nothing to do.
+pub(crate) fn one_or_both(steps: &[IntermediateStep], done: IntermediateStep) -> bool {
+    steps.contains(&done)
+        && steps
+            .iter()
+            .all(|s| *s == done || *s == IntermediateStep::Nothing)
+}
+
+/// A replica on the shared store whose watch never delivers.
+pub(crate) async fn deaf_replica(h: &Harness) -> Authority {
+    let deaf: Arc<dyn kith_store::Store> = Arc::new(Deaf(h.store.clone()));
+    Authority::open(deaf, h.clock.clone(), PASS, Settings::default())
+        .await
+        .expect("a lagging replica")
 }
