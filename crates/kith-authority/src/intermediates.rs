@@ -59,7 +59,9 @@ pub struct IntermediateStatus {
     pub authority: String,
     /// The one that issues.
     pub active: IntermediateView,
-    /// When a renewal is prepared by itself.
+    /// When a renewal is prepared by itself; never once the active one
+    /// ends with the root (a successor would end there too: the root's
+    /// rotation renews both).
     pub renew_at: OffsetDateTime,
     /// The next one, and when it starts issuing.
     pub prepared: Option<(IntermediateView, OffsetDateTime)>,
@@ -82,7 +84,7 @@ pub enum IntermediateStep {
 }
 
 fn view(generation: u32, cert: &[u8]) -> Result<IntermediateView, Error> {
-    let (not_before, not_after) = kith_pki::cert_validity(cert)?;
+    let (not_before, not_after) = kith_pki::certificate_validity(cert)?;
     Ok(IntermediateView {
         generation,
         not_before,
@@ -107,6 +109,14 @@ impl Authority {
             .clamp(1, 90);
         let life = active.not_after - active.not_before;
         active.not_after - life * (f64::from(percent) / 100.0)
+    }
+
+    /// Whether the active intermediate of `record` is due for a renewal
+    /// by itself: past its renewal point, and ending before the root.
+    fn renewal_due(&self, record: &AuthorityRecord) -> Result<bool, Error> {
+        let active = view(record.intermediate_generation, &record.intermediate_cert)?;
+        let (_, root_end) = kith_pki::certificate_validity(&record.root_cert)?;
+        Ok(self.now() >= self.renew_at(&active) && active.not_after < root_end)
     }
 
     /// Where the intermediates of `authority` stand (from the keyring).
@@ -140,11 +150,39 @@ impl Authority {
     /// [`Authority::activate_intermediate`] runs after the publish delay.
     /// Returns the prepared generation; one prepared already is kept.
     pub async fn prepare_intermediate(&self, authority: &str, actor: &str) -> Result<u32, Error> {
+        self.prepare_step(authority, actor, false)
+            .await?
+            .ok_or_else(|| Error::Internal("an unconditional prepare made nothing".into()))
+    }
+
+    /// [`Authority::prepare_intermediate`]; when `only_if_due` (a
+    /// maintenance tick), nothing (`None`) unless the record as stored is
+    /// due: the tick decided from its keyring, which may lag behind another
+    /// replica that renewed already (it would prepare one more generation).
+    async fn prepare_step(
+        &self,
+        authority: &str,
+        actor: &str,
+        only_if_due: bool,
+    ) -> Result<Option<u32>, Error> {
         let key = keys::authority_key(authority);
         let (generation, fresh) = cas::retry!(&key, cas::ATTEMPTS, async |_| {
             let (mut r, rev) = self.authority_record(authority).await?;
             if let Some(p) = &r.prepared_intermediate {
-                return Ok(Attempt::Done((p.generation, false)));
+                return Ok(Attempt::Done((Some(p.generation), false)));
+            }
+            if only_if_due && !self.renewal_due(&r)? {
+                return Ok(Attempt::Done((None, false)));
+            }
+            // A root rotation brings its own intermediate.
+            if let Some(rot) = r.root_rotation.as_ref().filter(|x| x.phase != crate::records::RootPhase::Finished) {
+                if only_if_due {
+                    return Ok(Attempt::Done((None, false)));
+                }
+                return Err(Error::RotationNotReady(format!(
+                    "a root rotation of {authority:?} is {}: it brings a new intermediate of its own",
+                    rot.phase.as_str()
+                )));
             }
             let generation = r
                 .other_intermediates()
@@ -153,13 +191,7 @@ impl Authority {
                 .max()
                 .unwrap_or(1)
                 + 1;
-            let key_version = r
-                .other_intermediates()
-                .map(|o| o.key_version)
-                .chain([r.key_version])
-                .max()
-                .unwrap_or(1)
-                + 1;
+            let key_version = r.max_key_version() + 1;
             let (cert, pkcs8) = self.make_intermediate(&r, generation).await?;
             let master = self.master_for(r.master_version)?;
             let sealed = master.seal(
@@ -175,18 +207,20 @@ impl Authority {
                 since: self.now(),
             });
             Ok(match self.write_authority(&key, &r, rev).await? {
-                true => Attempt::Done((generation, true)),
+                true => Attempt::Done((Some(generation), true)),
                 false => Attempt::Conflict,
             })
         })
         .await?;
-        if fresh {
-            self.refresh_keyring().await?;
+        // Also when nothing was written: the store was ahead of this
+        // keyring (another replica prepared, or renewed already).
+        self.refresh_keyring().await?;
+        if let (true, Some(g)) = (fresh, generation) {
             self.audit(
                 actor,
                 "intermediate-prepare",
                 authority,
-                &format!("generation {generation}"),
+                &format!("generation {g}"),
             )
             .await?;
         }
@@ -205,17 +239,45 @@ impl Authority {
         actor: &str,
         force: bool,
     ) -> Result<u32, Error> {
+        match self.activate_step(authority, actor, force, false).await? {
+            Some(generation) => Ok(generation),
+            // Another process activated the one this call saw prepared.
+            None => Ok(self.signer(authority)?.record.intermediate_generation),
+        }
+    }
+
+    /// [`Authority::activate_intermediate`]: `None` when another process
+    /// activated the prepared intermediate between this one's read and its
+    /// write (replicas' ticks racing), and when `tick` (a maintenance tick,
+    /// which decided from a keyring that may lag) finds, in the record as
+    /// stored, nothing prepared or nothing ready: not an error then.
+    async fn activate_step(
+        &self,
+        authority: &str,
+        actor: &str,
+        force: bool,
+        tick: bool,
+    ) -> Result<Option<u32>, Error> {
         let key = keys::authority_key(authority);
         let publish = self.intermediate_publish();
+        // The generation found prepared by an earlier attempt, if any.
+        let mut seen = None;
         let generation = cas::retry!(&key, cas::ATTEMPTS, async |_| {
             let (mut r, rev) = self.authority_record(authority).await?;
             let Some(p) = r.prepared_intermediate.take() else {
+                if tick || seen.is_some_and(|g| r.intermediate_generation >= g) {
+                    return Ok(Attempt::Done(None));
+                }
                 return Err(Error::RotationNotReady(format!(
                     "authority {authority:?} has no prepared intermediate: `kith ca rotate --authority {authority} --intermediate` prepares one"
                 )));
             };
+            seen = Some(p.generation);
             let ready = p.since + publish;
             if !force && self.now() < ready {
+                if tick {
+                    return Ok(Attempt::Done(None));
+                }
                 return Err(Error::RotationNotReady(format!(
                     "the prepared intermediate of {authority:?} (generation {}) is published until {ready}, so that every agent fetches its CRL first",
                     p.generation
@@ -250,12 +312,15 @@ impl Authority {
             r.key_version = p.key_version;
             r.intermediate_generation = p.generation;
             Ok(match self.write_authority(&key, &r, rev).await? {
-                true => Attempt::Done(p.generation),
+                true => Attempt::Done(Some(p.generation)),
                 false => Attempt::Conflict,
             })
         })
         .await?;
         self.refresh_keyring().await?;
+        let Some(generation) = generation else {
+            return Ok(None);
+        };
         self.audit(
             actor,
             "intermediate-activate",
@@ -269,7 +334,7 @@ impl Authority {
         // Its CRL exists from the prepare on; a CRL of the one replaced
         // may never have been asked for: sign what is missing now.
         self.regenerate_intermediate_crls(authority).await?;
-        Ok(generation)
+        Ok(Some(generation))
     }
 
     /// What a server's maintenance tick does for every authority: drop
@@ -284,16 +349,21 @@ impl Authority {
         for name in self.authority_names() {
             self.prune_intermediates(&name).await?;
             let status = self.intermediate_status(&name)?;
+            // Decided from the keyring, and again by each step from the
+            // record as stored (another replica may have moved on).
             let step = match &status.prepared {
-                Some((p, ready)) if self.now() >= *ready => {
-                    let _ = p;
-                    IntermediateStep::Activated(
-                        self.activate_intermediate(&name, actor, false).await?,
-                    )
+                Some((_, ready)) if self.now() >= *ready => {
+                    match self.activate_step(&name, actor, false, true).await? {
+                        Some(g) => IntermediateStep::Activated(g),
+                        None => IntermediateStep::Nothing,
+                    }
                 }
                 Some(_) => IntermediateStep::Nothing,
-                None if self.now() >= status.renew_at => {
-                    IntermediateStep::Prepared(self.prepare_intermediate(&name, actor).await?)
+                None if self.renewal_due(&self.signer(&name)?.record)? => {
+                    match self.prepare_step(&name, actor, true).await? {
+                        Some(g) => IntermediateStep::Prepared(g),
+                        None => IntermediateStep::Nothing,
+                    }
                 }
                 None => IntermediateStep::Nothing,
             };
@@ -310,7 +380,7 @@ impl Authority {
     async fn prune_intermediates(&self, authority: &str) -> Result<(), Error> {
         let now = self.now();
         let expired = |o: &OtherIntermediate| {
-            kith_pki::cert_validity(&o.cert).is_ok_and(|(_, not_after)| not_after <= now)
+            kith_pki::certificate_validity(&o.cert).is_ok_and(|(_, not_after)| not_after <= now)
         };
         let signer = self.signer(authority)?;
         if !signer.record.previous_intermediates.iter().any(expired) {
@@ -344,7 +414,7 @@ impl Authority {
     ) -> Result<(Vec<u8>, zeroize::Zeroizing<Vec<u8>>), Error> {
         let root_key = self.open_ca_key(record, CaKind::Root)?;
         let root_cert = record.root_cert.clone();
-        let (_, root_not_after) = kith_pki::cert_validity(&root_cert)?;
+        let (_, root_not_after) = kith_pki::certificate_validity(&root_cert)?;
         let now = self.now();
         let spec = CaSpec {
             cluster: self.cluster().to_string(),

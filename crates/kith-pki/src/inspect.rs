@@ -325,13 +325,3 @@ fn cert_info(cert: &X509Certificate<'_>, der: &[u8]) -> CertificateInfo {
     }
     info
 }
-
-/// The validity (notBefore, notAfter) of a DER certificate.
-pub fn cert_validity(der: &[u8]) -> Result<(OffsetDateTime, OffsetDateTime), Error> {
-    let (_, c) =
-        x509_parser::parse_x509_certificate(der).map_err(|e| Error::parse("certificate", e))?;
-    Ok((
-        c.validity().not_before.to_datetime(),
-        c.validity().not_after.to_datetime(),
-    ))
-}
