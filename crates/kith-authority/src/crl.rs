@@ -199,14 +199,22 @@ impl Authority {
     }
 
     /// The CRL of every intermediate of `authority` other than the active
-    /// one (prepared, or replaced and not yet expired), by generation: a
-    /// relying party needs them beside the active one's, for the leaves
-    /// those intermediates signed.
+    /// one (prepared, or replaced and not yet expired), by generation, then
+    /// the other root's during a root rotation: a relying party needs them
+    /// beside the active intermediate's and root's, for the leaves and
+    /// chains through those CAs.
     pub async fn other_crls(&self, authority: &str) -> Result<Vec<CrlRecord>, Error> {
         let signer = self.signer(authority)?;
         let mut out = Vec::new();
         for g in signer.others.keys() {
             out.push(self.crl_of(authority, CrlIssuer::Generation(*g)).await?);
+        }
+        // And the other root's, during a root rotation: a chain through the
+        // cross-signed root is checked against it by relying parties that
+        // want a CRL for every CA (nginx, `openssl verify -crl_check_all`),
+        // and after a compromise it revokes the old intermediate.
+        if signer.record.root_rotation.is_some() {
+            out.push(self.crl_of(authority, CrlIssuer::OtherRoot).await?);
         }
         Ok(out)
     }

@@ -264,6 +264,12 @@ impl Authority {
         )
         .await?;
         self.regenerate_intermediate_crls(authority).await?;
+        // The old root's CRL now revokes the old intermediate: sign it now
+        // rather than when the stored one half expires.
+        if status.compromised {
+            self.regenerate_crl_of(authority, crate::CrlIssuer::OtherRoot)
+                .await?;
+        }
         self.require_root_status(authority).await
     }
 
