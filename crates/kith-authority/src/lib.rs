@@ -47,6 +47,7 @@ mod rekey;
 mod renew;
 mod replicas;
 mod revoke;
+mod rotation;
 mod secrets;
 mod servers;
 mod settings;
