@@ -193,6 +193,34 @@ fn others(url: &str, ca: &Path, authority: &str) -> (u16, String, String, String
     )
 }
 
+/// curl with the operator credential: (status, body).
+fn admin_curl(ca: &Ca, url: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let admin = ca.data.join("admin");
+    let mut cmd = Command::new(tool("curl"));
+    cmd.args([
+        "-sS",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+        "-X",
+        method,
+        "--cert",
+    ])
+    .arg(admin.join("fullchain.pem"))
+    .arg("--key")
+    .arg(admin.join("key.pem"))
+    .arg("--cacert")
+    .arg(ca.data.join("ca.pem"));
+    if let Some(b) = body {
+        cmd.args(["-H", "content-type: application/json", "--data", b]);
+    }
+    let out = cmd.arg(format!("{url}{path}")).output().expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, status) = text.rsplit_once('\n').expect("a status line");
+    (status.trim().parse().expect("a status"), body.to_string())
+}
+
 #[test]
 fn others_endpoint_serves_the_prepared_intermediates_crl() {
     let ca = Ca::init("p256");
@@ -220,6 +248,67 @@ fn others_endpoint_serves_the_prepared_intermediates_crl() {
     let (status, _, _, body) = others(&url, &ca_pem, "nosuch");
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("unknown-authority"), "{body}");
+
+    // The admin API refuses what it cannot do, with a code, changing nothing.
+    for (method, path, body, want, code) in [
+        (
+            "POST",
+            "/v1/admin/ca/rotate",
+            Some(r#"{"authority":"cluster"}"#),
+            400,
+            "invalid-argument",
+        ),
+        (
+            "POST",
+            "/v1/admin/ca/rotate",
+            Some(r#"{"authority":"cluster","intermediate":true,"root":true}"#),
+            400,
+            "malformed-request",
+        ),
+        (
+            "POST",
+            "/v1/admin/ca/rotate",
+            Some(r#"{"authority":"cluster","intermediate":true}"#),
+            409,
+            "rotation-not-ready",
+        ),
+        (
+            "GET",
+            "/v1/admin/ca/rotation?color=red",
+            None,
+            400,
+            "invalid-argument",
+        ),
+        (
+            "GET",
+            "/v1/admin/ca/rotation?authority=nosuch",
+            None,
+            404,
+            "unknown-authority",
+        ),
+    ] {
+        let (status, text) = admin_curl(&ca, &url, method, path, body);
+        assert_eq!(status, want, "{method} {path}: {text}");
+        assert!(text.contains(code), "{method} {path}: {text}");
+    }
+    let (status, text) = admin_curl(&ca, &url, "GET", "/v1/admin/ca/rotation", None);
+    assert_eq!(status, 200, "{text}");
+    let v: Value = serde_json::from_str(&text).expect("status JSON");
+    assert_eq!(v[0]["phase"], "publishing", "{v}");
+    assert_eq!(v[0]["generation"], 1, "{v}");
+    // Without the operator credential: refused before any handler.
+    let (status, text) = {
+        let out = Command::new(tool("curl"))
+            .args(["-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
+            .arg(&ca_pem)
+            .arg(format!("{url}/v1/admin/ca/rotation"))
+            .output()
+            .expect("curl");
+        let t = String::from_utf8_lossy(&out.stdout).to_string();
+        let (b, s) = t.rsplit_once('\n').expect("a status line");
+        (s.trim().to_string(), b.to_string())
+    };
+    assert_eq!(status, "401", "{text}");
 }
 
 #[test]
@@ -402,4 +491,82 @@ fn intermediate_rotation_without_a_failed_handshake() {
         mtls_connect_once(&nodes[1], &addr, fqdn),
         "node-2 unaffected"
     );
+}
+
+#[test]
+fn rotate_on_the_store_without_a_server() {
+    let ca = Ca::init("p256");
+    let pass = ca.pass.to_string_lossy().to_string();
+    let with_pass = |args: &[&str]| -> Vec<String> {
+        args.iter()
+            .copied()
+            .chain(["--passphrase-file", &pass])
+            .map(String::from)
+            .collect()
+    };
+    let run = |args: &[String]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ca.run(&args)
+    };
+    let ok_json = |args: &[&str]| -> Value {
+        let out = run(&with_pass(args));
+        assert!(
+            out.status.success(),
+            "kith {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    };
+    let fails = |args: &[&str], code: &str| {
+        let out = run(&with_pass(args));
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(1), "kith {args:?}: {stderr}");
+        assert!(stderr.contains(&format!("error[{code}]")), "{stderr}");
+        stderr
+    };
+
+    // Bad requests change nothing.
+    fails(&["ca", "rotate"], "invalid-argument");
+    fails(
+        &["ca", "rotate", "--intermediate", "--authority", "nosuch"],
+        "unknown-authority",
+    );
+    let status = ok_json(&["ca", "rotate", "status", "--json"]);
+    assert_eq!(status[0]["phase"], "steady", "{status}");
+    assert_eq!(status[0]["generation"], 1, "{status}");
+    assert!(status[0]["prepared"].is_null(), "{status}");
+
+    let prepared = ok_json(&["ca", "rotate", "--intermediate", "--json"]);
+    assert_eq!(prepared["step"], "prepared", "{prepared}");
+    assert_eq!(prepared["status"]["phase"], "publishing", "{prepared}");
+    // The default publish delay (an hour) holds offline too.
+    let err = fails(&["ca", "rotate", "--intermediate"], "rotation-not-ready");
+    assert!(err.contains("may issue from"), "{err}");
+    let status = ok_json(&["ca", "rotate", "status", "--authority", "cluster", "--json"]);
+    assert_eq!(status[0]["prepared"]["generation"], 2, "{status}");
+    assert_eq!(status[0]["generation"], 1, "{status}");
+
+    let activated = ok_json(&["ca", "rotate", "--intermediate", "--force", "--json"]);
+    assert_eq!(activated["step"], "activated", "{activated}");
+    assert_eq!(activated["generation"], 2, "{activated}");
+    assert_eq!(activated["status"]["phase"], "steady", "{activated}");
+    assert_eq!(activated["status"]["previous"][0]["generation"], 1);
+
+    // What the CA shows and signs now is generation 2's.
+    let shown: Value = serde_json::from_str(&ca.ok(&["ca", "show", "--json"])).expect("JSON");
+    let subject = shown["authorities"][0]["intermediate"]["subject"]
+        .as_str()
+        .expect("subject");
+    assert!(subject.ends_with("intermediate CA G2"), "{subject}");
+    ca.ok(&[
+        "cert",
+        "issue",
+        "web-1",
+        "--role",
+        "web",
+        "--out",
+        &ca.path("out").to_string_lossy(),
+    ]);
+    let cert = ca.path("out/web-1/cert.pem");
+    assert!(is_generation(&issuer_of(&cert), 2));
 }

@@ -150,20 +150,26 @@ async fn status(dir: &Home, s: &StatusArgs) -> Result<Vec<RotationStatus>, CliEr
     }
     let authority =
         util::unlock(dir, s.pass.passphrase_file.as_deref(), Settings::default()).await?;
-    let result = (|| {
-        let mut names = match &s.authority {
-            Some(name) => vec![name.clone()],
-            None => authority.authority_names(),
-        };
-        names.sort();
-        let now = authority.now();
-        names
-            .iter()
-            .map(|n| Ok(authority.intermediate_status(n)?.to_wire(now)))
-            .collect::<Result<Vec<_>, CliError>>()
-    })();
+    let result = statuses(&authority, s.authority.as_deref());
     authority.close().await;
     result
+}
+
+/// The status of `only`, or of every authority, in name order.
+fn statuses(
+    authority: &kith_authority::Authority,
+    only: Option<&str>,
+) -> Result<Vec<RotationStatus>, CliError> {
+    let mut names = match only {
+        Some(name) => vec![name.to_string()],
+        None => authority.authority_names(),
+    };
+    names.sort();
+    let now = authority.now();
+    names
+        .iter()
+        .map(|n| Ok(authority.intermediate_status(n)?.to_wire(now)))
+        .collect()
 }
 
 fn print_status(s: &RotationStatus) {
