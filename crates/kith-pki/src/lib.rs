@@ -29,7 +29,9 @@ pub use csr::{
     build_csr, never_issued_ip, parse_csr, Csr, CsrPolicy, KeyDescription, MAX_CSR_BYTES,
 };
 pub use error::{CsrRejection, CsrRejectionKind, Error};
-pub use inspect::{cert_validity, inspect, CertificateInfo, CrlEntryInfo, CrlInfo, CsrInfo, Inspected, KeyInfo};
+pub use inspect::{
+    cert_validity, inspect, CertificateInfo, CrlEntryInfo, CrlInfo, CsrInfo, Inspected, KeyInfo,
+};
 pub use key::{KeyType, PrivateKey, PublicKey};
 pub use leaf::{IssuedLeaf, LeafSpec, DEFAULT_BACKDATE, MAX_SANS, MAX_SAN_BYTES};
 pub use names::{
