@@ -18,7 +18,7 @@ use serde_json::Value;
 /// How long the server publishes a prepared intermediate before it issues.
 /// Long enough that `status` run right after the prepare still sees it
 /// waiting on a loaded machine; the agents refresh every second.
-const PUBLISH: &str = "8s";
+const PUBLISH: &str = "15s";
 
 /// Start `kith serve` with `extra` flags; returns the process and its URL.
 fn start_server(ca: &Ca, extra: &[&str]) -> (Proc, String) {
