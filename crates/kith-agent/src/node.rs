@@ -293,10 +293,14 @@ async fn fetch_one_crl_pem(conn: &mut Connection, path: &str) -> Result<String, 
 }
 
 /// What `crl.pem` holds: the intermediate's CRL (`path`, the revoked
-/// leaves) then the root's (`path/root`, the revoked intermediates), PEM,
-/// so that a relying party checking every CA of a chain (nginx `ssl_crl`,
-/// `openssl verify -crl_check_all`) finds one for each. A server from
-/// before root CRLs (404) gives the intermediate's alone.
+/// leaves), the root's (`path/root`, the revoked intermediates), then the
+/// CRLs of the authority's other intermediates (`path/others`: one
+/// prepared by a rotation, whose leaves peers meet once it issues, and the
+/// ones it replaced, whose leaves live on), PEM, so that a relying party
+/// checking every CA of a chain (nginx `ssl_crl`, `openssl verify
+/// -crl_check_all`, the rustls configurations, which refuse a leaf whose
+/// issuer has no CRL here) finds one for each. A server from before root
+/// CRLs or rotations (404) gives fewer.
 async fn fetch_crl_pem(conn: &mut Connection, path: &str) -> Result<String, Error> {
     let mut pem = fetch_one_crl_pem(conn, path).await?;
     match fetch_one_crl_pem(conn, &format!("{path}/root")).await {
@@ -307,6 +311,38 @@ async fn fetch_crl_pem(conn: &mut Connection, path: &str) -> Result<String, Erro
             )
         }
         Err(e) => return Err(e),
+    }
+    match fetch_other_crls_pem(conn, &format!("{path}/others")).await {
+        Ok(others) => pem.push_str(&others),
+        Err(Error::Api { status: 404, .. }) => {
+            tracing::debug!(
+                "the server publishes no other intermediates' CRLs (it predates rotation)"
+            )
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(pem)
+}
+
+/// The PEM CRLs at `path` (possibly none), each checked to be a CRL.
+async fn fetch_other_crls_pem(conn: &mut Connection, path: &str) -> Result<String, Error> {
+    use rustls_pki_types::pem::PemObject;
+    let body = conn.get_bytes(path).await?;
+    let mut pem = String::new();
+    for crl in rustls_pki_types::CertificateRevocationListDer::pem_slice_iter(&body) {
+        let der = crl.map_err(|e| Error::BadResponse(format!("{path}: not PEM CRLs: {e}")))?;
+        match kith_pki::inspect(&der) {
+            Ok(v) if matches!(v.first(), Some(kith_pki::Inspected::Crl(_))) => {}
+            _ => {
+                return Err(Error::BadResponse(format!(
+                    "{path} holds something else than CRLs"
+                )))
+            }
+        }
+        pem.push_str(&kith_pki::pem_encode("X509 CRL", &der));
+    }
+    if pem.is_empty() && !body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::BadResponse(format!("{path}: not PEM CRLs")));
     }
     Ok(pem)
 }

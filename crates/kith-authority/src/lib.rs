@@ -49,6 +49,7 @@ mod replicas;
 mod revoke;
 mod root_progress;
 mod roots;
+mod rotation;
 mod secrets;
 mod servers;
 mod settings;

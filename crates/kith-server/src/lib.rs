@@ -20,11 +20,12 @@
 //! GET  /v1/ca                            public: roots, intermediates, pins
 //! GET  /v1/crl/{authority}               public: DER, application/pkix-crl
 //! GET  /v1/crl/{authority}/root          public: the root's CRL (DER), for nginx & co.
+//! GET  /v1/crl/{authority}/others        public: the prepared and replaced intermediates' CRLs (PEM)
 //! POST /v1/join                          a join token and CSRs
 //! POST /v1/renew                         mutual TLS with the node's certificate
 //! GET  /v1/node                          mutual TLS: the node behind the certificate
 //! GET  /v1/secrets/{name}                mutual TLS, a node whose role may read it
-//! /v1/admin/{tokens,nodes,revoke,status,secrets}  mutual TLS with an admin certificate
+//! /v1/admin/{tokens,nodes,revoke,status,secrets,ca/rotate,...}  mutual TLS with an admin certificate
 //! ```
 
 mod api;
@@ -308,9 +309,10 @@ impl Server {
 
 /// Check that this replica is not revoked, renew its certificate at two
 /// thirds of its life and, when this replica holds the maintenance lease
-/// (one replica at a time does the shared work), re-sign each CRL before it
-/// goes stale (the authority re-signs one past half its validity) and sweep
-/// orphaned chunks. Returns only when the
+/// (one replica at a time does the shared work), renew the intermediates
+/// ([`Authority::maintain_intermediates`]), re-sign each CRL (every
+/// intermediate's, the root's) before it goes stale (the authority re-signs
+/// one past half its validity) and sweep orphaned chunks. Returns only when the
 /// replica is revoked (its name retired): the server then stops.
 async fn maintain(
     authority: Authority,
@@ -367,8 +369,26 @@ async fn maintain(
                 Err(e) => tracing::warn!(error = %e, "sweeping orphaned chunks failed"),
             }
         }
+        // Intermediates renew themselves: prepare, activate after the
+        // publish delay, drop the expired replaced ones (each step it
+        // takes is logged and audited by the authority, as this replica).
+        let actor = format!("server:{}", cert.name());
+        if let Err(e) = authority.maintain_intermediates(&actor).await {
+            tracing::error!(error = %e, "renewing the intermediates failed");
+        }
         for name in authority.authority_names() {
-            for issuer in [CrlIssuer::Intermediate, CrlIssuer::Root] {
+            let mut issuers = vec![CrlIssuer::Intermediate, CrlIssuer::Root];
+            if let Ok(status) = authority.intermediate_status(&name) {
+                issuers.extend(
+                    status
+                        .prepared
+                        .iter()
+                        .map(|(p, _)| p.generation)
+                        .chain(status.previous.iter().map(|p| p.generation))
+                        .map(CrlIssuer::Generation),
+                );
+            }
+            for issuer in issuers {
                 if let Err(e) = crls.current(&authority, &name, issuer).await {
                     tracing::error!(authority = %name, ?issuer, error = %e, "refreshing the CRL failed");
                 }

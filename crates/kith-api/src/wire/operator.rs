@@ -1,5 +1,5 @@
 //! What `kith ca show`, `cert ls`, `cert issue`, `cert sign`, `crl`,
-//! `authority add` and `kith admin` send and receive when a server holds
+//! `authority add`, `ca rotate` and `kith admin` send and receive when a server holds
 //! the store (`/v1/admin/...`).
 
 use serde::{Deserialize, Serialize};
@@ -206,3 +206,78 @@ pub struct CsrSignRequest {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct CrlSignRequest {}
+
+/// `POST /v1/admin/ca/rotate` (`kith ca rotate`): take the next step of an
+/// authority's rotation. Only the intermediate rotates today.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RotateRequest {
+    /// The authority.
+    pub authority: String,
+    /// Rotate the intermediate: prepare one when none is prepared, else
+    /// make the prepared one issue. Must be true (root rotation is not built).
+    #[serde(default)]
+    pub intermediate: bool,
+    /// Activate before the publish delay has passed (peers that have not
+    /// fetched the new intermediate's CRL refuse its leaves until they do).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// What [`RotateRequest`] did, and where the rotation stands after it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RotateResponse {
+    /// `prepared` or `activated`.
+    pub step: String,
+    /// The generation prepared or activated.
+    pub generation: u32,
+    /// Where the authority's intermediates stand now.
+    pub status: RotationStatus,
+}
+
+/// `GET /v1/admin/ca/rotation[?authority=NAME]` (`kith ca rotate status`),
+/// one per authority: where its intermediates stand.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RotationStatus {
+    /// The authority.
+    pub authority: String,
+    /// `steady` (nothing prepared), `publishing` (a prepared intermediate
+    /// waits for agents to fetch its CRL) or `ready` (it may issue: the
+    /// next `kith ca rotate` or maintenance tick activates it).
+    pub phase: String,
+    /// Why the rotation waits, or what comes next, in words.
+    pub detail: String,
+    /// The generation of the intermediate that issues.
+    pub generation: u32,
+    /// Its expiry (RFC 3339).
+    pub not_after: String,
+    /// When a renewal is prepared by itself (RFC 3339).
+    pub renew_at: String,
+    /// The intermediate prepared to issue next, if any.
+    #[serde(default)]
+    pub prepared: Option<PreparedIntermediate>,
+    /// Replaced intermediates whose leaves may still be alive (their CRLs
+    /// are still signed and served), oldest first.
+    #[serde(default)]
+    pub previous: Vec<PreviousIntermediate>,
+}
+
+/// The prepared intermediate of a [`RotationStatus`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PreparedIntermediate {
+    /// Its generation.
+    pub generation: u32,
+    /// Its expiry (RFC 3339).
+    pub not_after: String,
+    /// When it may start issuing (RFC 3339): its publish delay ends.
+    pub activate_at: String,
+}
+
+/// A replaced intermediate of a [`RotationStatus`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PreviousIntermediate {
+    /// Its generation.
+    pub generation: u32,
+    /// Its expiry (RFC 3339): its CRL is served until then.
+    pub not_after: String,
+}

@@ -65,6 +65,8 @@ fn table() -> Vec<Entry> {
         POST "/crl/{name}" => super::ca::crl_new,
         GET "/crl/{name}/root" => super::ca::root_crl,
         POST "/crl/{name}/root" => super::ca::root_crl_new,
+        POST "/ca/rotate" => super::rotation::rotate,
+        GET "/ca/rotation" => super::rotation::status,
         GET "/operators" => super::operators::list,
         POST "/operators" => super::operators::add,
         POST "/operators/renew" => super::operators::renew,

@@ -22,6 +22,7 @@ mod nodes;
 mod operators;
 mod public;
 mod revocations;
+mod rotation;
 mod settings;
 
 use std::sync::Arc;

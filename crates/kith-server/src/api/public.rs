@@ -1,4 +1,5 @@
-//! Routes anyone may call: health, readiness, the CA bundle, CRLs.
+//! Routes anyone may call: health, readiness, the CA bundle, CRLs (every
+//! intermediate's, the root's).
 
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/v1/ca", get(ca))
         .route("/v1/crl/{authority}", get(crl))
         .route("/v1/crl/{authority}/root", get(root_crl))
+        .route("/v1/crl/{authority}/others", get(other_crls))
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -93,6 +95,37 @@ async fn crl(State(s): St, Param(authority): Param) -> Result<Response, ApiError
 /// verify -crl_check_all`) need both; the agent writes both into `crl.pem`.
 async fn root_crl(State(s): St, Param(authority): Param) -> Result<Response, ApiError> {
     crl_of(&s, &authority, CrlIssuer::Root).await
+}
+
+/// The CRLs of the authority's other intermediates (prepared by a
+/// rotation, or replaced by one and not expired), PEM, one after the other;
+/// empty when there are none. A peer needs the CRL of every intermediate
+/// whose leaves it may meet: the prepared one's before it issues, the
+/// replaced ones' until their leaves expire.
+async fn other_crls(State(s): St, Param(authority): Param) -> Result<Response, ApiError> {
+    kith_pki::validate_label("authority", &authority).map_err(kith_authority::Error::from)?;
+    let status = s.authority.intermediate_status(&authority)?;
+    let generations = status
+        .prepared
+        .iter()
+        .map(|(p, _)| p.generation)
+        .chain(status.previous.iter().map(|p| p.generation));
+    let mut pem = String::new();
+    for g in generations {
+        let rec = s
+            .crls
+            .current(&s.authority, &authority, CrlIssuer::Generation(g))
+            .await?;
+        pem.push_str(&pem_encode("X509 CRL", &rec.der));
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-pem-file"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        pem,
+    )
+        .into_response())
 }
 
 async fn crl_of(s: &AppState, authority: &str, issuer: CrlIssuer) -> Result<Response, ApiError> {

@@ -1,4 +1,5 @@
-//! `kith ca show` and `kith ca export-key`.
+//! `kith ca show` and `kith ca export-key` (`kith ca rotate` is in
+//! [`super::rotate`]).
 
 use kith_api::ErrorCode;
 use std::path::PathBuf;
@@ -25,12 +26,16 @@ pub(crate) enum CaCommand {
     Show(AdminArgs),
     /// Export a CA private key as PKCS#8 ENCRYPTED PRIVATE KEY (openssl reads it).
     ExportKey(ExportKeyArgs),
+    /// Rotate an authority's intermediate (`--intermediate`), or show
+    /// where rotations stand (`rotate status`).
+    Rotate(super::rotate::RotateArgs),
 }
 
 pub(crate) async fn run(dir: &Home, cmd: CaCommand, json: bool) -> Result<(), CliError> {
     match cmd {
         CaCommand::Show(admin) => ca_show(dir, &admin, json).await,
         CaCommand::ExportKey(a) => export_key(dir, a).await,
+        CaCommand::Rotate(a) => super::rotate::run(dir, a, json).await,
     }
 }
 

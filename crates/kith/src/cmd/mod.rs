@@ -16,6 +16,7 @@ pub(crate) mod node;
 pub(crate) mod passphrase;
 pub(crate) mod renew;
 pub(crate) mod revoke;
+pub(crate) mod rotate;
 pub(crate) mod secret;
 pub(crate) mod serve;
 pub(crate) mod server;

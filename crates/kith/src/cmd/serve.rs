@@ -64,11 +64,26 @@ pub(crate) struct ServeArgs {
     /// the ones past it get 429 rate-limited until the window ends.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000), default_value = "10")]
     renew_limit: u32,
+    /// How long a prepared intermediate is published (its CRL served to
+    /// every node) before it issues (1s to 30d). Every agent must refresh
+    /// within it: a peer without the new intermediate's CRL refuses the
+    /// leaves it signs.
+    #[arg(long, value_parser = parse_intermediate_publish, default_value = "1h", value_name = "DURATION")]
+    intermediate_publish: Duration,
+    /// The share of its lifetime left, in percent (1 to 90), at which an
+    /// intermediate is renewed by itself.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=90), default_value = "33", value_name = "N")]
+    intermediate_renew_percent: u8,
     #[command(flatten)]
     limits: LimitArgs,
 }
 
 /// `--audit-window`: a number of seconds, minutes or hours, 1s to 24h.
+/// `--intermediate-publish`: 1s to 30 days.
+fn parse_intermediate_publish(s: &str) -> Result<Duration, String> {
+    crate::duration::parse_duration_at_most(s, Duration::days(30))
+}
+
 fn parse_audit_window(s: &str) -> Result<std::time::Duration, String> {
     let bad = || format!("{s:?}: expected a window from 1s to 24h, such as 30s, 1m or 1h");
     let t = s.trim();
@@ -167,6 +182,8 @@ pub(crate) async fn serve(dir: &Home, a: ServeArgs) -> Result<(), CliError> {
             max_renewals: a.renew_limit,
         },
         leaf_ttl: a.leaf_ttl,
+        intermediate_publish: Some(a.intermediate_publish),
+        intermediate_renew_percent: Some(a.intermediate_renew_percent),
         ..Settings::default()
     };
     if a.dev && dir.store_args().is_nats() {
