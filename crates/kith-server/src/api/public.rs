@@ -23,6 +23,7 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/v1/ca", get(ca))
         .route("/v1/crl/{authority}", get(crl))
         .route("/v1/crl/{authority}/root", get(root_crl))
+        .route("/v1/crl/{authority}/others", get(other_crls))
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -93,6 +94,27 @@ async fn crl(State(s): St, Param(authority): Param) -> Result<Response, ApiError
 /// verify -crl_check_all`) need both; the agent writes both into `crl.pem`.
 async fn root_crl(State(s): St, Param(authority): Param) -> Result<Response, ApiError> {
     crl_of(&s, &authority, CrlIssuer::Root).await
+}
+
+/// The authority's other CRLs, PEM, one after the other (empty when there
+/// are none): its other intermediates' (prepared, or replaced and not
+/// expired) and, during a root rotation, the other root's (after a
+/// compromise it revokes the old intermediate). A peer needs the CRL of
+/// every CA whose certificates it may meet.
+async fn other_crls(State(s): St, Param(authority): Param) -> Result<Response, ApiError> {
+    kith_pki::validate_label("authority", &authority).map_err(kith_authority::Error::from)?;
+    let mut pem = String::new();
+    for rec in s.authority.other_crls(&authority).await? {
+        pem.push_str(&pem_encode("X509 CRL", &rec.der));
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-pem-file"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        pem,
+    )
+        .into_response())
 }
 
 async fn crl_of(s: &AppState, authority: &str, issuer: CrlIssuer) -> Result<Response, ApiError> {
