@@ -293,10 +293,14 @@ async fn fetch_one_crl_pem(conn: &mut Connection, path: &str) -> Result<String, 
 }
 
 /// What `crl.pem` holds: the intermediate's CRL (`path`, the revoked
-/// leaves) then the root's (`path/root`, the revoked intermediates), PEM,
-/// so that a relying party checking every CA of a chain (nginx `ssl_crl`,
-/// `openssl verify -crl_check_all`) finds one for each. A server from
-/// before root CRLs (404) gives the intermediate's alone.
+/// leaves), the root's (`path/root`, the revoked intermediates), then the
+/// CRLs of the authority's other intermediates (`path/others`: one
+/// prepared by a rotation, whose leaves peers meet once it issues, and the
+/// ones it replaced, whose leaves live on), PEM, so that a relying party
+/// checking every CA of a chain (nginx `ssl_crl`, `openssl verify
+/// -crl_check_all`, the rustls configurations, which refuse a leaf whose
+/// issuer has no CRL here) finds one for each. A server from before root
+/// CRLs or rotations (404) gives fewer.
 async fn fetch_crl_pem(conn: &mut Connection, path: &str) -> Result<String, Error> {
     let mut pem = fetch_one_crl_pem(conn, path).await?;
     match fetch_one_crl_pem(conn, &format!("{path}/root")).await {
@@ -307,6 +311,38 @@ async fn fetch_crl_pem(conn: &mut Connection, path: &str) -> Result<String, Erro
             )
         }
         Err(e) => return Err(e),
+    }
+    match fetch_other_crls_pem(conn, &format!("{path}/others")).await {
+        Ok(others) => pem.push_str(&others),
+        Err(Error::Api { status: 404, .. }) => {
+            tracing::debug!(
+                "the server publishes no other intermediates' CRLs (it predates rotation)"
+            )
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(pem)
+}
+
+/// The PEM CRLs at `path` (possibly none), each checked to be a CRL.
+async fn fetch_other_crls_pem(conn: &mut Connection, path: &str) -> Result<String, Error> {
+    use rustls_pki_types::pem::PemObject;
+    let body = conn.get_bytes(path).await?;
+    let mut pem = String::new();
+    for crl in rustls_pki_types::CertificateRevocationListDer::pem_slice_iter(&body) {
+        let der = crl.map_err(|e| Error::BadResponse(format!("{path}: not PEM CRLs: {e}")))?;
+        match kith_pki::inspect(&der) {
+            Ok(v) if matches!(v.first(), Some(kith_pki::Inspected::Crl(_))) => {}
+            _ => {
+                return Err(Error::BadResponse(format!(
+                    "{path} holds something else than CRLs"
+                )))
+            }
+        }
+        pem.push_str(&kith_pki::pem_encode("X509 CRL", &der));
+    }
+    if pem.is_empty() && !body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::BadResponse(format!("{path}: not PEM CRLs")));
     }
     Ok(pem)
 }
@@ -552,7 +588,24 @@ async fn renew_via(
 /// Present the directory's current certificate to the server (`GET /v1/node`).
 async fn present(dir: &Path) -> Result<NodeSelf, Error> {
     let (_, mut conn) = connect(dir).await?;
-    conn.json(Method::GET, "/v1/node", None::<&()>).await
+    conn.json(Method::GET, &node_self_path(dir), None::<&()>)
+        .await
+}
+
+/// `GET /v1/node` with the pins of the roots in the directory's `ca.pem`
+/// (`?trusts=`): during a root rotation the CA waits for every node to
+/// trust both roots. Without a readable `ca.pem`, no report.
+fn node_self_path(dir: &Path) -> String {
+    let pins: Vec<[u8; 32]> = trusted_roots(dir)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| kith_pki::spki_pin(r).ok())
+        .take(kith_api::MAX_TRUSTS)
+        .collect();
+    match kith_api::trusts_query(&pins) {
+        q if q.is_empty() => "/v1/node".to_string(),
+        q => format!("/v1/node?{q}"),
+    }
 }
 
 /// The roots in the directory's `ca.pem`.
@@ -635,7 +688,7 @@ fn host_name(server: &ServerAddr) -> Result<rustls_pki_types::ServerName<'static
 pub async fn refresh(dir: &Path) -> Result<bool, Error> {
     let identity = NodeIdentity::load(dir)?;
     let servers = identity.servers(dir)?;
-    let (changed, worked) = failover(&servers, |server| {
+    let (refreshed, worked) = failover(&servers, |server| {
         let identity = &identity;
         async move {
             let mut conn = connect_to(dir, identity, &server).await?;
@@ -644,15 +697,25 @@ pub async fn refresh(dir: &Path) -> Result<bool, Error> {
     })
     .await?;
     remember(dir, identity, &worked);
-    Ok(changed)
+    Ok(refreshed.changed)
 }
 
-/// [`refresh`] over an open connection.
+/// What a refresh did and heard.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Refreshed {
+    /// `ca.pem` or `crl.pem` changed.
+    pub(crate) changed: bool,
+    /// The CA asks this node to renew now (a CA rotation).
+    pub(crate) renew_now: bool,
+}
+
+/// [`refresh`] over an open connection; it also reports the roots this
+/// node now trusts and hears whether the CA asks it to renew now.
 pub(crate) async fn refresh_with(
     conn: &mut Connection,
     identity: &NodeIdentity,
     dir: &Path,
-) -> Result<bool, Error> {
+) -> Result<Refreshed, Error> {
     let ca: CaResponse = conn.json(Method::GET, "/v1/ca", None::<&()>).await?;
     if ca.cluster != identity.cluster {
         return Err(Error::BadResponse(format!(
@@ -678,14 +741,18 @@ pub(crate) async fn refresh_with(
         changed = true;
     }
     // Present the certificate: ends the renewal rights of the one it
-    // replaced, and tells this node if the CA revoked or removed it.
-    match conn
-        .json::<NodeSelf>(Method::GET, "/v1/node", None::<&()>)
+    // replaced, tells this node if the CA revoked or removed it, reports
+    // the roots it now trusts and hears whether to renew now.
+    let renew_now = match conn
+        .json::<NodeSelf>(Method::GET, &node_self_path(dir), None::<&()>)
         .await
     {
-        Ok(_) => {}
+        Ok(me) => me.renew_now,
         Err(e) if e.needs_new_token() => return Err(e),
-        Err(e) => tracing::debug!(error = %e, "presenting the certificate failed"),
-    }
-    Ok(changed)
+        Err(e) => {
+            tracing::debug!(error = %e, "presenting the certificate failed");
+            false
+        }
+    };
+    Ok(Refreshed { changed, renew_now })
 }
