@@ -207,6 +207,7 @@ fn the_spellings_clients_know() {
         "server-name-retired",
         "unknown-operator",
         "last-operator",
+        "rotation-not-ready",
     ];
     for s in known {
         assert!(s.parse::<ErrorCode>().is_ok(), "{s:?} is no longer a code");
