@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::node::{connect_to, failover, refresh_with, remember, renew, NodeIdentity};
+use crate::node::{connect_to, failover, refresh_with, remember, renew, NodeIdentity, Refreshed};
 use crate::revoked::check_own_revocation;
 use crate::secrets::{Pass, SecretFiles};
 use crate::Error;
@@ -160,11 +160,12 @@ fn warn_or_alarm(e: &Error, what: &str) {
 }
 
 /// Refresh the CA bundle, the CRL and the secrets over one connection.
-/// Returns whether any file changed.
+/// Returns whether any file changed and whether the CA asks this node to
+/// renew now.
 async fn refresh_all(
     opts: &AgentOptions,
     secrets: Option<&mut SecretFiles>,
-) -> Result<bool, Error> {
+) -> Result<Refreshed, Error> {
     // The known replicas in turn while one is out of service (unreachable,
     // or failing the refresh with a 5xx); the one that answered goes first
     // next time.
@@ -184,27 +185,27 @@ async fn refresh_all(
     .await?;
     remember(dir, identity, &worked);
     // A failure of one part is logged and leaves the other to run.
-    let mut changed = match refreshed {
-        Ok(true) => {
-            tracing::info!("CA bundle or CRL updated");
-            true
-        }
-        Ok(false) => {
-            tracing::debug!("CA bundle and CRL unchanged");
-            false
+    let mut out = match refreshed {
+        Ok(r) => {
+            if r.changed {
+                tracing::info!("CA bundle or CRL updated");
+            } else {
+                tracing::debug!("CA bundle and CRL unchanged");
+            }
+            r
         }
         Err(e) if e.needs_new_token() => return Err(e),
         Err(e) => {
             warn_or_alarm(&e, "refresh failed; will retry");
-            false
+            Refreshed::default()
         }
     };
     if let Some(s) = secrets {
-        changed |= s
+        out.changed |= s
             .sync(&mut conn, Pass::Refresh, |f| backoff(opts, f))
             .await?;
     }
-    Ok(changed)
+    Ok(out)
 }
 
 /// Ask again for the secrets the server refused whose retry is due.
@@ -313,6 +314,9 @@ async fn run_loop(opts: AgentOptions) -> Result<(), Error> {
     }
     // The certificate whose next renewal was last announced.
     let mut announced: Option<String> = None;
+    // The CA asked this node to renew now (a CA rotation): renew at once,
+    // failures backing off as usual, until a renewal succeeds.
+    let mut asked = false;
     loop {
         let identity = NodeIdentity::load(&opts.dir)?;
         let renew_at = renew_at(&identity, spread);
@@ -323,8 +327,10 @@ async fn run_loop(opts: AgentOptions) -> Result<(), Error> {
             );
             announced = Some(identity.serial.clone());
         }
+        let why_renew = if asked { "asked by the CA" } else { "due" };
         let wait_renew = match retry_at {
             Some(t) => t.saturating_duration_since(tokio::time::Instant::now()),
+            None if asked => Duration::ZERO,
             None => {
                 let d = renew_at - time::OffsetDateTime::now_utc();
                 Duration::try_from(d).unwrap_or(Duration::ZERO)
@@ -338,7 +344,7 @@ async fn run_loop(opts: AgentOptions) -> Result<(), Error> {
             Stop,
         }
         let step = tokio::select! {
-            _ = tokio::time::sleep(wait_renew) => Step::Renew("due"),
+            _ = tokio::time::sleep(wait_renew) => Step::Renew(why_renew),
             _ = tokio::time::sleep_until(next_refresh) => Step::Refresh,
             _ = sleep_until_some(secret_retry) => Step::RetrySecrets,
             _ = hup.recv() => Step::Renew("SIGHUP"),
@@ -357,8 +363,11 @@ async fn run_loop(opts: AgentOptions) -> Result<(), Error> {
                     refresh_all(&opts, secrets.as_mut()).await
                 } else {
                     match secrets.as_mut() {
-                        Some(s) => retry_secrets(&opts, s).await,
-                        None => Ok(false),
+                        Some(s) => retry_secrets(&opts, s).await.map(|changed| Refreshed {
+                            changed,
+                            renew_now: false,
+                        }),
+                        None => Ok(Refreshed::default()),
                     }
                 };
                 // The CRL just fetched says most about a revocation (when,
@@ -367,7 +376,16 @@ async fn run_loop(opts: AgentOptions) -> Result<(), Error> {
                     return Err(e);
                 }
                 let changed = match result {
-                    Ok(changed) => changed,
+                    Ok(r) => {
+                        if r.renew_now && !asked {
+                            tracing::info!(
+                                serial = %identity.serial,
+                                "the CA asks this node to renew now (a CA rotation)"
+                            );
+                            asked = true;
+                        }
+                        r.changed
+                    }
                     Err(e) if e.needs_new_token() => return Err(e),
                     Err(e) => {
                         warn_or_alarm(&e, "refresh failed; will retry");
@@ -384,6 +402,7 @@ async fn run_loop(opts: AgentOptions) -> Result<(), Error> {
                 Ok(id) => {
                     failures = 0;
                     retry_at = None;
+                    asked = false;
                     tracing::info!(why, serial = %id.serial, not_after = %rfc3339(id.not_after), "renewed");
                     if let Some(h) = &opts.hook {
                         h.run().await;

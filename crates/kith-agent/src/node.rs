@@ -588,7 +588,24 @@ async fn renew_via(
 /// Present the directory's current certificate to the server (`GET /v1/node`).
 async fn present(dir: &Path) -> Result<NodeSelf, Error> {
     let (_, mut conn) = connect(dir).await?;
-    conn.json(Method::GET, "/v1/node", None::<&()>).await
+    conn.json(Method::GET, &node_self_path(dir), None::<&()>)
+        .await
+}
+
+/// `GET /v1/node` with the pins of the roots in the directory's `ca.pem`
+/// (`?trusts=`): during a root rotation the CA waits for every node to
+/// trust both roots. Without a readable `ca.pem`, no report.
+fn node_self_path(dir: &Path) -> String {
+    let pins: Vec<[u8; 32]> = trusted_roots(dir)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| kith_pki::spki_pin(r).ok())
+        .take(kith_api::MAX_TRUSTS)
+        .collect();
+    match kith_api::trusts_query(&pins) {
+        q if q.is_empty() => "/v1/node".to_string(),
+        q => format!("/v1/node?{q}"),
+    }
 }
 
 /// The roots in the directory's `ca.pem`.
@@ -671,7 +688,7 @@ fn host_name(server: &ServerAddr) -> Result<rustls_pki_types::ServerName<'static
 pub async fn refresh(dir: &Path) -> Result<bool, Error> {
     let identity = NodeIdentity::load(dir)?;
     let servers = identity.servers(dir)?;
-    let (changed, worked) = failover(&servers, |server| {
+    let (refreshed, worked) = failover(&servers, |server| {
         let identity = &identity;
         async move {
             let mut conn = connect_to(dir, identity, &server).await?;
@@ -680,15 +697,25 @@ pub async fn refresh(dir: &Path) -> Result<bool, Error> {
     })
     .await?;
     remember(dir, identity, &worked);
-    Ok(changed)
+    Ok(refreshed.changed)
 }
 
-/// [`refresh`] over an open connection.
+/// What a refresh did and heard.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Refreshed {
+    /// `ca.pem` or `crl.pem` changed.
+    pub(crate) changed: bool,
+    /// The CA asks this node to renew now (a CA rotation).
+    pub(crate) renew_now: bool,
+}
+
+/// [`refresh`] over an open connection; it also reports the roots this
+/// node now trusts and hears whether the CA asks it to renew now.
 pub(crate) async fn refresh_with(
     conn: &mut Connection,
     identity: &NodeIdentity,
     dir: &Path,
-) -> Result<bool, Error> {
+) -> Result<Refreshed, Error> {
     let ca: CaResponse = conn.json(Method::GET, "/v1/ca", None::<&()>).await?;
     if ca.cluster != identity.cluster {
         return Err(Error::BadResponse(format!(
@@ -714,14 +741,18 @@ pub(crate) async fn refresh_with(
         changed = true;
     }
     // Present the certificate: ends the renewal rights of the one it
-    // replaced, and tells this node if the CA revoked or removed it.
-    match conn
-        .json::<NodeSelf>(Method::GET, "/v1/node", None::<&()>)
+    // replaced, tells this node if the CA revoked or removed it, reports
+    // the roots it now trusts and hears whether to renew now.
+    let renew_now = match conn
+        .json::<NodeSelf>(Method::GET, &node_self_path(dir), None::<&()>)
         .await
     {
-        Ok(_) => {}
+        Ok(me) => me.renew_now,
         Err(e) if e.needs_new_token() => return Err(e),
-        Err(e) => tracing::debug!(error = %e, "presenting the certificate failed"),
-    }
-    Ok(changed)
+        Err(e) => {
+            tracing::debug!(error = %e, "presenting the certificate failed");
+            false
+        }
+    };
+    Ok(Refreshed { changed, renew_now })
 }

@@ -2,7 +2,8 @@
 //! rebuilds them when the agent writes a renewed certificate or a new CRL.
 //!
 //! Peers are verified against the cluster roots (`ca.pem`) and the current
-//! CRL (`crl.pem`), and optionally required to be a given node or role.
+//! CRLs (`crl.pem`: the leaf's, and a root's for the intermediates of the
+//! presented chain), and optionally required to be a given node or role.
 //! A rebuilt configuration is published only after it checks out (the key
 //! matches the certificate, the chain leads to a root, the certificate is
 //! valid now), so a half-written directory never reaches a handshake.
@@ -96,6 +97,16 @@ impl Material {
         Ok(())
     }
 
+    /// The CA certificates revoked by a CRL of `crl.pem` that a root of
+    /// `ca.pem` signed (a compromised root rotation revokes the old
+    /// intermediate so).
+    fn revoked_cas(&self) -> Arc<kith_pki::RevokedCas> {
+        Arc::new(kith_pki::RevokedCas::from_root_crls(
+            &self.roots,
+            &self.crls,
+        ))
+    }
+
     fn roots(&self) -> Result<Arc<RootCertStore>, Error> {
         let mut roots = RootCertStore::empty();
         for r in &self.roots {
@@ -128,6 +139,7 @@ fn build_server(m: &Material, policy: &PeerPolicy) -> Result<Arc<ServerConfig>, 
     let verifier = Arc::new(PolicyClientVerifier {
         inner,
         policy: policy.clone(),
+        revoked_cas: m.revoked_cas(),
     });
     let cfg = ServerConfig::builder_with_provider(p)
         .with_safe_default_protocol_versions()?
@@ -152,6 +164,7 @@ fn build_client(m: &Material, policy: &PeerPolicy) -> Result<Arc<ClientConfig>, 
         inner,
         check: ServerCheck::Peer(policy.clone()),
         host: None,
+        revoked_cas: m.revoked_cas(),
     });
     let cfg = ClientConfig::builder_with_provider(p)
         .with_safe_default_protocol_versions()?
@@ -220,6 +233,9 @@ pub(crate) fn server_api_config_for(
         inner,
         check: ServerCheck::KithServer(cluster),
         host,
+        // Not judged here: the kith server is what a node renews through
+        // to leave a revoked intermediate behind.
+        revoked_cas: Arc::default(),
     });
     let cfg = ClientConfig::builder_with_provider(p)
         .with_safe_default_protocol_versions()?

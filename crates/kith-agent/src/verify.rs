@@ -15,11 +15,25 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::policy::{provider, PeerPolicy};
 
-/// A client-certificate verifier for servers: cluster roots, CRL, policy.
+/// A client-certificate verifier for servers: cluster roots, CRL (the
+/// leaf's, then the intermediates' that a root revoked), policy.
 #[derive(Debug)]
 pub(crate) struct PolicyClientVerifier {
     pub(crate) inner: Arc<dyn ClientCertVerifier>,
     pub(crate) policy: PeerPolicy,
+    pub(crate) revoked_cas: Arc<kith_pki::RevokedCas>,
+}
+
+/// Refuse a presented chain holding a CA certificate that a trusted root's
+/// CRL revokes (webpki checks only the end entity's revocation here).
+fn check_revoked_cas(
+    revoked: &kith_pki::RevokedCas,
+    intermediates: &[CertificateDer<'_>],
+) -> Result<(), rustls::Error> {
+    match intermediates.iter().any(|c| revoked.is_revoked(c)) {
+        true => Err(rustls::Error::InvalidCertificate(CertificateError::Revoked)),
+        false => Ok(()),
+    }
 }
 
 impl ClientCertVerifier for PolicyClientVerifier {
@@ -36,6 +50,7 @@ impl ClientCertVerifier for PolicyClientVerifier {
         let ok = self
             .inner
             .verify_client_cert(end_entity, intermediates, now)?;
+        check_revoked_cas(&self.revoked_cas, intermediates)?;
         self.policy.check(end_entity)?;
         Ok(ok)
     }
@@ -81,6 +96,8 @@ pub(crate) struct CheckedServerVerifier {
     /// The name to check the certificate for when the handshake sends
     /// another one (an authority's server name, [`kith_api::authority_sni`]).
     pub(crate) host: Option<ServerName<'static>>,
+    /// CA certificates a trusted root revoked ([`check_revoked_cas`]).
+    pub(crate) revoked_cas: Arc<kith_pki::RevokedCas>,
 }
 
 impl ServerCertVerifier for CheckedServerVerifier {
@@ -96,6 +113,7 @@ impl ServerCertVerifier for CheckedServerVerifier {
         let ok =
             self.inner
                 .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
+        check_revoked_cas(&self.revoked_cas, intermediates)?;
         match &self.check {
             ServerCheck::Peer(policy) => policy.check(end_entity)?,
             ServerCheck::KithServer(cluster) => {

@@ -9,10 +9,12 @@
 //! - every stable error code ([`ErrorCode`]), with what it means.
 //! - the TLS server names by which a node asks for its authority's chain
 //!   ([`authority_sni`], [`pin_sni`], [`parse_sni`]).
+//! - the roots a node reports it trusts ([`trusts_query`], [`parse_trusts`]).
 
 mod code;
 mod sni;
 mod token;
+mod trust;
 pub mod wire;
 
 pub use code::{ErrorCode, UnknownErrorCode, WireCode};
@@ -21,6 +23,7 @@ pub use sni::{
     PIN_SNI_SUFFIX,
 };
 pub use token::{JoinToken, TokenId, TokenParseError, TOKEN_PREFIX};
+pub use trust::{parse_trusts, trusts_query, MAX_TRUSTS, TRUSTS_PARAM};
 
 /// Media type of every JSON request and answer.
 pub const JSON: &str = "application/json";

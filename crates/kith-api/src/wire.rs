@@ -165,6 +165,10 @@ pub struct NodeSelf {
     pub current: bool,
     /// Its expiry (RFC 3339).
     pub not_after: String,
+    /// The CA asks this node to renew now, during a CA rotation (absent
+    /// otherwise, and from servers older than this field).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub renew_now: bool,
 }
 
 /// `POST /v1/admin/tokens`.

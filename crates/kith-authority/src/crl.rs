@@ -204,17 +204,27 @@ impl Authority {
     /// beside the active intermediate's and root's, for the leaves and
     /// chains through those CAs.
     pub async fn other_crls(&self, authority: &str) -> Result<Vec<CrlRecord>, Error> {
-        let signer = self.signer(authority)?;
         let mut out = Vec::new();
-        for g in signer.others.keys() {
-            out.push(self.crl_of(authority, CrlIssuer::Generation(*g)).await?);
+        for issuer in self.other_crl_issuers(authority)? {
+            out.push(self.crl_of(authority, issuer).await?);
         }
-        // And the other root's, during a root rotation: a chain through the
-        // cross-signed root is checked against it by relying parties that
-        // want a CRL for every CA (nginx, `openssl verify -crl_check_all`),
-        // and after a compromise it revokes the old intermediate.
+        Ok(out)
+    }
+
+    /// Who signs the CRLs of [`Authority::other_crls`]: every intermediate
+    /// but the active one, by generation, then the other root of a root
+    /// rotation (a chain through the cross-signed root is checked against
+    /// its CRL by relying parties that want one for every CA, and after a
+    /// compromise it revokes the old intermediate).
+    pub fn other_crl_issuers(&self, authority: &str) -> Result<Vec<CrlIssuer>, Error> {
+        let signer = self.signer(authority)?;
+        let mut out: Vec<CrlIssuer> = signer
+            .others
+            .keys()
+            .map(|g| CrlIssuer::Generation(*g))
+            .collect();
         if signer.record.root_rotation.is_some() {
-            out.push(self.crl_of(authority, CrlIssuer::OtherRoot).await?);
+            out.push(CrlIssuer::OtherRoot);
         }
         Ok(out)
     }

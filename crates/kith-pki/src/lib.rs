@@ -20,6 +20,7 @@ mod leaf;
 mod names;
 mod pem_util;
 mod profile;
+mod revoked_cas;
 mod serial;
 mod verify;
 
@@ -39,6 +40,7 @@ pub use names::{
 };
 pub use pem_util::{certs_from_pem_or_der, pem_encode, pem_encode_many};
 pub use profile::Profile;
+pub use revoked_cas::RevokedCas;
 pub use serial::Serial;
 pub use verify::{accept_bundle, server_identity, trust_domain, verify_chain, VerifiedChain};
 

@@ -73,6 +73,7 @@ impl CrlPublisher {
         let slot = match issuer {
             CrlIssuer::Root => self.slot(&format!("{name}/root")),
             CrlIssuer::Generation(g) => self.slot(&format!("{name}/{g}")),
+            CrlIssuer::OtherRoot => self.slot(&format!("{name}/other-root")),
             _ => self.slot(name),
         };
         let _signing = slot.done.lock().await;

@@ -20,10 +20,10 @@
 //! GET  /v1/ca                            public: roots, intermediates, pins
 //! GET  /v1/crl/{authority}               public: DER, application/pkix-crl
 //! GET  /v1/crl/{authority}/root          public: the root's CRL (DER), for nginx & co.
-//! GET  /v1/crl/{authority}/others        public: the prepared and replaced intermediates' CRLs (PEM)
+//! GET  /v1/crl/{authority}/others        public: the other CAs' CRLs (PEM; rotations)
 //! POST /v1/join                          a join token and CSRs
 //! POST /v1/renew                         mutual TLS with the node's certificate
-//! GET  /v1/node                          mutual TLS: the node behind the certificate
+//! GET  /v1/node[?trusts=PIN,PIN]         mutual TLS: the node behind the certificate
 //! GET  /v1/secrets/{name}                mutual TLS, a node whose role may read it
 //! /v1/admin/{tokens,nodes,revoke,status,secrets,ca/rotate,...}  mutual TLS with an admin certificate
 //! ```

@@ -152,11 +152,25 @@ async fn renew(
 }
 
 /// The node behind a client certificate (see
-/// [`Authority::present_certificate`]).
-async fn node_self(State(s): St, caller: NodeCaller) -> Result<Json<NodeSelf>, ApiError> {
+/// [`Authority::present_certificate`]). The roots it reports trusting
+/// (`?trusts=`) are recorded for a root rotation's progress, and the
+/// answer says whether the CA asks it to renew now.
+async fn node_self(
+    State(s): St,
+    caller: NodeCaller,
+    TrustsQuery(trusts): TrustsQuery,
+) -> Result<Json<NodeSelf>, ApiError> {
     let NodeCaller { cert, node } = caller;
+    if let (Some(pins), Some(n)) = (trusts, node.as_ref()) {
+        // Progress bookkeeping: a store failure must not cost the node its
+        // answer (it reports again at its next refresh).
+        if let Err(e) = s.authority.record_node_trust(&n.name, &pins).await {
+            tracing::warn!(node = %n.name, error = %e, "could not record the roots the node trusts");
+        }
+    }
     Ok(Json(NodeSelf {
         cluster: s.authority.cluster().to_string(),
+        renew_now: s.authority.renew_now(&cert),
         current: node.as_ref().is_some_and(|n| n.is_current(&cert.serial)),
         node: cert.node,
         role: cert.role,
@@ -184,4 +198,41 @@ async fn secret_get(
         version: v,
         value: base64::engine::general_purpose::STANDARD.encode(plain.as_slice()),
     }))
+}
+
+/// `GET /v1/node`'s query: `trusts=HEX,HEX` ([`kith_api::parse_trusts`]),
+/// or nothing (a node from before trust reports).
+struct TrustsQuery(Option<Vec<[u8; 32]>>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for TrustsQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, ApiError> {
+        let bad = |m: String| ApiError::new(ErrorCode::MalformedRequest, m);
+        let mut trusts = None;
+        for pair in parts
+            .uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
+            match pair.split_once('=') {
+                Some((kith_api::TRUSTS_PARAM, v)) if trusts.is_none() => {
+                    trusts = Some(kith_api::parse_trusts(v).map_err(bad)?);
+                }
+                _ => {
+                    return Err(bad(format!(
+                        "the only query parameter is {}=HEX,HEX (at most {} root pins), once",
+                        kith_api::TRUSTS_PARAM,
+                        kith_api::MAX_TRUSTS
+                    )))
+                }
+            }
+        }
+        Ok(TrustsQuery(trusts))
+    }
 }

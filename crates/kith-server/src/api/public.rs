@@ -97,25 +97,18 @@ async fn root_crl(State(s): St, Param(authority): Param) -> Result<Response, Api
     crl_of(&s, &authority, CrlIssuer::Root).await
 }
 
-/// The CRLs of the authority's other intermediates (prepared by a
-/// rotation, or replaced by one and not expired), PEM, one after the other;
-/// empty when there are none. A peer needs the CRL of every intermediate
-/// whose leaves it may meet: the prepared one's before it issues, the
-/// replaced ones' until their leaves expire.
+/// The authority's other CRLs, PEM, one after the other (empty when there
+/// are none): its other intermediates' (prepared, or replaced and not
+/// expired) and, during a root rotation, the other root's (after a
+/// compromise it revokes the old intermediate). A peer needs the CRL of
+/// every CA whose certificates it may meet: a prepared intermediate's
+/// before it issues, a replaced one's until its leaves expire. Each through
+/// the CRL cache, so a burst of refreshes signs once.
 async fn other_crls(State(s): St, Param(authority): Param) -> Result<Response, ApiError> {
     kith_pki::validate_label("authority", &authority).map_err(kith_authority::Error::from)?;
-    let status = s.authority.intermediate_status(&authority)?;
-    let generations = status
-        .prepared
-        .iter()
-        .map(|(p, _)| p.generation)
-        .chain(status.previous.iter().map(|p| p.generation));
     let mut pem = String::new();
-    for g in generations {
-        let rec = s
-            .crls
-            .current(&s.authority, &authority, CrlIssuer::Generation(g))
-            .await?;
+    for issuer in s.authority.other_crl_issuers(&authority)? {
+        let rec = s.crls.current(&s.authority, &authority, issuer).await?;
         pem.push_str(&pem_encode("X509 CRL", &rec.der));
     }
     Ok((
