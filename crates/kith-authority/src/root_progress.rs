@@ -239,14 +239,17 @@ impl Authority {
                 return Ok(Attempt::Done(()));
             };
             let mut n: NodeRecord = from_json(&key, &e.value)?;
-            let rotating = self
+            let phase_since = self
                 .signer(&n.authority)
-                .is_ok_and(|s| s.record.root_rotation.is_some());
+                .ok()
+                .and_then(|s| s.record.root_rotation.as_ref().map(|r| r.since));
+            let rotating = phase_since.is_some();
             // Outside a rotation only a change is worth a write; during one
-            // the report's time says the node is alive.
-            let fresh = n
-                .trust_reported
-                .is_some_and(|t| now - t < Duration::minutes(1));
+            // the report's time says the node is alive, so a report older
+            // than the phase is renewed even when it is recent.
+            let fresh = n.trust_reported.is_some_and(|t| {
+                now - t < Duration::minutes(1) && phase_since.is_none_or(|since| t >= since)
+            });
             if n.trusts == reported && (!rotating || fresh) {
                 return Ok(Attempt::Done(()));
             }
