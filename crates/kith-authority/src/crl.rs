@@ -167,8 +167,14 @@ impl Authority {
         }
         let generation = Generations::of(&signer.record);
         let stored = self.stored_crl_at(authority, issuer, generation).await?;
+        // The old root's CRL signed before a compromised rotation activated
+        // (it shares its key) lacks the intermediates it must now revoke.
+        let must_list = match issuer {
+            CrlIssuer::OtherRoot => compromised_intermediates(&signer.record)?.len(),
+            _ => 0,
+        };
         if let Some(current) = &stored {
-            if self.crl_is_fresh(current) {
+            if self.crl_is_fresh(current) && current.entries >= must_list {
                 return Ok(current.clone());
             }
         }

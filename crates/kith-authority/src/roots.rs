@@ -264,6 +264,11 @@ impl Authority {
         )
         .await?;
         self.regenerate_intermediate_crls(authority).await?;
+        if status.compromised {
+            // Published at once: the old root revokes its intermediate.
+            self.regenerate_crl_of(authority, crate::CrlIssuer::OtherRoot)
+                .await?;
+        }
         self.require_root_status(authority).await
     }
 
