@@ -176,6 +176,17 @@ impl Authority {
         force: bool,
         actor: &str,
     ) -> Result<RootRotationStatus, Error> {
+        Ok(self.activate_step(authority, force, actor).await?.0)
+    }
+
+    /// [`Authority::activate_root_rotation`], and whether this call made
+    /// the step (not another replica before it).
+    async fn activate_step(
+        &self,
+        authority: &str,
+        force: bool,
+        actor: &str,
+    ) -> Result<(RootRotationStatus, bool), Error> {
         let status = self.require_root_status(authority).await?;
         if status.phase != RootPhase::Prepared {
             return Err(Error::RotationNotReady(format!(
@@ -197,7 +208,7 @@ impl Authority {
             )));
         }
         let key = keys::authority_key(authority);
-        cas::retry!(&key, cas::ATTEMPTS, async |_| {
+        let did = cas::retry!(&key, cas::ATTEMPTS, async |_| {
             let (mut r, rev) = self.root_record(authority).await?;
             let Some(mut rot) = r.root_rotation.take() else {
                 return Err(Error::RotationNotReady(format!(
@@ -205,7 +216,7 @@ impl Authority {
                 )));
             };
             if rot.phase != RootPhase::Prepared {
-                return Ok(Attempt::Done(())); // another replica activated it
+                return Ok(Attempt::Done(false)); // another replica activated it
             }
             let Some(i2) = rot.new_intermediate.take() else {
                 return Err(Error::Integrity(format!(
@@ -246,12 +257,15 @@ impl Authority {
             }
             r.root_rotation = Some(rot);
             Ok(match self.write_root_record(&key, &r, rev).await? {
-                true => Attempt::Done(()),
+                true => Attempt::Done(true),
                 false => Attempt::Conflict,
             })
         })
         .await?;
         self.refresh_keyring().await?;
+        if !did {
+            return Ok((self.require_root_status(authority).await?, false));
+        }
         self.audit(
             actor,
             "root-rotation-activate",
@@ -269,7 +283,7 @@ impl Authority {
             self.regenerate_crl_of(authority, crate::CrlIssuer::OtherRoot)
                 .await?;
         }
-        self.require_root_status(authority).await
+        Ok((self.require_root_status(authority).await?, true))
     }
 
     /// New tokens pin the new root; the cross-signed certificate leaves the
@@ -282,6 +296,17 @@ impl Authority {
         force: bool,
         actor: &str,
     ) -> Result<RootRotationStatus, Error> {
+        Ok(self.finish_step(authority, force, actor).await?.0)
+    }
+
+    /// [`Authority::finish_root_rotation`], and whether this call made the
+    /// step.
+    async fn finish_step(
+        &self,
+        authority: &str,
+        force: bool,
+        actor: &str,
+    ) -> Result<(RootRotationStatus, bool), Error> {
         let status = self.require_root_status(authority).await?;
         if status.phase != RootPhase::Active {
             return Err(Error::RotationNotReady(format!(
@@ -304,7 +329,7 @@ impl Authority {
         }
         let until = self.last_leaf_not_under_active(authority).await?;
         let key = keys::authority_key(authority);
-        cas::retry!(&key, cas::ATTEMPTS, async |_| {
+        let did = cas::retry!(&key, cas::ATTEMPTS, async |_| {
             let (mut r, rev) = self.root_record(authority).await?;
             let Some(rot) = r.root_rotation.as_mut() else {
                 return Err(Error::RotationNotReady(format!(
@@ -312,7 +337,7 @@ impl Authority {
                 )));
             };
             if rot.phase != RootPhase::Active {
-                return Ok(Attempt::Done(()));
+                return Ok(Attempt::Done(false));
             }
             let now = self.now();
             rot.phase = RootPhase::Finished;
@@ -322,20 +347,22 @@ impl Authority {
                 rot.left_behind.extend(behind.iter().cloned());
             }
             Ok(match self.write_root_record(&key, &r, rev).await? {
-                true => Attempt::Done(()),
+                true => Attempt::Done(true),
                 false => Attempt::Conflict,
             })
         })
         .await?;
         self.refresh_keyring().await?;
-        self.audit(
-            actor,
-            "root-rotation-finish",
-            authority,
-            if force { "forced" } else { "" },
-        )
-        .await?;
-        self.require_root_status(authority).await
+        if did {
+            self.audit(
+                actor,
+                "root-rotation-finish",
+                authority,
+                if force { "forced" } else { "" },
+            )
+            .await?;
+        }
+        Ok((self.require_root_status(authority).await?, did))
     }
 
     /// Return to the old root alone. Prepared: the new root and its
@@ -451,20 +478,30 @@ impl Authority {
                 continue;
             };
             let ready = status.pending.is_empty() && status.offline.is_empty();
-            let step = match status.phase {
-                RootPhase::Prepared if ready => {
-                    self.activate_root_rotation(&name, false, actor).await?;
-                    RootStep::Activated
-                }
-                RootPhase::Active if ready => {
-                    self.finish_root_rotation(&name, false, actor).await?;
-                    RootStep::Finished
-                }
+            // Another replica may take the step first: only the one that
+            // wrote it reports (and audits) it. One that saw the phase move
+            // on since this status was read is refused not-ready: nothing
+            // is due from this one then.
+            let did = match status.phase {
+                RootPhase::Prepared if ready => self
+                    .activate_step(&name, false, actor)
+                    .await
+                    .map(|(_, did)| did.then_some(RootStep::Activated)),
+                RootPhase::Active if ready => self
+                    .finish_step(&name, false, actor)
+                    .await
+                    .map(|(_, did)| did.then_some(RootStep::Finished)),
                 RootPhase::Finished if status.other_root_until.is_some_and(|u| self.now() >= u) => {
-                    self.complete_root_rotation(&name, actor).await?;
-                    RootStep::Completed
+                    self.complete_root_rotation(&name, actor)
+                        .await
+                        .map(|did| did.then_some(RootStep::Completed))
                 }
-                _ => RootStep::Nothing,
+                _ => Ok(None),
+            };
+            let step = match did {
+                Ok(step) => step.unwrap_or(RootStep::Nothing),
+                Err(Error::RotationNotReady(_)) => RootStep::Nothing,
+                Err(e) => return Err(e),
             };
             if step != RootStep::Nothing {
                 tracing::info!(authority = %name, ?step, "root rotation");
@@ -475,26 +512,29 @@ impl Authority {
     }
 
     /// Drop the other root from the bundle: the end of a finished rotation.
-    async fn complete_root_rotation(&self, authority: &str, actor: &str) -> Result<(), Error> {
+    async fn complete_root_rotation(&self, authority: &str, actor: &str) -> Result<bool, Error> {
         let key = keys::authority_key(authority);
-        cas::retry!(&key, cas::ATTEMPTS, async |_| {
+        let did = cas::retry!(&key, cas::ATTEMPTS, async |_| {
             let (mut r, rev) = self.root_record(authority).await?;
             match &r.root_rotation {
                 Some(rot)
                     if rot.phase == RootPhase::Finished
                         && rot.other_root_until.is_some_and(|u| self.now() >= u) => {}
-                _ => return Ok(Attempt::Done(())),
+                _ => return Ok(Attempt::Done(false)),
             }
             r.root_rotation = None;
             Ok(match self.write_root_record(&key, &r, rev).await? {
-                true => Attempt::Done(()),
+                true => Attempt::Done(true),
                 false => Attempt::Conflict,
             })
         })
         .await?;
         self.refresh_keyring().await?;
-        self.audit(actor, "root-rotation-complete", authority, "")
-            .await
+        if did {
+            self.audit(actor, "root-rotation-complete", authority, "")
+                .await?;
+        }
+        Ok(did)
     }
 
     /// A new root of `generation`, an intermediate of `inter_generation`
