@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use kith_api::JoinToken;
 use kith_authority::{
-    AuditRecord, Authority, Clock, CrlIssuer, Error, Issued, NodeRecord, RootPhase, RootRotationOptions,
-    RootRotationStatus, RootStep, Settings, TokenSpec,
+    AuditRecord, Authority, Clock, CrlIssuer, Error, Issued, NodeRecord, RootPhase,
+    RootRotationOptions, RootRotationStatus, RootStep, Settings, TokenSpec,
 };
 use kith_pki::{KeyType, PrivateKey, Profile};
 use time::Duration;
@@ -303,7 +303,10 @@ async fn activation_issues_under_the_new_root_with_a_chain_the_old_one_accepts()
     let h = harness().await;
     let a = &h.authority;
     let dir = h.dir.path();
-    let (r1, i1) = (a.root_cert(NAME).expect("root"), a.intermediate_cert(NAME).expect("i"));
+    let (r1, i1) = (
+        a.root_cert(NAME).expect("root"),
+        a.intermediate_cert(NAME).expect("i"),
+    );
     let old = join(a, "n1").await;
     let before = token(a, 1).await;
     prepare(a, RootRotationOptions::default()).await;
@@ -327,17 +330,27 @@ async fn activation_issues_under_the_new_root_with_a_chain_the_old_one_accepts()
     assert_eq!(status(a).await.phase, RootPhase::Active);
     assert_eq!(a.root_cert(NAME).expect("root"), r2);
     assert_eq!(a.intermediate_cert(NAME).expect("i"), i2);
-    assert_eq!(a.authority_roots(NAME).expect("roots"), [r2.clone(), r1.clone()]);
+    assert_eq!(
+        a.authority_roots(NAME).expect("roots"),
+        [r2.clone(), r1.clone()]
+    );
 
     let leaf = a.issue(request("leaf-2")).await.expect("issue");
     assert!(issued_by(&leaf.record.der, &i2));
     assert_eq!(leaf.chain, [i2.clone(), cross[0].clone()], "[I2, R2 by R1]");
 
     let p = |name: &str, ders: &[&[u8]]| write_pem(dir, name, "CERTIFICATE", ders);
-    let (r1_pem, r2_pem, bundle) = (p("r1.pem", &[&r1]), p("r2.pem", &[&r2]), p("ca.pem", &[&r1, &r2]));
+    let (r1_pem, r2_pem, bundle) = (
+        p("r1.pem", &[&r1]),
+        p("r2.pem", &[&r2]),
+        p("ca.pem", &[&r1, &r2]),
+    );
     let chain = p("chain.pem", &[&i2, &cross[0]]);
     let (i1_pem, i2_pem) = (p("i1.pem", &[&i1]), p("i2.pem", &[&i2]));
-    let (new_pem, old_pem) = (p("new.pem", &[&leaf.record.der]), p("old.pem", &[&old.record.der]));
+    let (new_pem, old_pem) = (
+        p("new.pem", &[&leaf.record.der]),
+        p("old.pem", &[&old.record.der]),
+    );
     for (what, ca, untrusted, leaf) in [
         ("new leaf, R1 only, its chain", &r1_pem, &chain, &new_pem),
         ("new leaf, R2, I2", &r2_pem, &i2_pem, &new_pem),
@@ -388,7 +401,11 @@ async fn renew_now_is_spread_but_everyone_is_asked_once_the_spread_is_over() {
     let asked = |a: &Authority| old.iter().filter(|c| a.renew_now(&c.record)).count();
     let at_once = asked(a);
     h.clock.advance(Duration::hours(1));
-    assert_eq!(asked(a), old.len(), "after the spread, every old certificate");
+    assert_eq!(
+        asked(a),
+        old.len(),
+        "after the spread, every old certificate"
+    );
     assert!(at_once < old.len(), "not all {} at once", old.len());
 }
 
@@ -432,7 +449,10 @@ async fn finish_follows_the_renewals_and_the_old_root_leaves_with_its_last_leaf(
 
     let n1b = renew(a, &n1).await;
     let st = status(a).await;
-    assert_eq!((st.converged, st.pending, st.offline), (vec!["n1".to_string()], vec![], vec!["n2".to_string()]));
+    assert_eq!(
+        (st.converged, st.pending, st.offline),
+        (vec!["n1".to_string()], vec![], vec!["n2".to_string()])
+    );
     assert_eq!(step().await, one(RootStep::Nothing));
     let n2b = renew(a, &n2).await;
     assert_eq!(step().await, one(RootStep::Finished));
@@ -444,11 +464,22 @@ async fn finish_follows_the_renewals_and_the_old_root_leaves_with_its_last_leaf(
         .map(|c| c.record.not_after)
         .max()
         .expect("three");
-    assert_eq!(st.other_root_until, Some(until), "the last leaf not under I2");
+    assert_eq!(
+        st.other_root_until,
+        Some(until),
+        "the last leaf not under I2"
+    );
     assert_eq!(token(a, 1).await.pin, pin(&r2), "new tokens pin R2");
     let leaf = a.issue(request("leaf-3")).await.expect("issue");
-    assert_eq!(leaf.chain, [i2.clone()], "the cross-signed root left the chain");
-    assert_eq!(a.authority_roots(NAME).expect("roots"), [r2.clone(), r1.clone()]);
+    assert_eq!(
+        leaf.chain,
+        [i2.clone()],
+        "the cross-signed root left the chain"
+    );
+    assert_eq!(
+        a.authority_roots(NAME).expect("roots"),
+        [r2.clone(), r1.clone()]
+    );
     assert!(!a.renew_now(&n1b.record) && !a.renew_now(&n2b.record));
     let e = a
         .abort_root_rotation(NAME, "test")
@@ -457,14 +488,19 @@ async fn finish_follows_the_renewals_and_the_old_root_leaves_with_its_last_leaf(
     assert_eq!(code(e), "rotation-not-ready");
 
     // R1 stays until the last leaf under it has expired, then leaves.
-    h.clock.advance(until - h.clock.now() - Duration::seconds(1));
+    h.clock
+        .advance(until - h.clock.now() - Duration::seconds(1));
     assert_eq!(step().await, one(RootStep::Nothing));
     assert_eq!(a.authority_roots(NAME).expect("roots").len(), 2);
     h.clock.advance(Duration::seconds(2));
     assert_eq!(step().await, one(RootStep::Completed));
     assert_eq!(a.authority_roots(NAME).expect("roots"), [r2.clone()]);
     assert!(a.cross_signed(NAME).expect("cross").is_empty());
-    assert!(a.root_rotation_status(NAME).await.expect("status").is_none());
+    assert!(a
+        .root_rotation_status(NAME)
+        .await
+        .expect("status")
+        .is_none());
     assert_eq!(a.roots(), [r2.clone()]);
     let leaf = a.issue(request("leaf-4")).await.expect("issue");
     assert_eq!(leaf.chain, [i2]);
@@ -475,7 +511,10 @@ async fn finish_follows_the_renewals_and_the_old_root_leaves_with_its_last_leaf(
 async fn abort_while_prepared_returns_to_the_old_root_alone() {
     let h = harness().await;
     let a = &h.authority;
-    let (r1, i1) = (a.root_cert(NAME).expect("root"), a.intermediate_cert(NAME).expect("i"));
+    let (r1, i1) = (
+        a.root_cert(NAME).expect("root"),
+        a.intermediate_cert(NAME).expect("i"),
+    );
     let before = a
         .store()
         .get(&format!("authority/{NAME}"))
@@ -496,7 +535,10 @@ async fn abort_while_prepared_returns_to_the_old_root_alone() {
         .expect("get")
         .expect("record")
         .value;
-    assert_eq!(String::from_utf8_lossy(&after), String::from_utf8_lossy(&before));
+    assert_eq!(
+        String::from_utf8_lossy(&after),
+        String::from_utf8_lossy(&before)
+    );
     assert_eq!(a.authority_roots(NAME).expect("roots"), [r1.clone()]);
     assert!(a.cross_signed(NAME).expect("cross").is_empty());
     let leaf = a.issue(request("leaf-1")).await.expect("issue");
@@ -515,7 +557,10 @@ async fn abort_while_prepared_returns_to_the_old_root_alone() {
 async fn abort_after_activation_issues_under_the_old_root_and_keeps_the_new_one_for_its_leaves() {
     let h = harness().await;
     let a = &h.authority;
-    let (r1, i1) = (a.root_cert(NAME).expect("root"), a.intermediate_cert(NAME).expect("i"));
+    let (r1, i1) = (
+        a.root_cert(NAME).expect("root"),
+        a.intermediate_cert(NAME).expect("i"),
+    );
     join(a, "n1").await;
     prepare(a, RootRotationOptions::default()).await;
     let r2 = a.authority_roots(NAME).expect("roots")[1].clone();
@@ -539,7 +584,10 @@ async fn abort_after_activation_issues_under_the_old_root_and_keeps_the_new_one_
     assert!(issued_by(&leaf.record.der, &i1));
     assert_eq!(leaf.chain, [i1.clone()]);
     assert_eq!(token(a, 1).await.pin, pin(&r1));
-    assert_eq!(a.authority_roots(NAME).expect("roots"), [r1.clone(), r2.clone()]);
+    assert_eq!(
+        a.authority_roots(NAME).expect("roots"),
+        [r1.clone(), r2.clone()]
+    );
     // Nodes on I2 are asked back; a certificate under I1 is not.
     assert!(a.renew_now(&on_i2.record));
     assert!(!a.renew_now(&leaf.record));
@@ -552,7 +600,8 @@ async fn abort_after_activation_issues_under_the_old_root_and_keeps_the_new_one_
         .expect_err("aborted already");
     assert_eq!(code(e), "rotation-not-ready");
 
-    h.clock.advance(on_i2.record.not_after - h.clock.now() + Duration::seconds(1));
+    h.clock
+        .advance(on_i2.record.not_after - h.clock.now() + Duration::seconds(1));
     assert_eq!(
         a.maintain_root_rotations("test").await.expect("maintain"),
         [(NAME.to_string(), RootStep::Completed)]
@@ -567,7 +616,10 @@ async fn a_compromised_rotation_revokes_the_old_intermediate_and_cannot_go_back(
     let h = Harness::new(Backend::Redb, Settings::default()).await;
     let a = &h.authority;
     let dir = h.dir.path();
-    let (r1, i1) = (a.root_cert(NAME).expect("root"), a.intermediate_cert(NAME).expect("i"));
+    let (r1, i1) = (
+        a.root_cert(NAME).expect("root"),
+        a.intermediate_cert(NAME).expect("i"),
+    );
     let old = join(a, "n1").await;
     // The root's CRL as served before (a server publishes it).
     let first = a.crl_of(NAME, CrlIssuer::Root).await.expect("root CRL");
@@ -627,7 +679,11 @@ async fn a_compromised_rotation_can_still_be_aborted_before_activation() {
     let a = &h.authority;
     let r1 = a.root_cert(NAME).expect("root");
     prepare(a, RootRotationOptions::new(None, true)).await;
-    assert!(a.abort_root_rotation(NAME, "test").await.expect("abort").is_none());
+    assert!(a
+        .abort_root_rotation(NAME, "test")
+        .await
+        .expect("abort")
+        .is_none());
     assert_eq!(a.authority_roots(NAME).expect("roots"), [r1]);
 }
 
@@ -650,7 +706,11 @@ async fn every_crl_signs(a: &Authority, dir: &std::path::Path) {
         (CrlIssuer::Intermediate, r.intermediate_cert.clone()),
         (CrlIssuer::Root, r.root_cert.clone()),
     ];
-    for o in r.previous_intermediates.iter().chain(rot.and_then(|x| x.new_intermediate.as_ref())) {
+    for o in r
+        .previous_intermediates
+        .iter()
+        .chain(rot.and_then(|x| x.new_intermediate.as_ref()))
+    {
         cas.push((CrlIssuer::Generation(o.generation), o.cert.clone()));
     }
     if let Some(x) = rot {
@@ -689,7 +749,10 @@ async fn a_rotation_to_another_key_type_survives_reopening_and_a_vault_rotation_
     assert_ne!(ed25519, p256);
     assert_eq!(key_type_of(&i2), ed25519);
     let (b, leaf) = reopen_and_issue(&h, "after-prepare").await;
-    assert_eq!(b.authority_roots(NAME).expect("roots"), [r1.clone(), r2.clone()]);
+    assert_eq!(
+        b.authority_roots(NAME).expect("roots"),
+        [r1.clone(), r2.clone()]
+    );
     assert!(!issued_by(&leaf.record.der, &i2), "I1 still issues");
     every_crl_signs(&b, dir).await;
 
@@ -728,7 +791,8 @@ async fn a_rotation_to_another_key_type_survives_reopening_and_a_vault_rotation_
     every_crl_signs(&b, dir).await;
 
     let until = status(&b).await.other_root_until.expect("until");
-    h.clock.advance(until - h.clock.now() + Duration::seconds(1));
+    h.clock
+        .advance(until - h.clock.now() + Duration::seconds(1));
     assert_eq!(
         b.maintain_root_rotations("test").await.expect("maintain"),
         [(NAME.to_string(), RootStep::Completed)]
@@ -740,14 +804,18 @@ async fn a_rotation_to_another_key_type_survives_reopening_and_a_vault_rotation_
     // Verified by openssl under R2 alone (the clock moved: at its time).
     let at = (h.clock.now().unix_timestamp()).to_string();
     let p = |name: &str, ders: &[&[u8]]| write_pem(dir, name, "CERTIFICATE", ders);
-    let (r2_pem, i2_pem, leaf_pem) = (p("r2.pem", &[&r2]), p("i2.pem", &[&i2]), p("l.pem", &[&leaf.record.der]));
+    let (r2_pem, i2_pem, leaf_pem) = (
+        p("r2.pem", &[&r2]),
+        p("i2.pem", &[&i2]),
+        p("l.pem", &[&leaf.record.der]),
+    );
     let (ok, out) = verify(&r2_pem, Some(&i2_pem), &["-attime", &at], &leaf_pem);
     assert!(ok, "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rotation_prepared_by_one_replica_is_served_by_the_other_and_activates_once() {
-    for round in 0..4 {
+    for round in 0..8 {
         let h = Harness::new(Backend::Mem, no_spread()).await;
         let a = h.authority.clone();
         let b = h.second().await;
@@ -759,7 +827,10 @@ async fn a_rotation_prepared_by_one_replica_is_served_by_the_other_and_activates
             b.authority_roots(NAME).is_ok_and(|r| r == roots)
         })
         .await;
-        assert_eq!(b.cross_signed(NAME).expect("cross"), a.cross_signed(NAME).expect("cross"));
+        assert_eq!(
+            b.cross_signed(NAME).expect("cross"),
+            a.cross_signed(NAME).expect("cross")
+        );
         assert_eq!(b.roots(), roots);
         a.record_node_trust("n1", &[pin(&r1), pin(&roots[1])])
             .await
@@ -781,7 +852,11 @@ async fn a_rotation_prepared_by_one_replica_is_served_by_the_other_and_activates
             1,
             "round {round}: {steps:?}"
         );
-        assert_eq!(audits(&a, "root-rotation-activate").await, 1, "round {round}");
+        assert_eq!(
+            audits(&a, "root-rotation-activate").await,
+            1,
+            "round {round}"
+        );
         let r = record(&a).await;
         assert_eq!(r.previous_intermediates.len(), 1, "round {round}: I1 once");
         assert_eq!(r.root_rotation.expect("rotation").phase, RootPhase::Active);
@@ -793,6 +868,9 @@ async fn a_rotation_prepared_by_one_replica_is_served_by_the_other_and_activates
         })
         .await;
         let leaf = b.issue(request("leaf-b")).await.expect("issue");
-        assert_eq!(leaf.chain, [i2, a.cross_signed(NAME).expect("cross")[0].clone()]);
+        assert_eq!(
+            leaf.chain,
+            [i2, a.cross_signed(NAME).expect("cross")[0].clone()]
+        );
     }
 }

@@ -51,7 +51,12 @@ pub(crate) fn s(p: &Path) -> &str {
 
 /// `openssl verify -CAfile ca [-untrusted untrusted] leaf` plus `extra`
 /// options; returns (accepted, output).
-pub(crate) fn verify(ca: &Path, untrusted: Option<&Path>, extra: &[&str], leaf: &Path) -> (bool, String) {
+pub(crate) fn verify(
+    ca: &Path,
+    untrusted: Option<&Path>,
+    extra: &[&str],
+    leaf: &Path,
+) -> (bool, String) {
     let mut args = vec!["verify", "-CAfile", s(ca)];
     if let Some(u) = untrusted {
         args.extend(["-untrusted", s(u)]);
