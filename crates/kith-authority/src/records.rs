@@ -169,7 +169,8 @@ pub struct RootRotation {
     #[serde(default)]
     pub compromised: bool,
     /// When the old root (from `finished` on) leaves the bundle: the
-    /// expiry of the last leaf that chains to it.
+    /// expiry of the last leaf that chains to it, or of the last token
+    /// minted before the finish (which pins it).
     #[serde(
         default,
         with = "time::serde::rfc3339::option",

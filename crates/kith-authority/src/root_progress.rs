@@ -122,7 +122,7 @@ impl Authority {
             }
             RootPhase::Finished => rot.other_root_until.map(|u| {
                 format!(
-                    "the {} root leaves the bundle at {u}, when the last leaf under it expires",
+                    "the {} root leaves the bundle at {u}, when the last leaf under it (or token pinning it) expires",
                     if rot.aborted { "new" } else { "old" }
                 )
             }),
@@ -183,6 +183,19 @@ impl Authority {
             !kith_pki::issued_by(der, &active).unwrap_or(false)
         })
         .await
+    }
+
+    /// The latest expiry of a live join token of `authority` (now if none):
+    /// every token minted before a root rotation finishes pins the old
+    /// root, and must keep working until it expires.
+    pub(crate) async fn last_live_token(&self, authority: &str) -> Result<OffsetDateTime, Error> {
+        let now = self.now();
+        Ok(crate::tokens::list_tokens(&**self.store())
+            .await?
+            .iter()
+            .filter(|t| t.authority == authority && t.state(now) == "active")
+            .map(|t| t.expires)
+            .fold(now, OffsetDateTime::max))
     }
 
     /// The latest expiry of a certificate of `authority` signed by its

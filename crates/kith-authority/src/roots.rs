@@ -13,8 +13,9 @@
 //!   spread over [`crate::Settings::root_renew_spread`].
 //! - **Finish** (every live node holds a leaf under I2, or forced): new
 //!   tokens pin R2, the cross-signed certificate leaves the chains, and R1
-//!   stays in the bundle until the last leaf under it expires; then the
-//!   rotation record goes (the maintenance tick).
+//!   stays in the bundle until the last leaf under it, and the last token
+//!   minted before (which pins it), expire; then the rotation record goes
+//!   (the maintenance tick).
 //!
 //! Tokens minted before keep working: a redeemed token's pin may be any
 //! root of the bundle, and the server shows a joining node a chain to the
@@ -287,8 +288,8 @@ impl Authority {
     }
 
     /// New tokens pin the new root; the cross-signed certificate leaves the
-    /// chains; the old root stays trusted until the last leaf under it
-    /// expires. Unless `force`, refused while a live node holds no leaf
+    /// chains; the old root stays trusted until the last leaf under it and
+    /// the last token pinning it expire. Unless `force`, refused while a live node holds no leaf
     /// under the new intermediate.
     pub async fn finish_root_rotation(
         &self,
@@ -327,7 +328,11 @@ impl Authority {
                 behind.join(", ")
             )));
         }
-        let until = self.last_leaf_not_under_active(authority).await?;
+        // The old root stays for its leaves, and for the tokens pinning it.
+        let until = self
+            .last_leaf_not_under_active(authority)
+            .await?
+            .max(self.last_live_token(authority).await?);
         let key = keys::authority_key(authority);
         let did = cas::retry!(&key, cas::ATTEMPTS, async |_| {
             let (mut r, rev) = self.root_record(authority).await?;

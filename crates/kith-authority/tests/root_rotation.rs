@@ -874,3 +874,65 @@ async fn a_rotation_prepared_by_one_replica_is_served_by_the_other_and_activates
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_minted_before_the_rotation_keeps_the_old_root_until_it_expires() {
+    // Leaves of a day, a token of a week: the token outlives every leaf
+    // under the old root.
+    let h = Harness::new(
+        Backend::Redb,
+        Settings {
+            leaf_ttl: Some(Duration::days(1)),
+            ..no_spread()
+        },
+    )
+    .await;
+    let a = &h.authority;
+    let r1 = a.root_cert(NAME).expect("root");
+    let (record, week) = a
+        .create_token(
+            TokenSpec {
+                role: "worker".into(),
+                node: None,
+                ttl: Duration::days(7),
+                uses: 1,
+                allow_sans: Vec::new(),
+                authority: None,
+            },
+            "test",
+        )
+        .await
+        .expect("a week's token");
+    assert_eq!(week.pin, pin(&r1));
+    let n1 = join(a, "n1").await;
+    prepare(a, RootRotationOptions::default()).await;
+    a.activate_root_rotation(NAME, true, "test")
+        .await
+        .expect("activate");
+    renew(a, &n1).await;
+    let st = a
+        .finish_root_rotation(NAME, false, "test")
+        .await
+        .expect("finish");
+    assert_eq!(st.other_root_until, Some(record.expires), "{st:?}");
+
+    // Past every leaf under R1, the token still joins.
+    h.clock.advance(Duration::days(2));
+    assert_eq!(
+        a.maintain_root_rotations("test").await.expect("maintain"),
+        [(NAME.to_string(), RootStep::Nothing)]
+    );
+    assert!(a.authority_roots(NAME).expect("roots").contains(&r1));
+    let joined = join_with(a, &week, "n2").await;
+    assert!(issued_by(
+        &joined.record.der,
+        &a.intermediate_cert(NAME).expect("i2")
+    ));
+
+    h.clock
+        .advance(record.expires - h.clock.now() + Duration::seconds(1));
+    assert_eq!(
+        a.maintain_root_rotations("test").await.expect("maintain"),
+        [(NAME.to_string(), RootStep::Completed)]
+    );
+}
