@@ -104,11 +104,13 @@ impl Authority {
                 )));
             }
             let kv = r.max_key_version() + 1;
-            let root_generation = r.root_generation + 1;
+            // Past every generation made before, an aborted rotation's too:
+            // its CAs were published, and their CRLs' keys are taken.
+            let root_generation = r.root_generation.max(r.last_root_generation) + 1;
             let inter_generation = r
                 .other_intermediates()
                 .map(|o| o.generation)
-                .chain([r.intermediate_generation])
+                .chain([r.intermediate_generation, r.last_intermediate_generation])
                 .max()
                 .unwrap_or(1)
                 + 1;
@@ -122,6 +124,8 @@ impl Authority {
             };
             let now = self.now();
             r.prepared_intermediate = None;
+            r.last_root_generation = root_generation;
+            r.last_intermediate_generation = inter_generation;
             r.root_rotation = Some(RootRotation {
                 phase: RootPhase::Prepared,
                 started: now,

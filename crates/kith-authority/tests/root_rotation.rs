@@ -535,10 +535,14 @@ async fn abort_while_prepared_returns_to_the_old_root_alone() {
         .expect("get")
         .expect("record")
         .value;
-    assert_eq!(
-        String::from_utf8_lossy(&after),
-        String::from_utf8_lossy(&before)
-    );
+    // Nothing changed but the generations the aborted CAs took (they were
+    // published: no later CA may take their names or CRL keys).
+    let mut after: serde_json::Value = serde_json::from_slice(&after).expect("JSON");
+    let before: serde_json::Value = serde_json::from_slice(&before).expect("JSON");
+    let burnt = after.as_object_mut().expect("an object");
+    assert_eq!(burnt.remove("last_root_generation"), Some(2.into()));
+    assert_eq!(burnt.remove("last_intermediate_generation"), Some(2.into()));
+    assert_eq!(after, before);
     assert_eq!(a.authority_roots(NAME).expect("roots"), [r1.clone()]);
     assert!(a.cross_signed(NAME).expect("cross").is_empty());
     let leaf = a.issue(request("leaf-1")).await.expect("issue");
@@ -935,4 +939,65 @@ async fn a_token_minted_before_the_rotation_keeps_the_old_root_until_it_expires(
         a.maintain_root_rotations("test").await.expect("maintain"),
         [(NAME.to_string(), RootStep::Completed)]
     );
+}
+
+/// Whether CRL `der` was signed by the key of certificate `ca`.
+fn crl_signed_by(der: &[u8], ca: &[u8]) -> bool {
+    let (_, crl) = x509_parser::parse_x509_crl(der).expect("a CRL");
+    let (_, ca) = x509_parser::parse_x509_certificate(ca).expect("a certificate");
+    crl.issuer() == ca.subject() && crl.verify_signature(ca.public_key()).is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_after_an_abort_makes_a_root_of_its_own_name_and_crl() {
+    let h = harness().await;
+    let a = &h.authority;
+    // Aborted while prepared, after its CRL was served.
+    prepare(a, RootRotationOptions::default()).await;
+    let first = a.authority_roots(NAME).expect("roots")[1].clone();
+    let crl = a.crl_of(NAME, CrlIssuer::OtherRoot).await.expect("CRL");
+    assert!(crl_signed_by(&crl.der, &first));
+    let first_i2 = new_intermediate(a).await;
+    let crl = a.crl_of(NAME, CrlIssuer::Generation(2)).await.expect("CRL");
+    assert!(crl_signed_by(&crl.der, &first_i2));
+    a.abort_root_rotation(NAME, "test").await.expect("abort");
+    // An intermediate renewal then takes a generation of its own too.
+    let g = a.prepare_intermediate(NAME, "test").await.expect("renewal");
+    assert_eq!(g, 3, "past the aborted rotation's intermediate");
+    let renewal = record(a)
+        .await
+        .prepared_intermediate
+        .expect("prepared")
+        .cert;
+    let crl = a.crl_of(NAME, CrlIssuer::Generation(g)).await.expect("CRL");
+    assert!(crl_signed_by(&crl.der, &renewal), "its own CRL");
+    // Aborted after activation, with its CRL served as the active root's.
+    prepare(a, RootRotationOptions::default()).await;
+    let second = a.authority_roots(NAME).expect("roots")[1].clone();
+    a.activate_root_rotation(NAME, true, "test")
+        .await
+        .expect("activate");
+    let crl = a.crl_of(NAME, CrlIssuer::Root).await.expect("CRL");
+    assert!(crl_signed_by(&crl.der, &second));
+    a.abort_root_rotation(NAME, "test").await.expect("abort");
+    assert_eq!(
+        a.maintain_root_rotations("test").await.expect("maintain"),
+        [(NAME.to_string(), RootStep::Completed)],
+        "no leaf under the aborted root"
+    );
+
+    prepare(a, RootRotationOptions::default()).await;
+    let third = a.authority_roots(NAME).expect("roots")[1].clone();
+    let names = [&first, &second, &third].map(|r| common_name(r));
+    assert!(
+        names[0] != names[1] && names[1] != names[2] && names[0] != names[2],
+        "three roots, three names: {names:?}"
+    );
+    let crl = a.crl_of(NAME, CrlIssuer::OtherRoot).await.expect("CRL");
+    assert!(crl_signed_by(&crl.der, &third), "the new root's own CRL");
+    a.activate_root_rotation(NAME, true, "test")
+        .await
+        .expect("activate");
+    let crl = a.crl_of(NAME, CrlIssuer::Root).await.expect("CRL");
+    assert!(crl_signed_by(&crl.der, &third), "the new root's own CRL");
 }
