@@ -258,7 +258,7 @@ impl Authority {
             rot.phase = RootPhase::Active;
             rot.since = now;
             if force {
-                rot.left_behind.extend(behind.iter().cloned());
+                left_behind(&mut rot.left_behind, &behind);
             }
             r.root_rotation = Some(rot);
             Ok(match self.write_root_record(&key, &r, rev).await? {
@@ -353,7 +353,7 @@ impl Authority {
             rot.since = now;
             rot.other_root_until = Some(until.max(now));
             if force {
-                rot.left_behind.extend(behind.iter().cloned());
+                left_behind(&mut rot.left_behind, &behind);
             }
             Ok(match self.write_root_record(&key, &r, rev).await? {
                 true => Attempt::Done(true),
@@ -652,6 +652,16 @@ fn retype(r: &mut AuthorityRecord, new_type: KeyType) {
         }
     }
     r.key_type = new_type;
+}
+
+/// Add the nodes a forced step leaves behind, each name once (a node
+/// forced past both steps is listed once).
+fn left_behind(list: &mut Vec<String>, behind: &[String]) {
+    for name in behind {
+        if !list.contains(name) {
+            list.push(name.clone());
+        }
+    }
 }
 
 /// What a root rotation makes before anything is written.
