@@ -1001,3 +1001,70 @@ async fn a_rotation_after_an_abort_makes_a_root_of_its_own_name_and_crl() {
     let crl = a.crl_of(NAME, CrlIssuer::Root).await.expect("CRL");
     assert!(crl_signed_by(&crl.der, &third), "the new root's own CRL");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_rotation_to_another_key_type_reopens_with_every_key() {
+    let h = harness().await;
+    let a = &h.authority;
+    let dir = h.dir.path();
+    let i1 = a.intermediate_cert(NAME).expect("i1");
+    prepare(a, RootRotationOptions::new(Some(KeyType::P384), false)).await;
+    a.activate_root_rotation(NAME, true, "test")
+        .await
+        .expect("activate");
+    let on_i2 = join(a, "n1").await;
+    a.abort_root_rotation(NAME, "test").await.expect("abort");
+    let (b, leaf) = reopen_and_issue(&h, "after-abort").await;
+    assert!(issued_by(&leaf.record.der, &i1), "I1 (P-256) issues again");
+    every_crl_signs(&b, dir).await;
+    b.rotate_master(PASS, Arc::new(|_, _| {}))
+        .await
+        .expect("vault rotate while aborted");
+    let (b, leaf) = reopen_and_issue(&h, "after-rotate").await;
+    assert!(issued_by(&leaf.record.der, &i1));
+    every_crl_signs(&b, dir).await;
+
+    h.clock
+        .advance(on_i2.record.not_after - h.clock.now() + Duration::seconds(1));
+    assert_eq!(
+        b.maintain_root_rotations("test").await.expect("maintain"),
+        [(NAME.to_string(), RootStep::Completed)]
+    );
+    let (b, leaf) = reopen_and_issue(&h, "after-complete").await;
+    assert!(issued_by(&leaf.record.der, &i1));
+    every_crl_signs(&b, dir).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_offline_for_the_whole_rotation_renews_after_the_finish() {
+    let h = harness().await;
+    let a = &h.authority;
+    let away = join(a, "away").await;
+    let here = join(a, "here").await;
+    prepare(a, RootRotationOptions::default()).await;
+    let st = a
+        .activate_root_rotation(NAME, true, "test")
+        .await
+        .expect("activate");
+    assert_eq!(st.left_behind, ["away", "here"]);
+    renew(a, &here).await;
+    let e = a
+        .finish_root_rotation(NAME, false, "test")
+        .await
+        .expect_err("away holds no leaf under I2");
+    assert_eq!(code(e), "rotation-not-ready");
+    let st = a
+        .finish_root_rotation(NAME, true, "test")
+        .await
+        .expect("forced finish");
+    assert_eq!(st.left_behind, ["away", "here"], "each name once");
+    assert_eq!(st.other_root_until, Some(away.record.not_after));
+
+    // Back: asked to renew, and its leaf under R1 still renews.
+    assert!(a.renew_now(&away.record));
+    let back = renew(a, &away).await;
+    let i2 = a.intermediate_cert(NAME).expect("i2");
+    assert!(issued_by(&back.record.der, &i2));
+    assert_eq!(back.chain, [i2]);
+    assert!(!a.renew_now(&back.record));
+}
