@@ -251,3 +251,59 @@ async fn a_rotation_after_an_abort_makes_a_root_of_its_own_name_and_crl() {
     let crl = a.crl_of(NAME, CrlIssuer::Root).await.expect("CRL");
     assert!(crl_signed_by(&crl.der, &third), "the new root's own CRL");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_other_root_crl_is_read_without_a_rotation_or_without_what_a_compromise_revokes() {
+    let h = harness().await;
+    let a = &h.authority;
+    let store = a.store().clone();
+    let other = || async {
+        kith_authority::stored_crl_of(&*store, NAME, CrlIssuer::OtherRoot)
+            .await
+            .expect("read")
+    };
+    // No rotation: no other root, so no CRL of one (not the root's own).
+    a.crl_of(NAME, CrlIssuer::Root).await.expect("root CRL");
+    assert!(other().await.is_none(), "no other root without a rotation");
+    let empty = store
+        .get("rootcrl/cluster")
+        .await
+        .expect("get")
+        .expect("R1's CRL");
+
+    prepare(a, RootRotationOptions::new(None, true)).await;
+    a.activate_root_rotation(NAME, true, "test")
+        .await
+        .expect("activate");
+    assert_eq!(other().await.expect("signed at activation").entries, 1);
+    // A replica that had not seen the activation re-signs R1's CRL as its
+    // root's, empty: that one is not the old root's CRL to serve.
+    store
+        .put("rootcrl/cluster", empty.value.clone())
+        .await
+        .expect("put");
+    assert!(other().await.is_none(), "lacks the revoked I1");
+    assert_eq!(
+        a.crl_of(NAME, CrlIssuer::OtherRoot)
+            .await
+            .expect("re-signed")
+            .entries,
+        1
+    );
+    assert_eq!(other().await.expect("stored").entries, 1);
+
+    // Once the rotation is over, no other root again.
+    let until = a
+        .finish_root_rotation(NAME, true, "test")
+        .await
+        .expect("finish")
+        .other_root_until
+        .expect("until");
+    h.clock
+        .advance(until - h.clock.now() + Duration::seconds(1));
+    assert_eq!(
+        a.maintain_root_rotations("test").await.expect("maintain"),
+        [(NAME.to_string(), RootStep::Completed)]
+    );
+    assert!(other().await.is_none(), "no other root after the rotation");
+}
