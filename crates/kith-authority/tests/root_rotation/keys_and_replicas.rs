@@ -188,3 +188,42 @@ async fn a_rotation_prepared_by_one_replica_is_served_by_the_other_and_activates
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_preparing_at_once_make_one_rotation() {
+    let h = Harness::new(Backend::Mem, no_spread()).await;
+    let a = h.authority.clone();
+    let b = h.second().await;
+    let (ta, tb) = (a.clone(), b.clone());
+    let (x, y) = tokio::join!(
+        tokio::spawn(async move {
+            ta.prepare_root_rotation(NAME, &RootRotationOptions::default(), "a")
+                .await
+        }),
+        tokio::spawn(async move {
+            tb.prepare_root_rotation(NAME, &RootRotationOptions::default(), "b")
+                .await
+        }),
+    );
+    let results = [x.expect("no panic"), y.expect("no panic")];
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    for r in results {
+        if let Err(e) = r {
+            assert_eq!(e.code().to_string(), "rotation-not-ready");
+        }
+    }
+    assert_eq!(audits(&a, "root-rotation-prepare").await, 1);
+    let r = record(&a).await;
+    let rot = r.root_rotation.expect("one rotation");
+    let both = vec![r.root_cert.clone(), rot.other_root.cert.clone()];
+    // The loser sees the winner's rotation by its keyring's watch.
+    common::within_a_second("the one rotation's bundle in both", || {
+        a.authority_roots(NAME).ok().as_ref() == Some(&both)
+            && b.authority_roots(NAME).ok().as_ref() == Some(&both)
+    })
+    .await;
+}
