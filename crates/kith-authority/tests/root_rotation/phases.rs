@@ -2,8 +2,9 @@
 //! each phase.
 
 use kith_authority::{
-    Authority, Clock, RootPhase, RootRotationOptions, RootStep, Settings, TokenSpec,
+    Authority, Clock, CrlIssuer, RootPhase, RootRotationOptions, RootStep, Settings, TokenSpec,
 };
+use kith_pki::Profile;
 use time::Duration;
 
 use crate::common::{request, Backend, Harness};
@@ -210,6 +211,28 @@ async fn activation_issues_under_the_new_root_with_a_chain_the_old_one_accepts()
     // The cross-signed certificate is what carries a new leaf to R1.
     let (ok, out) = verify(&r1_pem, Some(&i2_pem), &[], &new_pem);
     assert!(!ok, "without R2 by R1, R1 alone must not accept: {out}");
+    // rustls-webpki (what TlsWatch and the agents use) agrees, with the
+    // CRLs a node holds.
+    let crls = [
+        a.crl(NAME).await.expect("I2's CRL").der,
+        a.crl_of(NAME, CrlIssuer::Generation(1))
+            .await
+            .expect("I1's CRL")
+            .der,
+    ];
+    let webpki = |leaf: &[u8], chain: &[Vec<u8>], roots: &[Vec<u8>]| {
+        kith_pki::verify_chain(leaf, chain, roots, &crls, h.clock.now(), Profile::Peer)
+    };
+    let r1_only = std::slice::from_ref(&r1);
+    let r2_only = std::slice::from_ref(&r2);
+    let both = [r1.clone(), r2.clone()];
+    webpki(&leaf.record.der, &leaf.chain, r1_only).expect("new leaf, R1 only");
+    webpki(&leaf.record.der, &leaf.chain, r2_only).expect("new leaf, R2 only");
+    webpki(&leaf.record.der, &leaf.chain, &both).expect("new leaf, both");
+    webpki(&old.record.der, &old.chain, r1_only).expect("old leaf, R1 only");
+    webpki(&old.record.der, &old.chain, &both).expect("old leaf, both");
+    webpki(&leaf.record.der, std::slice::from_ref(&i2), r1_only)
+        .expect_err("R1 alone needs the cross-signed certificate");
 
     // Tokens: one minted before still redeems; one minted now pins R1.
     let joined = join_with(a, &before, "n2").await;
