@@ -59,18 +59,17 @@ impl Generations {
         }
     }
 
-    /// As stored (the first generations when the authority is unknown:
-    /// its CRLs are absent anyway).
-    async fn stored(store: &dyn Store, authority: &str) -> Result<Self, Error> {
-        let key = keys::authority_key(authority);
-        Ok(match store.get(&key).await? {
-            Some(e) => Self::of(&from_json(&key, &e.value)?),
+    /// Of a stored record, or the first generations when the authority is
+    /// unknown (its CRLs are absent anyway).
+    fn of_stored(r: Option<&crate::records::AuthorityRecord>) -> Self {
+        match r {
+            Some(r) => Self::of(r),
             None => Self {
                 intermediate: 1,
                 root: 1,
                 other_root: 0,
             },
-        })
+        }
     }
 }
 
@@ -97,12 +96,33 @@ pub async fn stored_crl_of(
     authority: &str,
     issuer: CrlIssuer,
 ) -> Result<Option<CrlRecord>, Error> {
-    let key = issuer.key(authority, Generations::stored(store, authority).await?);
-    // It may be split over chunks (a CRL of many revocations).
-    match chunked::get(store, &key).await? {
-        Some(v) => Ok(Some(from_json(&key, &v.value)?)),
-        None => Ok(None),
+    let record_key = keys::authority_key(authority);
+    let record: Option<crate::records::AuthorityRecord> = match store.get(&record_key).await? {
+        Some(e) => Some(from_json(&record_key, &e.value)?),
+        None => None,
+    };
+    let generations = Generations::of_stored(record.as_ref());
+    // Without a root rotation there is no other root (generation 0 would
+    // name the root's own CRL).
+    if issuer == CrlIssuer::OtherRoot && generations.other_root == 0 {
+        return Ok(None);
     }
+    let key = issuer.key(authority, generations);
+    // It may be split over chunks (a CRL of many revocations).
+    let crl: CrlRecord = match chunked::get(store, &key).await? {
+        Some(v) => from_json(&key, &v.value)?,
+        None => return Ok(None),
+    };
+    // The old root's CRL shares its key with the one it signed as the
+    // active root: one signed without the intermediates a compromised
+    // rotation revokes (by a replica that had not seen the activation) is
+    // not its CRL now.
+    if let (CrlIssuer::OtherRoot, Some(r)) = (issuer, &record) {
+        if crl.entries < compromised_intermediates(r)?.len() {
+            return Ok(None);
+        }
+    }
+    Ok(Some(crl))
 }
 
 /// After a CA's records were copied verbatim into another store (`kith
@@ -167,8 +187,14 @@ impl Authority {
         }
         let generation = Generations::of(&signer.record);
         let stored = self.stored_crl_at(authority, issuer, generation).await?;
+        // The old root's CRL signed before a compromised rotation activated
+        // (it shares its key) lacks the intermediates it must now revoke.
+        let must_list = match issuer {
+            CrlIssuer::OtherRoot => compromised_intermediates(&signer.record)?.len(),
+            _ => 0,
+        };
         if let Some(current) = &stored {
-            if self.crl_is_fresh(current) {
+            if self.crl_is_fresh(current) && current.entries >= must_list {
                 return Ok(current.clone());
             }
         }

@@ -203,6 +203,8 @@ impl Authority {
                 previous_intermediates: Vec::new(),
                 root_generation: 1,
                 root_rotation: None,
+                last_root_generation: 0,
+                last_intermediate_generation: 0,
             })
         };
         let key = keys::authority_key(name);

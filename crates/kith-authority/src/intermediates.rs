@@ -187,7 +187,7 @@ impl Authority {
             let generation = r
                 .other_intermediates()
                 .map(|o| o.generation)
-                .chain([r.intermediate_generation])
+                .chain([r.intermediate_generation, r.last_intermediate_generation])
                 .max()
                 .unwrap_or(1)
                 + 1;

@@ -83,7 +83,7 @@ pub use nodes::{
 pub use operators::{list_operators, OperatorState, OperatorView, FIRST_OPERATOR, OPERATOR_ROLE};
 pub use records::{
     AuditRecord, AuthorityRecord, CertRecord, ClusterRecord, CrlRecord, OtherIntermediate,
-    PendingMaster, RevokedRecord,
+    OtherRoot, PendingMaster, RevokedRecord, RootPhase, RootRotation,
 };
 pub use rekey::RotationReport;
 pub use replicas::{Registration, ReplicaView, HEARTBEAT_PERIOD, LIVE_PERIODS};

@@ -115,6 +115,18 @@ pub struct AuthorityRecord {
     /// other root is still trusted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root_rotation: Option<RootRotation>,
+    /// The highest root generation a root rotation made, an aborted one's
+    /// included (0: none): the next root takes a later one, so no two
+    /// roots share a name or a CRL key.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub last_root_generation: u32,
+    /// The same for the intermediates a root rotation made.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub last_intermediate_generation: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Where a root rotation stands.
@@ -169,7 +181,8 @@ pub struct RootRotation {
     #[serde(default)]
     pub compromised: bool,
     /// When the old root (from `finished` on) leaves the bundle: the
-    /// expiry of the last leaf that chains to it.
+    /// expiry of the last leaf that chains to it, or of the last token
+    /// minted before the finish (which pins it).
     #[serde(
         default,
         with = "time::serde::rfc3339::option",

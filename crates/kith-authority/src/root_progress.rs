@@ -125,7 +125,7 @@ impl Authority {
             }
             RootPhase::Finished => rot.other_root_until.map(|u| {
                 format!(
-                    "the {} root leaves the bundle at {u}, when the last leaf under it expires",
+                    "the {} root leaves the bundle at {u}, when the last leaf under it (or token pinning it) expires",
                     if rot.aborted { "new" } else { "old" }
                 )
             }),
@@ -188,6 +188,19 @@ impl Authority {
         .await
     }
 
+    /// The latest expiry of a live join token of `authority` (now if none):
+    /// every token minted before a root rotation finishes pins the old
+    /// root, and must keep working until it expires.
+    pub(crate) async fn last_live_token(&self, authority: &str) -> Result<OffsetDateTime, Error> {
+        let now = self.now();
+        Ok(crate::tokens::list_tokens(&**self.store())
+            .await?
+            .iter()
+            .filter(|t| t.authority == authority && t.state(now) == "active")
+            .map(|t| t.expires)
+            .fold(now, OffsetDateTime::max))
+    }
+
     /// The latest expiry of a certificate of `authority` signed by its
     /// active intermediate (what an abort after activation leaves behind).
     pub(crate) async fn last_leaf_not_under_previous(
@@ -242,23 +255,29 @@ impl Authority {
                 return Ok(Attempt::Done(()));
             };
             let mut n: NodeRecord = from_json(&key, &e.value)?;
-            let rotating = self
+            let phase_since = self
                 .signer(&n.authority)
-                .is_ok_and(|s| s.record.root_rotation.is_some());
+                .ok()
+                .and_then(|s| s.record.root_rotation.as_ref().map(|r| r.since));
+            let rotating = phase_since.is_some();
             // Outside a rotation only a change is worth a write; during one
-            // the report's time says the node is alive.
-            let fresh = n
-                .trust_reported
-                .is_some_and(|t| now - t < Duration::minutes(1));
+            // the report's time says the node is alive, so a report older
+            // than the phase is renewed even when it is recent.
+            let fresh = n.trust_reported.is_some_and(|t| {
+                now - t < Duration::minutes(1) && phase_since.is_none_or(|since| t >= since)
+            });
             if n.trusts == reported && (!rotating || fresh) {
                 return Ok(Attempt::Done(()));
             }
             // A node that flips its report on every request writes at most
             // once per REPORT_EVERY: its reports cannot become a write load.
-            if n
+            // A report that only adds roots (the way a rotation converges)
+            // is recorded at once.
+            let grows = n.trusts.iter().all(|p| reported.contains(p)) && reported != n.trusts;
+            let recent = n
                 .trust_reported
-                .is_some_and(|t| t <= now && now - t < REPORT_EVERY)
-            {
+                .is_some_and(|t| t <= now && now - t < REPORT_EVERY);
+            if recent && !grows {
                 return Ok(Attempt::Done(()));
             }
             n.trusts = reported.clone();

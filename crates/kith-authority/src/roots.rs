@@ -13,8 +13,9 @@
 //!   spread over [`crate::Settings::root_renew_spread`].
 //! - **Finish** (every live node holds a leaf under I2, or forced): new
 //!   tokens pin R2, the cross-signed certificate leaves the chains, and R1
-//!   stays in the bundle until the last leaf under it expires; then the
-//!   rotation record goes (the maintenance tick).
+//!   stays in the bundle until the last leaf under it, and the last token
+//!   minted before (which pins it), expire; then the rotation record goes
+//!   (the maintenance tick).
 //!
 //! Tokens minted before keep working: a redeemed token's pin may be any
 //! root of the bundle, and the server shows a joining node a chain to the
@@ -103,11 +104,13 @@ impl Authority {
                 )));
             }
             let kv = r.max_key_version() + 1;
-            let root_generation = r.root_generation + 1;
+            // Past every generation made before, an aborted rotation's too:
+            // its CAs were published, and their CRLs' keys are taken.
+            let root_generation = r.root_generation.max(r.last_root_generation) + 1;
             let inter_generation = r
                 .other_intermediates()
                 .map(|o| o.generation)
-                .chain([r.intermediate_generation])
+                .chain([r.intermediate_generation, r.last_intermediate_generation])
                 .max()
                 .unwrap_or(1)
                 + 1;
@@ -121,6 +124,8 @@ impl Authority {
             };
             let now = self.now();
             r.prepared_intermediate = None;
+            r.last_root_generation = root_generation;
+            r.last_intermediate_generation = inter_generation;
             r.root_rotation = Some(RootRotation {
                 phase: RootPhase::Prepared,
                 started: now,
@@ -176,6 +181,17 @@ impl Authority {
         force: bool,
         actor: &str,
     ) -> Result<RootRotationStatus, Error> {
+        Ok(self.activate_root_step(authority, force, actor).await?.0)
+    }
+
+    /// [`Authority::activate_root_rotation`], and whether this call made
+    /// the step (not another replica before it).
+    async fn activate_root_step(
+        &self,
+        authority: &str,
+        force: bool,
+        actor: &str,
+    ) -> Result<(RootRotationStatus, bool), Error> {
         let status = self.require_root_status(authority).await?;
         if status.phase != RootPhase::Prepared {
             return Err(Error::RotationNotReady(format!(
@@ -197,7 +213,7 @@ impl Authority {
             )));
         }
         let key = keys::authority_key(authority);
-        cas::retry!(&key, cas::ATTEMPTS, async |_| {
+        let did = cas::retry!(&key, cas::ATTEMPTS, async |_| {
             let (mut r, rev) = self.root_record(authority).await?;
             let Some(mut rot) = r.root_rotation.take() else {
                 return Err(Error::RotationNotReady(format!(
@@ -205,7 +221,7 @@ impl Authority {
                 )));
             };
             if rot.phase != RootPhase::Prepared {
-                return Ok(Attempt::Done(())); // another replica activated it
+                return Ok(Attempt::Done(false)); // another replica activated it
             }
             let Some(i2) = rot.new_intermediate.take() else {
                 return Err(Error::Integrity(format!(
@@ -242,16 +258,19 @@ impl Authority {
             rot.phase = RootPhase::Active;
             rot.since = now;
             if force {
-                rot.left_behind.extend(behind.iter().cloned());
+                left_behind(&mut rot.left_behind, &behind);
             }
             r.root_rotation = Some(rot);
             Ok(match self.write_root_record(&key, &r, rev).await? {
-                true => Attempt::Done(()),
+                true => Attempt::Done(true),
                 false => Attempt::Conflict,
             })
         })
         .await?;
         self.refresh_keyring().await?;
+        if !did {
+            return Ok((self.require_root_status(authority).await?, false));
+        }
         self.audit(
             actor,
             "root-rotation-activate",
@@ -264,18 +283,17 @@ impl Authority {
         )
         .await?;
         self.regenerate_intermediate_crls(authority).await?;
-        // The old root's CRL now revokes the old intermediate: sign it now
-        // rather than when the stored one half expires.
         if status.compromised {
+            // Published at once: the old root revokes its intermediate.
             self.regenerate_crl_of(authority, crate::CrlIssuer::OtherRoot)
                 .await?;
         }
-        self.require_root_status(authority).await
+        Ok((self.require_root_status(authority).await?, true))
     }
 
     /// New tokens pin the new root; the cross-signed certificate leaves the
-    /// chains; the old root stays trusted until the last leaf under it
-    /// expires. Unless `force`, refused while a live node holds no leaf
+    /// chains; the old root stays trusted until the last leaf under it and
+    /// the last token pinning it expire. Unless `force`, refused while a live node holds no leaf
     /// under the new intermediate.
     pub async fn finish_root_rotation(
         &self,
@@ -283,6 +301,17 @@ impl Authority {
         force: bool,
         actor: &str,
     ) -> Result<RootRotationStatus, Error> {
+        Ok(self.finish_root_step(authority, force, actor).await?.0)
+    }
+
+    /// [`Authority::finish_root_rotation`], and whether this call made the
+    /// step.
+    async fn finish_root_step(
+        &self,
+        authority: &str,
+        force: bool,
+        actor: &str,
+    ) -> Result<(RootRotationStatus, bool), Error> {
         let status = self.require_root_status(authority).await?;
         if status.phase != RootPhase::Active {
             return Err(Error::RotationNotReady(format!(
@@ -303,9 +332,13 @@ impl Authority {
                 behind.join(", ")
             )));
         }
-        let until = self.last_leaf_not_under_active(authority).await?;
+        // The old root stays for its leaves, and for the tokens pinning it.
+        let until = self
+            .last_leaf_not_under_active(authority)
+            .await?
+            .max(self.last_live_token(authority).await?);
         let key = keys::authority_key(authority);
-        cas::retry!(&key, cas::ATTEMPTS, async |_| {
+        let did = cas::retry!(&key, cas::ATTEMPTS, async |_| {
             let (mut r, rev) = self.root_record(authority).await?;
             let Some(rot) = r.root_rotation.as_mut() else {
                 return Err(Error::RotationNotReady(format!(
@@ -313,30 +346,32 @@ impl Authority {
                 )));
             };
             if rot.phase != RootPhase::Active {
-                return Ok(Attempt::Done(()));
+                return Ok(Attempt::Done(false));
             }
             let now = self.now();
             rot.phase = RootPhase::Finished;
             rot.since = now;
             rot.other_root_until = Some(until.max(now));
             if force {
-                rot.left_behind.extend(behind.iter().cloned());
+                left_behind(&mut rot.left_behind, &behind);
             }
             Ok(match self.write_root_record(&key, &r, rev).await? {
-                true => Attempt::Done(()),
+                true => Attempt::Done(true),
                 false => Attempt::Conflict,
             })
         })
         .await?;
         self.refresh_keyring().await?;
-        self.audit(
-            actor,
-            "root-rotation-finish",
-            authority,
-            if force { "forced" } else { "" },
-        )
-        .await?;
-        self.require_root_status(authority).await
+        if did {
+            self.audit(
+                actor,
+                "root-rotation-finish",
+                authority,
+                if force { "forced" } else { "" },
+            )
+            .await?;
+        }
+        Ok((self.require_root_status(authority).await?, did))
     }
 
     /// Return to the old root alone. Prepared: the new root and its
@@ -452,20 +487,30 @@ impl Authority {
                 continue;
             };
             let ready = status.pending.is_empty() && status.offline.is_empty();
-            let step = match status.phase {
-                RootPhase::Prepared if ready => {
-                    self.activate_root_rotation(&name, false, actor).await?;
-                    RootStep::Activated
-                }
-                RootPhase::Active if ready => {
-                    self.finish_root_rotation(&name, false, actor).await?;
-                    RootStep::Finished
-                }
+            // Another replica may take the step first: only the one that
+            // wrote it reports (and audits) it. One that saw the phase move
+            // on since this status was read is refused not-ready: nothing
+            // is due from this one then.
+            let did = match status.phase {
+                RootPhase::Prepared if ready => self
+                    .activate_root_step(&name, false, actor)
+                    .await
+                    .map(|(_, did)| did.then_some(RootStep::Activated)),
+                RootPhase::Active if ready => self
+                    .finish_root_step(&name, false, actor)
+                    .await
+                    .map(|(_, did)| did.then_some(RootStep::Finished)),
                 RootPhase::Finished if status.other_root_until.is_some_and(|u| self.now() >= u) => {
-                    self.complete_root_rotation(&name, actor).await?;
-                    RootStep::Completed
+                    self.complete_root_rotation(&name, actor)
+                        .await
+                        .map(|did| did.then_some(RootStep::Completed))
                 }
-                _ => RootStep::Nothing,
+                _ => Ok(None),
+            };
+            let step = match did {
+                Ok(step) => step.unwrap_or(RootStep::Nothing),
+                Err(Error::RotationNotReady(_)) => RootStep::Nothing,
+                Err(e) => return Err(e),
             };
             if step != RootStep::Nothing {
                 tracing::info!(authority = %name, ?step, "root rotation");
@@ -476,26 +521,29 @@ impl Authority {
     }
 
     /// Drop the other root from the bundle: the end of a finished rotation.
-    async fn complete_root_rotation(&self, authority: &str, actor: &str) -> Result<(), Error> {
+    async fn complete_root_rotation(&self, authority: &str, actor: &str) -> Result<bool, Error> {
         let key = keys::authority_key(authority);
-        cas::retry!(&key, cas::ATTEMPTS, async |_| {
+        let did = cas::retry!(&key, cas::ATTEMPTS, async |_| {
             let (mut r, rev) = self.root_record(authority).await?;
             match &r.root_rotation {
                 Some(rot)
                     if rot.phase == RootPhase::Finished
                         && rot.other_root_until.is_some_and(|u| self.now() >= u) => {}
-                _ => return Ok(Attempt::Done(())),
+                _ => return Ok(Attempt::Done(false)),
             }
             r.root_rotation = None;
             Ok(match self.write_root_record(&key, &r, rev).await? {
-                true => Attempt::Done(()),
+                true => Attempt::Done(true),
                 false => Attempt::Conflict,
             })
         })
         .await?;
         self.refresh_keyring().await?;
-        self.audit(actor, "root-rotation-complete", authority, "")
-            .await
+        if did {
+            self.audit(actor, "root-rotation-complete", authority, "")
+                .await?;
+        }
+        Ok(did)
     }
 
     /// A new root of `generation`, an intermediate of `inter_generation`
@@ -604,6 +652,16 @@ fn retype(r: &mut AuthorityRecord, new_type: KeyType) {
         }
     }
     r.key_type = new_type;
+}
+
+/// Add the nodes a forced step leaves behind, each name once (a node
+/// forced past both steps is listed once).
+fn left_behind(list: &mut Vec<String>, behind: &[String]) {
+    for name in behind {
+        if !list.contains(name) {
+            list.push(name.clone());
+        }
+    }
 }
 
 /// What a root rotation makes before anything is written.

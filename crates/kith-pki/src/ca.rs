@@ -116,8 +116,11 @@ impl CaSpec {
                 "only a root is cross-signed",
             ));
         }
-        let cert = self
-            .params(key)
+        let mut params = self.params(key);
+        // Not self-signed, so RFC 5280 (4.2.1.1) wants the signer's key
+        // identifier in it; path builders match it to the trusted root.
+        params.use_authority_key_identifier_extension = true;
+        let cert = params
             .signed_by(key.pair(), &parent.issuer)
             .map_err(|e| Error::build("cross-signed root", e))?;
         Ok(cert.der().to_vec())
