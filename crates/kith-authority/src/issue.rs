@@ -155,7 +155,7 @@ impl Authority {
             return Ok(());
         };
         let node: NodeRecord = from_json(&key, &e.value)?;
-        if node.is_live_joined(self.now()) {
+        if node.holds_joined_name(self.now()) {
             return Err(Error::NodeNameTaken(id.node.clone()));
         }
         Ok(())

@@ -98,6 +98,10 @@ pub struct NodeRecord {
     pub trust_reported: Option<OffsetDateTime>,
 }
 
+/// How long a join's claim holds its name before the join must have
+/// finished: far longer than signing and recording take.
+const PENDING_JOIN: time::Duration = time::Duration::minutes(1);
+
 impl NodeRecord {
     /// A node that joined with a token (not one an operator issued
     /// directly), neither removed nor revoked, whose certificate is live at
@@ -107,6 +111,24 @@ impl NodeRecord {
             && self.revoked_at.is_none()
             && self.not_after > now
             && self.token != OFFLINE_TOKEN
+    }
+
+    /// A join in flight: the claim a join writes before it signs (no
+    /// certificate yet), recent enough that the join may still finish. Its
+    /// name is not the operator's to issue either: a direct issuance that
+    /// replaced the claim let both the join and the issuance succeed.
+    pub(crate) fn is_pending_join(&self, now: OffsetDateTime) -> bool {
+        self.removed_at.is_none()
+            && self.revoked_at.is_none()
+            && self.serials.is_empty()
+            && self.token != OFFLINE_TOKEN
+            && now < self.joined + PENDING_JOIN
+    }
+
+    /// [`NodeRecord::is_live_joined`] or [`NodeRecord::is_pending_join`]:
+    /// a name a direct issuance must leave alone.
+    pub(crate) fn holds_joined_name(&self, now: OffsetDateTime) -> bool {
+        self.is_live_joined(now) || self.is_pending_join(now)
     }
 
     /// Whether `serial` is one of the node's current certificates.

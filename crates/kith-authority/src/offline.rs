@@ -72,7 +72,7 @@ impl Authority {
                 None => store.create(&key, json.clone()).await,
                 Some(e) => {
                     let old: NodeRecord = from_json(&key, &e.value)?;
-                    if old.is_live_joined(now) {
+                    if old.holds_joined_name(now) {
                         return Err(Error::NodeNameTaken(r.node.clone()));
                     }
                     store.update(&key, json.clone(), e.revision).await
