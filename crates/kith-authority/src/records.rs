@@ -180,6 +180,11 @@ pub struct RootRotation {
     /// is revoked by the old root at activation, nodes renew at once.
     #[serde(default)]
     pub compromised: bool,
+    /// How long the old root stays trusted after the rotation finishes,
+    /// when the operator set it (an emergency): then the overlap is this,
+    /// not the life of the last leaf under the old root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap_seconds: Option<i64>,
     /// When the old root (from `finished` on) leaves the bundle: the
     /// expiry of the last leaf that chains to it, or of the last token
     /// minted before the finish (which pins it).

@@ -51,6 +51,9 @@ pub struct RootRotationOptions {
     /// the old intermediate, nodes renew at once (no spread), and the
     /// rotation moves on as soon as it can.
     pub compromised: bool,
+    /// How long the old root stays trusted once the rotation finishes
+    /// (default: until the last leaf under it expires).
+    pub overlap: Option<Duration>,
 }
 
 impl RootRotationOptions {
@@ -59,7 +62,16 @@ impl RootRotationOptions {
         Self {
             key_type,
             compromised,
+            overlap: None,
         }
+    }
+
+    /// Keep the old root trusted for `overlap` after the rotation finishes,
+    /// instead of until the last leaf under it expires (for an emergency:
+    /// the nodes were told to renew at once).
+    pub fn with_overlap(mut self, overlap: Duration) -> Self {
+        self.overlap = Some(overlap);
+        self
     }
 }
 
@@ -89,6 +101,14 @@ impl Authority {
         opts: &RootRotationOptions,
         actor: &str,
     ) -> Result<RootRotationStatus, Error> {
+        if let Some(o) = opts.overlap {
+            if o < Duration::ZERO || o > crate::ROOT_TTL {
+                return Err(Error::Invalid(format!(
+                    "an overlap of {} s: it must be between 0 and the root's lifetime",
+                    o.whole_seconds()
+                )));
+            }
+        }
         let key = keys::authority_key(authority);
         cas::retry!(&key, cas::ATTEMPTS, async |_| {
             let (mut r, rev) = self.root_record(authority).await?;
@@ -148,6 +168,7 @@ impl Authority {
                 cross_signed: made.cross_signed,
                 compromised: opts.compromised,
                 other_root_until: None,
+                overlap_seconds: opts.overlap.map(|d| d.whole_seconds()),
                 aborted: false,
                 left_behind: Vec::new(),
             });
@@ -351,7 +372,10 @@ impl Authority {
             let now = self.now();
             rot.phase = RootPhase::Finished;
             rot.since = now;
-            rot.other_root_until = Some(until.max(now));
+            rot.other_root_until = Some(match rot.overlap_seconds {
+                Some(secs) => now + Duration::seconds(secs),
+                None => until.max(now),
+            });
             if force {
                 left_behind(&mut rot.left_behind, &behind);
             }

@@ -307,3 +307,45 @@ async fn no_other_root_crl_is_read_without_a_rotation_or_without_what_a_compromi
     );
     assert!(other().await.is_none(), "no other root after the rotation");
 }
+
+/// An emergency rotation with the overlap the operator set: the old root
+/// leaves the bundle that long after the finish, not when its last leaf
+/// would have expired; a negative overlap is refused before anything is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compromised_rotation_keeps_the_old_root_only_for_the_overlap_given() {
+    let h = harness().await;
+    let a = &h.authority;
+    let r1 = a.root_cert(NAME).expect("root");
+    let e = a
+        .prepare_root_rotation(
+            NAME,
+            &RootRotationOptions::new(None, true).with_overlap(Duration::seconds(-1)),
+            "test",
+        )
+        .await
+        .expect_err("negative overlap");
+    assert_eq!(code(e), "invalid-argument");
+    assert_eq!(a.authority_roots(NAME).expect("roots"), std::slice::from_ref(&r1));
+
+    // A leaf under the old root that lives for days.
+    let _old = join(a, "n1").await;
+    prepare(
+        a,
+        RootRotationOptions::new(None, true).with_overlap(Duration::hours(1)),
+    )
+    .await;
+    a.activate_root_rotation(NAME, true, "test")
+        .await
+        .expect("activate");
+    let st = a
+        .finish_root_rotation(NAME, true, "test")
+        .await
+        .expect("finish");
+    let finished = a.now();
+    assert_eq!(st.other_root_until, Some(finished + Duration::hours(1)));
+    h.clock.advance(Duration::hours(1) + Duration::seconds(1));
+    a.maintain_root_rotations("test").await.expect("maintain");
+    let roots = a.authority_roots(NAME).expect("roots");
+    assert_eq!(roots.len(), 1, "only the new root is left");
+    assert_ne!(roots[0], r1);
+}
