@@ -3,8 +3,6 @@
 //! intermediate, who is asked to renew now, and what the bundle, the
 //! chains and new tokens carry in each phase.
 
-use std::hash::{BuildHasher, Hasher};
-
 use time::{Duration, OffsetDateTime};
 
 use crate::authority::Authority;
@@ -319,12 +317,12 @@ impl Authority {
         let offset = if secs == 0 {
             0
         } else {
-            // A fixed hash of the name: the same node gets the same slot on
-            // every replica and every refresh.
-            let mut h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-                .build_hasher();
-            h.write(cert.node.as_bytes());
-            h.finish() % secs
+            // SHA-256 of the name: the same node gets the same slot on every
+            // replica, whatever it was built with, and at every refresh.
+            let d = kith_pki::sha256(cert.node.as_bytes());
+            let mut first = [0u8; 8];
+            first.copy_from_slice(&d[..8]);
+            u64::from_be_bytes(first) % secs
         };
         self.now() >= rot.since + Duration::seconds(offset as i64)
     }

@@ -325,7 +325,10 @@ async fn a_compromised_rotation_keeps_the_old_root_only_for_the_overlap_given() 
         .await
         .expect_err("negative overlap");
     assert_eq!(code(e), "invalid-argument");
-    assert_eq!(a.authority_roots(NAME).expect("roots"), std::slice::from_ref(&r1));
+    assert_eq!(
+        a.authority_roots(NAME).expect("roots"),
+        std::slice::from_ref(&r1)
+    );
 
     // A leaf under the old root that lives for days.
     let _old = join(a, "n1").await;
