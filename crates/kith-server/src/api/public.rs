@@ -98,24 +98,20 @@ async fn root_crl(State(s): St, Param(authority): Param) -> Result<Response, Api
 }
 
 /// The CRLs of the authority's other intermediates (prepared by a
-/// rotation, or replaced by one and not expired), PEM, one after the other;
-/// empty when there are none. A peer needs the CRL of every intermediate
+/// rotation, or replaced by one and not expired) and, during a root
+/// rotation, of its other root, PEM, one after the other; empty when there
+/// are none. A peer needs the CRL of every intermediate
 /// whose leaves it may meet: the prepared one's before it issues, the
 /// replaced ones' until their leaves expire.
 async fn other_crls(State(s): St, Param(authority): Param) -> Result<Response, ApiError> {
     kith_pki::validate_label("authority", &authority).map_err(kith_authority::Error::from)?;
-    let status = s.authority.intermediate_status(&authority)?;
-    let generations = status
-        .prepared
-        .iter()
-        .map(|(p, _)| p.generation)
-        .chain(status.previous.iter().map(|p| p.generation));
+    // Every intermediate but the active one (prepared by a renewal or by a
+    // root rotation, or replaced), then the other root's during a root
+    // rotation: an agent holds each before a peer presents a leaf under it
+    // (the new root's intermediate before it issues), and after a
+    // compromise the old root's revokes the old intermediate.
     let mut pem = String::new();
-    for g in generations {
-        let rec = s
-            .crls
-            .current(&s.authority, &authority, CrlIssuer::Generation(g))
-            .await?;
+    for rec in s.authority.other_crls(&authority).await? {
         pem.push_str(&pem_encode("X509 CRL", &rec.der));
     }
     Ok((
