@@ -571,3 +571,120 @@ fn compromised_activation_revokes_the_old_intermediate() {
         "the old intermediate {serial} is not in the old root's CRL: {old_root_crl}"
     );
 }
+
+/// curl with the operator credential: (status, body).
+fn admin_curl(ca: &Ca, url: &str, path: &str, body: &str) -> (u16, String) {
+    let admin = ca.data.join("admin");
+    let out = Command::new(tool("curl"))
+        .args(["-sS", "-o", "-", "-w", "\n%{http_code}", "--cert"])
+        .arg(admin.join("fullchain.pem"))
+        .arg("--key")
+        .arg(admin.join("key.pem"))
+        .arg("--cacert")
+        .arg(ca.data.join("ca.pem"))
+        .args(["-H", "content-type: application/json", "--data", body])
+        .arg(format!("{url}{path}"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, status) = text.rsplit_once('\n').expect("a status line");
+    (status.trim().parse().expect("a status"), body.to_string())
+}
+
+#[test]
+fn bad_root_rotation_requests_change_nothing() {
+    let ca = Ca::init("p256");
+    let (_server, url) = start_server(&ca, &["--maintenance-interval", "1s"]);
+    for (path, body, want, code) in [
+        (
+            "/v1/admin/ca/rotate",
+            r#"{"authority":"cluster","root":true,"force":true}"#,
+            400,
+            "invalid-argument",
+        ),
+        (
+            "/v1/admin/ca/rotate",
+            r#"{"authority":"cluster","root":true,"key_type":"rsa-1"}"#,
+            400,
+            "invalid-name", // as `POST /v1/admin/authorities` answers it
+        ),
+        (
+            "/v1/admin/ca/rotate",
+            r#"{"authority":"cluster","intermediate":true,"compromised":true}"#,
+            400,
+            "invalid-argument",
+        ),
+        (
+            "/v1/admin/ca/rotate",
+            r#"{"authority":"nosuch","root":true}"#,
+            404,
+            "unknown-authority",
+        ),
+        (
+            "/v1/admin/ca/rotate/activate",
+            r#"{"authority":"cluster","color":"red"}"#,
+            400,
+            "malformed-request",
+        ),
+        (
+            "/v1/admin/ca/rotate/finish",
+            r#"{"authority":"cluster"}"#,
+            409,
+            "rotation-not-ready",
+        ),
+        (
+            "/v1/admin/ca/rotate/abort",
+            r#"{"authority":"cluster","force":true}"#,
+            400,
+            "malformed-request",
+        ),
+        (
+            "/v1/admin/ca/rotate/abort",
+            r#"{"authority":"Bad Name"}"#,
+            400,
+            "invalid-name",
+        ),
+    ] {
+        let (status, text) = admin_curl(&ca, &url, path, body);
+        assert_eq!(status, want, "{path} {body}: {text}");
+        assert!(text.contains(code), "{path} {body}: {text}");
+    }
+    assert_eq!(served_roots(&ca, &url), 1);
+    let status = json(&ca, &["ca", "rotate", "status", "--json"]);
+    assert!(status[0]["root"].is_null(), "{status}");
+}
+
+#[test]
+fn root_rotation_on_the_store_without_a_server() {
+    let ca = Ca::init("p256");
+    let pass = ca.pass.to_string_lossy().to_string();
+    let ok_json = |args: &[&str]| -> Value {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--passphrase-file", &pass, "--json"]);
+        serde_json::from_str(&ca.ok(&all)).expect("JSON")
+    };
+    let prepared = ok_json(&["ca", "rotate", "--root", "--compromised"]);
+    assert_eq!(prepared["step"], "prepared", "{prepared}");
+    assert_eq!(
+        prepared["status"]["root"]["compromised"], true,
+        "{prepared}"
+    );
+    let status = ok_json(&["ca", "rotate", "status"]);
+    assert_eq!(status[0]["root"]["phase"], "prepared", "{status}");
+    let activated = ok_json(&["ca", "rotate", "activate", "--force"]);
+    assert_eq!(
+        activated["status"]["root"]["phase"], "active",
+        "{activated}"
+    );
+    // The new intermediate issues now.
+    let shown: Value = serde_json::from_str(&ca.ok(&["ca", "show", "--json"])).expect("JSON");
+    let subject = shown["authorities"][0]["intermediate"]["subject"]
+        .as_str()
+        .expect("subject");
+    assert!(subject.ends_with("intermediate CA G2"), "{subject}");
+    let finished = ok_json(&["ca", "rotate", "finish", "--force"]);
+    assert_eq!(
+        finished["status"]["root"]["phase"], "finished",
+        "{finished}"
+    );
+}
