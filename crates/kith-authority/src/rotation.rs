@@ -3,13 +3,16 @@
 //! server and the CLI show, built once here over
 //! [`crate::intermediates`] so that the online and offline paths agree.
 
-use kith_api::wire::{PreparedIntermediate, PreviousIntermediate, RotationStatus};
+use kith_api::wire::{
+    PreparedIntermediate, PreviousIntermediate, RootRotationView, RotationStatus,
+};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::authority::Authority;
 use crate::error::Error;
 use crate::intermediates::{IntermediateStatus, IntermediateStep};
+use crate::root_progress::RootRotationStatus;
 
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
@@ -69,6 +72,28 @@ impl IntermediateStatus {
                     not_after: rfc3339(p.not_after),
                 })
                 .collect(),
+            root: None,
+        }
+    }
+}
+
+impl RootRotationStatus {
+    /// The wire view of this root rotation.
+    pub fn to_wire(&self) -> RootRotationView {
+        RootRotationView {
+            phase: self.phase.as_str().to_string(),
+            started: rfc3339(self.started),
+            since: rfc3339(self.since),
+            old_root_pin: self.old_root_pin.clone(),
+            new_root_pin: self.new_root_pin.clone(),
+            converged: self.converged.clone(),
+            pending: self.pending.clone(),
+            offline: self.offline.clone(),
+            left_behind: self.left_behind.clone(),
+            waiting_for: self.waiting_for.clone(),
+            other_root_until: self.other_root_until.map(rfc3339),
+            compromised: self.compromised,
+            aborted: self.aborted,
         }
     }
 }
@@ -105,5 +130,17 @@ impl Authority {
                 ))
             }
         }
+    }
+
+    /// Where the intermediates and the root rotation (if any) of
+    /// `authority` stand, as `kith ca rotate status` shows them online and
+    /// offline alike.
+    pub async fn rotation_view(&self, authority: &str) -> Result<RotationStatus, Error> {
+        let mut status = self.intermediate_status(authority)?.to_wire(self.now());
+        status.root = self
+            .root_rotation_status(authority)
+            .await?
+            .map(|r| r.to_wire());
+        Ok(status)
     }
 }

@@ -44,7 +44,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kith_authority::{Authority, CrlIssuer};
+use kith_authority::{Authority, CrlIssuer, RootStep};
 use kith_pki::San;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -376,8 +376,23 @@ async fn maintain(
         if let Err(e) = authority.maintain_intermediates(&actor).await {
             tracing::error!(error = %e, "renewing the intermediates failed");
         }
+        // Root rotations move on by themselves once their condition holds
+        // (every live node trusts both roots; holds a leaf under the new
+        // intermediate; the old root's last leaf expired).
+        match authority.maintain_root_rotations(&actor).await {
+            Ok(steps) => {
+                for (name, step) in steps.iter().filter(|(_, s)| *s != RootStep::Nothing) {
+                    tracing::info!(authority = %name, ?step, "root rotation moved on");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "moving the root rotations on failed"),
+        }
         for name in authority.authority_names() {
             let mut issuers = vec![CrlIssuer::Intermediate, CrlIssuer::Root];
+            // During a root rotation the other root signs a CRL too.
+            if authority.cross_signed(&name).is_ok_and(|x| !x.is_empty()) {
+                issuers.push(CrlIssuer::OtherRoot);
+            }
             if let Ok(status) = authority.intermediate_status(&name) {
                 issuers.extend(
                     status

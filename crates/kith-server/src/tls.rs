@@ -34,11 +34,17 @@ struct Current {
     not_after: OffsetDateTime,
 }
 
-/// The certificate of one authority, and the first hex digits of its
-/// root's pin (what a joining node's server name carries).
+/// The certificate of one authority, the first hex digits of the pin of
+/// every root in its bundle (what a joining node's server name carries:
+/// during a root rotation a token may pin either root), and what it was
+/// issued under, to tell when that changed.
 #[derive(Debug)]
 struct PerAuthority {
-    pin_prefix: String,
+    pin_prefixes: Vec<String>,
+    /// The intermediate that signed it.
+    issuer: Vec<u8>,
+    /// The authority's bundle roots when it was issued.
+    roots: Vec<Vec<u8>>,
     current: Current,
 }
 
@@ -107,8 +113,10 @@ impl ServerCert {
     }
 
     /// Renew each certificate when two thirds of its lifetime are gone,
-    /// and issue one under each authority added since. Returns whether it
-    /// issued any. A retired name (this replica was revoked) is refused by
+    /// or at once when the authority's active intermediate or its bundle
+    /// roots changed (an intermediate or root rotation step: a chain under
+    /// a root that left the bundle is refused by every node), and issue one
+    /// under each authority added since. Returns whether it issued any. A retired name (this replica was revoked) is refused by
     /// the authority: the server never renews itself past its revocation.
     pub(crate) async fn renew_if_due(&self, authority: &Authority) -> Result<bool, Error> {
         let mut issued = false;
@@ -119,6 +127,10 @@ impl ServerCert {
                 g.get(&name).is_none_or(|e| {
                     let (nb, na) = (e.current.not_before, e.current.not_after);
                     authority.now() >= nb + (na - nb) * 2 / 3
+                        || authority
+                            .intermediate_cert(&name)
+                            .is_ok_and(|i| i != e.issuer)
+                        || authority.authority_roots(&name).is_ok_and(|r| r != e.roots)
                 })
             };
             if !due {
@@ -166,7 +178,9 @@ impl ResolvesServerCert for ServerCert {
         let g = self.current.read().unwrap_or_else(|p| p.into_inner());
         let chosen = match &selector {
             Some(kith_api::SniSelector::Authority(a)) => g.get(a),
-            Some(kith_api::SniSelector::PinPrefix(p)) => g.values().find(|e| &e.pin_prefix == p),
+            Some(kith_api::SniSelector::PinPrefix(p)) => {
+                g.values().find(|e| e.pin_prefixes.contains(p))
+            }
             _ => None,
         };
         if let Some(sel) = selector.as_ref().filter(|_| chosen.is_none()) {
@@ -205,17 +219,33 @@ async fn issue_server_cert(
             SERVER_CERT_TTL,
         )
         .await?;
-    let pin = kith_pki::spki_pin(&issued.root)?;
-    let pin_prefix = kith_api::pin_sni(&pin)
-        .split('.')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    // Leaf, intermediate and root: a joining node has only the root's pin,
-    // so the root must come with the chain for it to check.
+    // Every root of the bundle (the active one first), each answering its
+    // own pin's server name.
+    let roots = authority.authority_roots(authority_name)?;
+    let mut pin_prefixes = Vec::new();
+    for root in &roots {
+        let pin = kith_pki::spki_pin(root)?;
+        if let Some(prefix) = kith_api::pin_sni(&pin).split('.').next() {
+            pin_prefixes.push(prefix.to_string());
+        }
+    }
+    // Leaf, its issuer chain as issued, the cross-signed roots and every
+    // bundle root: a joining node has only the pin of one root, so that
+    // root must come with the chain, and with it a path to it (through the
+    // cross-signed certificate when the leaf is under the other root).
     let mut chain = vec![CertificateDer::from(issued.record.der.clone())];
-    chain.extend(issued.chain.iter().map(|c| CertificateDer::from(c.clone())));
-    chain.push(CertificateDer::from(issued.root.clone()));
+    let mut extra: Vec<Vec<u8>> = issued.chain.clone();
+    for c in authority
+        .cross_signed(authority_name)?
+        .into_iter()
+        .chain([issued.root.clone()])
+        .chain(roots.iter().cloned())
+    {
+        if !extra.contains(&c) {
+            extra.push(c);
+        }
+    }
+    chain.extend(extra.into_iter().map(CertificateDer::from));
     let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.pkcs8_der().to_vec()));
     let signing = provider()
         .key_provider
@@ -228,8 +258,11 @@ async fn issue_server_cert(
         not_after = %issued.record.not_after,
         "server certificate issued"
     );
+    let issuer = issued.chain.first().cloned().unwrap_or_default();
     Ok(PerAuthority {
-        pin_prefix,
+        pin_prefixes,
+        issuer,
+        roots,
         current: Current {
             key: Arc::new(CertifiedKey::new(chain, signing)),
             not_before: issued.record.not_before,

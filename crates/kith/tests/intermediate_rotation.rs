@@ -263,7 +263,7 @@ fn others_endpoint_serves_the_prepared_intermediates_crl() {
             "/v1/admin/ca/rotate",
             Some(r#"{"authority":"cluster","intermediate":true,"root":true}"#),
             400,
-            "malformed-request",
+            "invalid-argument",
         ),
         (
             "POST",

@@ -208,20 +208,89 @@ pub struct CsrSignRequest {
 pub struct CrlSignRequest {}
 
 /// `POST /v1/admin/ca/rotate` (`kith ca rotate`): take the next step of an
-/// authority's rotation. Only the intermediate rotates today.
+/// authority's intermediate rotation, or start a root rotation.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RotateRequest {
     /// The authority.
     pub authority: String,
     /// Rotate the intermediate: prepare one when none is prepared, else
-    /// make the prepared one issue. Must be true (root rotation is not built).
+    /// make the prepared one issue. Exactly one of this and `root`.
     #[serde(default)]
     pub intermediate: bool,
     /// Activate before the publish delay has passed (peers that have not
     /// fetched the new intermediate's CRL refuse its leaves until they do).
+    /// Intermediate only.
     #[serde(default)]
     pub force: bool,
+    /// Start a root rotation: prepare a new root, its intermediate and the
+    /// cross-signed certificates (the phases go on with
+    /// `/v1/admin/ca/rotate/activate` and `/finish`).
+    #[serde(default)]
+    pub root: bool,
+    /// Key type of the new root and intermediate (root only; default: the
+    /// current one's).
+    #[serde(default)]
+    pub key_type: Option<String>,
+    /// The old keys are compromised (root only): at activation the old
+    /// root revokes the old intermediate and every node renews at once.
+    #[serde(default)]
+    pub compromised: bool,
+}
+
+/// `POST /v1/admin/ca/rotate/activate` and `/finish` (`kith ca rotate
+/// activate|finish`): the next phase of a root rotation.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RootStepRequest {
+    /// The authority.
+    pub authority: String,
+    /// Move on although live nodes are not ready (they are listed as left
+    /// behind).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// `POST /v1/admin/ca/rotate/abort` (`kith ca rotate abort`): return to
+/// the old root alone.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RootAbortRequest {
+    /// The authority.
+    pub authority: String,
+}
+
+/// Where a root rotation stands (in [`RotationStatus::root`]).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RootRotationView {
+    /// `prepared`, `active` or `finished`.
+    pub phase: String,
+    /// When the rotation started (RFC 3339).
+    pub started: String,
+    /// When this phase began (RFC 3339).
+    pub since: String,
+    /// SHA-256 pin of the root being replaced, hex.
+    pub old_root_pin: String,
+    /// SHA-256 pin of the root replacing it, hex.
+    pub new_root_pin: String,
+    /// Live nodes ready for the next phase, by name.
+    pub converged: Vec<String>,
+    /// Live nodes heard from in this phase but not ready.
+    pub pending: Vec<String>,
+    /// Live nodes not heard from since this phase began.
+    pub offline: Vec<String>,
+    /// Nodes a forced step left behind.
+    pub left_behind: Vec<String>,
+    /// Why the rotation does not move on by itself, if it waits.
+    #[serde(default)]
+    pub waiting_for: Option<String>,
+    /// When the other root leaves the bundle (finished only; RFC 3339).
+    #[serde(default)]
+    pub other_root_until: Option<String>,
+    /// Started because the old keys are compromised.
+    pub compromised: bool,
+    /// Aborted after activation (the new root is the one leaving).
+    pub aborted: bool,
 }
 
 /// What [`RotateRequest`] did, and where the rotation stands after it.
@@ -232,6 +301,16 @@ pub struct RotateResponse {
     /// The generation prepared or activated.
     pub generation: u32,
     /// Where the authority's intermediates stand now.
+    pub status: RotationStatus,
+}
+
+/// What a root rotation step did (`POST /v1/admin/ca/rotate` with `root`,
+/// `/activate`, `/finish`, `/abort`), and where the authority stands after it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RootRotateResponse {
+    /// `prepared`, `activated`, `finished` or `aborted`.
+    pub step: String,
+    /// Where the authority's intermediates and root rotation stand now.
     pub status: RotationStatus,
 }
 
@@ -260,6 +339,9 @@ pub struct RotationStatus {
     /// are still signed and served), oldest first.
     #[serde(default)]
     pub previous: Vec<PreviousIntermediate>,
+    /// The authority's root rotation, while one is under way.
+    #[serde(default)]
+    pub root: Option<RootRotationView>,
 }
 
 /// The prepared intermediate of a [`RotationStatus`].

@@ -1,18 +1,25 @@
 //! `kith ca rotate`: rotate an authority's intermediate on the operator's
 //! word (prepare the next one; once it has been published long enough,
-//! activate it), and `kith ca rotate status`. Through the server's admin
+//! activate it), start a root rotation (`--root`) and move it through its
+//! phases (`activate`, `finish`, `abort`), and `kith ca rotate status`. Through the server's admin
 //! API when one runs (it holds the store), else on the store, unlocked, as
 //! `kith settings` and `kith crl` decide. The authority audits each step
 //! (the admin's name online, `local-operator` offline).
 
 use clap::{Args, Subcommand};
 use hyper::Method;
-use kith_api::wire::{RotateRequest, RotateResponse, RotationStatus};
+use kith_api::wire::{
+    RootAbortRequest, RootRotateResponse, RootRotationView, RootStepRequest, RotateRequest,
+    RotateResponse, RotationStatus,
+};
 use kith_api::ErrorCode;
-use kith_authority::{IntermediateStep, Settings, DEFAULT_AUTHORITY, LOCAL_OPERATOR};
+use kith_authority::{
+    IntermediateStep, RootRotationOptions, Settings, DEFAULT_AUTHORITY, LOCAL_OPERATOR,
+};
+use kith_pki::KeyType;
 
 use crate::admin::AdminArgs;
-use crate::args::PassphraseArg;
+use crate::args::{key_type_parser, PassphraseArg};
 use crate::output::{print_json, CliError};
 use crate::util::{self, Home};
 
@@ -25,15 +32,28 @@ pub(crate) struct RotateArgs {
     /// The authority to rotate.
     #[arg(long, default_value = DEFAULT_AUTHORITY)]
     authority: String,
-    /// Rotate the intermediate (the only rotation built today): prepare
-    /// the next one when none is prepared, else make the prepared one
-    /// issue once its publish delay has passed.
-    #[arg(long)]
+    /// Rotate the intermediate: prepare the next one when none is
+    /// prepared, else make the prepared one issue once its publish delay
+    /// has passed.
+    #[arg(long, conflicts_with = "root")]
     intermediate: bool,
+    /// Start a root rotation: a new root with a new key, its intermediate
+    /// and the cross-signed certificates; both roots are trusted from now
+    /// on. The server moves it on (or `activate`, `finish`).
+    #[arg(long)]
+    root: bool,
+    /// Key type of the new root and intermediate (with --root; default:
+    /// the current one's).
+    #[arg(long, value_parser = key_type_parser, requires = "root")]
+    key_type: Option<KeyType>,
+    /// The old keys are compromised (with --root): at activation the old
+    /// root revokes the old intermediate and every node renews at once.
+    #[arg(long, requires = "root")]
+    compromised: bool,
     /// Activate the prepared intermediate before its publish delay has
     /// passed: peers that have not fetched its CRL refuse its leaves
     /// until their agents do.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "root")]
     force: bool,
     #[command(flatten)]
     pass: PassphraseArg,
@@ -43,9 +63,51 @@ pub(crate) struct RotateArgs {
 
 #[derive(Subcommand, Debug)]
 enum RotateCommand {
-    /// Where each authority's intermediates stand: the phase, and when
-    /// waiting, until when and why.
+    /// Where each authority's intermediates and root rotation stand: the
+    /// phase, the nodes by name, and when waiting, until when and why.
     Status(StatusArgs),
+    /// Make the new root's intermediate issue (a prepared root rotation);
+    /// refused while a live node does not trust the new root, unless --force.
+    Activate(StepArgs),
+    /// New tokens pin the new root (an active root rotation); refused while
+    /// a live node holds no certificate under it, unless --force.
+    Finish(StepArgs),
+    /// Return to the old root alone (a root rotation not finished).
+    Abort(AbortArgs),
+}
+
+#[derive(Args, Debug)]
+struct StepArgs {
+    /// The authority.
+    #[arg(long, default_value = DEFAULT_AUTHORITY)]
+    authority: String,
+    /// Move on without the nodes that are not ready (listed as left behind).
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    pass: PassphraseArg,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+#[derive(Args, Debug)]
+struct AbortArgs {
+    /// The authority.
+    #[arg(long, default_value = DEFAULT_AUTHORITY)]
+    authority: String,
+    #[command(flatten)]
+    pass: PassphraseArg,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+/// A root rotation step.
+#[derive(Clone, Copy, Debug)]
+enum RootStep {
+    Prepare(Option<KeyType>, bool),
+    Activate(bool),
+    Finish(bool),
+    Abort,
 }
 
 #[derive(Args, Debug)]
@@ -59,26 +121,124 @@ struct StatusArgs {
     admin: AdminArgs,
 }
 
-pub(crate) async fn run(dir: &Home, a: RotateArgs, json: bool) -> Result<(), CliError> {
-    if let Some(RotateCommand::Status(s)) = a.status {
-        let all = status(dir, &s).await?;
-        if json {
-            print_json(&all);
-        } else {
-            for (i, st) in all.iter().enumerate() {
-                if i > 0 {
-                    println!();
+pub(crate) async fn run(dir: &Home, mut a: RotateArgs, json: bool) -> Result<(), CliError> {
+    let (name, step, pass, admin) = match a.status.take() {
+        Some(RotateCommand::Status(s)) => {
+            let all = status(dir, &s).await?;
+            if json {
+                print_json(&all);
+            } else {
+                for (i, st) in all.iter().enumerate() {
+                    if i > 0 {
+                        println!();
+                    }
+                    print_status(st);
                 }
-                print_status(st);
             }
+            return Ok(());
         }
-        return Ok(());
+        Some(RotateCommand::Activate(s)) => {
+            (s.authority, RootStep::Activate(s.force), s.pass, s.admin)
+        }
+        Some(RotateCommand::Finish(s)) => (s.authority, RootStep::Finish(s.force), s.pass, s.admin),
+        Some(RotateCommand::Abort(s)) => (s.authority, RootStep::Abort, s.pass, s.admin),
+        None if a.root => (
+            a.authority,
+            RootStep::Prepare(a.key_type, a.compromised),
+            a.pass,
+            a.admin,
+        ),
+        None => {
+            return intermediate(dir, a, json).await;
+        }
+    };
+    kith_pki::validate_label("authority", &name)?;
+    let answer = root_step(dir, &name, step, &pass, &admin).await?;
+    if json {
+        print_json(&answer);
+    } else {
+        println!("authority {}: root rotation {}", name, answer.step);
+        print_status(&answer.status);
     }
+    Ok(())
+}
+
+/// One step of a root rotation, through the server or on the store.
+async fn root_step(
+    dir: &Home,
+    name: &str,
+    step: RootStep,
+    pass: &PassphraseArg,
+    admin: &AdminArgs,
+) -> Result<RootRotateResponse, CliError> {
+    let authority = name.to_string();
+    if let Some(mut conn) = admin.online(dir).await? {
+        return Ok(match step {
+            RootStep::Prepare(key_type, compromised) => {
+                let body = RotateRequest {
+                    authority,
+                    intermediate: false,
+                    force: false,
+                    root: true,
+                    key_type: key_type.map(|k| k.as_str().to_string()),
+                    compromised,
+                };
+                conn.json(Method::POST, "/v1/admin/ca/rotate", Some(&body))
+                    .await?
+            }
+            RootStep::Activate(force) | RootStep::Finish(force) => {
+                let path = match step {
+                    RootStep::Activate(_) => "/v1/admin/ca/rotate/activate",
+                    _ => "/v1/admin/ca/rotate/finish",
+                };
+                let body = RootStepRequest { authority, force };
+                conn.json(Method::POST, path, Some(&body)).await?
+            }
+            RootStep::Abort => {
+                let body = RootAbortRequest { authority };
+                conn.json(Method::POST, "/v1/admin/ca/rotate/abort", Some(&body))
+                    .await?
+            }
+        });
+    }
+    let a = util::unlock(dir, pass.passphrase_file.as_deref(), Settings::default()).await?;
+    let result = async {
+        let done = match step {
+            RootStep::Prepare(key_type, compromised) => {
+                let opts = RootRotationOptions::new(key_type, compromised);
+                a.prepare_root_rotation(name, &opts, LOCAL_OPERATOR).await?;
+                "prepared"
+            }
+            RootStep::Activate(force) => {
+                a.activate_root_rotation(name, force, LOCAL_OPERATOR)
+                    .await?;
+                "activated"
+            }
+            RootStep::Finish(force) => {
+                a.finish_root_rotation(name, force, LOCAL_OPERATOR).await?;
+                "finished"
+            }
+            RootStep::Abort => {
+                a.abort_root_rotation(name, LOCAL_OPERATOR).await?;
+                "aborted"
+            }
+        };
+        Ok(RootRotateResponse {
+            step: done.to_string(),
+            status: a.rotation_view(name).await?,
+        })
+    }
+    .await;
+    a.close().await;
+    result
+}
+
+async fn intermediate(dir: &Home, a: RotateArgs, json: bool) -> Result<(), CliError> {
     kith_pki::validate_label("authority", &a.authority)?;
     if !a.intermediate {
         return Err(CliError::new(
             ErrorCode::InvalidArgument,
-            "say what to rotate: --intermediate (root rotation is not built yet)",
+            "say what to rotate: --intermediate or --root (or a step: status, activate, finish, abort)",
         ));
     }
     let answer = rotate(dir, &a).await?;
@@ -99,6 +259,9 @@ async fn rotate(dir: &Home, a: &RotateArgs) -> Result<RotateResponse, CliError> 
         authority: a.authority.clone(),
         intermediate: true,
         force: a.force,
+        root: false,
+        key_type: None,
+        compromised: false,
     };
     if let Some(mut conn) = a.admin.online(dir).await? {
         return Ok(conn
@@ -123,9 +286,7 @@ async fn rotate(dir: &Home, a: &RotateArgs) -> Result<RotateResponse, CliError> 
                 ))
             }
         };
-        let status = authority
-            .intermediate_status(&a.authority)?
-            .to_wire(authority.now());
+        let status = authority.rotation_view(&a.authority).await?;
         Ok(RotateResponse {
             step: step.to_string(),
             generation,
@@ -150,13 +311,13 @@ async fn status(dir: &Home, s: &StatusArgs) -> Result<Vec<RotationStatus>, CliEr
     }
     let authority =
         util::unlock(dir, s.pass.passphrase_file.as_deref(), Settings::default()).await?;
-    let result = statuses(&authority, s.authority.as_deref());
+    let result = statuses(&authority, s.authority.as_deref()).await;
     authority.close().await;
     result
 }
 
 /// The status of `only`, or of every authority, in name order.
-fn statuses(
+async fn statuses(
     authority: &kith_authority::Authority,
     only: Option<&str>,
 ) -> Result<Vec<RotationStatus>, CliError> {
@@ -165,11 +326,11 @@ fn statuses(
         None => authority.authority_names(),
     };
     names.sort();
-    let now = authority.now();
-    names
-        .iter()
-        .map(|n| Ok(authority.intermediate_status(n)?.to_wire(now)))
-        .collect()
+    let mut out = Vec::new();
+    for n in &names {
+        out.push(authority.rotation_view(n).await?);
+    }
+    Ok(out)
 }
 
 fn print_status(s: &RotationStatus) {
@@ -191,4 +352,43 @@ fn print_status(s: &RotationStatus) {
         );
     }
     println!("  {}", s.detail);
+    if let Some(r) = &s.root {
+        print_root(r);
+    }
+}
+
+fn print_root(r: &RootRotationView) {
+    println!(
+        "  root rotation {}{}{}, since {} (started {})",
+        r.phase,
+        if r.compromised { ", compromised" } else { "" },
+        if r.aborted { ", aborted" } else { "" },
+        r.since,
+        r.started
+    );
+    println!("    old root pin  {}", r.old_root_pin);
+    println!("    new root pin  {}", r.new_root_pin);
+    let names = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    println!("    converged     {}", names(&r.converged));
+    println!("    pending       {}", names(&r.pending));
+    println!("    offline       {}", names(&r.offline));
+    if !r.left_behind.is_empty() {
+        println!("    left behind   {}", names(&r.left_behind));
+    }
+    if let Some(u) = &r.other_root_until {
+        println!("    other root in the bundle until {u}");
+    }
+    match &r.waiting_for {
+        Some(w) => println!("    waiting for {w}"),
+        None if r.phase != "finished" => {
+            println!("    ready: the server's next maintenance tick moves it on")
+        }
+        None => {}
+    }
 }
