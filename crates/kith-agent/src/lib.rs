@@ -27,7 +27,7 @@ pub use error::Error;
 pub use kith_nodedir::NodeIdentity;
 pub use node::{
     connect, connect_to, default_node_name, interface_addresses, join, profile_files, refresh,
-    renew, JoinOptions,
+    refresh_roots, renew, JoinOptions,
 };
 pub use policy::PeerPolicy;
 pub use tls::{client_config, server_config, TlsWatch};

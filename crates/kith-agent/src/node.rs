@@ -683,6 +683,34 @@ fn host_name(server: &ServerAddr) -> Result<rustls_pki_types::ServerName<'static
         .map_err(|e| Error::Invalid(format!("server name {}: {e}", server.host)))
 }
 
+/// Bring the roots of `dir` (an operator's credential directory, say) up
+/// to date with the roots of `authority` the server at the other end of
+/// `conn` offers, by the rule a node's refresh follows: a new root only when
+/// a root `dir` trusts vouches for it, never dropping every trusted one.
+/// `conn` was verified with `dir`'s roots. Returns whether `ca.pem` changed.
+/// Without it an operator's credential trusting only the old root could no
+/// longer reach the server once a root rotation completes.
+pub async fn refresh_roots(
+    conn: &mut Connection,
+    dir: &Path,
+    authority: &str,
+) -> Result<bool, Error> {
+    let ca: CaResponse = conn.json(Method::GET, "/v1/ca", None::<&()>).await?;
+    let old = trusted_roots(dir)?;
+    let (offered, cross) = authority_roots(&ca, authority)?;
+    if offered.is_empty() {
+        return Ok(false);
+    }
+    let new = accepted_roots(conn.server(), &old, &offered, &cross)?;
+    if new == old {
+        return Ok(false);
+    }
+    let bundle = kith_pki::pem_encode_many("CERTIFICATE", new.iter().map(Vec::as_slice));
+    nodedir::write_atomic(dir, nodedir::CA, bundle.as_bytes(), nodedir::PUBLIC_MODE)?;
+    tracing::info!(dir = %dir.display(), "trust bundle updated from the server");
+    Ok(true)
+}
+
 /// Refresh the CA bundle and the CRL. Returns whether a file changed.
 /// Each known replica in turn while one is out of service, as [`renew`].
 pub async fn refresh(dir: &Path) -> Result<bool, Error> {

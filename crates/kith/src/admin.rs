@@ -92,7 +92,17 @@ impl AdminArgs {
         let mut last = None;
         for server in servers {
             match Connection::open(server, config.clone()).await {
-                Ok(c) => return Ok(c),
+                Ok(mut c) => {
+                    // The credential follows a root rotation as a node does,
+                    // or it could not reach the server once the old root left.
+                    if let Err(e) =
+                        kith_agent::refresh_roots(&mut c, &admin, kith_authority::DEFAULT_AUTHORITY)
+                            .await
+                    {
+                        tracing::warn!(error = %e, "could not update the credential's ca.pem");
+                    }
+                    return Ok(c);
+                }
                 // Not there (or its name does not resolve here): the next
                 // address may be. Any other failure (a server that is not
                 // ours, a refused credential) is the answer.

@@ -7,9 +7,9 @@
 //! whole rotation, and openssl judging every node's leaf at each phase and
 //! the old root's CRL of a compromised rotation.
 //!
-//! Until agents report the roots they trust and renew when the server asks
-//! (the node side), the phases do not move on by themselves: the places
-//! that force them or renew by hand say `// node side: ...`.
+//! Agents report the roots they trust and renew when the server asks: the
+//! main test forces a step only past node-3, which is offline on purpose;
+//! the compromised one lets the server's tick take every step by itself.
 
 mod common;
 
@@ -177,7 +177,10 @@ fn token_pin(token: &str) -> String {
 #[test]
 fn root_rotation_without_a_failed_handshake() {
     let ca = Ca::init("p256");
-    let (_server, url) = start_server(&ca, &["--maintenance-interval", "1s"]);
+    let (_server, url) = start_server(
+        &ca,
+        &["--maintenance-interval", "1s", "--root-renew-spread", "3s"],
+    );
     // Minted before the rotation: pins the old root; joins twice during it.
     let before = ca.token("worker", &["--uses", "5"]);
     let old_pin = token_pin(&before);
@@ -294,13 +297,31 @@ fn root_rotation_without_a_failed_handshake() {
     verify(&node4);
     more_handshakes("handshakes while prepared");
 
-    // Activate: refused while nodes have not said they trust the new root
-    // (node-3 never will: it is offline).
+    // The running agents report that they trust both roots; node-3, offline,
+    // holds the activation back (the tick would take it otherwise).
+    wait_for(
+        "the running nodes reported trusting both roots",
+        Duration::from_secs(30),
+        || {
+            let status = json(&ca, &["ca", "rotate", "status", "--json"]);
+            let root = &status[0]["root"];
+            let converged = names(&root["converged"]);
+            ["node-1", "node-2"]
+                .iter()
+                .all(|n| converged.contains(&n.to_string()))
+                .then_some(())
+        },
+    );
+    let status = json(&ca, &["ca", "rotate", "status", "--json"]);
+    assert_eq!(status[0]["root"]["phase"], "prepared", "{status}");
+    assert!(
+        names(&status[0]["root"]["offline"]).contains(&"node-3".to_string()),
+        "{status}"
+    );
+    // Activate: refused while a live node has not said it trusts the new
+    // root (node-3 never will: it is offline); forced past it.
     let err = ca.fails_with(&["ca", "rotate", "activate"], "rotation-not-ready");
     assert!(err.contains("node-3"), "{err}");
-    // node side: the agents report the roots they trust; only node-3 (offline)
-    // would hold the activation then, and the server's tick activates it
-    // once node-3 is left behind by this --force.
     mark("activate");
     let activated = json(&ca, &["ca", "rotate", "activate", "--force", "--json"]);
     assert_eq!(activated["step"], "activated", "{activated}");
@@ -328,18 +349,22 @@ fn root_rotation_without_a_failed_handshake() {
     assert!(under_new(&issuer_of(&node5.join("cert.pem"))));
     verify(&node5);
 
-    // node side: the server answers `renew_now` and the agents renew by
-    // themselves (spread over the renew spread); here they renew by hand.
-    mark("renew node-2");
-    renew(&nodes[1]);
-    assert!(under_new(&issuer_of(&nodes[1].join("cert.pem"))));
+    // The server answers `renew_now` to the nodes still under the old
+    // root (spread over --root-renew-spread) and their agents renew by
+    // themselves; node-4 runs no agent and renews by hand.
+    mark("agents renew");
+    for n in &nodes[..2] {
+        wait_for(
+            "an agent renewed under the new root by itself",
+            Duration::from_secs(60),
+            || under_new(&issuer_of(&n.join("cert.pem"))).then_some(()),
+        );
+    }
     // Old and new leaves interoperate.
-    more_handshakes("handshakes from a leaf under the new root");
+    more_handshakes("handshakes from leaves under the new root");
     verify_all(&[&nodes[0], &nodes[1], &nodes[2], &node4, &node5]);
-    mark("renew node-1");
-    renew(&nodes[0]);
+    mark("renew node-4");
     renew(&node4);
-    assert!(under_new(&issuer_of(&nodes[0].join("cert.pem"))));
     more_handshakes("handshakes between leaves under the new root");
     verify_all(&[&nodes[0], &nodes[1], &nodes[2], &node4, &node5]);
     let status = json(&ca, &["ca", "rotate", "status", "--json"]);
@@ -394,10 +419,13 @@ fn root_rotation_without_a_failed_handshake() {
         Duration::from_secs(30),
         || (certs_in(&nodes[2].join("ca.pem")) == 2).then_some(()),
     );
-    // node side: the agent renews by itself (`renew_now`).
-    mark("renew node-3");
-    renew(&nodes[2]);
-    assert!(under_new(&issuer_of(&nodes[2].join("cert.pem"))));
+    // Asked to renew (`renew_now`), its agent does so by itself.
+    mark("node-3 renews");
+    wait_for(
+        "the returning node renewed under the new root by itself",
+        Duration::from_secs(60),
+        || under_new(&issuer_of(&nodes[2].join("cert.pem"))).then_some(()),
+    );
     verify_all(&[&nodes[0], &nodes[1], &nodes[2], &node4, &node5, &node6]);
     more_handshakes("handshakes after the finish");
 
@@ -430,9 +458,11 @@ fn hex_pin(hex: &str) -> [u8; 32] {
 
 /// The roots `GET /v1/ca` serves for the default authority.
 fn served_roots(ca: &Ca, url: &str) -> usize {
+    // The operator's credential follows the rotation (every admin command
+    // updates its ca.pem); the data directory's copy is the one `init` wrote.
     let out = Command::new(tool("curl"))
         .args(["-sS", "--cacert"])
-        .arg(ca.data.join("ca.pem"))
+        .arg(ca.data.join("admin").join("ca.pem"))
         .arg(format!("{url}/v1/ca"))
         .output()
         .expect("curl");
@@ -543,15 +573,58 @@ fn compromised_activation_revokes_the_old_intermediate() {
         .trim_start_matches('0')
         .to_ascii_uppercase();
 
-    let prepared = json(&ca, &["ca", "rotate", "--root", "--compromised", "--json"]);
+    // node-1's agent reports its trust and renews when told: the server's
+    // tick takes every step by itself.
+    let _agent = agent(&node);
+    let prepared = json(
+        &ca,
+        &[
+            "ca",
+            "rotate",
+            "--root",
+            "--compromised",
+            "--overlap",
+            "30s",
+            "--json",
+        ],
+    );
     assert_eq!(
         prepared["status"]["root"]["compromised"], true,
         "{prepared}"
     );
-    // node side: node-1 reports trusting both roots and the tick activates.
-    json(&ca, &["ca", "rotate", "activate", "--force", "--json"]);
+    let phase = || {
+        let status = json(&ca, &["ca", "rotate", "status", "--json"]);
+        status[0]["root"]["phase"]
+            .as_str()
+            .unwrap_or("none")
+            .to_string()
+    };
+    wait_for(
+        "the tick activated the rotation (node-1 trusts both roots)",
+        Duration::from_secs(60),
+        || (phase() != "prepared").then_some(()),
+    );
     // A compromised rotation cannot go back to the old keys.
     ca.fails_with(&["ca", "rotate", "abort"], "rotation-not-ready");
+    // The operator's own credential is under the old root too: renewed
+    // now, before the old root leaves the bundle at the end of the overlap.
+    let renewed = json(&ca, &["admin", "renew", "--json"]);
+    assert_eq!(renewed["renewed"], true, "{renewed}");
+    // Told to renew at once, the agent does; then the tick finishes.
+    wait_for(
+        "node-1 renewed under the new root by itself",
+        Duration::from_secs(60),
+        || {
+            issuer_of(&node.join("cert.pem"))
+                .contains("G2")
+                .then_some(())
+        },
+    );
+    wait_for(
+        "the tick finished the rotation",
+        Duration::from_secs(60),
+        || (phase() == "finished").then_some(()),
+    );
 
     let texts = crl_texts(&others(&ca, &url), ca.tmp.path());
     let old_root_crl = texts
@@ -570,6 +643,14 @@ fn compromised_activation_revokes_the_old_intermediate() {
         listed.contains(&serial),
         "the old intermediate {serial} is not in the old root's CRL: {old_root_crl}"
     );
+    // The overlap given (30 s), not the old leaves' lifetime: then the old
+    // root leaves the bundle and the rotation is over.
+    wait_for(
+        "the old root left the bundle after the overlap",
+        Duration::from_secs(120),
+        || (phase() == "none").then_some(()),
+    );
+    assert_eq!(served_roots(&ca, &url), 1);
 }
 
 /// curl with the operator credential: (status, body).

@@ -236,6 +236,11 @@ pub struct RotateRequest {
     /// root revokes the old intermediate and every node renews at once.
     #[serde(default)]
     pub compromised: bool,
+    /// How long the old root stays trusted once the rotation finishes, in
+    /// seconds (root only; default: until the last leaf under it expires).
+    /// For an emergency, after every node was told to renew at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap_seconds: Option<u64>,
 }
 
 /// `POST /v1/admin/ca/rotate/activate` and `/finish` (`kith ca rotate

@@ -57,15 +57,24 @@ pub(super) async fn rotate(
             .map(str::parse::<KeyType>)
             .transpose()
             .map_err(kith_authority::Error::from)?;
-        let opts = RootRotationOptions::new(key_type, body.compromised);
+        let mut opts = RootRotationOptions::new(key_type, body.compromised);
+        if let Some(secs) = body.overlap_seconds {
+            let secs = i64::try_from(secs).map_err(|_| {
+                ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    "\"overlap_seconds\" is too large",
+                )
+            })?;
+            opts = opts.with_overlap(time::Duration::seconds(secs));
+        }
         a.prepare_root_rotation(&body.authority, &opts, &actor)
             .await?;
         return root_answer(&s, &body.authority, "prepared").await;
     }
-    if body.key_type.is_some() || body.compromised {
+    if body.key_type.is_some() || body.compromised || body.overlap_seconds.is_some() {
         return Err(ApiError::new(
             ErrorCode::InvalidArgument,
-            "\"key_type\" and \"compromised\" are for a root rotation only",
+            "\"key_type\", \"compromised\" and \"overlap_seconds\" are for a root rotation only",
         ));
     }
     let (step, generation) = match a

@@ -50,6 +50,11 @@ pub(crate) struct RotateArgs {
     /// root revokes the old intermediate and every node renews at once.
     #[arg(long, requires = "root")]
     compromised: bool,
+    /// How long the old root stays trusted once the rotation finishes
+    /// (with --root; default: until the last leaf under it expires). For an
+    /// emergency: nodes still on the old root after it are cut off.
+    #[arg(long, requires = "root", value_parser = parse_overlap, value_name = "DURATION")]
+    overlap: Option<time::Duration>,
     /// Activate the prepared intermediate before its publish delay has
     /// passed: peers that have not fetched its CRL refuse its leaves
     /// until their agents do.
@@ -104,7 +109,7 @@ struct AbortArgs {
 /// A root rotation step.
 #[derive(Clone, Copy, Debug)]
 enum RootStep {
-    Prepare(Option<KeyType>, bool),
+    Prepare(Option<KeyType>, bool, Option<time::Duration>),
     Activate(bool),
     Finish(bool),
     Abort,
@@ -144,7 +149,7 @@ pub(crate) async fn run(dir: &Home, mut a: RotateArgs, json: bool) -> Result<(),
         Some(RotateCommand::Abort(s)) => (s.authority, RootStep::Abort, s.pass, s.admin),
         None if a.root => (
             a.authority,
-            RootStep::Prepare(a.key_type, a.compromised),
+            RootStep::Prepare(a.key_type, a.compromised, a.overlap),
             a.pass,
             a.admin,
         ),
@@ -174,7 +179,7 @@ async fn root_step(
     let authority = name.to_string();
     if let Some(mut conn) = admin.online(dir).await? {
         return Ok(match step {
-            RootStep::Prepare(key_type, compromised) => {
+            RootStep::Prepare(key_type, compromised, overlap) => {
                 let body = RotateRequest {
                     authority,
                     intermediate: false,
@@ -182,6 +187,7 @@ async fn root_step(
                     root: true,
                     key_type: key_type.map(|k| k.as_str().to_string()),
                     compromised,
+                    overlap_seconds: overlap.map(|d| d.whole_seconds().unsigned_abs()),
                 };
                 conn.json(Method::POST, "/v1/admin/ca/rotate", Some(&body))
                     .await?
@@ -204,8 +210,11 @@ async fn root_step(
     let a = util::unlock(dir, pass.passphrase_file.as_deref(), Settings::default()).await?;
     let result = async {
         let done = match step {
-            RootStep::Prepare(key_type, compromised) => {
-                let opts = RootRotationOptions::new(key_type, compromised);
+            RootStep::Prepare(key_type, compromised, overlap) => {
+                let mut opts = RootRotationOptions::new(key_type, compromised);
+                if let Some(o) = overlap {
+                    opts = opts.with_overlap(o);
+                }
                 a.prepare_root_rotation(name, &opts, LOCAL_OPERATOR).await?;
                 "prepared"
             }
@@ -262,6 +271,7 @@ async fn rotate(dir: &Home, a: &RotateArgs) -> Result<RotateResponse, CliError> 
         root: false,
         key_type: None,
         compromised: false,
+        overlap_seconds: None,
     };
     if let Some(mut conn) = a.admin.online(dir).await? {
         return Ok(conn
@@ -391,4 +401,9 @@ fn print_root(r: &RootRotationView) {
         }
         None => {}
     }
+}
+
+/// `--overlap`: 1s up to the root's lifetime (10 years).
+fn parse_overlap(s: &str) -> Result<time::Duration, String> {
+    crate::duration::parse_duration_at_most(s, kith_authority::ROOT_TTL)
 }

@@ -74,6 +74,11 @@ pub(crate) struct ServeArgs {
     /// intermediate is renewed by itself.
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=90), default_value = "33", value_name = "N")]
     intermediate_renew_percent: u8,
+    /// Over how long the nodes asked to renew by a root rotation's
+    /// activation are spread (1s to 7d; a compromised rotation asks every
+    /// node at once).
+    #[arg(long, value_parser = parse_root_renew_spread, default_value = "10m", value_name = "DURATION")]
+    root_renew_spread: Duration,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -82,6 +87,11 @@ pub(crate) struct ServeArgs {
 /// `--intermediate-publish`: 1s to 30 days.
 fn parse_intermediate_publish(s: &str) -> Result<Duration, String> {
     crate::duration::parse_duration_at_most(s, Duration::days(30))
+}
+
+/// `--root-renew-spread`: up to 7 days.
+fn parse_root_renew_spread(s: &str) -> Result<Duration, String> {
+    crate::duration::parse_duration_at_most(s, Duration::days(7))
 }
 
 fn parse_audit_window(s: &str) -> Result<std::time::Duration, String> {
@@ -184,6 +194,7 @@ pub(crate) async fn serve(dir: &Home, a: ServeArgs) -> Result<(), CliError> {
         leaf_ttl: a.leaf_ttl,
         intermediate_publish: Some(a.intermediate_publish),
         intermediate_renew_percent: Some(a.intermediate_renew_percent),
+        root_renew_spread: Some(a.root_renew_spread),
         ..Settings::default()
     };
     if a.dev && dir.store_args().is_nats() {
