@@ -88,8 +88,8 @@ pub use records::{
 pub use rekey::RotationReport;
 pub use replicas::{Registration, ReplicaView, HEARTBEAT_PERIOD, LIVE_PERIODS};
 pub use revoke::{Publish, RevokeOutcome, RevokeTarget};
-pub use root_progress::RootRotationStatus;
-pub use roots::{RootRotationOptions, RootStep, DEFAULT_ROOT_RENEW_SPREAD};
+pub use root_progress::{RootRotationStatus, DEFAULT_ROOT_RENEW_SPREAD};
+pub use roots::{RootRotationOptions, RootStep};
 pub use secrets::{
     list_secrets, validate_secret_name, Reader, SecretRecord, SecretUpdate, SecretVersion,
 };

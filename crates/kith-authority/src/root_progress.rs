@@ -11,7 +11,6 @@ use crate::error::Error;
 use crate::keys;
 use crate::nodes::NodeRecord;
 use crate::records::{from_json, to_json, AuthorityRecord, CertRecord, RootPhase, RootRotation};
-use crate::roots::DEFAULT_ROOT_RENEW_SPREAD;
 
 /// Where a root rotation stands, node by node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +59,11 @@ pub(crate) fn old_and_new(r: &AuthorityRecord, rot: &RootRotation) -> (Vec<u8>, 
         _ => (other, active),
     }
 }
+
+/// Over how long nodes asked to renew at activation are spread, unless
+/// [`crate::Settings::root_renew_spread`] says otherwise (a compromised
+/// rotation asks everyone at once).
+pub const DEFAULT_ROOT_RENEW_SPREAD: Duration = Duration::minutes(10);
 
 /// Least time between two recorded trust reports of one node.
 const REPORT_EVERY: Duration = Duration::seconds(10);

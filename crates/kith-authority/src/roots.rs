@@ -36,11 +36,6 @@ use crate::records::{
 };
 use crate::root_progress::RootRotationStatus;
 
-/// Over how long nodes asked to renew at activation are spread, unless
-/// [`crate::Settings::root_renew_spread`] says otherwise (a compromised
-/// rotation asks everyone at once).
-pub const DEFAULT_ROOT_RENEW_SPREAD: Duration = Duration::minutes(10);
-
 /// How a root rotation starts.
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
