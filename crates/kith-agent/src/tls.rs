@@ -233,9 +233,11 @@ pub(crate) fn server_api_config_for(
         inner,
         check: ServerCheck::KithServer(cluster),
         host,
-        // Not judged here: the kith server is what a node renews through
-        // to leave a revoked intermediate behind.
-        revoked_cas: Arc::default(),
+        // A server chain through an intermediate a trusted root revoked is
+        // refused too: whoever holds a compromised intermediate's key could
+        // otherwise pose as the CA to a node (the real server moves its own
+        // certificate to the new intermediate at activation).
+        revoked_cas: m.revoked_cas(),
     });
     let cfg = ClientConfig::builder_with_provider(p)
         .with_safe_default_protocol_versions()?

@@ -204,6 +204,7 @@ impl Authority {
                 root_generation: 1,
                 root_rotation: None,
                 last_root_generation: 0,
+                last_key_version: 0,
                 last_intermediate_generation: 0,
             })
         };

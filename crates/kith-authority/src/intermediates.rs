@@ -192,6 +192,7 @@ impl Authority {
                 .unwrap_or(1)
                 + 1;
             let key_version = r.max_key_version() + 1;
+            r.last_key_version = key_version;
             let (cert, pkcs8) = self.make_intermediate(&r, generation).await?;
             let master = self.master_for(r.master_version)?;
             let sealed = master.seal(

@@ -123,6 +123,12 @@ pub struct AuthorityRecord {
     /// The same for the intermediates a root rotation made.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub last_intermediate_generation: u32,
+    /// The highest key version any key of the record was ever sealed under
+    /// (0: none beyond the slots'): a new key takes a later one, so a sealed
+    /// key of a slot that is gone (an aborted rotation's, a pruned
+    /// intermediate's) never shares an AAD with a later one.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub last_key_version: u32,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -325,7 +331,7 @@ impl AuthorityRecord {
         self.other_intermediates()
             .map(|o| o.key_version)
             .chain(rotation)
-            .chain([self.key_version])
+            .chain([self.key_version, self.last_key_version])
             .max()
             .unwrap_or(self.key_version)
     }

@@ -296,7 +296,7 @@ impl Authority {
 
     /// Whether the CA asks the holder of `cert` to renew now: a root
     /// rotation has activated (or was aborted after activation) and `cert`
-    /// was not signed by the active intermediate. Spread over
+    /// does not chain to the active root. Spread over
     /// [`crate::Settings::root_renew_spread`] by node name, so that a
     /// cluster does not renew all at once; at once when compromised.
     pub fn renew_now(&self, cert: &CertRecord) -> bool {
@@ -307,9 +307,20 @@ impl Authority {
             return false;
         };
         let moving = rot.phase == RootPhase::Active || rot.phase == RootPhase::Finished;
-        if !moving
-            || kith_pki::issued_by(&cert.der, &signer.record.intermediate_cert).unwrap_or(true)
-        {
+        if !moving {
+            return false;
+        }
+        // Under the active root already (through the active intermediate or
+        // another one it signed: an intermediate renewal during a finished
+        // rotation must not send every node to renew at once).
+        let r = &signer.record;
+        let under_active_root = std::iter::once(&r.intermediate_cert)
+            .chain(r.other_intermediates().map(|o| &o.cert))
+            .any(|i| {
+                kith_pki::issued_by(&cert.der, i).unwrap_or(false)
+                    && kith_pki::issued_by(i, &r.root_cert).unwrap_or(false)
+            });
+        if under_active_root {
             return false;
         }
         let spread = if rot.compromised {

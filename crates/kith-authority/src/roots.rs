@@ -119,6 +119,7 @@ impl Authority {
                 )));
             }
             let kv = r.max_key_version() + 1;
+            r.last_key_version = kv;
             // Past every generation made before, an aborted rotation's too:
             // its CAs were published, and their CRLs' keys are taken.
             let root_generation = r.root_generation.max(r.last_root_generation) + 1;
@@ -236,8 +237,11 @@ impl Authority {
                     "{authority:?} has no root rotation"
                 )));
             };
-            if rot.phase != RootPhase::Prepared {
-                return Ok(Attempt::Done(false)); // another replica activated it
+            // Another replica activated it, or this is another rotation
+            // than the one whose nodes were judged ready (an abort and a
+            // new prepare since this replica's keyring was read).
+            if rot.phase != RootPhase::Prepared || rot.started != status.started {
+                return Ok(Attempt::Done(false));
             }
             let Some(i2) = rot.new_intermediate.take() else {
                 return Err(Error::Integrity(format!(
@@ -361,7 +365,7 @@ impl Authority {
                     "{authority:?} has no root rotation"
                 )));
             };
-            if rot.phase != RootPhase::Active {
+            if rot.phase != RootPhase::Active || rot.started != status.started {
                 return Ok(Attempt::Done(false));
             }
             let now = self.now();

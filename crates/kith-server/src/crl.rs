@@ -64,6 +64,9 @@ impl CrlPublisher {
         name: &str,
         issuer: CrlIssuer,
     ) -> Result<CrlRecord, Error> {
+        // An unknown name is refused before it costs a slot: anyone may ask
+        // for `/v1/crl/<anything>`, and slots are never forgotten.
+        authority.intermediate_cert(name)?;
         if let Some(c) = kith_authority::stored_crl_of(&**authority.store(), name, issuer).await? {
             if authority.crl_is_fresh(&c) {
                 return Ok(c);
@@ -94,5 +97,42 @@ mod tests {
         let b = p.slot("x");
         assert!(Arc::ptr_eq(&a, &b));
         assert!(!Arc::ptr_eq(&a, &p.slot("y")));
+    }
+
+    /// Names that are no authority cost no slot (a flood of
+    /// `/v1/crl/<random>` would otherwise grow the map for ever).
+    #[tokio::test]
+    async fn an_unknown_authority_takes_no_slot() {
+        let store: Arc<dyn kith_store::Store> = Arc::new(kith_store::MemStore::new());
+        let authority = Authority::init(
+            store,
+            Arc::new(kith_authority::SystemClock),
+            kith_authority::InitOptions {
+                cluster: "test.example".into(),
+                key_type: kith_pki::KeyType::P256,
+                kdf: kith_authority::KdfParams {
+                    t: 2,
+                    ..kith_authority::KdfParams::MINIMUM
+                },
+            },
+            b"correct horse battery staple",
+            kith_authority::Settings::default(),
+        )
+        .await
+        .expect("init");
+        let p = CrlPublisher::default();
+        for i in 0..100 {
+            let name = format!("nosuch{i}");
+            let e = p
+                .current(&authority, &name, CrlIssuer::Intermediate)
+                .await
+                .expect_err("unknown");
+            assert!(matches!(e, Error::UnknownAuthority(_)), "{e}");
+        }
+        assert!(p.slots.lock().expect("lock").is_empty());
+        p.current(&authority, "cluster", CrlIssuer::Intermediate)
+            .await
+            .expect("the cluster's CRL");
+        assert_eq!(p.slots.lock().expect("lock").len(), 1);
     }
 }

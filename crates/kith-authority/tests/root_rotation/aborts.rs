@@ -36,13 +36,15 @@ async fn abort_while_prepared_returns_to_the_old_root_alone() {
         .expect("get")
         .expect("record")
         .value;
-    // Nothing changed but the generations the aborted CAs took (they were
-    // published: no later CA may take their names or CRL keys).
+    // Nothing changed but the generations and the key version the aborted
+    // CAs took (they were published: no later CA may take their names or
+    // CRL keys; no later key their sealing AAD).
     let mut after: serde_json::Value = serde_json::from_slice(&after).expect("JSON");
     let before: serde_json::Value = serde_json::from_slice(&before).expect("JSON");
     let burnt = after.as_object_mut().expect("an object");
     assert_eq!(burnt.remove("last_root_generation"), Some(2.into()));
     assert_eq!(burnt.remove("last_intermediate_generation"), Some(2.into()));
+    assert_eq!(burnt.remove("last_key_version"), Some(2.into()));
     assert_eq!(after, before);
     assert_eq!(
         a.authority_roots(NAME).expect("roots"),
@@ -351,4 +353,61 @@ async fn a_compromised_rotation_keeps_the_old_root_only_for_the_overlap_given() 
     let roots = a.authority_roots(NAME).expect("roots");
     assert_eq!(roots.len(), 1, "only the new root is left");
     assert_ne!(roots[0], r1);
+}
+
+/// After a root rotation finished, an ordinary intermediate renewal: the
+/// leaves under the replaced intermediate chain to the active root, so
+/// nobody is asked to renew (comparing with the active intermediate alone
+/// sent every node to renew at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intermediate_renewal_after_a_root_rotation_asks_nobody_to_renew() {
+    let h = harness().await;
+    let a = &h.authority;
+    prepare(a, RootRotationOptions::new(None, false)).await;
+    a.activate_root_rotation(NAME, true, "test")
+        .await
+        .expect("activate");
+    let under_i2 = join(a, "n1").await;
+    a.finish_root_rotation(NAME, true, "test")
+        .await
+        .expect("finish");
+    assert!(!a.renew_now(&under_i2.record), "under the new root already");
+    a.prepare_intermediate(NAME, "test").await.expect("prepare");
+    a.activate_intermediate(NAME, "test", true)
+        .await
+        .expect("activate the intermediate");
+    assert!(
+        !issued_by(&under_i2.record.der, &a.intermediate_cert(NAME).expect("i")),
+        "a new intermediate issues"
+    );
+    assert!(
+        !a.renew_now(&under_i2.record),
+        "a leaf under the active root is not asked to renew"
+    );
+}
+
+/// A key version is never used twice in a record's life: the keys of an
+/// aborted rotation are gone, and the next rotation's are sealed under
+/// later versions (an AAD used again would let an old sealed key pass for
+/// a new one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_versions_are_never_used_again() {
+    let h = harness().await;
+    let a = &h.authority;
+    prepare(a, RootRotationOptions::new(None, false)).await;
+    let first = record(a)
+        .await
+        .root_rotation
+        .expect("a rotation")
+        .other_root
+        .key_version;
+    a.abort_root_rotation(NAME, "test").await.expect("abort");
+    prepare(a, RootRotationOptions::new(None, false)).await;
+    let second = record(a)
+        .await
+        .root_rotation
+        .expect("a rotation")
+        .other_root
+        .key_version;
+    assert!(second > first, "{second} after {first}");
 }
