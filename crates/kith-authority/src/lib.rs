@@ -47,6 +47,7 @@ mod rekey;
 mod renew;
 mod replicas;
 mod revoke;
+mod root_abort;
 mod root_progress;
 mod roots;
 mod rotation;

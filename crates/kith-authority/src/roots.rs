@@ -397,105 +397,6 @@ impl Authority {
         Ok((self.require_root_status(authority).await?, did))
     }
 
-    /// Return to the old root alone. Prepared: the new root and its
-    /// intermediate are dropped. Active: the old root and intermediate issue
-    /// again, nodes on the new one are asked to renew, and the new root
-    /// stays trusted until the last leaf under it expires. Refused once
-    /// finished, and for a compromised rotation after activation.
-    pub async fn abort_root_rotation(
-        &self,
-        authority: &str,
-        actor: &str,
-    ) -> Result<Option<RootRotationStatus>, Error> {
-        let status = self.require_root_status(authority).await?;
-        if status.phase == RootPhase::Finished {
-            return Err(Error::RotationNotReady(format!(
-                "the root rotation of {authority:?} is finished: start a new one instead"
-            )));
-        }
-        if status.phase == RootPhase::Active && status.compromised {
-            return Err(Error::RotationNotReady(format!(
-                "the root rotation of {authority:?} replaces compromised keys: going back to them is refused"
-            )));
-        }
-        let until = match status.phase {
-            RootPhase::Active => Some(self.last_leaf_not_under_previous(authority).await?),
-            _ => None,
-        };
-        let key = keys::authority_key(authority);
-        cas::retry!(&key, cas::ATTEMPTS, async |_| {
-            let (mut r, rev) = self.root_record(authority).await?;
-            let Some(mut rot) = r.root_rotation.take() else {
-                return Ok(Attempt::Done(()));
-            };
-            match rot.phase {
-                RootPhase::Prepared => {}
-                RootPhase::Active => {
-                    let old_gen = r
-                        .previous_intermediates
-                        .iter()
-                        .filter(|o| {
-                            kith_pki::issued_by(&o.cert, &rot.other_root.cert).unwrap_or(false)
-                        })
-                        .map(|o| o.generation)
-                        .max();
-                    let Some(pos) = r
-                        .previous_intermediates
-                        .iter()
-                        .position(|o| Some(o.generation) == old_gen)
-                    else {
-                        return Err(Error::Integrity(format!(
-                            "{key}: the old root's intermediate is gone; the rotation cannot be aborted"
-                        )));
-                    };
-                    let i1 = r.previous_intermediates.remove(pos);
-                    let now = self.now();
-                    let old_type = i1.key_type.unwrap_or(r.key_type);
-                    let new_root = OtherRoot {
-                        generation: r.root_generation,
-                        cert: std::mem::replace(&mut r.root_cert, rot.other_root.cert.clone()),
-                        key: std::mem::replace(&mut r.root_key, rot.other_root.key.clone()),
-                        key_version: r.key_version,
-                        key_type: Some(r.key_type),
-                    };
-                    r.previous_intermediates.push(OtherIntermediate {
-                        generation: r.intermediate_generation,
-                        cert: std::mem::replace(&mut r.intermediate_cert, i1.cert),
-                        key: std::mem::replace(&mut r.intermediate_key, i1.key),
-                        key_version: r.key_version,
-                        key_type: Some(r.key_type),
-                        since: now,
-                    });
-                    r.root_generation = rot.other_root.generation;
-                    r.intermediate_generation = i1.generation;
-                    r.key_version = i1.key_version;
-                    rot.other_root = new_root;
-                    rot.phase = RootPhase::Finished;
-                    rot.aborted = true;
-                    rot.since = now;
-                    rot.other_root_until = until.map(|u| u.max(now));
-                    r.root_rotation = Some(rot);
-                    retype(&mut r, old_type);
-                }
-                RootPhase::Finished => return Ok(Attempt::Done(())),
-            }
-            Ok(match self.write_root_record(&key, &r, rev).await? {
-                true => Attempt::Done(()),
-                false => Attempt::Conflict,
-            })
-        })
-        .await?;
-        self.refresh_keyring().await?;
-        self.audit(
-            actor,
-            "root-rotation-abort",
-            authority,
-            status.phase.as_str(),
-        )
-        .await?;
-        self.root_rotation_status(authority).await
-    }
-
     /// What the maintenance tick does for every authority's root rotation:
     /// activate once every live node trusts both roots, finish once every
     /// live node holds a leaf under the new intermediate, and end the
@@ -633,7 +534,10 @@ impl Authority {
         .map_err(|e| Error::Internal(e.to_string()))?
     }
 
-    async fn root_record(&self, authority: &str) -> Result<(AuthorityRecord, u64), Error> {
+    pub(crate) async fn root_record(
+        &self,
+        authority: &str,
+    ) -> Result<(AuthorityRecord, u64), Error> {
         let key = keys::authority_key(authority);
         let e = self
             .store()
@@ -643,7 +547,7 @@ impl Authority {
         Ok((from_json(&key, &e.value)?, e.revision))
     }
 
-    async fn write_root_record(
+    pub(crate) async fn write_root_record(
         &self,
         key: &str,
         record: &AuthorityRecord,
@@ -656,7 +560,7 @@ impl Authority {
 /// Make `new_type` the record's key type (the active keys': a root
 /// rotation may change it), keeping every other key's own type explicit
 /// where it differs.
-fn retype(r: &mut AuthorityRecord, new_type: KeyType) {
+pub(crate) fn retype(r: &mut AuthorityRecord, new_type: KeyType) {
     let old_type = r.key_type;
     let fix = |t: &mut Option<KeyType>| {
         let effective = t.unwrap_or(old_type);
