@@ -152,6 +152,35 @@ impl Authority {
         )?)
     }
 
+    /// The authority record of `authority` as stored, and its revision.
+    pub(crate) async fn authority_record(
+        &self,
+        authority: &str,
+    ) -> Result<(AuthorityRecord, u64), Error> {
+        let key = crate::keys::authority_key(authority);
+        let e = self
+            .store()
+            .get(&key)
+            .await?
+            .ok_or_else(|| Error::UnknownAuthority(authority.to_string()))?;
+        Ok((crate::records::from_json(&key, &e.value)?, e.revision))
+    }
+
+    /// Write `record` if `key` is still at `revision`; false on a conflict.
+    pub(crate) async fn write_authority(
+        &self,
+        key: &str,
+        record: &AuthorityRecord,
+        revision: u64,
+    ) -> Result<bool, Error> {
+        Ok(crate::cas::written(
+            self.store()
+                .update(key, crate::records::to_json(record)?, revision)
+                .await,
+        )?
+        .is_some())
+    }
+
     pub(crate) fn signer(&self, name: &str) -> Result<Arc<Signer>, Error> {
         self.keyring().signer(name)
     }

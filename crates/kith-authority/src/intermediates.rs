@@ -26,7 +26,7 @@ use crate::cas::{self, Attempt};
 use crate::error::Error;
 use crate::keyring::ca_key_aad;
 use crate::keys;
-use crate::records::{from_json, to_json, AuthorityRecord, OtherIntermediate};
+use crate::records::{AuthorityRecord, OtherIntermediate};
 
 /// How long a prepared intermediate is published before it issues, unless
 /// [`crate::Settings::intermediate_publish`] says otherwise: several of the
@@ -437,25 +437,5 @@ impl Authority {
         })
         .await
         .map_err(|e| Error::Internal(e.to_string()))?
-    }
-
-    async fn authority_record(&self, authority: &str) -> Result<(AuthorityRecord, u64), Error> {
-        let key = keys::authority_key(authority);
-        let e = self
-            .store()
-            .get(&key)
-            .await?
-            .ok_or_else(|| Error::UnknownAuthority(authority.to_string()))?;
-        Ok((from_json(&key, &e.value)?, e.revision))
-    }
-
-    /// Write `record` if `key` is still at `revision`; false on a conflict.
-    async fn write_authority(
-        &self,
-        key: &str,
-        record: &AuthorityRecord,
-        revision: u64,
-    ) -> Result<bool, Error> {
-        Ok(cas::written(self.store().update(key, to_json(record)?, revision).await)?.is_some())
     }
 }

@@ -40,7 +40,7 @@ impl Authority {
         };
         let key = keys::authority_key(authority);
         cas::retry!(&key, cas::ATTEMPTS, async |_| {
-            let (mut r, rev) = self.root_record(authority).await?;
+            let (mut r, rev) = self.authority_record(authority).await?;
             let Some(mut rot) = r.root_rotation.take() else {
                 return Ok(Attempt::Done(()));
             };
@@ -95,7 +95,7 @@ impl Authority {
                 }
                 RootPhase::Finished => return Ok(Attempt::Done(())),
             }
-            Ok(match self.write_root_record(&key, &r, rev).await? {
+            Ok(match self.write_authority(&key, &r, rev).await? {
                 true => Attempt::Done(()),
                 false => Attempt::Conflict,
             })

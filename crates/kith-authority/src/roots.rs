@@ -31,9 +31,7 @@ use crate::cas::{self, Attempt};
 use crate::error::Error;
 use crate::keyring::ca_key_aad;
 use crate::keys;
-use crate::records::{
-    from_json, to_json, AuthorityRecord, OtherIntermediate, OtherRoot, RootPhase, RootRotation,
-};
+use crate::records::{AuthorityRecord, OtherIntermediate, OtherRoot, RootPhase, RootRotation};
 use crate::root_progress::RootRotationStatus;
 
 /// How a root rotation starts.
@@ -106,7 +104,7 @@ impl Authority {
         }
         let key = keys::authority_key(authority);
         cas::retry!(&key, cas::ATTEMPTS, async |_| {
-            let (mut r, rev) = self.root_record(authority).await?;
+            let (mut r, rev) = self.authority_record(authority).await?;
             if let Some(rot) = &r.root_rotation {
                 return Err(Error::RotationNotReady(format!(
                     "a root rotation of {authority:?} is {} already: `kith ca rotate status` shows it{}",
@@ -168,7 +166,7 @@ impl Authority {
                 aborted: false,
                 left_behind: Vec::new(),
             });
-            Ok(match self.write_root_record(&key, &r, rev).await? {
+            Ok(match self.write_authority(&key, &r, rev).await? {
                 true => Attempt::Done(()),
                 false => Attempt::Conflict,
             })
@@ -187,6 +185,41 @@ impl Authority {
         )
         .await?;
         self.require_root_status(authority).await
+    }
+
+    /// The status of the rotation of `authority` if it is in `phase`, and
+    /// the live nodes not ready for the next one; refused while there are
+    /// some, unless `force` (then they are the ones left behind).
+    async fn ready_for(
+        &self,
+        authority: &str,
+        phase: RootPhase,
+        force: bool,
+        not_ready: &str,
+        meanwhile: &str,
+    ) -> Result<(RootRotationStatus, Vec<String>), Error> {
+        let status = self.require_root_status(authority).await?;
+        if status.phase != phase {
+            return Err(Error::RotationNotReady(format!(
+                "the root rotation of {authority:?} is {}, not {}",
+                status.phase.as_str(),
+                phase.as_str()
+            )));
+        }
+        let behind: Vec<String> = status
+            .pending
+            .iter()
+            .chain(&status.offline)
+            .cloned()
+            .collect();
+        if !force && !behind.is_empty() {
+            return Err(Error::RotationNotReady(format!(
+                "{} live node(s) {not_ready}: {}; {meanwhile} (or pass --force)",
+                behind.len(),
+                behind.join(", ")
+            )));
+        }
+        Ok((status, behind))
     }
 
     /// Issue from the new root's intermediate. Unless `force`, refused
@@ -209,29 +242,18 @@ impl Authority {
         force: bool,
         actor: &str,
     ) -> Result<(RootRotationStatus, bool), Error> {
-        let status = self.require_root_status(authority).await?;
-        if status.phase != RootPhase::Prepared {
-            return Err(Error::RotationNotReady(format!(
-                "the root rotation of {authority:?} is {}, not prepared",
-                status.phase.as_str()
-            )));
-        }
-        let behind: Vec<String> = status
-            .pending
-            .iter()
-            .chain(&status.offline)
-            .cloned()
-            .collect();
-        if !force && !behind.is_empty() {
-            return Err(Error::RotationNotReady(format!(
-                "{} live node(s) do not trust the new root yet: {}; their agents pick it up at their next refresh (or pass --force)",
-                behind.len(),
-                behind.join(", ")
-            )));
-        }
+        let (status, behind) = self
+            .ready_for(
+                authority,
+                RootPhase::Prepared,
+                force,
+                "do not trust the new root yet",
+                "their agents pick it up at their next refresh",
+            )
+            .await?;
         let key = keys::authority_key(authority);
         let did = cas::retry!(&key, cas::ATTEMPTS, async |_| {
-            let (mut r, rev) = self.root_record(authority).await?;
+            let (mut r, rev) = self.authority_record(authority).await?;
             let Some(mut rot) = r.root_rotation.take() else {
                 return Err(Error::RotationNotReady(format!(
                     "{authority:?} has no root rotation"
@@ -281,7 +303,7 @@ impl Authority {
                 left_behind(&mut rot.left_behind, &behind);
             }
             r.root_rotation = Some(rot);
-            Ok(match self.write_root_record(&key, &r, rev).await? {
+            Ok(match self.write_authority(&key, &r, rev).await? {
                 true => Attempt::Done(true),
                 false => Attempt::Conflict,
             })
@@ -332,26 +354,15 @@ impl Authority {
         force: bool,
         actor: &str,
     ) -> Result<(RootRotationStatus, bool), Error> {
-        let status = self.require_root_status(authority).await?;
-        if status.phase != RootPhase::Active {
-            return Err(Error::RotationNotReady(format!(
-                "the root rotation of {authority:?} is {}, not active",
-                status.phase.as_str()
-            )));
-        }
-        let behind: Vec<String> = status
-            .pending
-            .iter()
-            .chain(&status.offline)
-            .cloned()
-            .collect();
-        if !force && !behind.is_empty() {
-            return Err(Error::RotationNotReady(format!(
-                "{} live node(s) hold no certificate under the new root yet: {}; they were asked to renew (or pass --force)",
-                behind.len(),
-                behind.join(", ")
-            )));
-        }
+        let (status, behind) = self
+            .ready_for(
+                authority,
+                RootPhase::Active,
+                force,
+                "hold no certificate under the new root yet",
+                "they were asked to renew",
+            )
+            .await?;
         // The old root stays for its leaves, and for the tokens pinning it.
         let until = self
             .last_leaf_not_under_active(authority)
@@ -359,7 +370,7 @@ impl Authority {
             .max(self.last_live_token(authority).await?);
         let key = keys::authority_key(authority);
         let did = cas::retry!(&key, cas::ATTEMPTS, async |_| {
-            let (mut r, rev) = self.root_record(authority).await?;
+            let (mut r, rev) = self.authority_record(authority).await?;
             let Some(rot) = r.root_rotation.as_mut() else {
                 return Err(Error::RotationNotReady(format!(
                     "{authority:?} has no root rotation"
@@ -378,7 +389,7 @@ impl Authority {
             if force {
                 left_behind(&mut rot.left_behind, &behind);
             }
-            Ok(match self.write_root_record(&key, &r, rev).await? {
+            Ok(match self.write_authority(&key, &r, rev).await? {
                 true => Attempt::Done(true),
                 false => Attempt::Conflict,
             })
@@ -448,7 +459,7 @@ impl Authority {
     async fn complete_root_rotation(&self, authority: &str, actor: &str) -> Result<bool, Error> {
         let key = keys::authority_key(authority);
         let did = cas::retry!(&key, cas::ATTEMPTS, async |_| {
-            let (mut r, rev) = self.root_record(authority).await?;
+            let (mut r, rev) = self.authority_record(authority).await?;
             match &r.root_rotation {
                 Some(rot)
                     if rot.phase == RootPhase::Finished
@@ -456,7 +467,7 @@ impl Authority {
                 _ => return Ok(Attempt::Done(false)),
             }
             r.root_rotation = None;
-            Ok(match self.write_root_record(&key, &r, rev).await? {
+            Ok(match self.write_authority(&key, &r, rev).await? {
                 true => Attempt::Done(true),
                 false => Attempt::Conflict,
             })
@@ -532,28 +543,6 @@ impl Authority {
         })
         .await
         .map_err(|e| Error::Internal(e.to_string()))?
-    }
-
-    pub(crate) async fn root_record(
-        &self,
-        authority: &str,
-    ) -> Result<(AuthorityRecord, u64), Error> {
-        let key = keys::authority_key(authority);
-        let e = self
-            .store()
-            .get(&key)
-            .await?
-            .ok_or_else(|| Error::UnknownAuthority(authority.to_string()))?;
-        Ok((from_json(&key, &e.value)?, e.revision))
-    }
-
-    pub(crate) async fn write_root_record(
-        &self,
-        key: &str,
-        record: &AuthorityRecord,
-        revision: u64,
-    ) -> Result<bool, Error> {
-        Ok(cas::written(self.store().update(key, to_json(record)?, revision).await)?.is_some())
     }
 }
 

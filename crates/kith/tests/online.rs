@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{kith, openssl, start_server, tool, wait_for, Ca, Proc};
+use common::{kith, mtls_example, openssl, start_server, tool, wait_for, Ca, Proc};
 use serde_json::Value;
 
 fn port_of(url: &str) -> u16 {
@@ -37,22 +37,6 @@ fn ok(ca: &Ca, args: &[&str]) -> String {
 
 fn json(ca: &Ca, args: &[&str]) -> Value {
     serde_json::from_str(&ok(ca, args)).unwrap_or_else(|e| panic!("kith {args:?}: not JSON: {e}"))
-}
-
-/// The example binary of kith-agent, built by `cargo test --workspace`.
-fn mtls_example() -> PathBuf {
-    let exe = std::env::current_exe().expect("test exe");
-    let p = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("examples/mtls");
-    assert!(
-        p.is_file(),
-        "{} is missing: run the tests with `cargo test --workspace` (scripts/test.sh does), which builds kith-agent's examples",
-        p.display()
-    );
-    p
 }
 
 fn mtls_connect(dir: &Path, to: &str, name: &str) -> (bool, String) {

@@ -18,52 +18,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{kith, openssl, tool, wait_for, Ca, Proc};
+use common::{mtls_example, openssl, tool, wait_for, Ca, Proc};
 use serde_json::Value;
 
 /// Start `kith serve` with `extra` flags; returns the process and its URL.
 fn start_server(ca: &Ca, extra: &[&str]) -> (Proc, String) {
-    let info = ca.data.join("server.json");
-    let _ = std::fs::remove_file(&info);
-    let log = File::create(ca.path("serve.log")).expect("log file");
-    let child = kith(&ca.data)
-        .args(["serve", "--listen", "127.0.0.1:0", "--passphrase-file"])
-        .arg(&ca.pass)
-        .args(extra)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn kith serve");
-    let pid = child.id();
-    let proc = Proc(child);
-    let url = wait_for("server.json", Duration::from_secs(60), || {
-        let v: Value = serde_json::from_slice(&std::fs::read(&info).ok()?).ok()?;
-        (v["pid"].as_u64() == Some(u64::from(pid)))
-            .then(|| v["server"].as_str().map(String::from))?
-    });
-    (proc, url)
+    common::start_server_with(ca, "127.0.0.1:0", &ca.pass, extra)
 }
 
 fn json(ca: &Ca, args: &[&str]) -> Value {
-    let out = ca.ok(args);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("kith {args:?}: not JSON: {e}\n{out}"))
-}
-
-/// The example binary of kith-agent (`cargo build -p kith-agent --examples`).
-fn mtls_example() -> PathBuf {
-    let exe = std::env::current_exe().expect("test exe");
-    let p = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("examples/mtls");
-    assert!(
-        p.is_file(),
-        "{} is missing: run the tests with `cargo test --workspace` (scripts/test.sh does), which builds kith-agent's examples",
-        p.display()
-    );
-    p
+    ca.json(args)
 }
 
 /// `kith agent --refresh 1s` for the node in `dir`.

@@ -208,3 +208,36 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Find an external tool (`KITH_TOOLS_DIR`, then the workspace venv, then
+/// `PATH`) or panic with what installs it: a test that needs one never
+/// passes without it.
+pub(crate) fn tool(name: &str) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(d) = std::env::var_os("KITH_TOOLS_DIR") {
+        dirs.push(PathBuf::from(d));
+    }
+    dirs.push(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin"));
+    if let Some(path) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&path));
+    }
+    dirs.into_iter()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "required tool `{name}` not found: set KITH_TOOLS_DIR or run ./scripts/test.sh, which installs openssl and a venv with pkilint"
+            )
+        })
+}
+
+/// Run openssl; returns (success, stdout + stderr).
+pub(crate) fn openssl(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(tool("openssl"))
+        .args(args)
+        .output()
+        .expect("run openssl");
+    let mut text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}

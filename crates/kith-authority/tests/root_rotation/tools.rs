@@ -5,36 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Find an external tool or panic with how to get it.
-pub(crate) fn tool(name: &str) -> PathBuf {
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    if let Some(d) = std::env::var_os("KITH_TOOLS_DIR") {
-        dirs.push(PathBuf::from(d));
-    }
-    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin"));
-    if let Some(path) = std::env::var_os("PATH") {
-        dirs.extend(std::env::split_paths(&path));
-    }
-    dirs.into_iter()
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "required tool `{name}` not found: set KITH_TOOLS_DIR or run ./scripts/test.sh, which installs openssl and a venv with pkilint"
-            )
-        })
-}
-
-/// Run openssl; returns (success, stdout + stderr).
-pub(crate) fn openssl(args: &[&str]) -> (bool, String) {
-    let out = Command::new(tool("openssl"))
-        .args(args)
-        .output()
-        .expect("run openssl");
-    let mut text = String::from_utf8_lossy(&out.stdout).to_string();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
-}
+pub(crate) use crate::common::{openssl, tool};
 
 /// Write `ders` as PEM `tag` blocks to `dir/name`; returns the path.
 pub(crate) fn write_pem(dir: &Path, name: &str, tag: &str, ders: &[&[u8]]) -> PathBuf {

@@ -338,6 +338,26 @@ impl<S: Send + Sync> FromRequestParts<S> for SecretReader {
     }
 }
 
+/// The value of the one query parameter `name` a route takes, if given:
+/// `Err(())` for any other parameter, a parameter without a value, or
+/// `name` twice. Each route says what it takes in its own refusal.
+pub(crate) fn only_param<'a>(parts: &'a Parts, name: &str) -> Result<Option<&'a str>, ()> {
+    let mut value = None;
+    for pair in parts
+        .uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        match pair.split_once('=') {
+            Some((k, v)) if k == name && value.is_none() => value = Some(v),
+            _ => return Err(()),
+        }
+    }
+    Ok(value)
+}
+
 /// The optional `?version=N` of the secret endpoints (and nothing else).
 pub(crate) struct VersionQuery(pub(crate) Option<u64>);
 
@@ -351,20 +371,9 @@ impl<S: Send + Sync> FromRequestParts<S> for VersionQuery {
                 "the only query parameter is version=N",
             )
         };
-        let mut version = None;
-        for pair in parts
-            .uri
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .filter(|p| !p.is_empty())
-        {
-            let (k, v) = pair.split_once('=').ok_or_else(bad)?;
-            if k != "version" || version.is_some() {
-                return Err(bad());
-            }
-            version = Some(v.parse().map_err(|_| bad())?);
+        match only_param(parts, "version").map_err(|()| bad())? {
+            Some(v) => Ok(VersionQuery(Some(v.parse().map_err(|_| bad())?))),
+            None => Ok(VersionQuery(None)),
         }
-        Ok(VersionQuery(version))
     }
 }

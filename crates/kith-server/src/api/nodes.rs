@@ -212,27 +212,14 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for TrustsQuery {
         _state: &S,
     ) -> Result<Self, ApiError> {
         let bad = |m: String| ApiError::new(ErrorCode::MalformedRequest, m);
-        let mut trusts = None;
-        for pair in parts
-            .uri
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .filter(|p| !p.is_empty())
-        {
-            match pair.split_once('=') {
-                Some((kith_api::TRUSTS_PARAM, v)) if trusts.is_none() => {
-                    trusts = Some(kith_api::parse_trusts(v).map_err(bad)?);
-                }
-                _ => {
-                    return Err(bad(format!(
-                        "the only query parameter is {}=HEX,HEX (at most {} root pins), once",
-                        kith_api::TRUSTS_PARAM,
-                        kith_api::MAX_TRUSTS
-                    )))
-                }
-            }
-        }
+        let value = super::extract::only_param(parts, kith_api::TRUSTS_PARAM).map_err(|()| {
+            bad(format!(
+                "the only query parameter is {}=HEX,HEX (at most {} root pins), once",
+                kith_api::TRUSTS_PARAM,
+                kith_api::MAX_TRUSTS
+            ))
+        })?;
+        let trusts = value.map(kith_api::parse_trusts).transpose().map_err(bad)?;
         Ok(TrustsQuery(trusts))
     }
 }

@@ -169,22 +169,12 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for AuthorityQuery {
                 "the only query parameter is authority=NAME",
             )
         };
-        let mut authority = None;
-        for pair in parts
-            .uri
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .filter(|p| !p.is_empty())
-        {
-            let (k, v) = pair.split_once('=').ok_or_else(bad)?;
-            if k != "authority" || authority.is_some() {
-                return Err(bad());
-            }
-            // A label needs no percent-decoding; anything else is refused below.
+        let authority = super::extract::only_param(parts, "authority").map_err(|()| bad())?;
+        if let Some(v) = authority {
+            // A label needs no percent-decoding; anything else is refused.
             kith_pki::validate_label("authority", v).map_err(kith_authority::Error::from)?;
-            authority = Some(v.to_string());
         }
+        let authority = authority.map(String::from);
         Ok(AuthorityQuery(authority))
     }
 }

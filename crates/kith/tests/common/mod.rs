@@ -131,6 +131,12 @@ impl Ca {
     }
 
     /// Run and require failure with `error[code]`; returns stderr.
+    /// [`Ca::ok`], parsed as JSON (for `--json` commands).
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.ok(args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("kith {args:?}: not JSON: {e}\n{out}"))
+    }
+
     pub fn fails_with(&self, args: &[&str], code: &str) -> String {
         let out = self.run(args);
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
@@ -314,6 +320,12 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
 /// to `serve.log` beside the data directory); returns the process and the
 /// URL it advertises, once it has written `server.json`.
 pub fn start_server(ca: &Ca, listen: &str, pass: &Path) -> (Proc, String) {
+    start_server_with(ca, listen, pass, &[])
+}
+
+/// [`start_server`] with `extra` flags for `kith serve`; the log is at
+/// info level.
+pub fn start_server_with(ca: &Ca, listen: &str, pass: &Path, extra: &[&str]) -> (Proc, String) {
     let info = ca.data.join("server.json");
     let _ = std::fs::remove_file(&info);
     let log = std::fs::OpenOptions::new()
@@ -324,6 +336,8 @@ pub fn start_server(ca: &Ca, listen: &str, pass: &Path) -> (Proc, String) {
     let child = kith(&ca.data)
         .args(["serve", "--listen", listen, "--passphrase-file"])
         .arg(pass)
+        .args(extra)
+        .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -336,4 +350,21 @@ pub fn start_server(ca: &Ca, listen: &str, pass: &Path) -> (Proc, String) {
             .then(|| v["server"].as_str().map(String::from))?
     });
     (proc, url)
+}
+
+/// The example binary of kith-agent (`mtls`), built by `cargo test
+/// --workspace`.
+pub fn mtls_example() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let p = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("examples/mtls");
+    assert!(
+        p.is_file(),
+        "{} is missing: run the tests with `cargo test --workspace` (scripts/test.sh does), which builds kith-agent's examples",
+        p.display()
+    );
+    p
 }
