@@ -151,6 +151,41 @@ impl Connection {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> Result<(StatusCode, Bytes), Error> {
+        self.exchange(
+            method,
+            path,
+            content_type,
+            body,
+            MAX_RESPONSE,
+            REQUEST_TIMEOUT,
+        )
+        .await
+    }
+
+    /// GET a large answer (a backup of the CA's store): up to `max` bytes,
+    /// the whole of it within `timeout`.
+    pub async fn download(
+        &mut self,
+        path: &str,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<Bytes, Error> {
+        let (status, bytes) = self
+            .exchange(Method::GET, path, None, Vec::new(), max, timeout)
+            .await?;
+        check_status(status, &bytes)?;
+        Ok(bytes)
+    }
+
+    async fn exchange(
+        &mut self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Bytes), Error> {
         let transport = |detail: String| Error::Transport {
             server: self.server.to_string(),
             detail,
@@ -169,17 +204,22 @@ impl Connection {
             .ready()
             .await
             .map_err(|e| transport(e.to_string()))?;
-        let resp = tokio::time::timeout(REQUEST_TIMEOUT, self.sender.send_request(req))
+        let exchange = async {
+            let resp = tokio::time::timeout(REQUEST_TIMEOUT, self.sender.send_request(req))
+                .await
+                .map_err(|_| transport("no answer in time".into()))?
+                .map_err(|e| transport(e.to_string()))?;
+            let status = resp.status();
+            let bytes = Limited::new(resp.into_body(), max)
+                .collect()
+                .await
+                .map_err(|e| transport(format!("reading the answer: {e}")))?
+                .to_bytes();
+            Ok((status, bytes))
+        };
+        tokio::time::timeout(timeout, exchange)
             .await
-            .map_err(|_| transport("no answer in time".into()))?
-            .map_err(|e| transport(e.to_string()))?;
-        let status = resp.status();
-        let bytes = Limited::new(resp.into_body(), MAX_RESPONSE)
-            .collect()
-            .await
-            .map_err(|e| transport(format!("reading the answer: {e}")))?
-            .to_bytes();
-        Ok((status, bytes))
+            .map_err(|_| transport("the answer did not arrive in time".into()))?
     }
 
     /// Send JSON (or nothing) and decode a JSON answer; an error status

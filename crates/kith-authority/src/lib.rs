@@ -19,6 +19,7 @@
 
 mod audit;
 mod authority;
+mod backup;
 mod cas;
 mod catalog;
 mod chunks;
@@ -62,6 +63,10 @@ use time::Duration;
 
 pub use audit::AuditLimits;
 pub use authority::Authority;
+pub use backup::{
+    read_backup, restore_backup, take_backup, Backup, Manifest, Restored, BACKUP_FORMAT,
+    BACKUP_VERSION, RESTORE_CRL_NUMBER_GAP,
+};
 pub use catalog::{AuthorityStatusView, NodeView, StatusView};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cluster_settings::{

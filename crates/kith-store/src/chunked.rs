@@ -357,6 +357,35 @@ pub async fn resolve(store: &dyn Store, entry: Entry) -> Result<Option<Value>> {
     Err(Error::Contended { key: entry.key })
 }
 
+/// The whole value of `entry` from the chunks listed beside it (the same
+/// [`Store::list`], so one snapshot where the backend lists in one read
+/// transaction): the entry itself if inline, its chunks joined if every
+/// one is in `listed` and they match the head's length and digest; `None`
+/// when they are not all there or do not match (read it with [`resolve`]
+/// instead). A damaged head is an error.
+pub fn resolve_listed(
+    entry: &Entry,
+    listed: &BTreeMap<String, Vec<u8>>,
+) -> Result<Option<Vec<u8>>> {
+    let Some(head) = HeadRecord::parse(&entry.key, &entry.value)? else {
+        return Ok(Some(entry.value.clone()));
+    };
+    let mut value = Vec::with_capacity(head.len.min(1 << 24));
+    for ck in head.chunk_keys() {
+        let Some(part) = listed.get(&ck) else {
+            return Ok(None);
+        };
+        if value.len() + part.len() > head.len {
+            return Ok(None);
+        }
+        value.extend_from_slice(part);
+    }
+    if value.len() != head.len || sha256_hex(&value) != head.sha256 {
+        return Ok(None);
+    }
+    Ok(Some(value))
+}
+
 /// The value a head names, or why not (a missing or wrong chunk).
 async fn read_chunks(
     store: &dyn Store,

@@ -99,6 +99,10 @@ enum Command {
     /// The CA's store as a whole: copy it between data directories and NATS.
     #[command(subcommand)]
     Store(cmd::store::StoreCommand),
+    /// Write every record of the CA's store to a file, still sealed (0600).
+    Backup(cmd::backup::BackupArgs),
+    /// Restore a backup into an empty data directory or store.
+    Restore(cmd::backup::RestoreArgs),
 }
 
 /// Commands that run on a node and work on its node directory (`--dir`):
@@ -259,6 +263,8 @@ async fn run(
         Command::Vault(c) => cmd::vault::run(&dir, c, json).await,
         Command::Settings(c) => cmd::settings::run(&dir, c, json).await,
         Command::Store(c) => cmd::store::run(dir.store_args(), c, json).await,
+        Command::Backup(a) => cmd::backup::backup(&dir, a, json).await,
+        Command::Restore(a) => cmd::backup::restore(&dir, a, json).await,
     }
 }
 

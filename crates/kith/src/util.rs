@@ -420,3 +420,13 @@ pub(crate) fn progress_bar(len: u64, visible: bool) -> indicatif::ProgressBar {
     }
     bar
 }
+
+/// A spinner for work of unknown length (a download), on a terminal only.
+pub(crate) fn spinner(message: &'static str, visible: bool) -> indicatif::ProgressBar {
+    if !visible {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner().with_message(message);
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}

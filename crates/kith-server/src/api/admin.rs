@@ -50,6 +50,7 @@ fn table() -> Vec<Entry> {
         GET "/servers" => server_list,
         POST "/revoke" => revoke,
         GET "/status" => status,
+        GET "/backup" => super::backup::download,
         GET "/secrets" => secret_list,
         PUT "/secrets/{name}" => secret_put,
         DELETE "/secrets/{name}" => secret_delete,

@@ -16,6 +16,7 @@
 //! as for every other path.
 
 mod admin;
+mod backup;
 mod ca;
 mod extract;
 mod nodes;

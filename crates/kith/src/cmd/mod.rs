@@ -6,6 +6,7 @@
 pub(crate) mod admin;
 pub(crate) mod agent;
 pub(crate) mod authority;
+pub(crate) mod backup;
 pub(crate) mod ca;
 pub(crate) mod cert;
 pub(crate) mod crl;
