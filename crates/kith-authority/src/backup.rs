@@ -266,8 +266,9 @@ pub async fn restore_backup(
 ) -> Result<Restored, Error> {
     let present = store.list("").await?.len();
     if present > 0 {
+        // "a cluster (N records in the target store) is already initialised here"
         return Err(Error::AlreadyInitialized(format!(
-            "the target store holds {present} records; a backup is restored only into an empty one"
+            "{present} records in the target store"
         )));
     }
     let total = backup.records.len() as u64;

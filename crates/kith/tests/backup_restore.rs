@@ -319,3 +319,95 @@ fn offline_backup_and_damaged_files() {
         "records differ after a round trip"
     );
 }
+
+/// A backup restored onto a real 3-node NATS cluster (another kind of
+/// store, with smaller values): a replica on it serves the CA's nodes, and
+/// a backup taken through that replica restores into a data directory
+/// again with the same records.
+#[test]
+fn restore_onto_nats_and_back() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let nats = rt.block_on(kith_store_nats::testing::NatsCluster::start(3));
+    let ca = Ca::init("p256");
+    let (server, url) = start_server(&ca, "127.0.0.1:0", &ca.pass);
+    let port = port_of(&url);
+    let n1 = ca.join_new(&url, "worker", "n-1");
+    put_secret(&ca, "api", b"moved by a backup", "worker");
+    let file = ca.path("ca.kbk");
+    ca.ok(&["backup", "--out", &file.to_string_lossy()]);
+    drop(server);
+
+    let home = ca.path("nats-home");
+    let restored = kith(&home)
+        .env("KITH_STORE", nats.url())
+        .args(["restore", "--json", "--from"])
+        .arg(&file)
+        .output()
+        .expect("kith restore");
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    let log = std::fs::File::create(ca.path("serve-nats.log")).expect("log");
+    let child = kith(&home)
+        .env("KITH_STORE", nats.url())
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--passphrase-file",
+        ])
+        .arg(&ca.pass)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("kith serve --store nats");
+    let _serving = common::Proc(child);
+    wait_for("serve on NATS", Duration::from_secs(60), || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .map(|_| ())
+    });
+    renew(&n1);
+    assert_eq!(secret_get(&n1, "api"), b"moved by a backup");
+
+    // Back again, through the replica on NATS, with the same credential.
+    let again = ca.path("again.kbk");
+    let made = ca.json(&[
+        "backup",
+        "--json",
+        "--server",
+        &format!("127.0.0.1:{port}"),
+        "--out",
+        &again.to_string_lossy(),
+    ]);
+    assert_eq!(made["via"], "server", "{made}");
+    let out = kith(&ca.path("back-home"))
+        .args(["restore", "--from"])
+        .arg(&again)
+        .output()
+        .expect("kith restore");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let keys = |f: &Path| -> std::collections::BTreeSet<String> {
+        std::fs::read_to_string(f)
+            .expect("read")
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).expect("JSON line");
+                v["key"].as_str().expect("key").to_string()
+            })
+            .collect()
+    };
+    let (first, second) = (keys(&file), keys(&again));
+    let missing: Vec<_> = first.difference(&second).collect();
+    assert!(missing.is_empty(), "records lost on the way: {missing:?}");
+}

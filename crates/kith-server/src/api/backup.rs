@@ -11,10 +11,18 @@ use crate::error::ApiError;
 /// The media type of a backup: one JSON object per line.
 pub(crate) const BACKUP_MEDIA_TYPE: &str = "application/x-ndjson";
 
+/// One backup at a time in this process: each holds the whole store in
+/// memory, so concurrent ones wait rather than multiply that.
+static ONE_AT_A_TIME: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
 pub(super) async fn download(
     axum::extract::State(s): St,
     Admin(actor): Admin,
 ) -> Result<Response, ApiError> {
+    let _slot = ONE_AT_A_TIME
+        .acquire()
+        .await
+        .map_err(|_| ApiError::new(kith_api::ErrorCode::Internal, "the backup slot is closed"))?;
     let bytes = s.authority.backup(&actor).await?;
     Ok((
         [

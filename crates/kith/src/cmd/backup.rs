@@ -164,7 +164,7 @@ pub(crate) async fn restore(dir: &Home, a: RestoreArgs, json: bool) -> Result<()
     let restored = restored.map_err(|e| {
         let err = CliError::from(e);
         if err.code == ErrorCode::AlreadyInitialized.as_str() {
-            err
+            err.hint("restore into a new --data-dir, or an empty bucket (--store-bucket); nothing was written")
         } else {
             err.hint("the target may hold part of the backup: empty it before restoring again")
         }
