@@ -85,9 +85,6 @@ pub(crate) fn with_file(
     };
     let mut built = command.clone();
     built.build();
-    let sc = built
-        .find_subcommand(name)
-        .expect("the matched subcommand is one of the command's");
     let error = |key: &str, why: String| {
         CliError::new(
             ErrorCode::InvalidConfig,
@@ -95,36 +92,42 @@ pub(crate) fn with_file(
         )
     };
     let mut out = args.to_vec();
-    for (key, value) in table {
-        if key != name {
-            // Only the table of the command being run is applied; the
-            // other's is still checked for stray keys.
-            if CONFIG_COMMANDS.contains(&key.as_str()) {
-                continue;
-            }
+    for (table_name, value) in table {
+        // Both tables are checked, whichever command runs: a mistake in
+        // one is found the first time either command starts.
+        let Some(sc) = CONFIG_COMMANDS
+            .contains(&table_name.as_str())
+            .then(|| built.find_subcommand(&table_name))
+            .flatten()
+        else {
             return Err(error(
-                &key,
+                &table_name,
                 format!(
                     "unknown key: the file holds a table per command ({})",
                     CONFIG_COMMANDS.map(|c| format!("[{c}]")).join(", ")
                 ),
             ));
-        }
+        };
         let toml::Value::Table(settings) = value else {
-            return Err(error(&key, format!("expected a table [{key}]")));
+            return Err(error(
+                &table_name,
+                format!("expected a table [{table_name}]"),
+            ));
         };
         for (k, v) in settings {
-            let full = format!("{name}.{k}");
+            let full = format!("{table_name}.{k}");
             let arg = setting(sc, &k).map_err(|why| error(&full, why))?;
-            let id = arg.get_id().as_str();
-            // A flag or an environment variable said otherwise: it wins.
-            if matches!(
-                sub.value_source(id),
-                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-            ) {
-                continue;
+            let args = as_args(arg, &k, &v).map_err(|why| error(&full, why))?;
+            // Only the running command's table applies, and only where
+            // neither a flag nor an environment variable said otherwise.
+            if table_name == name
+                && !matches!(
+                    sub.value_source(arg.get_id().as_str()),
+                    Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+                )
+            {
+                out.extend(args);
             }
-            out.extend(as_args(arg, &k, &v).map_err(|why| error(&full, why))?);
         }
     }
     Ok(Some(out))

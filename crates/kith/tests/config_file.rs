@@ -139,51 +139,65 @@ fn a_flag_beats_the_environment_which_beats_the_file() {
 #[test]
 fn a_bad_file_names_the_file_the_key_and_the_reason() {
     let ca = Ca::init("p256");
-    let cases: &[(&str, &[&str])] = &[
+    let cases: &[(&str, &str, &[&str])] = &[
         // An unknown key, named.
         (
+            "serve",
             "[serve]\nlisen = \"127.0.0.1:0\"\n",
             &["serve.lisen", "unknown key", "--lisen"],
         ),
+        // One in the other command's table too.
+        (
+            "serve",
+            "[serve]\n[agent]\nbogus = 1\n",
+            &["agent.bogus", "unknown key"],
+        ),
         // A wrong type.
         (
+            "serve",
             "[serve]\ndev = \"yes\"\n",
             &["serve.dev", "expected true or false"],
         ),
         (
+            "agent",
             "[agent]\nrefresh = true\n",
             &["agent.refresh", "expected a string or a number"],
         ),
+        ("agent", "agent = 3\n", &["`agent`", "expected a table"]),
         // A bad value, judged by the flag's own parser.
         (
+            "serve",
             "[serve]\nlisten = \"127.0.0.1:notaport\"\n",
             &["serve.listen", "invalid socket address"],
         ),
         (
+            "serve",
             "[serve]\nmax-connections = -3\n",
             &["serve.max-connections", "invalid value \"-3\""],
         ),
+        (
+            "agent",
+            "[agent]\nrefresh = \"soon\"\n",
+            &["agent.refresh", "invalid value \"soon\""],
+        ),
         // A secret never inline.
         (
+            "serve",
             "[serve]\npassphrase = \"hunter2\"\n",
             &["serve.passphrase", "passphrase-file"],
         ),
         // Not a table per command.
         (
+            "serve",
             "listen = \"127.0.0.1:0\"\n",
             &["`listen`", "a table per command"],
         ),
         // Not TOML.
-        ("[serve\n", &["not valid TOML"]),
+        ("serve", "[serve\n", &["not valid TOML"]),
     ];
-    for (i, (text, expect)) in cases.iter().enumerate() {
+    for (i, (command, text, expect)) in cases.iter().enumerate() {
         let file = config(&ca, &format!("bad{i}.toml"), text);
         let file = file.to_str().expect("utf-8");
-        let command = if text.contains("[agent]") {
-            "agent"
-        } else {
-            "serve"
-        };
         let stderr = refused(&ca, &[command, "--config", file]);
         assert!(
             stderr.contains(file),
