@@ -239,3 +239,54 @@ fn agent_takes_its_directory_from_the_file() {
         "the agent did not use the file's dir:\n{stderr}"
     );
 }
+
+/// The long flags `kith COMMAND --help` lists, but `--help`, `--version`
+/// and `--config`.
+fn long_flags(command: &str) -> Vec<String> {
+    let out = common::node()
+        .args([command, "--help"])
+        .output()
+        .expect("run kith --help");
+    let help = String::from_utf8(out.stdout).expect("UTF-8 help");
+    let mut flags: Vec<String> = help
+        .lines()
+        .map(str::trim_start)
+        .filter_map(|l| {
+            let l = l.strip_prefix("-h, ").unwrap_or(l);
+            let l = l.strip_prefix("-V, ").unwrap_or(l);
+            let name = l.strip_prefix("--")?;
+            let end = name
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .unwrap_or(name.len());
+            Some(name[..end].to_string())
+        })
+        .filter(|f| !matches!(f.as_str(), "help" | "version" | "config"))
+        .collect();
+    flags.dedup();
+    flags
+}
+
+#[test]
+fn every_flag_of_serve_and_agent_is_a_key_of_the_file() {
+    let ca = Ca::init("p256");
+    for command in ["serve", "agent"] {
+        let flags = long_flags(command);
+        assert!(
+            flags.len() > 5,
+            "too few flags in kith {command} --help: {flags:?}"
+        );
+        for flag in flags {
+            // A TOML date is no flag's type: the key is found, its value refused.
+            let file = config(
+                &ca,
+                "kith.toml",
+                &format!("[{command}]\n{flag} = 1979-05-27T07:32:00Z\n"),
+            );
+            let stderr = refused(&ca, &[command, "--config", file.to_str().expect("utf-8")]);
+            assert!(
+                stderr.contains(&format!("key `{command}.{flag}`: expected")),
+                "--{flag} of kith {command} cannot live in the file:\n{stderr}"
+            );
+        }
+    }
+}
