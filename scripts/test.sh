@@ -17,6 +17,11 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-venv)
 # systemd-analyze verifies the shipped units (crates/kith/tests/systemd_units.rs).
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+# zsh -n judges `kith completions zsh`; script (bsdutils) gives the progress
+# tests a terminal; man renders `kith man` (crates/kith/tests/shell_docs.rs, progress.rs).
+command -v zsh >/dev/null 2>&1 || need_apt+=(zsh)
+command -v script >/dev/null 2>&1 || need_apt+=(bsdutils)
+command -v man >/dev/null 2>&1 || need_apt+=(man-db)
 if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   need_apt+=(python3-venv)
 fi

@@ -3,16 +3,18 @@
 //! Times are RFC 3339 strings; certificates are PEM.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Largest request body the server reads (a join with a few CSRs is ~2 KiB).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The body of every error answer, whatever the status.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct ErrorBody {
     /// Stable machine-readable code (`invalid-token`, `san-not-allowed`, …):
     /// an [`crate::ErrorCode`]'s spelling. A string rather than the enum, so
     /// that a client reads a newer server's codes ([`ErrorBody::wire_code`]).
+    #[schema(schema_with = error_code_schema)]
     pub code: String,
     /// What went wrong and, where it helps, what to do.
     pub message: String,
@@ -23,6 +25,19 @@ pub struct ErrorBody {
     pub request_id: Option<String>,
 }
 
+/// The schema of [`ErrorBody::code`]: the string of one of
+/// [`crate::ErrorCode::ALL`], listed as an enum so that a client generated
+/// from the API description knows every code this build emits.
+fn error_code_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .description(Some(
+            "Stable machine-readable error code; a newer server may answer one not listed here.",
+        ))
+        .enum_values(Some(crate::ErrorCode::ALL.iter().map(|c| c.as_str())))
+        .build()
+}
+
 impl ErrorBody {
     /// The code, parsed: known to this build or not.
     pub fn wire_code(&self) -> crate::WireCode {
@@ -30,8 +45,16 @@ impl ErrorBody {
     }
 }
 
+/// `GET /healthz` and `GET /readyz` when all is well: `{"status": "ok"}`
+/// or `{"status": "ready"}`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct HealthStatus {
+    /// `ok` (the process answers) or `ready` (the store answers and writes).
+    pub status: String,
+}
+
 /// One CSR and the profile it asks for.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CsrSubmission {
     /// `peer`, `server` or `client`.
@@ -41,7 +64,7 @@ pub struct CsrSubmission {
 }
 
 /// `POST /v1/join`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinRequest {
     /// The whole `KITH1-…` token.
@@ -55,11 +78,12 @@ pub struct JoinRequest {
     /// asked for by name): one another live node holds is left out of the
     /// certificate instead of refusing the join `ip-taken`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<String>)]
     pub may_leave_out: Vec<std::net::IpAddr>,
 }
 
 /// `POST /v1/renew` (mutual TLS: the identity is the client certificate's).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenewRequest {
     /// If present, must be the node of the client certificate.
@@ -70,7 +94,7 @@ pub struct RenewRequest {
 }
 
 /// A certificate issued by a join or a renewal.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct IssuedCertificate {
     /// Profile it was cut for.
     pub profile: String,
@@ -89,7 +113,7 @@ pub struct IssuedCertificate {
 }
 
 /// Answer to a join or a renewal.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct IssueResponse {
     /// Cluster name.
     pub cluster: String,
@@ -113,7 +137,7 @@ pub struct IssueResponse {
 }
 
 /// One authority in `GET /v1/ca`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct AuthorityView {
     /// Name.
     pub name: String,
@@ -132,7 +156,7 @@ pub struct AuthorityView {
 }
 
 /// `GET /v1/ca`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct CaResponse {
     /// Cluster name.
     pub cluster: String,
@@ -149,7 +173,7 @@ pub struct CaResponse {
 /// `GET /v1/node`: the node behind the client certificate, as the CA sees
 /// it. Presenting a current certificate here (or on any node route) is what
 /// ends the renewal rights of the certificate it replaced.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct NodeSelf {
     /// Cluster name.
     pub cluster: String,
@@ -172,7 +196,7 @@ pub struct NodeSelf {
 }
 
 /// `POST /v1/admin/tokens`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenCreateRequest {
     /// Role granted.
@@ -199,7 +223,7 @@ pub struct TokenCreateRequest {
 }
 
 /// A token as listed (never its secret).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct TokenView {
     /// Id, 16 hex digits.
     pub id: String,
@@ -227,7 +251,7 @@ pub struct TokenView {
 }
 
 /// Answer to a token creation: the only time the secret is shown.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct TokenCreated {
     /// The token to hand to the node.
     pub token: String,
@@ -236,7 +260,7 @@ pub struct TokenCreated {
 }
 
 /// A node as listed.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct NodeView {
     /// Name.
     pub name: String,
@@ -257,7 +281,7 @@ pub struct NodeView {
 }
 
 /// `POST /v1/admin/revoke`: exactly one of `serial`, `node` and `server`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
     /// A certificate serial.
@@ -280,7 +304,7 @@ pub struct RevokeRequest {
 }
 
 /// One revoked certificate.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct RevokedView {
     /// Serial.
     pub serial: String,
@@ -295,7 +319,7 @@ pub struct RevokedView {
 }
 
 /// Answer to a revocation.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct RevokeResponse {
     /// What was revoked.
     pub revoked: Vec<RevokedView>,
@@ -304,7 +328,7 @@ pub struct RevokeResponse {
 }
 
 /// An authority in `GET /v1/admin/status`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct AuthorityStatus {
     /// Name.
     pub name: String,
@@ -319,7 +343,7 @@ pub struct AuthorityStatus {
 }
 
 /// `GET /v1/admin/status`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct StatusResponse {
     /// Cluster name.
     pub cluster: String,
@@ -342,7 +366,7 @@ pub struct StatusResponse {
 }
 
 /// A replica in `GET /v1/admin/status`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct ReplicaStatus {
     /// Its server name (`--server-name`).
     pub name: String,
@@ -361,7 +385,7 @@ pub struct ReplicaStatus {
 }
 
 /// A kith server in `GET /v1/admin/servers`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct ServerView {
     /// Its name (`kith-server-<host>`, `--server-name`).
     pub name: String,
@@ -380,7 +404,7 @@ pub struct ServerView {
 }
 
 /// `PUT /v1/admin/secrets/{name}`: a new version.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretPutRequest {
     /// The value, base64 (standard, padded).
@@ -400,7 +424,7 @@ pub struct SecretPutRequest {
 }
 
 /// A secret as listed: never its value.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct SecretInfo {
     /// Name.
     pub name: String,
@@ -421,7 +445,7 @@ pub struct SecretInfo {
 }
 
 /// One version in a secret's history.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct SecretVersionView {
     /// Version.
     pub version: u64,
@@ -433,8 +457,17 @@ pub struct SecretVersionView {
     pub created_by: String,
 }
 
+/// Answer to `DELETE /v1/admin/secrets/{name}[?version=N]`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct SecretDeleted {
+    /// The secret's name.
+    pub deleted: String,
+    /// The version removed; absent (null) when the whole secret was.
+    pub version: Option<u64>,
+}
+
 /// `GET /v1/secrets/{name}`: a value.
-#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct SecretValue {
     /// Name.
     pub name: String,
@@ -462,7 +495,7 @@ impl Drop for SecretValue {
 
 /// `GET /v1/admin/settings`, and the answer to a change: the settings every
 /// replica of the cluster shares (kept in the cluster record).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct SettingsView {
     /// Validity (nextUpdate − thisUpdate) of the CRLs signed from now on, seconds.
     pub crl_validity_seconds: u64,
@@ -474,7 +507,7 @@ pub struct SettingsView {
 
 /// `PATCH /v1/admin/settings`: the settings to change; an absent one keeps
 /// its value, and at least one must be given.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsUpdate {
     /// New CRL validity, seconds.

@@ -17,6 +17,7 @@
 //!
 //! ```text
 //! GET  /healthz, /readyz                 public
+//! GET  /v1/openapi.json                  public: this API, described (OpenAPI 3.1)
 //! GET  /v1/ca                            public: roots, intermediates, pins
 //! GET  /v1/crl/{authority}               public: DER, application/pkix-crl
 //! GET  /v1/crl/{authority}/root          public: the root's CRL (DER), for nginx & co.
@@ -35,6 +36,7 @@ mod error;
 mod gate;
 mod limits;
 mod name;
+mod openapi;
 mod replicas;
 mod throttle;
 mod tls;
@@ -52,6 +54,7 @@ use tokio_rustls::TlsAcceptor;
 pub use kith_authority::DEFAULT_RENEW_GRACE;
 pub use limits::{Limits, Rate, Timeout};
 pub use name::{default_server_name, server_name_for_host};
+pub use openapi::{openapi, openapi_json};
 
 /// What the server needs besides the authority.
 #[derive(Clone, Debug)]
@@ -213,6 +216,13 @@ impl Server {
     /// Where nodes reach this replica, as registered ([`Options::advertise`]).
     pub fn advertise(&self) -> &str {
         &self.advertise
+    }
+
+    /// The router exactly as [`Server::run`] serves it, for the test that
+    /// holds it and the OpenAPI document to each other. Not a stable API.
+    #[doc(hidden)]
+    pub fn router(&self) -> axum::Router {
+        api::router(self.state.clone())
     }
 
     /// The address actually bound.

@@ -4,12 +4,14 @@
 mod admin;
 mod args;
 mod cmd;
+mod config;
 mod duration;
 mod node_files;
 mod output;
 mod store_args;
 mod util;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -103,6 +105,10 @@ enum Command {
     Backup(cmd::backup::BackupArgs),
     /// Restore a backup into an empty data directory or store.
     Restore(cmd::backup::RestoreArgs),
+    /// Print a shell completion script: kith completions bash|zsh|fish.
+    Completions(cmd::shell::CompletionsArgs),
+    /// Write the manual pages, one per command, into a directory.
+    Man(cmd::shell::ManArgs),
 }
 
 /// Commands that run on a node and work on its node directory (`--dir`):
@@ -132,7 +138,7 @@ fn cli_command() -> clap::Command {
             )
         });
     }
-    command
+    config::add_config_arg(command)
 }
 
 /// The store options (`--store`, `--nats-*`, ...) taken away from a node
@@ -155,17 +161,43 @@ fn refuse_store_args(mut sc: clap::Command) -> clap::Command {
     sc
 }
 
-fn parse() -> Result<Cli, clap::Error> {
-    let mut matches = cli_command().try_get_matches()?;
-    Cli::from_arg_matches_mut(&mut matches)
+/// Why the command line was not understood.
+enum ParseFailure {
+    /// clap refused it (or it asked for help or the version).
+    Clap(clap::Error),
+    /// The configuration file cannot be applied.
+    Config(CliError),
+}
+
+/// Parse the command line; for `serve` and `agent`, again with the
+/// configuration file's settings added ([`config::with_file`]).
+fn parse() -> Result<Cli, ParseFailure> {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let command = cli_command();
+    let mut matches = command
+        .clone()
+        .try_get_matches_from(&args)
+        .map_err(ParseFailure::Clap)?;
+    if let Some(args) =
+        config::with_file(&command, &args, &matches).map_err(ParseFailure::Config)?
+    {
+        matches = command
+            .try_get_matches_from(args)
+            .map_err(ParseFailure::Clap)?;
+    }
+    Cli::from_arg_matches_mut(&mut matches).map_err(ParseFailure::Clap)
 }
 
 fn main() -> ExitCode {
     let cli = match parse() {
         Ok(cli) => cli,
+        Err(ParseFailure::Config(e)) => {
+            e.report(false);
+            return ExitCode::FAILURE;
+        }
         // A value our own parsers refused (a duration too long, a bad key
         // type) is an invalid argument like any other: `error[code]`, exit 1.
-        Err(e) if e.kind() == clap::error::ErrorKind::ValueValidation => {
+        Err(ParseFailure::Clap(e)) if e.kind() == clap::error::ErrorKind::ValueValidation => {
             let rendered = e.render().to_string();
             let first = rendered.lines().next().unwrap_or_default();
             let message = first.strip_prefix("error: ").unwrap_or(first);
@@ -173,8 +205,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
         // Help, version and usage errors: clap's own text and status.
-        Err(e) => e.exit(),
+        Err(ParseFailure::Clap(e)) => e.exit(),
     };
+    // Completions and manual pages need no runtime, data directory or log.
+    match cli.command {
+        Command::Completions(a) => {
+            return report(cmd::shell::completions(cli_command(), a), cli.json)
+        }
+        Command::Man(a) => return report(cmd::shell::man(cli_command(), a), cli.json),
+        _ => {}
+    }
     // Long-running commands say what they do; one-shot commands only warn.
     let default_level = match cli.command {
         Command::Serve(_) | Command::Agent(_) => "info",
@@ -209,6 +249,17 @@ fn main() -> ExitCode {
             } else {
                 ExitCode::FAILURE
             }
+        }
+    }
+}
+
+/// The exit status of a command run outside the runtime, its error reported.
+fn report(result: Result<(), CliError>, json: bool) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            e.report(json);
+            ExitCode::FAILURE
         }
     }
 }
@@ -265,6 +316,8 @@ async fn run(
         Command::Store(c) => cmd::store::run(dir.store_args(), c, json).await,
         Command::Backup(a) => cmd::backup::backup(&dir, a, json).await,
         Command::Restore(a) => cmd::backup::restore(&dir, a, json).await,
+        // Answered in `main`, before the runtime.
+        Command::Completions(_) | Command::Man(_) => Ok(()),
     }
 }
 

@@ -3,11 +3,12 @@
 //! the store (`/v1/admin/...`).
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::IssuedCertificate;
 
 /// `GET /v1/admin/ca`: the cluster's public facts (`kith ca show`).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct CaInfo {
     /// Cluster name.
     pub cluster: String,
@@ -18,7 +19,7 @@ pub struct CaInfo {
 }
 
 /// One authority of [`CaInfo`].
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct CaAuthority {
     /// Name.
     pub name: String,
@@ -31,7 +32,7 @@ pub struct CaAuthority {
 }
 
 /// One recorded certificate in `GET /v1/admin/certs` (`kith cert ls`).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct CertificateView {
     /// Serial, hex.
     pub serial: String,
@@ -54,7 +55,7 @@ pub struct CertificateView {
 }
 
 /// The revocation of a [`CertificateView`].
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct CertificateRevocation {
     /// Reason.
     pub reason: String,
@@ -65,7 +66,7 @@ pub struct CertificateRevocation {
 /// `POST /v1/admin/certs` (`kith cert issue` online): a certificate
 /// for a key made on the operator's machine, proven by a CSR. The identity
 /// is the one named here, never the CSR's subject.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateIssueRequest {
     /// Node name.
@@ -89,7 +90,7 @@ pub struct CertificateIssueRequest {
 
 /// A certificate issued to an operator's request (`cert issue`, `admin
 /// add`, `admin renew`), with what a credential directory needs.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct CertificateIssued {
     /// Cluster name.
     pub cluster: String,
@@ -106,7 +107,7 @@ pub struct CertificateIssued {
 }
 
 /// `POST /v1/admin/authorities` (`kith authority add`).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthorityAddRequest {
     /// Name (a DNS label).
@@ -117,7 +118,7 @@ pub struct AuthorityAddRequest {
 
 /// `GET /v1/admin/crl/{authority}` and `POST` (sign a new one): an
 /// authority's current CRL (`kith crl`).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct CrlView {
     /// Authority.
     pub authority: String,
@@ -132,7 +133,7 @@ pub struct CrlView {
 }
 
 /// One operator in `GET /v1/admin/operators` (`kith admin ls`).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct OperatorView {
     /// Name (`admin` for the one `kith init` made).
     pub name: String,
@@ -151,7 +152,7 @@ pub struct OperatorView {
 /// `POST /v1/admin/operators` (`kith admin add`, with `name`) and
 /// `POST /v1/admin/operators/renew` (`kith admin renew`, without: the
 /// caller's own name).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OperatorRequest {
     /// The new operator's name (add only).
@@ -162,7 +163,7 @@ pub struct OperatorRequest {
 }
 
 /// `POST /v1/admin/operators/{name}/revoke` (`kith admin revoke`).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OperatorRevokeRequest {
     /// Reason (as `kith revoke --reason`); absent: privilege-withdrawn.
@@ -173,7 +174,7 @@ pub struct OperatorRevokeRequest {
 /// `POST /v1/admin/certs/sign` (`kith cert sign` online): a
 /// certificate for a CSR made elsewhere; the names it asks for are judged
 /// by the policy given here, the identity is the one named here.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CsrSignRequest {
     /// Node name.
@@ -203,13 +204,13 @@ pub struct CsrSignRequest {
 
 /// `POST /v1/admin/crl/{authority}` (`kith crl --force-new`): sign a new
 /// CRL now. No fields: a body still goes through the one extractor.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CrlSignRequest {}
 
 /// `POST /v1/admin/ca/rotate` (`kith ca rotate`): take the next step of an
 /// authority's intermediate rotation, or start a root rotation.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateRequest {
     /// The authority.
@@ -245,7 +246,7 @@ pub struct RotateRequest {
 
 /// `POST /v1/admin/ca/rotate/activate` and `/finish` (`kith ca rotate
 /// activate|finish`): the next phase of a root rotation.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RootStepRequest {
     /// The authority.
@@ -258,7 +259,7 @@ pub struct RootStepRequest {
 
 /// `POST /v1/admin/ca/rotate/abort` (`kith ca rotate abort`): return to
 /// the old root alone.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RootAbortRequest {
     /// The authority.
@@ -266,7 +267,7 @@ pub struct RootAbortRequest {
 }
 
 /// Where a root rotation stands (in [`RotationStatus::root`]).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct RootRotationView {
     /// `prepared`, `active` or `finished`.
     pub phase: String,
@@ -299,7 +300,7 @@ pub struct RootRotationView {
 }
 
 /// What [`RotateRequest`] did, and where the rotation stands after it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct RotateResponse {
     /// `prepared` or `activated`.
     pub step: String,
@@ -311,7 +312,7 @@ pub struct RotateResponse {
 
 /// What a root rotation step did (`POST /v1/admin/ca/rotate` with `root`,
 /// `/activate`, `/finish`, `/abort`), and where the authority stands after it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct RootRotateResponse {
     /// `prepared`, `activated`, `finished` or `aborted`.
     pub step: String,
@@ -321,7 +322,7 @@ pub struct RootRotateResponse {
 
 /// `GET /v1/admin/ca/rotation[?authority=NAME]` (`kith ca rotate status`),
 /// one per authority: where its intermediates stand.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct RotationStatus {
     /// The authority.
     pub authority: String,
@@ -350,7 +351,7 @@ pub struct RotationStatus {
 }
 
 /// The prepared intermediate of a [`RotationStatus`].
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct PreparedIntermediate {
     /// Its generation.
     pub generation: u32,
@@ -361,7 +362,7 @@ pub struct PreparedIntermediate {
 }
 
 /// A replaced intermediate of a [`RotationStatus`].
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct PreviousIntermediate {
     /// Its generation.
     pub generation: u32,

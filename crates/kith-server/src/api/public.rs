@@ -21,6 +21,7 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/v1/openapi.json", get(openapi))
         .route("/v1/ca", get(ca))
         .route("/v1/crl/{authority}", get(crl))
         .route("/v1/crl/{authority}/root", get(root_crl))
@@ -49,6 +50,15 @@ async fn readyz(State(s): St) -> Response {
             ApiError::new(ErrorCode::NotReady, "the store does not answer").into_response()
         }
     }
+}
+
+/// The OpenAPI description of this API ([`crate::openapi_json`]).
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, kith_api::JSON)],
+        crate::openapi_json(),
+    )
+        .into_response()
 }
 
 fn bundle(authority: &Authority) -> String {

@@ -22,6 +22,7 @@ pub(crate) mod secret;
 pub(crate) mod serve;
 pub(crate) mod server;
 pub(crate) mod settings;
+pub(crate) mod shell;
 pub(crate) mod status;
 pub(crate) mod store;
 pub(crate) mod token;

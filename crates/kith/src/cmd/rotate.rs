@@ -158,7 +158,16 @@ pub(crate) async fn run(dir: &Home, mut a: RotateArgs, json: bool) -> Result<(),
         }
     };
     kith_pki::validate_label("authority", &name)?;
-    let answer = root_step(dir, &name, step, &pass, &admin).await?;
+    let doing = match step {
+        RootStep::Prepare(..) => "preparing a new root",
+        RootStep::Activate(_) => "activating the new root",
+        RootStep::Finish(_) => "finishing the root rotation",
+        RootStep::Abort => "aborting the root rotation",
+    };
+    let spin = spinner(format!("authority {name}: {doing}"), json);
+    let answer = root_step(dir, &name, step, &pass, &admin).await;
+    spin.finish_and_clear();
+    let answer = answer?;
     if json {
         print_json(&answer);
     } else {
@@ -166,6 +175,24 @@ pub(crate) async fn run(dir: &Home, mut a: RotateArgs, json: bool) -> Result<(),
         print_status(&answer.status);
     }
     Ok(())
+}
+
+/// A spinner on stderr while a step runs, on a terminal only (and not with
+/// `--json`): unlocking the keys (Argon2), making new keys and the store's
+/// writes, or the server doing the same, take seconds. Cleared when done.
+fn spinner(message: String, json: bool) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if json || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
+        bar.set_style(style);
+    }
+    bar.set_message(message);
+    bar.enable_steady_tick(std::time::Duration::from_millis(100));
+    bar
 }
 
 /// One step of a root rotation, through the server or on the store.
@@ -250,7 +277,13 @@ async fn intermediate(dir: &Home, a: RotateArgs, json: bool) -> Result<(), CliEr
             "say what to rotate: --intermediate or --root (or a step: status, activate, finish, abort)",
         ));
     }
-    let answer = rotate(dir, &a).await?;
+    let spin = spinner(
+        format!("authority {}: rotating the intermediate", a.authority),
+        json,
+    );
+    let answer = rotate(dir, &a).await;
+    spin.finish_and_clear();
+    let answer = answer?;
     if json {
         print_json(&answer);
     } else {
