@@ -5,6 +5,7 @@ mod admin;
 mod args;
 mod cmd;
 mod duration;
+mod metrics_http;
 mod node_files;
 mod output;
 mod store_args;
