@@ -156,3 +156,24 @@ fn named_json(s: &StatusResponse) -> serde_json::Value {
     }
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::exit_status;
+
+    #[test]
+    fn each_problem_kind_has_the_status_the_help_documents() {
+        for (kind, code) in [
+            ("crl-stale", 10),
+            ("nodes-expired", 11),
+            ("rotation-due", 12),
+            ("from-a-newer-server", 13),
+        ] {
+            assert_eq!(exit_status(kind), code, "{kind}");
+            assert!(
+                super::EXIT_HELP.contains(&format!("{code}  ")),
+                "{code} in the help"
+            );
+        }
+    }
+}
