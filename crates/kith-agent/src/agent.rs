@@ -4,10 +4,12 @@
 //! and stop with a clear error when only a new token can help.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::metrics::AgentMetrics;
 use crate::node::{connect_to, failover, refresh_with, remember, renew, NodeIdentity, Refreshed};
 use crate::revoked::check_own_revocation;
 use crate::secrets::{Pass, SecretFiles};
@@ -107,6 +109,9 @@ pub struct AgentOptions {
     /// Where secret files go (0400 each; the directory must be private,
     /// ideally tmpfs such as /run).
     pub secrets_dir: Option<PathBuf>,
+    /// Where the agent counts what it does (`kith agent --metrics-listen`
+    /// serves it).
+    pub metrics: Arc<AgentMetrics>,
 }
 
 impl AgentOptions {
@@ -120,6 +125,7 @@ impl AgentOptions {
             backoff_cap: Duration::from_secs(300),
             secrets: Vec::new(),
             secrets_dir: None,
+            metrics: Arc::default(),
         }
     }
 }
@@ -258,7 +264,10 @@ async fn run_loop(opts: AgentOptions) -> Result<(), Error> {
         .map_err(|e| Error::Invalid(format!("cannot watch SIGINT: {e}")))?;
     let mut failures: u32 = 0;
     let mut retry_at: Option<tokio::time::Instant> = None;
-    let mut next_refresh = tokio::time::Instant::now() + opts.refresh_every;
+    // The first refresh at once: systemd hears READY=1 only after it.
+    let mut next_refresh = tokio::time::Instant::now();
+    let mut ready = false;
+    let _watchdog = AbortOnDrop(tokio::spawn(crate::metrics::watchdog()));
     // Spread the renewal point by up to 5 % of the lifetime, earlier only.
     let spread = jitter();
     let identity = NodeIdentity::load(&opts.dir)?;
@@ -292,26 +301,8 @@ async fn run_loop(opts: AgentOptions) -> Result<(), Error> {
         node = %identity.node, serial = %identity.serial, not_after = %rfc3339(identity.not_after),
         "agent started"
     );
-    // The secrets now, for the service that starts with the agent; the
-    // bundle and the CRL at the first refresh.
-    if let Some(s) = secrets.as_mut() {
-        let changed = match crate::node::connect(&opts.dir).await {
-            Ok((_, mut conn)) => {
-                s.sync(&mut conn, Pass::Refresh, |f| backoff(&opts, f))
-                    .await?
-            }
-            Err(e) if e.needs_new_token() => return Err(e),
-            Err(e) => {
-                warn_or_alarm(&e, "cannot reach the server for the secrets; will retry");
-                false
-            }
-        };
-        if changed {
-            if let Some(h) = &opts.hook {
-                h.run().await;
-            }
-        }
-    }
+    // The secrets come with the first refresh, at once, for the service
+    // that starts with the agent.
     // The certificate whose next renewal was last announced.
     let mut announced: Option<String> = None;
     // The CA asked this node to renew now (a CA rotation): renew at once,
@@ -319,6 +310,7 @@ async fn run_loop(opts: AgentOptions) -> Result<(), Error> {
     let mut asked = false;
     loop {
         let identity = NodeIdentity::load(&opts.dir)?;
+        opts.metrics.certificate(&identity);
         let renew_at = renew_at(&identity, spread);
         if announced.as_deref() != Some(identity.serial.as_str()) {
             tracing::info!(
@@ -365,7 +357,7 @@ async fn run_loop(opts: AgentOptions) -> Result<(), Error> {
                     match secrets.as_mut() {
                         Some(s) => retry_secrets(&opts, s).await.map(|changed| Refreshed {
                             changed,
-                            renew_now: false,
+                            ..Refreshed::default()
                         }),
                         None => Ok(Refreshed::default()),
                     }
@@ -375,8 +367,21 @@ async fn run_loop(opts: AgentOptions) -> Result<(), Error> {
                 if let Some(e) = check_own_revocation(&opts.dir, &identity) {
                     return Err(e);
                 }
+                if let Some(s) = secrets.as_mut() {
+                    opts.metrics.secrets_delivered(s.take_delivered());
+                }
                 let changed = match result {
                     Ok(r) => {
+                        if r.fetched {
+                            opts.metrics.refreshed();
+                            // Ready: a valid certificate, and the bundle and
+                            // CRL just fetched.
+                            if !ready && identity.not_after > time::OffsetDateTime::now_utc() {
+                                ready = true;
+                                crate::metrics::notify_ready();
+                                tracing::info!("ready");
+                            }
+                        }
                         if r.renew_now && !asked {
                             tracing::info!(
                                 serial = %identity.serial,
@@ -400,6 +405,8 @@ async fn run_loop(opts: AgentOptions) -> Result<(), Error> {
             }
             Step::Renew(why) => match renew(&opts.dir).await {
                 Ok(id) => {
+                    opts.metrics.renewed();
+                    opts.metrics.certificate(&id);
                     failures = 0;
                     retry_at = None;
                     asked = false;
@@ -408,8 +415,12 @@ async fn run_loop(opts: AgentOptions) -> Result<(), Error> {
                         h.run().await;
                     }
                 }
-                Err(e) if e.needs_new_token() => return Err(e),
+                Err(e) if e.needs_new_token() => {
+                    opts.metrics.renewal_failed(e.error_code());
+                    return Err(e);
+                }
                 Err(e) => {
+                    opts.metrics.renewal_failed(e.error_code());
                     let delay = backoff(&opts, failures);
                     failures = failures.saturating_add(1);
                     retry_at = Some(tokio::time::Instant::now() + delay);
@@ -418,6 +429,15 @@ async fn run_loop(opts: AgentOptions) -> Result<(), Error> {
                 }
             },
         }
+    }
+}
+
+/// Aborts its task when dropped: the watchdog stops with the loop.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

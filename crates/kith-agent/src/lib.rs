@@ -15,6 +15,7 @@
 pub mod agent;
 mod client;
 mod error;
+pub mod metrics;
 mod node;
 mod policy;
 mod revoked;

@@ -735,6 +735,9 @@ pub(crate) struct Refreshed {
     pub(crate) changed: bool,
     /// The CA asks this node to renew now (a CA rotation).
     pub(crate) renew_now: bool,
+    /// The bundle and the CRL were fetched and checked (false: the refresh
+    /// failed, or only the secrets were asked for).
+    pub(crate) fetched: bool,
 }
 
 /// [`refresh`] over an open connection; it also reports the roots this
@@ -782,5 +785,9 @@ pub(crate) async fn refresh_with(
             false
         }
     };
-    Ok(Refreshed { changed, renew_now })
+    Ok(Refreshed {
+        changed,
+        renew_now,
+        fetched: true,
+    })
 }

@@ -100,6 +100,8 @@ pub fn prepare_secrets_dir(dir: &Path) -> Result<bool, Error> {
 pub(crate) struct SecretFiles {
     dir: PathBuf,
     entries: Vec<Entry>,
+    /// Files written with a new value since [`SecretFiles::take_delivered`].
+    delivered: u64,
 }
 
 #[derive(Debug)]
@@ -143,7 +145,13 @@ impl SecretFiles {
                     retry_at: None,
                 })
                 .collect(),
+            delivered: 0,
         }
+    }
+
+    /// How many files were written with a new value since the last call.
+    pub(crate) fn take_delivered(&mut self) -> u64 {
+        std::mem::take(&mut self.delivered)
     }
 
     /// When the earliest retry of a refused secret is due.
@@ -197,6 +205,7 @@ impl SecretFiles {
                         Ok(true) => {
                             tracing::info!(secret = %entry.name, version, "secret written");
                             changed = true;
+                            self.delivered += 1;
                         }
                         Ok(false) => {}
                         Err(e) => {

@@ -363,6 +363,20 @@ pub struct StatusResponse {
     /// Every registered replica, live or not (absent from older servers).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replicas: Vec<ReplicaStatus>,
+    /// What needs an operator, most urgent first (empty: nothing; absent
+    /// from older servers): `kith status` exits non-zero for these.
+    #[serde(default)]
+    pub problems: Vec<StatusProblem>,
+}
+
+/// One problem in `GET /v1/admin/status`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct StatusProblem {
+    /// `crl-stale`, `nodes-expired` or `rotation-due` (a newer server may
+    /// send others).
+    pub kind: String,
+    /// One line, for a human.
+    pub reason: String,
 }
 
 /// A replica in `GET /v1/admin/status`.

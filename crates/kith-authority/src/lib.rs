@@ -28,6 +28,7 @@ mod clock;
 mod cluster_settings;
 mod crl;
 mod error;
+mod health;
 mod info;
 mod init;
 mod intermediates;
@@ -75,6 +76,7 @@ pub use cluster_settings::{
 };
 pub use crl::{forget_crl_coverage, stored_crl, stored_crl_of, CrlIssuer};
 pub use error::Error;
+pub use health::{CaExpiry, CrlHealth, HealthView, Problem, ProblemKind};
 pub use info::{find_certificate, list_certificates, AuthorityInfo, ClusterInfo};
 pub use intermediates::{
     IntermediateStatus, IntermediateStep, IntermediateView, DEFAULT_INTERMEDIATE_PUBLISH,

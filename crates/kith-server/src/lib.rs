@@ -35,6 +35,7 @@ mod crl;
 mod error;
 mod gate;
 mod limits;
+pub mod metrics;
 mod name;
 mod openapi;
 mod replicas;
@@ -84,6 +85,13 @@ pub struct Options {
     /// ([`kith_authority::HEARTBEAT_PERIOD`]; liveness is judged against
     /// that constant, so a shorter interval only refreshes sooner).
     pub heartbeat_interval: Duration,
+    /// Where this process's metrics go (the binary serves them on
+    /// `--metrics-listen`); `None`: counted into a registry nobody reads,
+    /// and the gauges read from the store are never refreshed.
+    pub metrics: Option<Arc<metrics::Metrics>>,
+    /// How often the gauges read from the store (CA expiries, CRLs, nodes,
+    /// tokens, replicas) are refreshed: a few listings each time.
+    pub metrics_refresh: Duration,
 }
 
 impl Options {
@@ -99,9 +107,14 @@ impl Options {
             limits: Limits::default(),
             advertise: None,
             heartbeat_interval: kith_authority::HEARTBEAT_PERIOD,
+            metrics: None,
+            metrics_refresh: DEFAULT_METRICS_REFRESH,
         }
     }
 }
+
+/// How often the store-read gauges are refreshed by default.
+pub const DEFAULT_METRICS_REFRESH: Duration = Duration::from_secs(30);
 
 /// Why the server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +150,8 @@ pub struct Server {
     limits: Limits,
     advertise: String,
     heartbeat_interval: Duration,
+    /// Refresh the store-read gauges this often (only when exposed).
+    metrics_refresh: Option<Duration>,
 }
 
 impl std::fmt::Debug for Server {
@@ -200,11 +215,13 @@ impl Server {
                 renew_grace: opts.renew_grace,
                 crls: Arc::new(crl::CrlPublisher::default()),
                 replicas: std::sync::RwLock::new(Vec::new()),
+                metrics: opts.metrics.clone().unwrap_or_default(),
             }),
             maintenance_interval: opts.maintenance_interval,
             limits,
             advertise,
             heartbeat_interval: opts.heartbeat_interval,
+            metrics_refresh: opts.metrics.is_some().then_some(opts.metrics_refresh),
         })
     }
 
@@ -265,6 +282,13 @@ impl Server {
             self.state.authority.clone(),
             self.state.crls.clone(),
         )));
+        let _metrics = self.metrics_refresh.map(|every| {
+            replicas::AbortOnDrop(tokio::spawn(metrics::refresh(
+                self.state.authority.clone(),
+                self.state.metrics.clone(),
+                every,
+            )))
+        });
         let shared = Arc::new(conn::Shared {
             acceptor: self.acceptor.clone(),
             router: api::router(self.state.clone()),

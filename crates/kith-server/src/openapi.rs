@@ -69,7 +69,7 @@ pub fn openapi_json() -> &'static str {
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     paths(
-        healthz, readyz, openapi_doc, ca, crl, root_crl, other_crls, join, renew, node,
+        livez, healthz, readyz, openapi_doc, ca, crl, root_crl, other_crls, join, renew, node,
         secret_get,
         token_create, token_list, token_revoke, node_list, node_remove, server_list, revoke,
         status, backup, secret_list, secret_put, secret_delete, secret_history, settings_show,
@@ -204,12 +204,18 @@ enum RotateAnswer {
 
 // ------------------------------------------------------------------ public
 
-/// Liveness: the process answers.
+/// Liveness: the process answers (a Kubernetes liveness probe).
+#[utoipa::path(get, path = "/livez", tag = "public",
+    responses((status = 200, description = "Alive.", body = HealthStatus)))]
+fn livez() {}
+
+/// Liveness, the older name of `/livez`.
 #[utoipa::path(get, path = "/healthz", tag = "public",
     responses((status = 200, description = "Alive.", body = HealthStatus)))]
 fn healthz() {}
 
-/// Readiness: the store answers and can write (503 `not-ready` otherwise).
+/// Readiness: every authority's keys are unlocked and the store answered a
+/// read within 2 s (503 `not-ready` otherwise; a Kubernetes readiness probe).
 #[utoipa::path(get, path = "/readyz", tag = "public",
     responses((status = 200, description = "Ready.", body = HealthStatus)))]
 fn readyz() {}

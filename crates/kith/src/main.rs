@@ -6,6 +6,7 @@ mod args;
 mod cmd;
 mod config;
 mod duration;
+mod metrics_http;
 mod node_files;
 mod output;
 mod store_args;
@@ -75,7 +76,9 @@ enum Command {
     /// Operator credentials: renew, add, list, revoke.
     #[command(subcommand)]
     Admin(cmd::admin::AdminCommand),
-    /// Authorities, validity left, nodes by state, tokens, CRL numbers.
+    /// Authorities, validity left, nodes by state, tokens, CRL numbers;
+    /// exits non-zero when something needs an operator (see below).
+    #[command(after_help = cmd::status::EXIT_HELP)]
     Status(admin::AdminArgs),
     /// Join a cluster with a token: key made here, certificate from the server.
     Join(cmd::join::JoinArgs),

@@ -262,7 +262,18 @@ pub(crate) async fn unlock(
     passphrase_file: Option<&Path>,
     settings: Settings,
 ) -> Result<Authority, CliError> {
-    let store = open_store(home).await?;
+    unlock_wrapped(home, passphrase_file, settings, &|s| s).await
+}
+
+/// [`unlock`], with the store passed through `wrap` first (`serve`
+/// installs its timing wrapper there: the authority sees only a `Store`).
+pub(crate) async fn unlock_wrapped(
+    home: &Home,
+    passphrase_file: Option<&Path>,
+    settings: Settings,
+    wrap: &(dyn Fn(Arc<dyn Store>) -> Arc<dyn Store> + Sync),
+) -> Result<Authority, CliError> {
+    let store = wrap(open_store(home).await?);
     let prompt = Prompt {
         text: "CA passphrase: ",
         confirm: false,

@@ -399,10 +399,13 @@ fn a_fifo_planted_as_crl_pem_fails_renew_fast_instead_of_hanging() {
         .spawn()
         .expect("agent");
     let mut agent = Proc(agent);
-    wait_for("the agent to start", Duration::from_secs(60), || {
+    // The agent refreshes at once at start (then says "ready"), writing
+    // crl.pem again: plant the FIFO after that first refresh.
+    wait_for("the agent's first refresh", Duration::from_secs(60), || {
         let l = fs::read_to_string(&log).ok()?;
-        l.contains("agent started").then_some(())
+        l.contains(" ready").then_some(())
     });
+    fs::remove_file(&crl).expect("rm the fresh crl.pem");
     let status = Command::new("mkfifo").arg(&crl).status().expect("mkfifo");
     assert!(status.success());
     wait_for(

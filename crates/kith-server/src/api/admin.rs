@@ -14,8 +14,8 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
 use kith_api::wire::{
     AuthorityStatus, NodeView, ReplicaStatus, RevokeRequest, RevokeResponse, SecretInfo,
-    SecretPutRequest, SecretVersionView, ServerView, StatusResponse, TokenCreateRequest,
-    TokenCreated, TokenView,
+    SecretPutRequest, SecretVersionView, ServerView, StatusProblem, StatusResponse,
+    TokenCreateRequest, TokenCreated, TokenView,
 };
 use kith_api::TokenId;
 use kith_authority::{Publish, RevokeTarget, TokenRecord};
@@ -272,7 +272,19 @@ async fn server_list(State(s): St) -> Result<Json<Vec<ServerView>>, ApiError> {
 
 async fn status(State(s): St) -> Result<Json<StatusResponse>, ApiError> {
     let v = s.authority.status_view().await?;
+    let problems = s
+        .authority
+        .health_view()
+        .await?
+        .problems()
+        .into_iter()
+        .map(|p| StatusProblem {
+            kind: p.kind.as_str().to_string(),
+            reason: p.reason,
+        })
+        .collect();
     Ok(Json(StatusResponse {
+        problems,
         cluster: v.cluster,
         version: env!("CARGO_PKG_VERSION").to_string(),
         now: rfc3339(v.now),

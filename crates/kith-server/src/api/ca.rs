@@ -134,6 +134,11 @@ pub(super) async fn issue(
         })
         .await?;
     s.authority.audit_issued(&issued, &actor).await?;
+    s.metrics.issued(
+        &issued.record.authority,
+        issued.record.profile.as_str(),
+        false,
+    );
     Ok((
         StatusCode::CREATED,
         Json(issued_view(s.authority.cluster(), &issued)),
@@ -176,6 +181,11 @@ pub(super) async fn sign(
         )
         .await?;
     s.authority.audit_issued(&issued, &actor).await?;
+    s.metrics.issued(
+        &issued.record.authority,
+        issued.record.profile.as_str(),
+        false,
+    );
     Ok((
         StatusCode::CREATED,
         Json(issued_view(s.authority.cluster(), &issued)),

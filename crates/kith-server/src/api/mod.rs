@@ -50,6 +50,8 @@ pub(crate) struct AppState {
     /// The live replicas' advertise URLs, as of this replica's last
     /// heartbeat: what `/v1/ca` and the join and renew answers list.
     pub(crate) replicas: std::sync::RwLock<Vec<String>>,
+    /// This process's metrics (`--metrics-listen` serves them).
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {
@@ -85,7 +87,32 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
                 "this endpoint does not take that method",
             )
         })
+        // Outermost, so that it counts what the gates refuse too; routes by
+        // their template (`MatchedPath`), never the path the client sent.
+        .layer(from_fn_with_state(state.clone(), count_request))
         .with_state(state)
+}
+
+/// Count one answer by its matched route and its outcome code.
+async fn count_request(
+    State(s): St,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let response = next.run(req).await;
+    let code = response.extensions().get::<ErrorCode>().copied();
+    // An answer without a code (none today) is counted by its status.
+    let outcome = match code {
+        Some(c) => c.as_str().to_string(),
+        None if response.status().is_success() => "ok".to_string(),
+        None => format!("status-{}", response.status().as_u16()),
+    };
+    s.metrics.request(&route, &outcome);
+    response
 }
 
 /// Every admin route, `(method, full path)`: the table the admin router is

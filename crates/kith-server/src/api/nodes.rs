@@ -122,7 +122,8 @@ async fn join(
     Body(body): Body<JoinRequest>,
 ) -> Result<Json<IssueResponse>, ApiError> {
     let d = DecodedJoin::try_from(body)?;
-    let (node, issued) = s
+    let started = std::time::Instant::now();
+    let joined = s
         .authority
         .join_leaving_out(
             &d.token,
@@ -131,7 +132,13 @@ async fn join(
             &d.may_leave_out,
             &peer.addr.to_string(),
         )
-        .await?;
+        .await;
+    s.metrics.join_took(started.elapsed());
+    let (node, issued) = joined?;
+    for i in &issued {
+        s.metrics
+            .issued(&i.record.authority, i.record.profile.as_str(), false);
+    }
     tracing::info!(node = %node.name, role = %node.role, peer = %peer.addr, "joined");
     Ok(Json(issue_response(&s, &node, &issued)))
 }
@@ -143,10 +150,17 @@ async fn renew(
     Body(body): Body<RenewRequest>,
 ) -> Result<Json<IssueResponse>, ApiError> {
     let csrs = csr_pairs(&body.csrs)?;
-    let (node, issued) = s
+    let started = std::time::Instant::now();
+    let renewed = s
         .authority
         .renew(&cert, body.node.as_deref(), &csrs, s.renew_grace)
-        .await?;
+        .await;
+    s.metrics.renew_took(started.elapsed());
+    let (node, issued) = renewed?;
+    for i in &issued {
+        s.metrics
+            .issued(&i.record.authority, i.record.profile.as_str(), true);
+    }
     tracing::info!(node = %node.name, peer = %peer.addr, "renewed");
     Ok(Json(issue_response(&s, &node, &issued)))
 }

@@ -20,6 +20,7 @@ use kith_api::ErrorCode;
 pub(super) fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/livez", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/ca", get(ca))
@@ -32,7 +33,23 @@ async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
+/// How long `/readyz` waits for the store to answer a read: a store that
+/// hangs (a NATS leader election without end, a wedged disk) is not ready.
+pub(crate) const READY_READ_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Process alive (`/livez`, `/healthz`): this answer is the proof.
+/// Ready (`/readyz`): the CA keys unlocked (every authority has its signer
+/// in the keyring), the store writable and answering a read within
+/// [`READY_READ_BOUND`]; else `503 not-ready`.
 async fn readyz(State(s): St) -> Response {
+    let names = s.authority.authority_names();
+    if names.is_empty()
+        || names
+            .iter()
+            .any(|n| s.authority.intermediate_cert(n).is_err())
+    {
+        return ApiError::new(ErrorCode::NotReady, "the CA keys are not unlocked").into_response();
+    }
     // Not ready while writes fail (a full disk): reads alone would say ready.
     if let Err(e) = s.authority.store().writable() {
         tracing::warn!(error = %e, "not ready: the store cannot write");
@@ -42,7 +59,13 @@ async fn readyz(State(s): St) -> Response {
         )
         .into_response();
     }
-    match s.authority.store().get("cluster/meta").await {
+    let read = tokio::time::timeout(READY_READ_BOUND, s.authority.store().get("cluster/meta"));
+    let Ok(read) = read.await else {
+        tracing::warn!(bound = ?READY_READ_BOUND, "not ready: the store did not answer a read in time");
+        return ApiError::new(ErrorCode::NotReady, "the store does not answer in time")
+            .into_response();
+    };
+    match read {
         Ok(Some(_)) => Json(serde_json::json!({ "status": "ready" })).into_response(),
         Ok(None) => ApiError::new(ErrorCode::NotReady, "the store has no cluster").into_response(),
         Err(e) => {

@@ -15,6 +15,11 @@ impl AppState {
         &self,
         outcomes: &[RevokeOutcome],
     ) -> Result<Vec<(String, u64)>, ApiError> {
+        for o in outcomes {
+            if let RevokeOutcome::Revoked(r) = o {
+                self.metrics.revoked(&r.authority, r.reason.as_str());
+            }
+        }
         let mut touched: Vec<&str> = outcomes
             .iter()
             .filter(|o| matches!(o, RevokeOutcome::Revoked(_)))

@@ -45,6 +45,11 @@ pub(crate) struct AgentArgs {
     /// use tmpfs, e.g. /run/kith/secrets).
     #[arg(long, env = "KITH_AGENT_SECRETS_DIR", value_name = "DIR")]
     secrets_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics on plain HTTP at this address
+    /// (`GET /metrics`; e.g. 127.0.0.1:9465). Off by default; never a
+    /// secret or a secret's name.
+    #[arg(long, env = "KITH_AGENT_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 pub(crate) async fn agent(a: AgentArgs) -> Result<(), CliError> {
@@ -73,6 +78,15 @@ pub(crate) async fn agent(a: AgentArgs) -> Result<(), CliError> {
     opts.secrets = a.secrets;
     opts.secrets_dir = a.secrets_dir;
     opts.hook = hook;
+    if let Some(addr) = a.metrics_listen {
+        let m = opts.metrics.clone();
+        crate::metrics_http::start(
+            addr,
+            kith_agent::metrics::CONTENT_TYPE,
+            std::sync::Arc::new(move || m.encode()),
+        )
+        .await?;
+    }
     kith_agent::agent::run(opts).await.map_err(|e| {
         let needs_new_token = e.needs_new_token();
         let err = CliError::from(e);

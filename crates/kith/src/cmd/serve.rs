@@ -16,6 +16,8 @@ use crate::output::CliError;
 use crate::util;
 use crate::util::Home;
 
+type StoreRef = std::sync::Arc<dyn kith_store::Store>;
+
 #[derive(Args, Debug)]
 pub(crate) struct ServeArgs {
     /// Address to listen on.
@@ -79,6 +81,16 @@ pub(crate) struct ServeArgs {
     /// node at once).
     #[arg(long, value_parser = parse_root_renew_spread, default_value = "10m", value_name = "DURATION")]
     root_renew_spread: Duration,
+    /// Serve Prometheus metrics on plain HTTP at this address
+    /// (`GET /metrics`; e.g. 127.0.0.1:9464). Off by default. The README's
+    /// "Monitoring" section lists the metrics; none holds a secret.
+    #[arg(long, env = "KITH_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
+    /// How often the metrics read from the store (CA expiries, CRLs, nodes,
+    /// tokens, replicas) are refreshed: each refresh lists those records,
+    /// so a scrape never makes the server scan its store (1s to 24h).
+    #[arg(long, value_parser = parse_audit_window, default_value = "30s", value_name = "DURATION")]
+    metrics_refresh: std::time::Duration,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -204,11 +216,22 @@ pub(crate) async fn serve(dir: &Home, a: ServeArgs) -> Result<(), CliError> {
         ));
     }
     let on_nats = dir.store_args().is_nats();
+    // The store is timed from the start, so the metrics cover the unlock.
+    let metrics = a
+        .metrics_listen
+        .map(|_| std::sync::Arc::new(kith_server::metrics::Metrics::new()));
+    let timed = |store: StoreRef| -> StoreRef {
+        match &metrics {
+            Some(m) => m.timed_store(store),
+            None => store,
+        }
+    };
     let (dir, authority, dev_token) = if a.dev {
-        let (dir, authority, token) = dev_setup(settings).await?;
+        let (dir, authority, token) = dev_setup(settings, &timed).await?;
         (dir, authority, Some(token))
     } else {
-        let authority = util::unlock(dir, a.passphrase_file.as_deref(), settings).await?;
+        let authority =
+            util::unlock_wrapped(dir, a.passphrase_file.as_deref(), settings, &timed).await?;
         util::prepare_local_dir(dir)?;
         (dir.to_path_buf(), authority, None)
     };
@@ -243,6 +266,16 @@ pub(crate) async fn serve(dir: &Home, a: ServeArgs) -> Result<(), CliError> {
     opts.limits = limits;
     // The replica registry lists the advertised URL (else the bound address).
     opts.advertise = advertised.as_ref().map(ServerAddr::url);
+    opts.metrics = metrics.clone();
+    opts.metrics_refresh = a.metrics_refresh;
+    if let (Some(addr), Some(m)) = (a.metrics_listen, metrics) {
+        crate::metrics_http::start(
+            addr,
+            kith_server::metrics::CONTENT_TYPE,
+            std::sync::Arc::new(move || m.encode()),
+        )
+        .await?;
+    }
     let server = kith_server::Server::bind(authority.clone(), opts)
         .await
         .map_err(serve_error)?;
@@ -310,6 +343,7 @@ pub(crate) async fn serve(dir: &Home, a: ServeArgs) -> Result<(), CliError> {
 
 async fn dev_setup(
     settings: Settings,
+    wrap: &(dyn Fn(StoreRef) -> StoreRef + Sync),
 ) -> Result<(PathBuf, kith_authority::Authority, String), CliError> {
     let dir = std::env::temp_dir().join(format!("kith-dev-{}", std::process::id()));
     kith_nodedir::create_dir(&dir)?;
@@ -319,7 +353,8 @@ async fn dev_setup(
     kith_nodedir::write_atomic(&dir, "passphrase", pass.as_bytes(), 0o600)?;
     crate::cmd::init::init_quiet(&dir, "dev.kith", &dir.join("passphrase")).await?;
     let home = Home::embedded(dir.clone());
-    let authority = util::unlock(&home, Some(&dir.join("passphrase")), settings).await?;
+    let authority =
+        util::unlock_wrapped(&home, Some(&dir.join("passphrase")), settings, wrap).await?;
     let (_, token) = authority
         .create_token(
             TokenSpec {

@@ -1,4 +1,5 @@
-//! `kith status`: the server's view of the cluster.
+//! `kith status`: the server's view of the cluster, and an exit status a
+//! cron job can alert on.
 
 use std::path::Path;
 
@@ -23,6 +24,7 @@ pub(crate) async fn status(dir: &Path, a: AdminArgs, json: bool) -> Result<(), C
         .await?;
     if json {
         print_json(&named_json(&s));
+        exit_for_problems(&s);
         return Ok(());
     }
     println!(
@@ -69,7 +71,49 @@ pub(crate) async fn status(dir: &Path, a: AdminArgs, json: bool) -> Result<(), C
             );
         }
     }
+    exit_for_problems(&s);
     Ok(())
+}
+
+/// What `kith status --help` says about its exit status.
+pub(crate) const EXIT_HELP: &str = "\
+Exit status (for a cron job or a monitoring check):
+  0   nothing needs an operator
+  1   the status could not be read (error[code]: message on stderr)
+  10  crl-stale: a CRL is past its next update, or was not re-signed after a revocation
+  11  nodes-expired: nodes neither revoked nor removed hold only expired certificates
+  12  rotation-due: a CA is inside its rotation window (an intermediate past its renewal
+      point, a third of its life left by default, and not renewed an hour after it should
+      have been; or a root with less than a third of its life left and no root rotation
+      under way)
+  13  a problem this version does not know (a newer server)
+Each problem is one line on stderr (problem[KIND]: reason), and the `problems` field
+with --json. When several hold, the status is the most urgent one's (the lowest).";
+
+/// The exit status for a problem kind (see [`EXIT_HELP`]).
+fn exit_status(kind: &str) -> u8 {
+    match kind {
+        "crl-stale" => 10,
+        "nodes-expired" => 11,
+        "rotation-due" => 12,
+        _ => 13,
+    }
+}
+
+/// Say every problem on stderr, one line each, and exit with the most
+/// urgent one's status; return if there is none.
+fn exit_for_problems(s: &StatusResponse) {
+    let Some(code) = s.problems.iter().map(|p| exit_status(&p.kind)).min() else {
+        return;
+    };
+    for p in &s.problems {
+        eprintln!("problem[{}]: {}", p.kind, p.reason);
+    }
+    // The report above must reach its reader before the process ends.
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    std::process::exit(i32::from(code));
 }
 
 /// ` (N days left)` from the server's time `now` to `until` (RFC 3339
@@ -111,4 +155,25 @@ fn named_json(s: &StatusResponse) -> serde_json::Value {
         o.insert("tokens".into(), named(&s.tokens));
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exit_status;
+
+    #[test]
+    fn each_problem_kind_has_the_status_the_help_documents() {
+        for (kind, code) in [
+            ("crl-stale", 10),
+            ("nodes-expired", 11),
+            ("rotation-due", 12),
+            ("from-a-newer-server", 13),
+        ] {
+            assert_eq!(exit_status(kind), code, "{kind}");
+            assert!(
+                super::EXIT_HELP.contains(&format!("{code}  ")),
+                "{code} in the help"
+            );
+        }
+    }
 }
