@@ -156,14 +156,18 @@ impl Connection {
             path,
             content_type,
             body,
-            MAX_RESPONSE,
-            REQUEST_TIMEOUT,
+            Bounds {
+                max: MAX_RESPONSE,
+                head: REQUEST_TIMEOUT,
+                whole: REQUEST_TIMEOUT,
+            },
         )
         .await
     }
 
-    /// GET a large answer (a backup of the CA's store): up to `max` bytes,
-    /// the whole of it within `timeout`.
+    /// GET a large answer (a backup of the CA's store, which the server
+    /// reads whole before it answers): up to `max` bytes, the whole of it,
+    /// the wait for its first byte included, within `timeout`.
     pub async fn download(
         &mut self,
         path: &str,
@@ -171,7 +175,17 @@ impl Connection {
         timeout: Duration,
     ) -> Result<Bytes, Error> {
         let (status, bytes) = self
-            .exchange(Method::GET, path, None, Vec::new(), max, timeout)
+            .exchange(
+                Method::GET,
+                path,
+                None,
+                Vec::new(),
+                Bounds {
+                    max,
+                    head: timeout,
+                    whole: timeout,
+                },
+            )
             .await?;
         check_status(status, &bytes)?;
         Ok(bytes)
@@ -183,8 +197,7 @@ impl Connection {
         path: &str,
         content_type: Option<&str>,
         body: Vec<u8>,
-        max: usize,
-        timeout: Duration,
+        bounds: Bounds,
     ) -> Result<(StatusCode, Bytes), Error> {
         let transport = |detail: String| Error::Transport {
             server: self.server.to_string(),
@@ -205,19 +218,19 @@ impl Connection {
             .await
             .map_err(|e| transport(e.to_string()))?;
         let exchange = async {
-            let resp = tokio::time::timeout(REQUEST_TIMEOUT, self.sender.send_request(req))
+            let resp = tokio::time::timeout(bounds.head, self.sender.send_request(req))
                 .await
                 .map_err(|_| transport("no answer in time".into()))?
                 .map_err(|e| transport(e.to_string()))?;
             let status = resp.status();
-            let bytes = Limited::new(resp.into_body(), max)
+            let bytes = Limited::new(resp.into_body(), bounds.max)
                 .collect()
                 .await
                 .map_err(|e| transport(format!("reading the answer: {e}")))?
                 .to_bytes();
             Ok((status, bytes))
         };
-        tokio::time::timeout(timeout, exchange)
+        tokio::time::timeout(bounds.whole, exchange)
             .await
             .map_err(|_| transport("the answer did not arrive in time".into()))?
     }
@@ -248,6 +261,16 @@ impl Connection {
         check_status(status, &bytes)?;
         Ok(bytes)
     }
+}
+
+/// How much of an answer is read, and how long it may take.
+struct Bounds {
+    /// The most bytes of the body.
+    max: usize,
+    /// Until the status line and headers.
+    head: Duration,
+    /// The whole exchange.
+    whole: Duration,
 }
 
 fn check_status(status: StatusCode, bytes: &[u8]) -> Result<(), Error> {

@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 use crate::authority::Authority;
 use crate::error::Error;
 use crate::keys;
-use crate::records::{from_json, to_json, CrlRecord};
+use crate::records::{from_json, to_json, ClusterRecord, CrlRecord};
 
 /// What the first line of a backup says.
 pub const BACKUP_FORMAT: &str = "kith-backup";
@@ -32,12 +32,12 @@ pub const BACKUP_FORMAT: &str = "kith-backup";
 /// The version of the format this code writes and reads.
 pub const BACKUP_VERSION: u32 = 1;
 
-/// How far a restore moves every CRL number past the backup's. The CA
-/// that was backed up may have signed CRLs after the backup, with numbers
-/// the backup cannot know; a relying party that saw one must never see the
-/// same number again on a different list. At one CRL a second, 2^32 numbers
-/// last 136 years, and CRL numbers (up to 20 octets) have room for
-/// billions of restores.
+/// How far a restore moves the CRL numbers past the backup's highest. The
+/// CA that was backed up may have signed CRLs after the backup, with
+/// numbers the backup cannot know; a relying party that saw one must never
+/// see the same number again on a different list, nor a lower one. At one
+/// CRL a second, 2^32 numbers last 136 years, and CRL numbers (up to 20
+/// octets) have room for billions of restores.
 pub const RESTORE_CRL_NUMBER_GAP: u64 = 1 << 32;
 
 /// The first line of a backup.
@@ -59,7 +59,8 @@ pub struct Manifest {
     pub records: u64,
     /// The sum of the records' value lengths.
     pub value_bytes: u64,
-    /// The highest CRL number in the backup.
+    /// The highest CRL number in the backup (or the floor a restore set
+    /// before it, if higher).
     pub max_crl_number: u64,
     /// SHA-256 (hex) of every byte after the manifest's line.
     pub sha256: String,
@@ -113,8 +114,13 @@ impl Backup {
 pub struct Restored {
     /// Records written.
     pub records: usize,
-    /// CRL records whose number was moved past the backup's.
-    pub crls_renumbered: usize,
+    /// CRL records marked due, to be signed anew past the new floor.
+    pub crls_due: usize,
+    /// Every CRL signed from now on is numbered above this.
+    pub crl_number_floor: u64,
+    /// Records of the processes that served the backed-up store (replica
+    /// heartbeats, leases), left out.
+    pub skipped: usize,
 }
 
 /// Read every record of `store` into a backup file (its bytes), reporting
@@ -152,6 +158,9 @@ pub async fn take_backup(
         if is_crl_key(&key) {
             let crl: CrlRecord = from_json(&key, &value)?;
             max_crl_number = max_crl_number.max(crl.number);
+        } else if key == keys::CLUSTER_KEY {
+            let c: ClusterRecord = from_json(&key, &value)?;
+            max_crl_number = max_crl_number.max(c.crl_number_floor);
         }
         let line = Line {
             key,
@@ -246,18 +255,55 @@ pub fn read_backup(bytes: &[u8]) -> Result<Backup, Error> {
             manifest.records
         )));
     }
-    if !records.iter().any(|(k, _)| k == keys::CLUSTER_KEY) {
+    // What the restore will rewrite is read now, so that a record it could
+    // not rewrite is refused before anything is written.
+    let mut max_crl_number = 0;
+    let mut cluster = None;
+    for (key, value) in &records {
+        if is_crl_key(key) {
+            let crl: CrlRecord = from_json(key, value).map_err(|e| bad(e.to_string()))?;
+            max_crl_number = max_crl_number.max(crl.number);
+        } else if key == keys::CLUSTER_KEY {
+            let c: ClusterRecord = from_json(key, value).map_err(|e| bad(e.to_string()))?;
+            max_crl_number = max_crl_number.max(c.crl_number_floor);
+            cluster = Some(c.cluster);
+        }
+    }
+    let Some(cluster) = cluster else {
         return Err(bad("no cluster record: not a backup of a kith CA".into()));
+    };
+    if cluster != manifest.cluster || max_crl_number != manifest.max_crl_number {
+        return Err(bad(format!(
+            "the manifest (cluster {:?}, highest CRL number {}) does not match the records (cluster {cluster:?}, {max_crl_number})",
+            manifest.cluster, manifest.max_crl_number
+        )));
+    }
+    if max_crl_number.checked_add(RESTORE_CRL_NUMBER_GAP).is_none() {
+        return Err(bad(format!(
+            "CRL number {max_crl_number} leaves no room for a restore"
+        )));
     }
     Ok(Backup { manifest, records })
 }
 
 /// Write every record of `backup` into `store`, which must hold no record.
-/// Each CRL record's number moves [`RESTORE_CRL_NUMBER_GAP`] past the
-/// backup's, and is marked due (its next CRL is signed by the first
-/// process that serves it, with a number past any the backed-up CA may
-/// have used); what it covers is set to revision 0, as the restored store
-/// numbers its revisions anew (see [`crate::forget_crl_coverage`]).
+///
+/// - Every value is prepared (and checked against the store's limit)
+///   before the first write, so a record that cannot be restored writes
+///   nothing.
+/// - The cluster record goes last: until it is there, the store holds no
+///   CA that a server would open, so an interrupted restore cannot be
+///   served (it fails `not-initialized`, and a new restore asks for an
+///   empty store).
+/// - The cluster record's CRL number floor moves [`RESTORE_CRL_NUMBER_GAP`]
+///   past the backup's highest number: every CRL signed from then on, by
+///   any issuer, with or without a record in the backup, is numbered past
+///   anything the backed-up CA may have published since. Each CRL record is
+///   marked due (its next CRL is signed by the first process that serves
+///   it) and covers revision 0, as the restored store numbers its
+///   revisions anew (see [`crate::forget_crl_coverage`]).
+/// - Replica heartbeats and leases of the processes that served the
+///   backed-up store are left out: they belong to those processes.
 pub async fn restore_backup(
     store: &dyn Store,
     backup: &Backup,
@@ -271,30 +317,62 @@ pub async fn restore_backup(
             "{present} records in the target store"
         )));
     }
-    let total = backup.records.len() as u64;
-    let mut out = Restored::default();
-    for (n, (key, value)) in backup.records.iter().enumerate() {
-        progress(n as u64 + 1, total);
+    let floor = backup
+        .manifest
+        .max_crl_number
+        .checked_add(RESTORE_CRL_NUMBER_GAP)
+        .ok_or_else(|| Error::Invalid("the CRL numbers leave no room for a restore".into()))?;
+    let limits = store.limits();
+    let mut out = Restored {
+        crl_number_floor: floor,
+        ..Restored::default()
+    };
+    let mut prepared: Vec<(&str, Vec<u8>, bool)> = Vec::with_capacity(backup.records.len());
+    let mut cluster = None;
+    for (key, value) in &backup.records {
+        if key.starts_with(keys::REPLICA_PREFIX) || key.starts_with(keys::LEASE_PREFIX) {
+            out.skipped += 1;
+            continue;
+        }
         let value = if is_crl_key(key) {
             let mut crl: CrlRecord = from_json(key, value)?;
-            crl.number = crl
-                .number
-                .checked_add(RESTORE_CRL_NUMBER_GAP)
-                .ok_or_else(|| {
-                    Error::Invalid(format!("{key}: the CRL number has no room for a restore"))
-                })?;
             crl.covers = 0;
             // Due now: crl_is_fresh sees a validity other than the one in
             // force, so the first process asked signs the next number.
             crl.next_update = crl.this_update;
-            out.crls_renumbered += 1;
+            out.crls_due += 1;
             to_json(&crl)?
+        } else if key == keys::CLUSTER_KEY {
+            let mut c: ClusterRecord = from_json(key, value)?;
+            c.crl_number_floor = floor;
+            cluster = Some(to_json(&c)?);
+            continue;
         } else {
             value.clone()
         };
-        chunked::create(store, key, &value, now).await?;
+        // Only the values the authority reads through `chunked` may be
+        // split; any other must fit the store as it is.
+        let split = keys::SPLIT_PREFIXES.iter().any(|p| key.starts_with(p));
+        if !split {
+            limits.check_value(key, value.len())?;
+        }
+        prepared.push((key.as_str(), value, split));
+    }
+    let cluster = cluster.ok_or_else(|| Error::Integrity("backup: no cluster record".into()))?;
+    limits.check_value(keys::CLUSTER_KEY, cluster.len())?;
+    let total = prepared.len() as u64 + 1;
+    for (n, (key, value, split)) in prepared.into_iter().enumerate() {
+        progress(n as u64 + 1, total);
+        if split {
+            chunked::create(store, key, &value, now).await?;
+        } else {
+            store.create(key, value).await?;
+        }
         out.records += 1;
     }
+    store.create(keys::CLUSTER_KEY, cluster).await?;
+    out.records += 1;
+    progress(total, total);
     Ok(out)
 }
 

@@ -391,10 +391,14 @@ impl Authority {
                     });
                 }
             }
+            // Above the stored number, and above the floor a restore set
+            // (an issuer with no CRL in the backup starts past it too).
+            let floor = self.keyring().cluster.crl_number_floor;
             let number = match &current {
-                Some(c) => from_json::<CrlRecord>(&key, &c.value)?.number + 1,
-                None => 1,
-            };
+                Some(c) => from_json::<CrlRecord>(&key, &c.value)?.number.max(floor),
+                None => floor,
+            }
+            .saturating_add(1);
             let validity = self.cluster_settings().crl_validity;
             limits::check("CRL validity", validity, MAX_CRL_VALIDITY, false)?;
             let spec = CrlSpec {

@@ -57,6 +57,7 @@ impl Authority {
             wrapped_master: kek.seal(&master_aad(&opts.cluster, 1), master.bytes())?,
             pending_master: None,
             settings: ClusterSettings::default(),
+            crl_number_floor: 0,
         };
         match store.create(keys::CLUSTER_KEY, to_json(&cluster)?).await {
             Ok(_) => {}

@@ -77,8 +77,9 @@ pub(crate) fn replica_key(server_name: &str) -> String {
 }
 
 /// A lease on work meant for one replica at a time.
+pub(crate) const LEASE_PREFIX: &str = "lease/";
 pub(crate) fn lease_key(name: &str) -> String {
-    format!("lease/{name}")
+    format!("{LEASE_PREFIX}{name}")
 }
 
 /// Every revocation, of every authority.

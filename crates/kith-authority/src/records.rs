@@ -54,6 +54,15 @@ pub struct ClusterRecord {
     /// defaults) until one is changed.
     #[serde(default, skip_serializing_if = "ClusterSettings::is_default")]
     pub settings: ClusterSettings,
+    /// Every CRL signed from now on is numbered above this, whatever the
+    /// stored one says (or with none stored): raised by a restore past any
+    /// number the backed-up CA may have published after its backup.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub crl_number_floor: u64,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The next master key while `vault rotate` runs.

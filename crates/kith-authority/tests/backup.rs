@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use kith_authority::{
-    read_backup, restore_backup, stored_crl, take_backup, Authority, Identity, IssueRequest,
-    Publish, Reader, RevokeTarget, SecretUpdate, Settings, SettingsChange, RESTORE_CRL_NUMBER_GAP,
+    read_backup, restore_backup, stored_crl, take_backup, Authority, CrlIssuer, Identity,
+    IssueRequest, Publish, Reader, RevokeTarget, SecretUpdate, Settings, SettingsChange,
+    RESTORE_CRL_NUMBER_GAP,
 };
 use kith_pki::{KeyType, PrivateKey, Profile, RevocationReason, Serial};
 use kith_store::chunked::CHUNK_PREFIX;
@@ -120,7 +121,8 @@ async fn chunked_values_survive_a_restore_into_another_limit() {
         .await
         .expect("restore");
     assert_eq!(restored.records, backup.len());
-    assert!(restored.crls_renumbered >= 1);
+    assert!(restored.crls_due >= 1);
+    assert_eq!(restored.crl_number_floor, number + RESTORE_CRL_NUMBER_GAP);
     let b = Authority::open(target.clone(), h.clock.clone(), PASS, Settings::default())
         .await
         .expect("the restored CA opens with its passphrase");
@@ -130,6 +132,17 @@ async fn chunked_values_survive_a_restore_into_another_limit() {
     assert_eq!(crl.number, number + RESTORE_CRL_NUMBER_GAP + 1);
     let listed = format!("{:?}", kith_pki::inspect(&crl.der).expect("a CRL"));
     assert!(listed.contains(&serial), "the revocation is still listed");
+    // The root had signed no CRL before the backup: its first one is past
+    // the floor too, never number 1 again.
+    let root = b
+        .crl_of("cluster", CrlIssuer::Root)
+        .await
+        .expect("the root's CRL");
+    assert!(
+        root.number > RESTORE_CRL_NUMBER_GAP,
+        "root CRL number {}",
+        root.number
+    );
 
     // Once more into a store with smaller values than the source's.
     let small: Arc<dyn Store> = Arc::new(MemStore::with_max_value(16 * 1024));
@@ -224,4 +237,120 @@ async fn edited_backups_are_refused_even_with_a_matching_checksum() {
         read_backup(&join(m, &lines)),
         Err(kith_authority::Error::Invalid(_))
     ));
+}
+
+/// A store that fails every create after the first `left` (a disk that
+/// fills up, a NATS cluster that goes away): a real store behind it.
+struct FailingAfter {
+    inner: MemStore,
+    left: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Store for FailingAfter {
+    async fn get(&self, key: &str) -> kith_store::Result<Option<kith_store::Entry>> {
+        self.inner.get(key).await
+    }
+    async fn put(&self, key: &str, value: Vec<u8>) -> kith_store::Result<kith_store::Revision> {
+        self.inner.put(key, value).await
+    }
+    async fn create(&self, key: &str, value: Vec<u8>) -> kith_store::Result<kith_store::Revision> {
+        use std::sync::atomic::Ordering;
+        if self
+            .left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_err()
+        {
+            return Err(kith_store::Error::Unavailable("the disk is full".into()));
+        }
+        self.inner.create(key, value).await
+    }
+    async fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        revision: kith_store::Revision,
+    ) -> kith_store::Result<kith_store::Revision> {
+        self.inner.update(key, value, revision).await
+    }
+    async fn delete(&self, key: &str) -> kith_store::Result<()> {
+        self.inner.delete(key).await
+    }
+    async fn delete_if(&self, key: &str, revision: kith_store::Revision) -> kith_store::Result<()> {
+        self.inner.delete_if(key, revision).await
+    }
+    async fn list(&self, prefix: &str) -> kith_store::Result<Vec<kith_store::Entry>> {
+        self.inner.list(prefix).await
+    }
+    async fn watch(
+        &self,
+        prefix: &str,
+    ) -> kith_store::Result<
+        futures::stream::BoxStream<'static, kith_store::Result<kith_store::WatchEvent>>,
+    > {
+        self.inner.watch(prefix).await
+    }
+    fn limits(&self) -> kith_store::Limits {
+        self.inner.limits()
+    }
+}
+
+/// A restore cut short at any point leaves no CA that opens (the cluster
+/// record goes last), so nobody serves a CA without its revocations; and a
+/// record too large for the target writes nothing at all.
+#[tokio::test]
+async fn an_interrupted_restore_leaves_no_ca_to_serve() {
+    let h = common::Harness::mem().await;
+    let serial = issue(&h.authority, "node-1").await;
+    h.authority
+        .revoke(
+            RevokeTarget::Serial(Serial::parse(&serial).expect("serial")),
+            RevocationReason::KeyCompromise,
+            "test",
+            Publish::Now,
+        )
+        .await
+        .expect("revoke");
+    let bytes = take_backup(&*h.store, h.authority.now(), &no_progress)
+        .await
+        .expect("backup");
+    let backup = read_backup(&bytes).expect("read");
+    for cut in [1, backup.len() / 2, backup.len() - 1] {
+        let store: Arc<dyn Store> = Arc::new(FailingAfter {
+            inner: MemStore::new(),
+            left: cut.into(),
+        });
+        let err = restore_backup(&*store, &backup, SystemTime::now(), &no_progress)
+            .await
+            .expect_err("the store fails");
+        assert!(format!("{err}").contains("disk is full"), "{err}");
+        assert!(
+            store.get("cluster/meta").await.expect("get").is_none(),
+            "cut after {cut}: the cluster record was written"
+        );
+        let opened =
+            Authority::open(store.clone(), h.clock.clone(), PASS, Settings::default()).await;
+        assert!(
+            matches!(opened, Err(kith_authority::Error::NotInitialized)),
+            "cut after {cut}: {:?}",
+            opened.err()
+        );
+    }
+    // Values larger than the target takes, outside what may be split:
+    // refused before the first write.
+    let tiny: Arc<dyn Store> = Arc::new(MemStore::with_max_value(512));
+    let err = restore_backup(&*tiny, &backup, SystemTime::now(), &no_progress)
+        .await
+        .expect_err("too small");
+    assert!(
+        matches!(
+            err,
+            kith_authority::Error::Store(kith_store::Error::ValueTooLarge { .. })
+        ),
+        "{err:?}"
+    );
+    assert!(
+        tiny.list("").await.expect("list").is_empty(),
+        "nothing written"
+    );
 }

@@ -76,7 +76,7 @@ pub(crate) async fn backup(dir: &Home, a: BackupArgs, json: bool) -> Result<(), 
             .download("/v1/admin/backup", MAX_BACKUP, DOWNLOAD_TIMEOUT)
             .await?;
         spinner.finish_and_clear();
-        (bytes.to_vec(), "server")
+        (Vec::from(bytes), "server")
     } else {
         let store = util::open_store(dir).await?;
         let bar = util::progress_bar(0, visible);
@@ -126,29 +126,7 @@ pub(crate) async fn backup(dir: &Home, a: BackupArgs, json: bool) -> Result<(), 
 }
 
 pub(crate) async fn restore(dir: &Home, a: RestoreArgs, json: bool) -> Result<(), CliError> {
-    let size = std::fs::metadata(&a.from)
-        .map_err(|e| {
-            CliError::new(
-                ErrorCode::IoError,
-                format!("cannot read {}: {e}", a.from.display()),
-            )
-        })?
-        .len();
-    if size > MAX_BACKUP as u64 {
-        return Err(CliError::new(
-            ErrorCode::InvalidArgument,
-            format!(
-                "{} is larger than any kith backup ({size} bytes)",
-                a.from.display()
-            ),
-        ));
-    }
-    let bytes = std::fs::read(&a.from).map_err(|e| {
-        CliError::new(
-            ErrorCode::IoError,
-            format!("cannot read {}: {e}", a.from.display()),
-        )
-    })?;
+    let bytes = read_bounded(&a.from)?;
     // Every checksum first: a damaged file creates nothing.
     let backup = kith_authority::read_backup(&bytes)
         .map_err(|e| CliError::from(e).hint("nothing was written"))?;
@@ -166,7 +144,7 @@ pub(crate) async fn restore(dir: &Home, a: RestoreArgs, json: bool) -> Result<()
         if err.code == ErrorCode::AlreadyInitialized.as_str() {
             err.hint("restore into a new --data-dir, or an empty bucket (--store-bucket); nothing was written")
         } else {
-            err.hint("the target may hold part of the backup: empty it before restoring again")
+            err.hint("the target may hold part of the backup (no cluster record yet, so no server serves it): empty it before restoring again")
         }
     })?;
     drop(store);
@@ -177,8 +155,9 @@ pub(crate) async fn restore(dir: &Home, a: RestoreArgs, json: bool) -> Result<()
             "cluster": m.cluster,
             "backup_created": util::rfc3339(m.created),
             "records": restored.records,
-            "crls_renumbered": restored.crls_renumbered,
-            "next_crl_number_above": m.max_crl_number + kith_authority::RESTORE_CRL_NUMBER_GAP,
+            "skipped": restored.skipped,
+            "crls_due": restored.crls_due,
+            "crl_number_floor": restored.crl_number_floor,
         }));
     } else {
         println!(
@@ -188,11 +167,41 @@ pub(crate) async fn restore(dir: &Home, a: RestoreArgs, json: bool) -> Result<()
             util::rfc3339(m.created)
         );
         println!(
-            "  {} CRLs will be signed anew, numbered past {}, by the first server.",
-            restored.crls_renumbered,
-            m.max_crl_number + kith_authority::RESTORE_CRL_NUMBER_GAP
+            "  Every CRL from now on is numbered past {} (the backup's highest + 2^32); the first server signs each anew.",
+            restored.crl_number_floor
         );
         println!("  Next: kith serve (with the CA's passphrase). Anything revoked after the backup must be revoked again.");
     }
     Ok(())
+}
+
+/// The whole of a regular file, refused past [`MAX_BACKUP`] (read from the
+/// opened handle, so neither a device nor a file growing meanwhile can
+/// make it read without end).
+fn read_bounded(path: &std::path::Path) -> Result<Vec<u8>, CliError> {
+    use std::io::Read;
+    let io = |e: std::io::Error| {
+        CliError::new(
+            ErrorCode::IoError,
+            format!("cannot read {}: {e}", path.display()),
+        )
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    if !file.metadata().map_err(io)?.is_file() {
+        return Err(CliError::new(
+            ErrorCode::InvalidArgument,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_BACKUP as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() > MAX_BACKUP {
+        return Err(CliError::new(
+            ErrorCode::InvalidArgument,
+            format!("{} is larger than any kith backup", path.display()),
+        ));
+    }
+    Ok(bytes)
 }
