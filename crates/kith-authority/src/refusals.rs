@@ -77,6 +77,8 @@ pub(crate) struct Summary {
     pub(crate) action: String,
     pub(crate) subject: String,
     pub(crate) detail: String,
+    /// A summary of refusals (else of repeated reads).
+    pub(crate) refusal: bool,
 }
 
 impl Window {
@@ -116,6 +118,7 @@ impl Window {
             action: action.to_string(),
             subject: self.subjects.first().cloned().unwrap_or_default(),
             detail,
+            refusal: self.refusal,
         })
     }
 }

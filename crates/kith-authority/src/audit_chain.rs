@@ -1,0 +1,472 @@
+//! The audit trail as hash chains: one chain per writer, so that replicas
+//! sharing a store never contend on one record.
+//!
+//! A writer is a server's name, or `local-<random>` for one offline
+//! process. Its records are `audit/<writer>/<seq>`, numbered from 1; each
+//! carries an HMAC-SHA256 over its content and the MAC of the record before
+//! it (`prev`). The writer's head, `audithead/<writer>`, holds the last
+//! sequence number and MAC, itself MACed, and only ever moves forward by
+//! compare-and-swap: without it, dropping the tail of a chain would leave a
+//! shorter chain that still verifies.
+//!
+//! Appending: create the next record (create-if-absent: two processes with
+//! the same writer id cannot both take a number), then advance the head. A
+//! process that finds its number taken adopts the record there if it is an
+//! authentic link after the head it knows (another process with the same
+//! writer id wrote it), helps the head forward, and tries the next number.
+//! A process that stops between the two writes leaves an authentic record
+//! past the head: not a break, and the next append adopts it.
+//!
+//! The MAC key is derived (HKDF-SHA256, a fixed info string) from a random
+//! seed kept in the store sealed by the master key, `auditkey/seed`, rather
+//! than from the master key itself: `kith vault rotate` destroys the old
+//! master key, and records MACed under a key derived from it could never be
+//! verified again. The rotation reseals the seed like every other sealed
+//! record; the seed and the key never leave memory otherwise.
+
+use std::sync::{Arc, RwLock};
+
+use aws_lc_rs::{hkdf, hmac};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use crate::authority::Authority;
+use crate::error::Error;
+use crate::keys;
+use crate::records::{from_json, to_json, AuditRecord};
+use crate::vault::{random_fill, SealKey};
+
+/// The HKDF info string of the audit MAC key.
+const HKDF_INFO: &[u8] = b"kith audit chain v1";
+/// Domain separation of what a record's MAC and a head's MAC cover.
+const RECORD_DOMAIN: &[u8] = b"kith-audit-record-v1";
+const HEAD_DOMAIN: &[u8] = b"kith-audit-head-v1";
+/// Attempts of one append against other processes with the same writer id.
+const ATTEMPTS: usize = 64;
+
+/// Called with every record once it is durable (`kith serve --audit-log`).
+pub type AuditSink = Arc<dyn Fn(&AuditRecord) + Send + Sync>;
+
+/// The head of a writer's chain, as stored.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct HeadRecord {
+    pub(crate) writer: String,
+    /// The last record's sequence number.
+    pub(crate) seq: u64,
+    /// The last record's MAC (hex).
+    pub(crate) last_mac: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub(crate) at: OffsetDateTime,
+    /// HMAC over writer, seq and last MAC (hex).
+    pub(crate) mac: String,
+}
+
+/// The sealed seed of the MAC key.
+#[derive(Serialize, Deserialize)]
+struct SeedRecord {
+    /// The master key version that sealed it.
+    master_version: u32,
+    /// nonce ‖ ciphertext ‖ tag, hex.
+    sealed: String,
+}
+
+/// The audit MAC key. Never stored, never logged.
+pub(crate) struct MacKey(hmac::Key);
+
+impl MacKey {
+    fn derive(seed: &[u8], cluster: &str) -> Result<Self, Error> {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, cluster.as_bytes()).extract(seed);
+        let okm = prk
+            .expand(&[HKDF_INFO], hmac::HMAC_SHA256)
+            .map_err(|_| Error::Internal("HKDF of the audit key".into()))?;
+        Ok(Self(hmac::Key::from(okm)))
+    }
+
+    fn sign(&self, data: &[u8]) -> String {
+        hex::encode(hmac::sign(&self.0, data).as_ref())
+    }
+
+    /// Whether `mac_hex` is the MAC of `data` (compared in constant time).
+    fn verify(&self, data: &[u8], mac_hex: &str) -> bool {
+        hex::decode(mac_hex).is_ok_and(|tag| hmac::verify(&self.0, data, &tag).is_ok())
+    }
+
+    pub(crate) fn record_mac(&self, r: &AuditRecord) -> String {
+        self.sign(&record_content(r))
+    }
+
+    pub(crate) fn record_is_authentic(&self, r: &AuditRecord) -> bool {
+        self.verify(&record_content(r), &r.mac)
+    }
+
+    fn head_mac(&self, writer: &str, seq: u64, last_mac: &str) -> String {
+        self.sign(&head_content(writer, seq, last_mac))
+    }
+
+    pub(crate) fn head_is_authentic(&self, h: &HeadRecord) -> bool {
+        self.verify(&head_content(&h.writer, h.seq, &h.last_mac), &h.mac)
+    }
+}
+
+/// What a record's MAC covers: every field but the MAC, each length-prefixed
+/// (so that no two records encode alike), independent of the JSON encoding.
+fn record_content(r: &AuditRecord) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    let mut field = |b: &[u8]| {
+        out.extend_from_slice(&(b.len() as u64).to_be_bytes());
+        out.extend_from_slice(b);
+    };
+    field(RECORD_DOMAIN);
+    field(r.writer.as_bytes());
+    field(&r.seq.to_be_bytes());
+    field(&r.at.unix_timestamp_nanos().to_be_bytes());
+    field(r.actor.as_bytes());
+    field(r.action.as_bytes());
+    field(r.subject.as_bytes());
+    field(r.detail.as_bytes());
+    field(r.outcome.as_bytes());
+    match &r.request_id {
+        Some(id) => {
+            field(b"1");
+            field(id.as_bytes());
+        }
+        None => field(b"0"),
+    }
+    field(r.prev.as_bytes());
+    out
+}
+
+fn head_content(writer: &str, seq: u64, last_mac: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    for b in [
+        HEAD_DOMAIN,
+        writer.as_bytes(),
+        &seq.to_be_bytes(),
+        last_mac.as_bytes(),
+    ] {
+        out.extend_from_slice(&(b.len() as u64).to_be_bytes());
+        out.extend_from_slice(b);
+    }
+    out
+}
+
+fn seed_aad(cluster: &str, master_version: u32) -> String {
+    format!("kith/{cluster}/audit-key/v{master_version}")
+}
+
+/// A writer id: a DNS-label-like name (a server name qualifies).
+pub(crate) fn valid_writer(w: &str) -> bool {
+    !w.is_empty()
+        && w.len() <= 63
+        && w.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Where this process's chain stands, as far as it knows.
+#[derive(Clone, Debug)]
+struct Head {
+    seq: u64,
+    mac: String,
+    /// The stored head's revision; `None` when there is none yet.
+    revision: Option<u64>,
+}
+
+/// What an [`Authority`] keeps for its chain.
+pub(crate) struct AuditState {
+    pub(crate) writer: String,
+    key: tokio::sync::OnceCell<Arc<MacKey>>,
+    /// One append at a time per process; the head as last written or read.
+    head: tokio::sync::Mutex<Option<Head>>,
+    /// The highest (seq, MAC) this process wrote or saw: its anchor
+    /// against a head rolled back in the store.
+    anchor: std::sync::Mutex<Option<(u64, String)>>,
+    sink: RwLock<Option<AuditSink>>,
+}
+
+impl AuditState {
+    /// The state of a process writing as `writer` (else `local-<random>`).
+    pub(crate) fn new(writer: Option<&str>) -> Self {
+        let writer = match writer {
+            Some(w) => w.to_string(),
+            None => {
+                let mut b = [0u8; 6];
+                // An RNG failure leaves zeros: the chain is still safe
+                // (create-if-absent), only shared with another such process.
+                let _ = random_fill(&mut b);
+                format!("local-{}", hex::encode(b))
+            }
+        };
+        Self {
+            writer,
+            key: tokio::sync::OnceCell::new(),
+            head: tokio::sync::Mutex::new(None),
+            anchor: std::sync::Mutex::new(None),
+            sink: RwLock::new(None),
+        }
+    }
+
+    fn raise_anchor(&self, seq: u64, mac: &str) {
+        let mut a = self.anchor.lock().unwrap_or_else(|p| p.into_inner());
+        if a.as_ref().is_none_or(|(s, _)| *s < seq) {
+            *a = Some((seq, mac.to_string()));
+        }
+    }
+
+    /// This process's anchor: its writer, and the highest (seq, MAC) it knows.
+    pub(crate) fn anchor(&self) -> Option<(String, u64, String)> {
+        let a = self.anchor.lock().unwrap_or_else(|p| p.into_inner());
+        a.as_ref()
+            .map(|(s, m)| (self.writer.clone(), *s, m.clone()))
+    }
+}
+
+impl Authority {
+    /// The audit chain this process writes (a server's name, or
+    /// `local-<random>`).
+    pub fn audit_writer(&self) -> &str {
+        &self.inner.audit.writer
+    }
+
+    /// Also hand every audit record, once durable, to `sink` (a log
+    /// shipper's file). Replaces any earlier sink.
+    pub fn set_audit_sink(&self, sink: AuditSink) {
+        *self
+            .inner
+            .audit
+            .sink
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(sink);
+    }
+
+    /// The audit MAC key: derived once per process from the sealed seed,
+    /// which the first writer of the cluster creates.
+    pub(crate) async fn audit_mac_key(&self) -> Result<Arc<MacKey>, Error> {
+        self.inner
+            .audit
+            .key
+            .get_or_try_init(|| async { self.load_audit_key().await.map(Arc::new) })
+            .await
+            .cloned()
+    }
+
+    async fn load_audit_key(&self) -> Result<MacKey, Error> {
+        let store = self.store().clone();
+        for _ in 0..ATTEMPTS {
+            if let Some(e) = store.get(keys::AUDIT_KEY_KEY).await? {
+                let r: SeedRecord = from_json(&e.key, &e.value)?;
+                let master = match self.master_for(r.master_version) {
+                    Ok(m) => m,
+                    // Resealed by a rotation this process has not seen yet.
+                    Err(_) => {
+                        self.refresh_keyring().await?;
+                        self.master_for(r.master_version)?
+                    }
+                };
+                let sealed = hex::decode(&r.sealed)
+                    .map_err(|_| Error::Integrity(format!("{}: not hex", keys::AUDIT_KEY_KEY)))?;
+                let seed = master
+                    .open(&seed_aad(self.cluster(), r.master_version), &sealed)
+                    .ok_or_else(|| {
+                        Error::Integrity(format!("{} does not decrypt", keys::AUDIT_KEY_KEY))
+                    })?;
+                return MacKey::derive(&seed, self.cluster());
+            }
+            let mut seed = Zeroizing::new([0u8; 32]);
+            random_fill(seed.as_mut())?;
+            let (version, master) = self.keyring().sealing();
+            let rec = SeedRecord {
+                master_version: version,
+                sealed: hex::encode(master.seal(&seed_aad(self.cluster(), version), &*seed)?),
+            };
+            match store.create(keys::AUDIT_KEY_KEY, to_json(&rec)?).await {
+                Ok(_) => return MacKey::derive(&*seed, self.cluster()),
+                // Another process made it first: use theirs.
+                Err(kith_store::Error::AlreadyExists { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Contended(keys::AUDIT_KEY_KEY.into()))
+    }
+
+    /// A master key rotation's share: reseal the audit key seed from the
+    /// old master key to the new one. Returns (resealed, conflicts).
+    pub(crate) async fn reseal_audit_seed(
+        &self,
+        (old_version, old_key): (u32, &SealKey),
+        (new_version, new_key): (u32, &SealKey),
+    ) -> Result<(usize, usize), Error> {
+        let Some(e) = self.store().get(keys::AUDIT_KEY_KEY).await? else {
+            return Ok((0, 0));
+        };
+        let r: SeedRecord = from_json(&e.key, &e.value)?;
+        if r.master_version != old_version {
+            return Ok((0, 0));
+        }
+        let sealed = hex::decode(&r.sealed)
+            .map_err(|_| Error::Integrity(format!("{}: not hex", keys::AUDIT_KEY_KEY)))?;
+        let seed = old_key
+            .open(&seed_aad(self.cluster(), old_version), &sealed)
+            .ok_or_else(|| Error::Integrity(format!("{} does not decrypt", keys::AUDIT_KEY_KEY)))?;
+        let rec = SeedRecord {
+            master_version: new_version,
+            sealed: hex::encode(new_key.seal(&seed_aad(self.cluster(), new_version), &seed)?),
+        };
+        let written = crate::cas::written(
+            self.store()
+                .update(&e.key, to_json(&rec)?, e.revision)
+                .await,
+        )?;
+        Ok(if written.is_some() { (1, 0) } else { (0, 1) })
+    }
+
+    /// The head of `writer` as stored: `None` when it has none yet. A head
+    /// whose MAC is wrong is an integrity error.
+    pub(crate) async fn read_audit_head(
+        &self,
+        key: &MacKey,
+        writer: &str,
+    ) -> Result<Option<(HeadRecord, u64)>, Error> {
+        let hk = keys::audit_head_key(writer);
+        let Some(e) = self.store().get(&hk).await? else {
+            return Ok(None);
+        };
+        let h: HeadRecord = from_json(&hk, &e.value)?;
+        if h.writer != writer || !key.head_is_authentic(&h) {
+            return Err(Error::Integrity(format!(
+                "{hk}: the audit chain head is not authentic; run `kith audit verify`"
+            )));
+        }
+        Ok(Some((h, e.revision)))
+    }
+
+    async fn load_head(&self, key: &MacKey) -> Result<Head, Error> {
+        let writer = &self.inner.audit.writer;
+        Ok(match self.read_audit_head(key, writer).await? {
+            Some((h, rev)) => Head {
+                seq: h.seq,
+                mac: h.last_mac,
+                revision: Some(rev),
+            },
+            None => Head {
+                seq: 0,
+                mac: String::new(),
+                revision: None,
+            },
+        })
+    }
+
+    /// Move the stored head from `from` to (`seq`, `mac`) if it is still
+    /// at `from`; the new revision, or `None` if it moved meanwhile.
+    async fn swap_head(
+        &self,
+        key: &MacKey,
+        from: &Head,
+        seq: u64,
+        mac: &str,
+    ) -> Result<Option<u64>, Error> {
+        let writer = &self.inner.audit.writer;
+        let h = HeadRecord {
+            writer: writer.clone(),
+            seq,
+            last_mac: mac.to_string(),
+            at: self.now(),
+            mac: key.head_mac(writer, seq, mac),
+        };
+        let hk = keys::audit_head_key(writer);
+        let value = to_json(&h)?;
+        let store = self.store();
+        crate::cas::written(match from.revision {
+            Some(rev) => store.update(&hk, value, rev).await,
+            None => store.create(&hk, value).await,
+        })
+    }
+
+    /// Append `rec` to this process's chain (numbering, linking and MACing
+    /// it), then hand it to the sink.
+    pub(crate) async fn append_audit(&self, mut rec: AuditRecord) -> Result<(), Error> {
+        let state = &self.inner.audit;
+        if !valid_writer(&state.writer) {
+            return Err(Error::Invalid(format!(
+                "audit writer {:?}: use 1 to 63 of a-z, 0-9 and -",
+                state.writer
+            )));
+        }
+        let key = self.audit_mac_key().await?;
+        let writer = state.writer.clone();
+        let mut cached = state.head.lock().await;
+        let mut written = None;
+        for _ in 0..ATTEMPTS {
+            let head = match cached.clone() {
+                Some(h) => h,
+                None => self.load_head(&key).await?,
+            };
+            let seq = head.seq + 1;
+            let rkey = keys::audit_record_key(&writer, seq);
+            rec.writer = writer.clone();
+            rec.seq = seq;
+            rec.prev = head.mac.clone();
+            rec.mac = key.record_mac(&rec);
+            match self.store().create(&rkey, to_json(&rec)?).await {
+                Ok(_) => {
+                    written = Some((head, seq));
+                    break;
+                }
+                Err(kith_store::Error::AlreadyExists { .. }) => {
+                    // Another process writing as us took this number (or
+                    // one of ours stopped before its head moved): adopt the
+                    // record if it is the authentic next link.
+                    let e = self.store().get(&rkey).await?.ok_or_else(|| {
+                        Error::Integrity(format!("{rkey} exists and then does not"))
+                    })?;
+                    let found: AuditRecord = from_json(&rkey, &e.value)?;
+                    if found.writer != writer
+                        || found.seq != seq
+                        || found.prev != head.mac
+                        || !key.record_is_authentic(&found)
+                    {
+                        return Err(Error::Integrity(format!(
+                            "{rkey} breaks the audit chain; run `kith audit verify`"
+                        )));
+                    }
+                    *cached = match self.swap_head(&key, &head, seq, &found.mac).await? {
+                        Some(rev) => Some(Head {
+                            seq,
+                            mac: found.mac,
+                            revision: Some(rev),
+                        }),
+                        None => None,
+                    };
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let Some((mut head, seq)) = written else {
+            return Err(Error::Contended(keys::audit_head_key(&writer)));
+        };
+        // Our record is in place; move the head to it, unless another
+        // process writing as us already moved it there or past it.
+        *cached = None;
+        for _ in 0..ATTEMPTS {
+            if head.seq >= seq {
+                break;
+            }
+            if let Some(rev) = self.swap_head(&key, &head, seq, &rec.mac).await? {
+                *cached = Some(Head {
+                    seq,
+                    mac: rec.mac.clone(),
+                    revision: Some(rev),
+                });
+                break;
+            }
+            head = self.load_head(&key).await?;
+        }
+        drop(cached);
+        state.raise_anchor(seq, &rec.mac);
+        let sink = state.sink.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(sink) = sink {
+            sink(&rec);
+        }
+        Ok(())
+    }
+}
