@@ -99,6 +99,9 @@ enum Command {
     /// The CA's store as a whole: copy it between data directories and NATS.
     #[command(subcommand)]
     Store(cmd::store::StoreCommand),
+    /// The audit trail: list it, verify its chains.
+    #[command(subcommand)]
+    Audit(cmd::audit::AuditCommand),
 }
 
 /// Commands that run on a node and work on its node directory (`--dir`):
@@ -259,6 +262,7 @@ async fn run(
         Command::Vault(c) => cmd::vault::run(&dir, c, json).await,
         Command::Settings(c) => cmd::settings::run(&dir, c, json).await,
         Command::Store(c) => cmd::store::run(dir.store_args(), c, json).await,
+        Command::Audit(c) => cmd::audit::run(&dir, c, json).await,
     }
 }
 

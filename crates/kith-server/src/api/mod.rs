@@ -16,6 +16,7 @@
 //! as for every other path.
 
 mod admin;
+mod audit;
 mod ca;
 mod extract;
 mod nodes;
@@ -84,6 +85,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
                 "this endpoint does not take that method",
             )
         })
+        // Outermost: every answer of the router names its request id.
+        .layer(axum::middleware::from_fn(audit::request_id))
         .with_state(state)
 }
 
