@@ -42,6 +42,7 @@ const HKDF_INFO: &[u8] = b"kith audit chain v1";
 /// Domain separation of what a record's MAC and a head's MAC cover.
 const RECORD_DOMAIN: &[u8] = b"kith-audit-record-v1";
 const HEAD_DOMAIN: &[u8] = b"kith-audit-head-v1";
+const LEGACY_DOMAIN: &[u8] = b"kith-audit-legacy-v1";
 /// Attempts of one append against other processes with the same writer id.
 const ATTEMPTS: usize = 64;
 
@@ -64,11 +65,28 @@ pub(crate) struct HeadRecord {
 
 /// The sealed seed of the MAC key.
 #[derive(Serialize, Deserialize)]
-struct SeedRecord {
+pub(crate) struct SeedRecord {
     /// The master key version that sealed it.
     master_version: u32,
     /// nonce ‖ ciphertext ‖ tag, hex.
     sealed: String,
+    /// The legacy (unchained) records there were when the chains began.
+    #[serde(default)]
+    pub(crate) legacy: LegacySet,
+}
+
+/// What the first writer vouched for of the legacy records: nothing can
+/// be added to, changed in or removed from them afterwards unnoticed.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct LegacySet {
+    /// How many.
+    pub(crate) count: u64,
+    /// The greatest key (they sort by time): a later one is made up.
+    pub(crate) last_key: String,
+    /// SHA-256 over every (key, value), in key order (hex).
+    pub(crate) digest: String,
+    /// HMAC over the three above (hex).
+    pub(crate) mac: String,
 }
 
 /// The audit MAC key. Never stored, never logged.
@@ -107,6 +125,28 @@ impl MacKey {
     pub(crate) fn head_is_authentic(&self, h: &HeadRecord) -> bool {
         self.verify(&head_content(&h.writer, h.seq, &h.last_mac), &h.mac)
     }
+
+    pub(crate) fn legacy_mac(&self, l: &LegacySet) -> String {
+        self.sign(&legacy_content(l))
+    }
+
+    pub(crate) fn legacy_is_authentic(&self, l: &LegacySet) -> bool {
+        self.verify(&legacy_content(l), &l.mac)
+    }
+}
+
+fn legacy_content(l: &LegacySet) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160);
+    for b in [
+        LEGACY_DOMAIN,
+        &l.count.to_be_bytes(),
+        l.last_key.as_bytes(),
+        l.digest.as_bytes(),
+    ] {
+        out.extend_from_slice(&(b.len() as u64).to_be_bytes());
+        out.extend_from_slice(b);
+    }
+    out
 }
 
 /// What a record's MAC covers: every field but the MAC, each length-prefixed
@@ -274,13 +314,19 @@ impl Authority {
             }
             let mut seed = Zeroizing::new([0u8; 32]);
             random_fill(seed.as_mut())?;
+            let key = MacKey::derive(&*seed, self.cluster())?;
+            // The chains begin: vouch for the legacy records there are.
+            let mut legacy =
+                crate::audit_verify::legacy_set(&store.list(keys::AUDIT_PREFIX).await?);
+            legacy.mac = key.legacy_mac(&legacy);
             let (version, master) = self.keyring().sealing();
             let rec = SeedRecord {
                 master_version: version,
                 sealed: hex::encode(master.seal(&seed_aad(self.cluster(), version), &*seed)?),
+                legacy,
             };
             match store.create(keys::AUDIT_KEY_KEY, to_json(&rec)?).await {
-                Ok(_) => return MacKey::derive(&*seed, self.cluster()),
+                Ok(_) => return Ok(key),
                 // Another process made it first: use theirs.
                 Err(kith_store::Error::AlreadyExists { .. }) => continue,
                 Err(e) => return Err(e.into()),
@@ -311,6 +357,7 @@ impl Authority {
         let rec = SeedRecord {
             master_version: new_version,
             sealed: hex::encode(new_key.seal(&seed_aad(self.cluster(), new_version), &seed)?),
+            legacy: r.legacy,
         };
         let written = crate::cas::written(
             self.store()

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::audit_chain::{HeadRecord, MacKey};
+use crate::audit_chain::{HeadRecord, LegacySet, MacKey, SeedRecord};
 use crate::authority::Authority;
 use crate::error::Error;
 use crate::keys;
@@ -83,6 +83,29 @@ fn parse_record_key(key: &str) -> Result<Option<(&str, u64)>, ()> {
                 Err(())
             }
         }
+    }
+}
+
+/// The legacy records among `entries` (an `audit/` listing), summarised
+/// for the seed record to vouch for (`mac` left empty).
+pub(crate) fn legacy_set(entries: &[Entry]) -> LegacySet {
+    let mut legacy: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| matches!(parse_record_key(&e.key), Ok(None)))
+        .collect();
+    legacy.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for e in &legacy {
+        for b in [e.key.as_bytes(), e.value.as_slice()] {
+            digest.update(&(b.len() as u64).to_be_bytes());
+            digest.update(b);
+        }
+    }
+    LegacySet {
+        count: legacy.len() as u64,
+        last_key: legacy.last().map(|e| e.key.clone()).unwrap_or_default(),
+        digest: hex::encode(digest.finish().as_ref()),
+        mac: String::new(),
     }
 }
 
@@ -160,7 +183,9 @@ impl Authority {
         let mut chains: BTreeMap<String, Chain> = BTreeMap::new();
         let mut breaks = Vec::new();
         let mut legacy = 0u64;
-        for e in store.list(keys::AUDIT_PREFIX).await? {
+        let records = store.list(keys::AUDIT_PREFIX).await?;
+        check_legacy(&key, &**store, &records, &mut breaks).await?;
+        for e in records {
             match parse_record_key(&e.key) {
                 Ok(Some((writer, seq))) => chains
                     .entry(writer.to_string())
@@ -199,6 +224,52 @@ impl Authority {
             breaks,
         })
     }
+}
+
+/// The legacy records must be those the seed record vouches for: one
+/// added later (forged: it would need no key) is named, as is a change.
+async fn check_legacy(
+    key: &MacKey,
+    store: &dyn Store,
+    records: &[Entry],
+    breaks: &mut Vec<AuditBreak>,
+) -> Result<(), Error> {
+    let seed = store
+        .get(keys::AUDIT_KEY_KEY)
+        .await?
+        .ok_or_else(|| Error::Integrity(format!("{} vanished", keys::AUDIT_KEY_KEY)))?;
+    let vouched = from_json::<SeedRecord>(&seed.key, &seed.value)?.legacy;
+    if !key.legacy_is_authentic(&vouched) {
+        breaks.push(AuditBreak {
+            id: keys::AUDIT_KEY_KEY.into(),
+            problem: "its account of the legacy records is not authentic".into(),
+        });
+        return Ok(());
+    }
+    let now = legacy_set(records);
+    if now.count == vouched.count && now.digest == vouched.digest {
+        return Ok(());
+    }
+    let mut named = false;
+    for e in records {
+        if matches!(parse_record_key(&e.key), Ok(None)) && e.key > vouched.last_key {
+            named = true;
+            breaks.push(AuditBreak {
+                id: e.key.clone(),
+                problem: "a legacy record made after the chains began: forged".into(),
+            });
+        }
+    }
+    if !named {
+        breaks.push(AuditBreak {
+            id: now.last_key,
+            problem: format!(
+                "the legacy records were changed: {} now, {} when the chains began",
+                now.count, vouched.count
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn verify_chain(

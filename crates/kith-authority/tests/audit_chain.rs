@@ -253,32 +253,64 @@ async fn a_forged_head_is_named() {
 }
 
 #[tokio::test]
-async fn legacy_records_are_reported_as_such_not_as_breaks() {
-    let (h, n) = chain_of(1).await;
-    let legacy = serde_json::json!({
-        "at": "2025-01-01T00:00:00Z", "actor": "local-operator", "action": "init",
-        "subject": "test.example", "detail": "",
-    });
+async fn legacy_records_are_reported_as_such_and_cannot_be_added_later() {
+    // A store from before the chains: its audit records are legacy ones.
+    let h = common::Harness::mem().await;
+    for prefix in ["audit/", "audithead/", "auditkey/"] {
+        for e in h.store.list(prefix).await.expect("list") {
+            h.store.delete(&e.key).await.expect("delete");
+        }
+    }
+    let legacy = |action: &str| {
+        serde_json::to_vec(&serde_json::json!({
+            "at": "2025-01-01T00:00:00Z", "actor": "local-operator", "action": action,
+            "subject": "test.example", "detail": "",
+        }))
+        .expect("json")
+    };
+    let (old1, old2) = (
+        "audit/01735689600000000000-abcdef",
+        "audit/01735689700000000000-012345",
+    );
+    h.store.create(old1, legacy("init")).await.expect("create");
     h.store
-        .create(
-            "audit/01735689600000000000-abcdef",
-            serde_json::to_vec(&legacy).expect("json"),
-        )
+        .create(old2, legacy("revoke"))
         .await
         .expect("create");
+    // The upgraded binary's first record begins the chains and vouches for them.
+    let a = outsider(&h).await;
+    a.audit("tester", "first-chained", "x", "")
+        .await
+        .expect("audit");
     let r = outsider(&h).await.verify_audit().await.expect("verify");
     assert!(r.ok, "{r:#?}");
-    assert_eq!((r.records, r.legacy), (n, 1));
+    assert_eq!((r.records, r.legacy), (1, 2));
     // Listed first (oldest), with no writer.
     let page = kith_authority::list_audit(&*h.store, &AuditQuery::default())
         .await
         .expect("list");
-    assert_eq!(page.records[0].id, "audit/01735689600000000000-abcdef");
+    assert_eq!(page.records[0].id, old1);
     assert_eq!(
         (page.records[0].writer.as_str(), page.records[0].seq),
         ("", 0)
     );
     assert_eq!(page.records[0].outcome, "ok");
+    // A record of the legacy shape made up afterwards is named.
+    let forged = "audit/01900000000000000000-beef";
+    h.store
+        .create(forged, legacy("secret-read"))
+        .await
+        .expect("create");
+    assert_eq!(breaks(&outsider(&h).await).await, vec![forged.to_string()]);
+    h.store.delete(forged).await.expect("delete");
+    // So is a legacy record edited or deleted.
+    h.store.put(old1, legacy("nothing")).await.expect("put");
+    let ids = breaks(&outsider(&h).await).await;
+    assert_eq!(
+        ids,
+        vec![old2.to_string()],
+        "the breaks name the legacy set by its last key"
+    );
 }
 
 #[tokio::test]
