@@ -15,7 +15,7 @@ pub use crate::refusals::AuditLimits;
 
 /// The outcome of an operation that was done.
 const OK: &str = "ok";
-/// The outcome of a refusal (and of a summary of refusals).
+/// The outcome of a refusal whose caller named no error code.
 const REFUSED: &str = "refused";
 
 impl Authority {
@@ -71,7 +71,20 @@ impl Authority {
         subject: &str,
         detail: &str,
     ) -> Result<(), Error> {
-        self.audit_counted(true, actor, action, subject, detail)
+        self.audit_counted(true, REFUSED, actor, action, subject, detail)
+            .await
+    }
+
+    /// [`Authority::audit_refusal`] whose outcome is the error code the
+    /// caller is about to answer.
+    pub(crate) async fn audit_refused(
+        &self,
+        code: kith_api::ErrorCode,
+        actor: &str,
+        action: &str,
+        subject: &str,
+    ) -> Result<(), Error> {
+        self.audit_counted(true, code.as_str(), actor, action, subject, "")
             .await
     }
 
@@ -85,13 +98,14 @@ impl Authority {
         subject: &str,
         detail: &str,
     ) -> Result<(), Error> {
-        self.audit_counted(false, actor, action, subject, detail)
+        self.audit_counted(false, OK, actor, action, subject, detail)
             .await
     }
 
     async fn audit_counted(
         &self,
         refusal: bool,
+        outcome: &str,
         actor: &str,
         action: &str,
         subject: &str,
@@ -99,6 +113,7 @@ impl Authority {
     ) -> Result<(), Error> {
         let (decision, ended, schedule) = self.inner.refusals.note(
             refusal,
+            outcome,
             (actor, action, subject),
             self.now(),
             Instant::now(),
@@ -109,7 +124,6 @@ impl Authority {
         }
         match decision {
             Decision::Record => {
-                let outcome = if refusal { REFUSED } else { OK };
                 self.audit_outcome(actor, action, subject, detail, outcome)
                     .await
             }
@@ -130,8 +144,13 @@ impl Authority {
         {
             Ok(()) => Ok(()),
             Err(retry_after) => {
-                self.audit_refusal(&actor, "renew-limited", node, "")
-                    .await?;
+                self.audit_refused(
+                    kith_api::ErrorCode::RateLimited,
+                    &actor,
+                    "renew-limited",
+                    node,
+                )
+                .await?;
                 Err(Error::RateLimited { retry_after })
             }
         }
@@ -167,9 +186,8 @@ impl Authority {
 
     async fn write_summaries(&self, summaries: Vec<Summary>) {
         for s in summaries {
-            let outcome = if s.refusal { REFUSED } else { OK };
             let written = self
-                .audit_outcome(&s.actor, &s.action, &s.subject, &s.detail, outcome)
+                .audit_outcome(&s.actor, &s.action, &s.subject, &s.detail, &s.outcome)
                 .await;
             if let Err(e) = written {
                 // The count is not lost from the log, only from the store.

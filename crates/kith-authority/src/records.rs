@@ -471,7 +471,8 @@ pub struct AuditRecord {
     pub subject: String,
     /// Details (never secret material).
     pub detail: String,
-    /// `ok`, or the refusal (`refused`).
+    /// `ok`, or the error code of a refusal (`secret-forbidden`,
+    /// `rate-limited`).
     #[serde(default = "ok_outcome")]
     pub outcome: String,
     /// The server request it was made for; none for offline commands.

@@ -493,3 +493,34 @@ async fn no_token_secret_or_secret_value_reaches_the_store() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_refusal_is_recorded_with_its_error_code() {
+    let h = common::Harness::mem().await;
+    let a = &h.authority;
+    a.put_secret("api-key", b"value", SecretUpdate::default(), "admin:ops")
+        .await
+        .expect("put");
+    let refused = a
+        .get_secret(
+            "api-key",
+            None,
+            Reader::Node {
+                name: "web-1",
+                role: "worker",
+            },
+        )
+        .await;
+    assert!(refused.is_err());
+    let q = AuditQuery {
+        action: Some("secret-denied".into()),
+        ..AuditQuery::default()
+    };
+    let page = kith_authority::list_audit(&*h.store, &q)
+        .await
+        .expect("list");
+    assert_eq!(page.records.len(), 1);
+    assert_eq!(page.records[0].actor, "node:web-1");
+    assert_eq!(page.records[0].outcome, "secret-forbidden");
+    assert!(a.verify_audit().await.expect("verify").ok);
+}

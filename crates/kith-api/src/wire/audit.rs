@@ -20,7 +20,7 @@ pub struct AuditRecordView {
     pub action: String,
     /// On what.
     pub subject: String,
-    /// `ok`, or the refusal.
+    /// `ok`, or the error code of a refusal.
     pub outcome: String,
     /// Details (never secret material).
     pub detail: String,
