@@ -371,7 +371,7 @@ async fn concurrent_writers_lose_nothing_and_every_chain_verifies() {
     };
     // Two chains of their own, and two handles writing one chain (as two
     // processes started with the same server name would).
-    let handles = vec![
+    let handles = [
         h.authority.clone(),
         h.second().await,
         open(shared("kith-server-same")).await,
