@@ -9,13 +9,16 @@
 //! compare-and-swap: without it, dropping the tail of a chain would leave a
 //! shorter chain that still verifies.
 //!
-//! Appending: create the next record (create-if-absent: two processes with
-//! the same writer id cannot both take a number), then advance the head. A
-//! process that finds its number taken adopts the record there if it is an
-//! authentic link after the head it knows (another process with the same
-//! writer id wrote it), helps the head forward, and tries the next number.
-//! A process that stops between the two writes leaves an authentic record
-//! past the head: not a break, and the next append adopts it.
+//! Appending: create the next records (create-if-absent: two processes with
+//! the same writer id cannot both take a number), then advance the head.
+//! Appends that arrive while a wave is written go together in the next
+//! wave, created concurrently so that the store commits them at once. A
+//! process that finds a number taken withdraws its records after it (they
+//! link to a record that is not there), reloads the head, adopts the
+//! authentic records past it (another process with the same writer id wrote
+//! them), helps the head forward, and writes the rest after them. A process
+//! that stops between the two writes leaves authentic records past the
+//! head: not a break, and the next process writing as it adopts them.
 //!
 //! The MAC key is derived (HKDF-SHA256, a fixed info string) from a random
 //! seed kept in the store sealed by the master key, `auditkey/seed`, rather
@@ -216,8 +219,11 @@ struct Head {
 pub(crate) struct AuditState {
     pub(crate) writer: String,
     key: tokio::sync::OnceCell<Arc<MacKey>>,
-    /// One append at a time per process; the head as last written or read.
+    /// One wave of appends at a time per process; the head as last
+    /// written or read.
     head: tokio::sync::Mutex<Option<Head>>,
+    /// Records waiting for the next wave, each with who waits for it.
+    queue: std::sync::Mutex<Vec<(AuditRecord, tokio::sync::oneshot::Sender<bool>)>>,
     /// The highest (seq, MAC) this process wrote or saw: its anchor
     /// against a head rolled back in the store.
     anchor: std::sync::Mutex<Option<(u64, String)>>,
@@ -241,6 +247,7 @@ impl AuditState {
             writer,
             key: tokio::sync::OnceCell::new(),
             head: tokio::sync::Mutex::new(None),
+            queue: std::sync::Mutex::new(Vec::new()),
             anchor: std::sync::Mutex::new(None),
             sink: RwLock::new(None),
         }
@@ -431,7 +438,12 @@ impl Authority {
 
     /// Append `rec` to this process's chain (numbering, linking and MACing
     /// it), then hand it to the sink.
-    pub(crate) async fn append_audit(&self, mut rec: AuditRecord) -> Result<(), Error> {
+    ///
+    /// Concurrent appends are grouped: whoever holds the chain writes every
+    /// record queued meanwhile in one wave (created concurrently, so the
+    /// store commits them together; then one head update), so a busy server
+    /// pays one round of writes per wave, not two per record.
+    pub(crate) async fn append_audit(&self, rec: AuditRecord) -> Result<(), Error> {
         let state = &self.inner.audit;
         if !valid_writer(&state.writer) {
             return Err(Error::Invalid(format!(
@@ -440,80 +452,245 @@ impl Authority {
             )));
         }
         let key = self.audit_mac_key().await?;
-        let writer = state.writer.clone();
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        lock(&state.queue).push((rec.clone(), tx));
         let mut cached = state.head.lock().await;
-        let mut written = None;
-        for _ in 0..ATTEMPTS {
-            let head = match cached.clone() {
-                Some(h) => h,
-                None => self.load_head(&key).await?,
-            };
-            let seq = head.seq + 1;
-            let rkey = keys::audit_record_key(&writer, seq);
-            rec.writer = writer.clone();
-            rec.seq = seq;
-            rec.prev = head.mac.clone();
-            rec.mac = key.record_mac(&rec);
-            match self.store().create(&rkey, to_json(&rec)?).await {
-                Ok(_) => {
-                    written = Some((head, seq));
-                    break;
+        let batch = std::mem::take(&mut *lock(&state.queue));
+        if !batch.is_empty() {
+            let (recs, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            let (written, result) = self.write_wave(&key, &mut cached, recs).await;
+            for r in &written {
+                state.raise_anchor(r.seq, &r.mac);
+            }
+            let sink = state.sink.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let mut written = written.into_iter().peekable();
+            for (i, w) in waiters.into_iter().enumerate() {
+                let mine = written.next_if(|r| r.batch_index == i);
+                if let (Some(r), Some(sink)) = (&mine, &sink) {
+                    sink(&r.record);
                 }
-                Err(kith_store::Error::AlreadyExists { .. }) => {
-                    // Another process writing as us took this number (or
-                    // one of ours stopped before its head moved): adopt the
-                    // record if it is the authentic next link.
-                    let e = self.store().get(&rkey).await?.ok_or_else(|| {
-                        Error::Integrity(format!("{rkey} exists and then does not"))
-                    })?;
-                    let found: AuditRecord = from_json(&rkey, &e.value)?;
-                    if found.writer != writer
-                        || found.seq != seq
-                        || found.prev != head.mac
-                        || !key.record_is_authentic(&found)
-                    {
-                        return Err(Error::Integrity(format!(
-                            "{rkey} breaks the audit chain; run `kith audit verify`"
-                        )));
-                    }
-                    *cached = match self.swap_head(&key, &head, seq, &found.mac).await? {
-                        Some(rev) => Some(Head {
-                            seq,
-                            mac: found.mac,
-                            revision: Some(rev),
-                        }),
-                        None => None,
-                    };
-                }
-                Err(e) => return Err(e.into()),
+                let _ = w.send(mine.is_some());
+            }
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "an audit wave failed; its unwritten records are retried one by one");
             }
         }
-        let Some((mut head, seq)) = written else {
-            return Err(Error::Contended(keys::audit_head_key(&writer)));
-        };
-        // Our record is in place; move the head to it, unless another
-        // process writing as us already moved it there or past it.
-        *cached = None;
-        for _ in 0..ATTEMPTS {
-            if head.seq >= seq {
-                break;
-            }
-            if let Some(rev) = self.swap_head(&key, &head, seq, &rec.mac).await? {
-                *cached = Some(Head {
-                    seq,
-                    mac: rec.mac.clone(),
-                    revision: Some(rev),
-                });
-                break;
-            }
-            head = self.load_head(&key).await?;
+        // Ours was in this wave or an earlier one, answered before the lock
+        // was released. Unwritten: try it alone, and answer its own error.
+        if let Ok(true) = rx.try_recv() {
+            return Ok(());
         }
-        drop(cached);
-        state.raise_anchor(seq, &rec.mac);
-        let sink = state.sink.read().unwrap_or_else(|p| p.into_inner()).clone();
-        if let Some(sink) = sink {
-            sink(&rec);
+        let (written, result) = self.write_wave(&key, &mut cached, vec![rec]).await;
+        result?;
+        if let Some(r) = written.first() {
+            state.raise_anchor(r.seq, &r.mac);
+            let sink = state.sink.read().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some(sink) = sink {
+                sink(&r.record);
+            }
         }
         Ok(())
     }
+
+    /// Write `recs` after the head, in order: the records written (with
+    /// their index in `recs`), and whether all were.
+    async fn write_wave(
+        &self,
+        key: &MacKey,
+        cached: &mut Option<Head>,
+        recs: Vec<AuditRecord>,
+    ) -> (Vec<Written>, Result<(), Error>) {
+        let mut done = Vec::new();
+        let mut pending: Vec<Written> = recs
+            .into_iter()
+            .enumerate()
+            .map(|(batch_index, record)| Written {
+                batch_index,
+                seq: 0,
+                mac: String::new(),
+                record,
+            })
+            .collect();
+        for _ in 0..ATTEMPTS {
+            if pending.is_empty() {
+                return (done, Ok(()));
+            }
+            match self.write_once(key, cached, &mut pending).await {
+                Ok(written) => done.extend(written),
+                Err(e) => return (done, Err(e)),
+            }
+        }
+        (
+            done,
+            Err(Error::Contended(keys::audit_head_key(
+                &self.inner.audit.writer,
+            ))),
+        )
+    }
+
+    /// One attempt: chain `pending` after the head, create them all at
+    /// once, and move the head past those written. Returns those written
+    /// (taken out of `pending`); a number another process took leaves the
+    /// rest pending, the head reloaded.
+    async fn write_once(
+        &self,
+        key: &MacKey,
+        cached: &mut Option<Head>,
+        pending: &mut Vec<Written>,
+    ) -> Result<Vec<Written>, Error> {
+        let writer = self.inner.audit.writer.clone();
+        let head = match cached.clone() {
+            Some(h) => h,
+            None => {
+                let h = self.load_head(key).await?;
+                self.adopt_forward(key, h).await?
+            }
+        };
+        let (mut seq, mut prev) = (head.seq, head.mac.clone());
+        for w in pending.iter_mut() {
+            seq += 1;
+            let r = &mut w.record;
+            r.writer = writer.clone();
+            r.seq = seq;
+            r.prev = prev;
+            r.mac = key.record_mac(r);
+            prev = r.mac.clone();
+            (w.seq, w.mac) = (seq, r.mac.clone());
+        }
+        let store = self.store();
+        let mut writes = Vec::with_capacity(pending.len());
+        for w in pending.iter() {
+            writes.push((keys::audit_record_key(&writer, w.seq), to_json(&w.record)?));
+        }
+        let results = futures::future::join_all(
+            writes
+                .into_iter()
+                .map(|(k, v)| async move { store.create(&k, v).await }),
+        )
+        .await;
+        let first_failed = results.iter().position(Result::is_err);
+        let Some(k) = first_failed else {
+            let last = pending.last().map(|w| (w.seq, w.mac.clone()));
+            if let Some((seq, mac)) = last {
+                self.advance_head(key, cached, head, seq, &mac).await?;
+            }
+            return Ok(std::mem::take(pending));
+        };
+        // Another process writing as us took number k (or the store holds
+        // a record there): ours after it link to a record that is not
+        // there, so they are withdrawn before anyone adopts them.
+        for (w, r) in pending.iter().zip(&results).skip(k + 1) {
+            if let Ok(rev) = r {
+                let rk = keys::audit_record_key(&writer, w.seq);
+                match store.delete_if(&rk, *rev).await {
+                    Ok(()) | Err(kith_store::Error::RevisionMismatch { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        let written: Vec<Written> = pending.drain(..k).collect();
+        if let Some(last) = written.last() {
+            self.advance_head(key, cached, head, last.seq, &last.mac.clone())
+                .await?;
+        }
+        match results.into_iter().nth(k) {
+            Some(Err(kith_store::Error::AlreadyExists { .. })) => {
+                // Reload the head and adopt what is past it, then retry.
+                *cached = None;
+                Ok(written)
+            }
+            Some(Err(e)) => Err(e.into()),
+            _ => Ok(written),
+        }
+    }
+
+    /// Move the stored head from `from` to (`seq`, `mac`), unless another
+    /// process writing as us already moved it there or past it.
+    async fn advance_head(
+        &self,
+        key: &MacKey,
+        cached: &mut Option<Head>,
+        mut from: Head,
+        seq: u64,
+        mac: &str,
+    ) -> Result<(), Error> {
+        *cached = None;
+        for _ in 0..ATTEMPTS {
+            if from.seq >= seq {
+                return Ok(());
+            }
+            if let Some(rev) = self.swap_head(key, &from, seq, mac).await? {
+                *cached = Some(Head {
+                    seq,
+                    mac: mac.to_string(),
+                    revision: Some(rev),
+                });
+                return Ok(());
+            }
+            from = self.load_head(key).await?;
+        }
+        // The records are written; the next append moves the head.
+        Ok(())
+    }
+
+    /// Adopt the authentic records past the stored head (another process
+    /// writing as us, or one that stopped before its head moved), helping
+    /// the head forward: where this process's next record goes.
+    async fn adopt_forward(&self, key: &MacKey, mut head: Head) -> Result<Head, Error> {
+        let writer = self.inner.audit.writer.clone();
+        let (mut strays, mut lost) = (0, 0);
+        loop {
+            let rkey = keys::audit_record_key(&writer, head.seq + 1);
+            let Some(e) = self.store().get(&rkey).await? else {
+                return Ok(head);
+            };
+            let found: AuditRecord = from_json(&rkey, &e.value)?;
+            if found.writer != writer
+                || found.seq != head.seq + 1
+                || found.prev != head.mac
+                || !key.record_is_authentic(&found)
+            {
+                // A process writing as us may be withdrawing it right now
+                // (see `write_once`); past a few tries, it breaks the chain.
+                strays += 1;
+                if strays > 20 {
+                    return Err(Error::Integrity(format!(
+                        "{rkey} breaks the audit chain; run `kith audit verify`"
+                    )));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                head = self.load_head(key).await?;
+                continue;
+            }
+            let mut next = Head {
+                seq: found.seq,
+                mac: found.mac,
+                revision: head.revision,
+            };
+            match self.swap_head(key, &head, next.seq, &next.mac).await? {
+                Some(rev) => next.revision = Some(rev),
+                None => {
+                    lost += 1;
+                    if lost > ATTEMPTS {
+                        return Err(Error::Contended(keys::audit_head_key(&writer)));
+                    }
+                    next = self.load_head(key).await?;
+                }
+            }
+            head = next;
+        }
+    }
+}
+
+/// A record of a wave, numbered and MACed.
+struct Written {
+    /// Its place in the wave (which waiter it answers).
+    batch_index: usize,
+    seq: u64,
+    mac: String,
+    record: AuditRecord,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
