@@ -279,3 +279,113 @@ fn an_audit_log_open_to_others_is_refused_before_anything_starts() {
     assert!(stderr.contains("error[insecure-permissions]"), "{stderr}");
     assert!(!ca.data.join("server.json").exists(), "nothing started");
 }
+
+/// The head of `writer`'s chain and its records' keys, read offline.
+fn chain_state(data: &Path, writer: &str) -> (Vec<u8>, u64) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        use kith_store::Store;
+        let store = kith_store_redb::RedbStore::open(&data.join("kith.redb")).expect("open redb");
+        let head = store
+            .get(&format!("audithead/{writer}"))
+            .await
+            .expect("get")
+            .expect("a head")
+            .value;
+        let seq = serde_json::from_slice::<Value>(&head).expect("head JSON")["seq"]
+            .as_u64()
+            .expect("seq");
+        (head, seq)
+    })
+}
+
+/// Put `head` back as `writer`'s head and delete its records past `seq`.
+fn roll_back(data: &Path, writer: &str, head: Vec<u8>, seq: u64) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        use kith_store::Store;
+        let store = kith_store_redb::RedbStore::open(&data.join("kith.redb")).expect("open redb");
+        for e in store.list(&format!("audit/{writer}/")).await.expect("list") {
+            let n: u64 = e
+                .key
+                .rsplit('/')
+                .next()
+                .and_then(|s| s.parse().ok())
+                .expect("seq");
+            if n > seq {
+                store.delete(&e.key).await.expect("delete");
+            }
+        }
+        store
+            .put(&format!("audithead/{writer}"), head)
+            .await
+            .expect("put");
+    });
+}
+
+#[test]
+fn a_head_rolled_back_with_its_tail_is_caught_by_the_shipped_log() {
+    let ca = Ca::init("p256");
+    let log = ca.path("audit.jsonl");
+    let serve_args = [
+        "--server-name",
+        "kith-server-a1",
+        "--audit-log",
+        log.to_str().expect("UTF-8 path"),
+    ];
+    let (server, _) = start_server_with(&ca, "127.0.0.1:0", &ca.pass, &serve_args);
+    ca.token("worker", &[]);
+    drop(server);
+    let (old_head, old_seq) = chain_state(&ca.data, "kith-server-a1");
+    let (server, _) = start_server_with(&ca, "127.0.0.1:0", &ca.pass, &serve_args);
+    ca.token("worker", &[]);
+    ca.token("worker", &[]);
+    drop(server);
+    let (_, seq) = chain_state(&ca.data, "kith-server-a1");
+    assert!(seq > old_seq + 2, "{seq} vs {old_seq}");
+    // Someone with the store alone drops the later records and puts the
+    // earlier head back: the store proves nothing wrong ...
+    roll_back(&ca.data, "kith-server-a1", old_head, old_seq);
+    let out = ca.ok(&["audit", "verify", "--passphrase-file", &pass_arg(&ca)]);
+    assert!(out.contains("audit trail verified"), "{out}");
+    // ... the log shipped outside it does, naming the first record lost.
+    let out = kith(&ca.data)
+        .args([
+            "audit",
+            "verify",
+            "--passphrase-file",
+            &pass_arg(&ca),
+            "--anchor",
+        ])
+        .arg(&log)
+        .output()
+        .expect("kith audit verify");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("error[audit-chain-broken]"), "{stderr}");
+    let first_lost = format!("audit/kith-server-a1/{:020}", old_seq + 1);
+    assert!(stderr.contains(&first_lost), "{stderr}");
+    // A file that is not an audit log is refused as such.
+    let junk = ca.path("junk");
+    std::fs::write(&junk, b"not json\n").expect("write");
+    let out = kith(&ca.data)
+        .args([
+            "audit",
+            "verify",
+            "--passphrase-file",
+            &pass_arg(&ca),
+            "--anchor",
+        ])
+        .arg(&junk)
+        .output()
+        .expect("kith audit verify");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("error[malformed-input]"), "{stderr}");
+}

@@ -3,9 +3,11 @@
 
 use clap::{Args, Subcommand};
 use hyper::Method;
-use kith_api::wire::{AuditPage, AuditVerifyReport, MAX_AUDIT_PAGE};
+use std::collections::BTreeMap;
+
+use kith_api::wire::{AuditBreak, AuditPage, AuditVerifyReport, MAX_AUDIT_PAGE};
 use kith_api::ErrorCode;
-use kith_authority::{AuditQuery, Settings};
+use kith_authority::{AuditAnchor, AuditQuery, Settings};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -128,23 +130,91 @@ async fn ls(dir: &Home, a: AuditLsArgs, json: bool) -> Result<(), CliError> {
 
 #[derive(Args, Debug)]
 pub(crate) struct AuditVerifyArgs {
+    /// A copy of the records kept outside the store (the JSON lines of
+    /// `kith serve --audit-log`): each chain must reach the last record the
+    /// copy holds, so a head rolled back with its tail is caught.
+    #[arg(long, value_name = "FILE")]
+    anchor: Vec<std::path::PathBuf>,
     #[command(flatten)]
     pass: PassphraseArg,
     #[command(flatten)]
     admin: AdminArgs,
 }
 
+/// The last record of each writer in the JSON-lines files `paths`.
+fn read_anchors(paths: &[std::path::PathBuf]) -> Result<Vec<AuditAnchor>, CliError> {
+    let mut last: BTreeMap<String, (u64, String)> = BTreeMap::new();
+    for p in paths {
+        let bytes = util::read_input(p, MAX_ANCHOR_FILE)?;
+        for (n, line) in bytes.split(|b| *b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let r: AnchorLine = serde_json::from_slice(line).map_err(|e| {
+                CliError::new(
+                    ErrorCode::MalformedInput,
+                    format!("{} line {}: not an audit record: {e}", p.display(), n + 1),
+                )
+            })?;
+            let entry = last.entry(r.writer).or_default();
+            if r.seq > entry.0 {
+                *entry = (r.seq, r.mac);
+            }
+        }
+    }
+    Ok(last
+        .into_iter()
+        .filter(|(w, _)| !w.is_empty())
+        .map(|(writer, (seq, mac))| AuditAnchor { writer, seq, mac })
+        .collect())
+}
+
+/// What an anchor needs of one `--audit-log` line.
+#[derive(serde::Deserialize)]
+struct AnchorLine {
+    #[serde(default)]
+    writer: String,
+    #[serde(default)]
+    seq: u64,
+    #[serde(default)]
+    mac: String,
+}
+
+/// Largest `--anchor` file read (a log shipper rotates long before).
+const MAX_ANCHOR_FILE: usize = 256 << 20;
+
 async fn verify(dir: &Home, a: AuditVerifyArgs, json: bool) -> Result<(), CliError> {
+    let anchors = read_anchors(&a.anchor)?;
     let report: AuditVerifyReport = match a.admin.online(dir).await? {
-        // The server verifies, its own chain against the head it keeps.
+        // The server verifies, its own chain against the head it keeps;
+        // the anchors are compared with the chains it reports.
         Some(mut conn) => {
-            conn.json(Method::GET, "/v1/admin/audit/verify", None::<&()>)
-                .await?
+            let mut report: AuditVerifyReport = conn
+                .json(Method::GET, "/v1/admin/audit/verify", None::<&()>)
+                .await?;
+            for anchor in &anchors {
+                let reach = report
+                    .chains
+                    .iter()
+                    .find(|c| c.writer == anchor.writer)
+                    .map_or(0, |c| c.head_seq.min(c.records));
+                if reach < anchor.seq {
+                    report.breaks.push(AuditBreak {
+                        id: format!("audit/{}/{:020}", anchor.writer, reach + 1),
+                        problem: format!(
+                            "missing: the anchor holds {} records of this chain, the store's stops at {reach} (rolled back)",
+                            anchor.seq
+                        ),
+                    });
+                    report.ok = false;
+                }
+            }
+            report
         }
         None => {
             let authority =
                 util::unlock(dir, a.pass.passphrase_file.as_deref(), Settings::default()).await?;
-            let report = authority.verify_audit().await?;
+            let report = authority.verify_audit_with(&anchors).await?;
             authority.close().await;
             report
         }
