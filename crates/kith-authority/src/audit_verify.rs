@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::audit_chain::{HeadRecord, LegacySet, MacKey, SeedRecord};
+use crate::audit_state::{legacy_set, parse_record_key, HeadRecord, MacKey, SeedRecord};
 use crate::authority::Authority;
 use crate::error::Error;
 use crate::keys;
@@ -61,51 +61,6 @@ impl From<&AuditRecord> for AuditRecordView {
             writer: r.writer.clone(),
             seq: r.seq,
         }
-    }
-}
-
-/// A record key split: `Some((writer, seq))` for a chained record, `None`
-/// for a legacy one (`audit/<nanos>-<random>`). `Err` for neither.
-fn parse_record_key(key: &str) -> Result<Option<(&str, u64)>, ()> {
-    let rest = key.strip_prefix(keys::AUDIT_PREFIX).ok_or(())?;
-    match rest.split_once('/') {
-        Some((writer, seq)) if seq.len() == 20 => {
-            let seq = seq.parse::<u64>().map_err(|_| ())?;
-            Ok(Some((writer, seq)))
-        }
-        Some(_) => Err(()),
-        None => {
-            let (nanos, random) = rest.split_once('-').ok_or(())?;
-            if nanos.len() == 20 && nanos.bytes().all(|b| b.is_ascii_digit()) && !random.is_empty()
-            {
-                Ok(None)
-            } else {
-                Err(())
-            }
-        }
-    }
-}
-
-/// The legacy records among `entries` (an `audit/` listing), summarised
-/// for the seed record to vouch for (`mac` left empty).
-pub(crate) fn legacy_set(entries: &[Entry]) -> LegacySet {
-    let mut legacy: Vec<&Entry> = entries
-        .iter()
-        .filter(|e| matches!(parse_record_key(&e.key), Ok(None)))
-        .collect();
-    legacy.sort_by(|a, b| a.key.cmp(&b.key));
-    let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    for e in &legacy {
-        for b in [e.key.as_bytes(), e.value.as_slice()] {
-            digest.update(&(b.len() as u64).to_be_bytes());
-            digest.update(b);
-        }
-    }
-    LegacySet {
-        count: legacy.len() as u64,
-        last_key: legacy.last().map(|e| e.key.clone()).unwrap_or_default(),
-        digest: hex::encode(digest.finish().as_ref()),
-        mac: String::new(),
     }
 }
 

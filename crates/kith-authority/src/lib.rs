@@ -19,6 +19,7 @@
 
 mod audit;
 mod audit_chain;
+mod audit_state;
 mod audit_verify;
 mod authority;
 mod cas;
@@ -64,7 +65,7 @@ use kith_pki::{KeyType, PublicKey, San};
 use time::Duration;
 
 pub use audit::AuditLimits;
-pub use audit_chain::AuditSink;
+pub use audit_state::AuditSink;
 pub use audit_verify::{list_audit, AuditAnchor, AuditQuery};
 pub use authority::Authority;
 pub use catalog::{AuthorityStatusView, NodeView, StatusView};
