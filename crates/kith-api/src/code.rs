@@ -257,6 +257,9 @@ error_codes! {
     ServeFailed => "serve-failed",
     /// `kith exec` could not run the program.
     ExecFailed => "exec-failed",
+    /// `kith audit verify` found a record that breaks its chain (edited,
+    /// forged, reordered, deleted, or a truncated tail).
+    AuditChainBroken => "audit-chain-broken",
 }
 
 impl ErrorCode {
@@ -299,7 +302,7 @@ impl ErrorCode {
             InvalidConfig | NoServer | NoAdminCredential | PassphraseRequired => 400,
             // Failures of the server (or the machine) itself.
             WrongPassphrase | NotInitialized | IntegrityError | StoreCorrupt | StoreError
-            | Internal | KeyError | BuildFailed => 500,
+            | Internal | KeyError | BuildFailed | AuditChainBroken => 500,
             IoError | InsecurePermissions | NotRegularFile | NotADirectory | FileTooLarge
             | NodeDir | TlsConfig | ServeFailed | ExecFailed => 500,
             // What a node found wrong with the server it reached.
@@ -354,7 +357,7 @@ impl ErrorCode {
             PinMismatch | NotKithServer | ServerNameMismatch | BundleRefused | Unreachable
             | BadResponse | HttpError | NodeDir | TlsConfig => false,
             Exists | InvalidConfig | NoServer | NoAdminCredential | PassphraseRequired
-            | InputTooLarge | ServeFailed | ExecFailed => false,
+            | InputTooLarge | ServeFailed | ExecFailed | AuditChainBroken => false,
         }
     }
 
@@ -401,6 +404,9 @@ impl ErrorCode {
             | UnknownSecretVersion | SecretForbidden | SecretTooLarge | SecretConflict
             | InvalidArgument | IntegrityError | StoreUnavailable | StoreCorrupt | StoreError
             | Contended | RateLimited | Internal => None,
+            AuditChainBroken => Some(
+                "the store was changed by something other than kith: `kith audit ls --json` shows the records around the break; compare them with a copy shipped elsewhere (`kith serve --audit-log`)",
+            ),
             RotationNotReady => Some(
                 "`kith ca rotate status` says what the rotation waits for; --force moves on at once",
             ),

@@ -539,3 +539,7 @@ pub struct SettingsUpdate {
 // (`ca show`, `cert ls|issue|sign`, `crl`, `authority add`, `kith admin`).
 mod operator;
 pub use operator::*;
+
+// The audit trail (`kith audit ls|verify`, `/v1/admin/audit`).
+mod audit;
+pub use audit::*;

@@ -208,6 +208,7 @@ fn the_spellings_clients_know() {
         "unknown-operator",
         "last-operator",
         "rotation-not-ready",
+        "audit-chain-broken",
     ];
     for s in known {
         assert!(s.parse::<ErrorCode>().is_ok(), "{s:?} is no longer a code");

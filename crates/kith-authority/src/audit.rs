@@ -8,14 +8,20 @@ use std::time::{Duration, Instant};
 
 use crate::authority::Authority;
 use crate::error::Error;
-use crate::keys;
-use crate::records::{to_json, AuditRecord};
+use crate::records::AuditRecord;
 use crate::refusals::{Decision, Summary};
 
 pub use crate::refusals::AuditLimits;
 
+/// The outcome of an operation that was done.
+const OK: &str = "ok";
+/// The outcome of a refusal whose caller named no error code.
+const REFUSED: &str = "refused";
+
 impl Authority {
-    /// Append to the audit trail.
+    /// Append to the audit trail: a record of this process's chain (see
+    /// `audit_chain`), carrying the request id of the request being served,
+    /// if any ([`crate::with_request_id`]).
     pub async fn audit(
         &self,
         actor: &str,
@@ -23,19 +29,32 @@ impl Authority {
         subject: &str,
         detail: &str,
     ) -> Result<(), Error> {
-        let now = self.now();
-        let mut rnd = [0u8; 6];
-        crate::vault::random_fill(&mut rnd)?;
-        let key = keys::audit_key(now.unix_timestamp_nanos(), &rnd);
+        self.audit_outcome(actor, action, subject, detail, OK).await
+    }
+
+    /// [`Authority::audit`] with an outcome other than `ok`.
+    pub(crate) async fn audit_outcome(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        detail: &str,
+        outcome: &str,
+    ) -> Result<(), Error> {
         let rec = AuditRecord {
-            at: now,
+            at: self.now(),
             actor: actor.to_string(),
             action: action.to_string(),
             subject: subject.to_string(),
             detail: detail.to_string(),
+            outcome: outcome.to_string(),
+            request_id: crate::request_id::current_request_id(),
+            writer: String::new(),
+            seq: 0,
+            prev: String::new(),
+            mac: String::new(),
         };
-        self.store().create(&key, to_json(&rec)?).await?;
-        Ok(())
+        self.append_audit(rec).await
     }
 }
 
@@ -52,7 +71,20 @@ impl Authority {
         subject: &str,
         detail: &str,
     ) -> Result<(), Error> {
-        self.audit_counted(true, actor, action, subject, detail)
+        self.audit_counted(true, REFUSED, actor, action, subject, detail)
+            .await
+    }
+
+    /// [`Authority::audit_refusal`] whose outcome is the error code the
+    /// caller is about to answer.
+    pub(crate) async fn audit_refused(
+        &self,
+        code: kith_api::ErrorCode,
+        actor: &str,
+        action: &str,
+        subject: &str,
+    ) -> Result<(), Error> {
+        self.audit_counted(true, code.as_str(), actor, action, subject, "")
             .await
     }
 
@@ -66,13 +98,14 @@ impl Authority {
         subject: &str,
         detail: &str,
     ) -> Result<(), Error> {
-        self.audit_counted(false, actor, action, subject, detail)
+        self.audit_counted(false, OK, actor, action, subject, detail)
             .await
     }
 
     async fn audit_counted(
         &self,
         refusal: bool,
+        outcome: &str,
         actor: &str,
         action: &str,
         subject: &str,
@@ -80,6 +113,7 @@ impl Authority {
     ) -> Result<(), Error> {
         let (decision, ended, schedule) = self.inner.refusals.note(
             refusal,
+            outcome,
             (actor, action, subject),
             self.now(),
             Instant::now(),
@@ -89,7 +123,10 @@ impl Authority {
             self.schedule_summaries(at);
         }
         match decision {
-            Decision::Record => self.audit(actor, action, subject, detail).await,
+            Decision::Record => {
+                self.audit_outcome(actor, action, subject, detail, outcome)
+                    .await
+            }
             Decision::Counted => Ok(()),
             Decision::Limited(retry_after) => Err(Error::RateLimited { retry_after }),
         }
@@ -107,8 +144,13 @@ impl Authority {
         {
             Ok(()) => Ok(()),
             Err(retry_after) => {
-                self.audit_refusal(&actor, "renew-limited", node, "")
-                    .await?;
+                self.audit_refused(
+                    kith_api::ErrorCode::RateLimited,
+                    &actor,
+                    "renew-limited",
+                    node,
+                )
+                .await?;
                 Err(Error::RateLimited { retry_after })
             }
         }
@@ -144,7 +186,10 @@ impl Authority {
 
     async fn write_summaries(&self, summaries: Vec<Summary>) {
         for s in summaries {
-            if let Err(e) = self.audit(&s.actor, &s.action, &s.subject, &s.detail).await {
+            let written = self
+                .audit_outcome(&s.actor, &s.action, &s.subject, &s.detail, &s.outcome)
+                .await;
+            if let Err(e) = written {
                 // The count is not lost from the log, only from the store.
                 tracing::error!(error = %e, summary = %s.detail, "writing a refusal summary failed");
             }

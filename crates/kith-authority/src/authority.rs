@@ -41,6 +41,8 @@ pub(crate) struct Inner {
     /// Refusals per identity, so that they cannot flood the audit trail.
     pub(crate) refusals: RefusalLimiter,
     pub(crate) settings: Settings,
+    /// This process's audit chain.
+    pub(crate) audit: crate::audit_state::AuditState,
 }
 
 /// An unlocked certificate authority. Cheap to clone; share it across tasks.
@@ -76,6 +78,7 @@ impl Authority {
                 keyring_task: std::sync::Mutex::new(None),
                 keyring_behind: std::sync::atomic::AtomicBool::new(false),
                 refusals: RefusalLimiter::new(settings.audit_limits.clone()),
+                audit: crate::audit_state::AuditState::new(settings.audit_writer.as_deref()),
                 settings,
             }),
         }

@@ -377,15 +377,17 @@ pub async fn restore_backup(
 }
 
 impl Authority {
-    /// A backup of this CA's whole store ([`take_backup`]), for `actor`,
-    /// who is recorded in the audit trail whether it worked or not.
+    /// A backup of this CA's whole store ([`take_backup`]), for `actor`.
+    /// The audit record of the backup is written first, so that the backup
+    /// holds it (a restored trail shows which backup it came from); a
+    /// backup that then fails is recorded too.
     pub async fn backup(&self, actor: &str) -> Result<Vec<u8>, Error> {
+        self.audit(actor, "backup", "store", "").await?;
         let result = take_backup(&**self.store(), self.now(), &|_, _| {}).await;
-        let detail = match &result {
-            Ok(b) => format!("{} bytes", b.len()),
-            Err(e) => format!("failed: {e}"),
-        };
-        self.audit(actor, "backup", "store", &detail).await?;
+        if let Err(e) = &result {
+            self.audit(actor, "backup-failed", "store", &e.to_string())
+                .await?;
+        }
         result
     }
 }

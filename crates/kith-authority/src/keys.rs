@@ -20,7 +20,10 @@
 //! | `ipclaim/<hex>`, `dnsclaim/<hex>` | an address or name held by a certificate |
 //! | `secret/<name>` | a secret's metadata and versions |
 //! | `secretval/<name>/<version, 20 digits>` | one sealed secret value |
-//! | `audit/<nanos, 20 digits>-<random hex>` | one audit line |
+//! | `audit/<writer>/<seq, 20 digits>` | one audit record, a link of its writer's chain |
+//! | `audit/<nanos, 20 digits>-<random hex>` | a legacy (unchained) audit record: read, never written |
+//! | `audithead/<writer>` | the head of a writer's audit chain: last sequence number and MAC |
+//! | `auditkey/seed` | the seed of the audit MAC key, sealed by the master key |
 //! | `chunk/<secs>-<random hex>/<n>` | part of a split value (built by `kith_store::chunked`) |
 //! | `replica/<server name>` | a running replica: advertise URL, version, heartbeat |
 //! | `lease/<name>` | who runs work meant for one replica at a time, until when |
@@ -173,10 +176,22 @@ pub(crate) fn secret_value_prefix(name: &str) -> String {
 pub(crate) fn secret_value_key(name: &str, version: u64) -> String {
     format!("{}{version:020}", secret_value_prefix(name))
 }
-/// One audit line: the time (Unix nanoseconds, zero-padded so that keys
-/// sort in time order) and random bytes so that two lines never collide.
-pub(crate) fn audit_key(unix_nanos: i128, random: &[u8]) -> String {
-    format!("audit/{:020}-{}", unix_nanos.max(0), hex::encode(random))
+/// Every audit record, chained or legacy.
+pub(crate) const AUDIT_PREFIX: &str = "audit/";
+/// Every audit chain head.
+pub(crate) const AUDIT_HEAD_PREFIX: &str = "audithead/";
+/// The sealed seed of the audit MAC key.
+pub(crate) const AUDIT_KEY_KEY: &str = "auditkey/seed";
+
+/// Record `seq` of `writer`'s chain (zero-padded, so that keys list in
+/// chain order).
+pub(crate) fn audit_record_key(writer: &str, seq: u64) -> String {
+    format!("{AUDIT_PREFIX}{writer}/{seq:020}")
+}
+
+/// The head of `writer`'s chain.
+pub(crate) fn audit_head_key(writer: &str) -> String {
+    format!("{AUDIT_HEAD_PREFIX}{writer}")
 }
 
 #[cfg(test)]
@@ -247,10 +262,10 @@ mod tests {
                 "secretval/db/password/00000000000000000007",
             ),
             (
-                audit_key(1_700_000_000_123_456_789, &[0xab, 0xcd]),
-                "audit/01700000000123456789-abcd",
+                audit_record_key("kith-server-a", 7),
+                "audit/kith-server-a/00000000000000000007",
             ),
-            (audit_key(-5, &[1]), "audit/00000000000000000000-01"),
+            (audit_head_key("kith-server-a"), "audithead/kith-server-a"),
         ];
         for (built, expected) in table {
             assert_eq!(built, expected);

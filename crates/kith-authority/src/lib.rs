@@ -18,6 +18,9 @@
 //! draws the layers.
 
 mod audit;
+mod audit_chain;
+mod audit_state;
+mod audit_verify;
 mod authority;
 mod backup;
 mod cas;
@@ -48,6 +51,7 @@ mod refusals;
 mod rekey;
 mod renew;
 mod replicas;
+mod request_id;
 mod revoke;
 mod root_abort;
 mod root_progress;
@@ -63,6 +67,8 @@ use kith_pki::{KeyType, PublicKey, San};
 use time::Duration;
 
 pub use audit::AuditLimits;
+pub use audit_state::AuditSink;
+pub use audit_verify::{list_audit, AuditAnchor, AuditQuery};
 pub use authority::Authority;
 pub use backup::{
     read_backup, restore_backup, take_backup, Backup, Manifest, Restored, BACKUP_FORMAT,
@@ -95,6 +101,9 @@ pub use records::{
 };
 pub use rekey::RotationReport;
 pub use replicas::{Registration, ReplicaView, HEARTBEAT_PERIOD, LIVE_PERIODS};
+pub use request_id::{
+    current_request_id, new_request_id, valid_request_id, with_request_id, MAX_REQUEST_ID_LEN,
+};
 pub use revoke::{Publish, RevokeOutcome, RevokeTarget};
 pub use root_progress::{RootRotationStatus, DEFAULT_ROOT_RENEW_SPREAD};
 pub use roots::{RootRotationOptions, RootStep};

@@ -464,7 +464,9 @@ pub struct CrlRecord {
     pub der: Vec<u8>,
 }
 
-/// One line of the audit trail.
+/// One line of the audit trail: a link of its writer's chain (see
+/// `audit_chain`). Records written before the chain existed have no
+/// writer, sequence number or MAC (they read with the defaults).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AuditRecord {
     /// When.
@@ -478,6 +480,30 @@ pub struct AuditRecord {
     pub subject: String,
     /// Details (never secret material).
     pub detail: String,
+    /// `ok`, or the error code of a refusal (`secret-forbidden`,
+    /// `rate-limited`).
+    #[serde(default = "ok_outcome")]
+    pub outcome: String,
+    /// The server request it was made for; none for offline commands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// The chain: a server's name, or `local-<random>` for one offline
+    /// process. Empty for a legacy record.
+    #[serde(default)]
+    pub writer: String,
+    /// Place in the writer's chain, from 1 (0: legacy).
+    #[serde(default)]
+    pub seq: u64,
+    /// The MAC of the writer's previous record (hex; empty for the first).
+    #[serde(default)]
+    pub prev: String,
+    /// HMAC-SHA256 over this record's content and `prev` (hex).
+    #[serde(default)]
+    pub mac: String,
+}
+
+fn ok_outcome() -> String {
+    "ok".into()
 }
 
 pub(crate) fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, Error> {

@@ -60,6 +60,8 @@ impl Default for AuditLimits {
 struct Window {
     /// Refusals (limited, subjects sampled) or repeats of one subject.
     refusal: bool,
+    /// What its records say of the outcome (`ok`, or the refusal's code).
+    outcome: String,
     started: Instant,
     refusals: u64,
     /// Refusals counted but not recorded one by one.
@@ -77,12 +79,15 @@ pub(crate) struct Summary {
     pub(crate) action: String,
     pub(crate) subject: String,
     pub(crate) detail: String,
+    /// `ok` for repeated reads, the refusal's error code for refusals.
+    pub(crate) outcome: String,
 }
 
 impl Window {
-    fn new(refusal: bool, started: Instant) -> Self {
+    fn new(refusal: bool, outcome: &str, started: Instant) -> Self {
         Self {
             refusal,
+            outcome: outcome.to_string(),
             started,
             refusals: 1,
             suppressed: 0,
@@ -116,6 +121,7 @@ impl Window {
             action: action.to_string(),
             subject: self.subjects.first().cloned().unwrap_or_default(),
             detail,
+            outcome: self.outcome,
         })
     }
 }
@@ -183,6 +189,7 @@ impl RefusalLimiter {
     pub(crate) fn note(
         &self,
         refusal: bool,
+        outcome: &str,
         (actor, action, subject): (&str, &str, &str),
         at: OffsetDateTime,
         now: Instant,
@@ -215,7 +222,7 @@ impl RefusalLimiter {
             }
         }
         let Some(w) = map.get_mut(&key) else {
-            map.insert(key, Window::new(refusal, now));
+            map.insert(key, Window::new(refusal, outcome, now));
             return (Decision::Record, ended, None);
         };
         w.refusals += 1;

@@ -291,7 +291,10 @@ impl Authority {
                 p(done, total);
             }
         }
-        Ok((resealed, conflicts))
+        let (seed, seed_conflicts) = self
+            .reseal_audit_seed((old_version, old_key), (new_version, new_key))
+            .await?;
+        Ok((resealed + seed, conflicts + seed_conflicts))
     }
 
     /// Replace the cluster record `read` at `rev` with `cluster` if nobody

@@ -394,8 +394,13 @@ impl Authority {
             });
             if !allowed {
                 // Counted per node, so that hammering cannot fill the disk.
-                self.audit_refusal(&reader.actor(), "secret-denied", name, "")
-                    .await?;
+                self.audit_refused(
+                    kith_api::ErrorCode::SecretForbidden,
+                    &reader.actor(),
+                    "secret-denied",
+                    name,
+                )
+                .await?;
                 return Err(Error::SecretForbidden {
                     reader: format!("node {node} (role {role})"),
                     name: name.to_string(),

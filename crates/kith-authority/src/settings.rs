@@ -49,6 +49,11 @@ pub struct Settings {
     /// Over how long the nodes asked to renew by a root rotation's
     /// activation are spread; `None` is [`crate::DEFAULT_ROOT_RENEW_SPREAD`].
     pub root_renew_spread: Option<Duration>,
+    /// The audit chain this process writes: the server's name (`kith
+    /// serve`); `None` is `local-<random>`, a chain of its own. Two
+    /// processes may share one (they take turns by compare-and-swap), but
+    /// a chain per process keeps them from contending.
+    pub audit_writer: Option<String>,
 }
 
 /// A change to [`ClusterSettings`]: `None` keeps the current value.

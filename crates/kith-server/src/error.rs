@@ -69,6 +69,11 @@ impl ApiError {
 /// A random id for one failed request, 64 bits as hex: unguessable, so it
 /// tells a caller nothing, and unique enough to find its log line.
 fn request_id() -> String {
+    // The id of the request being answered, when the router gave it one:
+    // the answer's header, its body and the log line then agree.
+    if let Some(id) = kith_authority::current_request_id() {
+        return id;
+    }
     let mut b = [0u8; 8];
     if aws_lc_rs::rand::fill(&mut b).is_err() {
         // No RNG (never seen): an id unique in this process still finds the line.

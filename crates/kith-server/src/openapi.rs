@@ -19,14 +19,14 @@
 use std::sync::OnceLock;
 
 use kith_api::wire::{
-    AuthorityAddRequest, CaAuthority, CaInfo, CaResponse, CertificateIssueRequest,
-    CertificateIssued, CertificateView, CrlSignRequest, CrlView, CsrSignRequest, ErrorBody,
-    HealthStatus, IssueResponse, JoinRequest, NodeSelf, NodeView, OperatorRequest,
-    OperatorRevokeRequest, OperatorView, RenewRequest, RevokeRequest, RevokeResponse,
-    RootAbortRequest, RootRotateResponse, RootStepRequest, RotateRequest, RotateResponse,
-    RotationStatus, SecretDeleted, SecretInfo, SecretPutRequest, SecretValue, SecretVersionView,
-    ServerView, SettingsUpdate, SettingsView, StatusResponse, TokenCreateRequest, TokenCreated,
-    TokenView,
+    AuditPage, AuditVerifyReport, AuthorityAddRequest, CaAuthority, CaInfo, CaResponse,
+    CertificateIssueRequest, CertificateIssued, CertificateView, CrlSignRequest, CrlView,
+    CsrSignRequest, ErrorBody, HealthStatus, IssueResponse, JoinRequest, NodeSelf, NodeView,
+    OperatorRequest, OperatorRevokeRequest, OperatorView, RenewRequest, RevokeRequest,
+    RevokeResponse, RootAbortRequest, RootRotateResponse, RootStepRequest, RotateRequest,
+    RotateResponse, RotationStatus, SecretDeleted, SecretInfo, SecretPutRequest, SecretValue,
+    SecretVersionView, ServerView, SettingsUpdate, SettingsView, StatusResponse,
+    TokenCreateRequest, TokenCreated, TokenView,
 };
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::SecurityScheme;
@@ -72,7 +72,7 @@ pub fn openapi_json() -> &'static str {
         livez, healthz, readyz, openapi_doc, ca, crl, root_crl, other_crls, join, renew, node,
         secret_get,
         token_create, token_list, token_revoke, node_list, node_remove, server_list, revoke,
-        status, backup, secret_list, secret_put, secret_delete, secret_history, settings_show,
+        status, backup, audit_list, audit_verify, secret_list, secret_put, secret_delete, secret_history, settings_show,
         settings_update, ca_show, cert_list, cert_issue, cert_sign, authority_add, crl_show,
         crl_new, root_crl_show, root_crl_new, rotate, rotate_activate, rotate_finish,
         rotate_abort, rotation_status, operator_list, operator_add, operator_renew,
@@ -329,6 +329,23 @@ fn status() {}
 #[utoipa::path(get, path = "/v1/admin/backup", tag = "admin", security(("mutualTLS" = [])),
     responses((status = 200, description = "The backup.", content_type = "application/x-ndjson", body = BackupFile)))]
 fn backup() {}
+
+/// Audit records in their global order (time, writer, sequence), one page.
+#[utoipa::path(get, path = "/v1/admin/audit", tag = "admin", security(("mutualTLS" = [])),
+    params(
+        ("since" = Option<String>, Query, description = "Only records at or after this time (RFC 3339)."),
+        ("node" = Option<String>, Query, description = "Only records whose actor is `node:N` or whose subject is N."),
+        ("action" = Option<String>, Query, description = "Only this action (`join`, `renew`, `revoke`, ...)."),
+        ("limit" = Option<u64>, Query, description = "At most this many records (1 to 1000; default 1000)."),
+    ),
+    responses((status = 200, description = "A page of records.", body = AuditPage)))]
+fn audit_list() {}
+
+/// Every audit chain verified by the server (its own also against the
+/// head it keeps in memory).
+#[utoipa::path(get, path = "/v1/admin/audit/verify", tag = "admin", security(("mutualTLS" = [])),
+    responses((status = 200, description = "The verification report (`broken` lists any break).", body = AuditVerifyReport)))]
+fn audit_verify() {}
 
 /// Every secret (never a value).
 #[utoipa::path(get, path = "/v1/admin/secrets", tag = "admin", security(("mutualTLS" = [])),

@@ -112,6 +112,9 @@ enum Command {
     Completions(cmd::shell::CompletionsArgs),
     /// Write the manual pages, one per command, into a directory.
     Man(cmd::shell::ManArgs),
+    /// The audit trail: list it, verify its chains.
+    #[command(subcommand)]
+    Audit(cmd::audit::AuditCommand),
 }
 
 /// Commands that run on a node and work on its node directory (`--dir`):
@@ -321,6 +324,7 @@ async fn run(
         Command::Restore(a) => cmd::backup::restore(&dir, a, json).await,
         // Answered in `main`, before the runtime.
         Command::Completions(_) | Command::Man(_) => Ok(()),
+        Command::Audit(c) => cmd::audit::run(&dir, c, json).await,
     }
 }
 

@@ -270,6 +270,21 @@ fn backup_destroy_restore_serve() {
     ca.ok(&["revoke", "--node", "n-2", "--reason", "superseded"]);
     let again = served_crl(&ca, &url);
     assert!(crl_number(&again) > crl_number(&after), "{again}");
+
+    // The audit trail came back with the rest and still verifies, with the
+    // backup itself recorded (who took it, through which request).
+    let verified = ca.json(&["audit", "verify", "--json"]);
+    assert_eq!(verified["ok"], true, "{verified}");
+    assert!(
+        verified["breaks"].as_array().is_some_and(Vec::is_empty),
+        "{verified}"
+    );
+    assert!(verified["records"].as_u64() > Some(10), "{verified}");
+    let backups = ca.json(&["audit", "ls", "--action", "backup", "--json"]);
+    let records = backups["records"].as_array().expect("records");
+    assert_eq!(records.len(), 1, "{backups}");
+    assert_eq!(records[0]["actor"], "admin:admin", "{backups}");
+    assert!(records[0]["request_id"].is_string(), "{backups}");
 }
 
 /// Offline (no server): the backup is read from the data directory; a

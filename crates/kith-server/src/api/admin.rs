@@ -75,6 +75,8 @@ fn table() -> Vec<Entry> {
         POST "/operators" => super::operators::add,
         POST "/operators/renew" => super::operators::renew,
         POST "/operators/{name}/revoke" => super::operators::revoke,
+        GET "/audit" => super::audit::list,
+        GET "/audit/verify" => super::audit::verify,
     ]
 }
 

@@ -16,6 +16,7 @@
 //! as for every other path.
 
 mod admin;
+mod audit;
 mod backup;
 mod ca;
 mod extract;
@@ -87,9 +88,11 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
                 "this endpoint does not take that method",
             )
         })
-        // Outermost, so that it counts what the gates refuse too; routes by
+        // Outside the gates, so that it counts what they refuse too; routes by
         // their template (`MatchedPath`), never the path the client sent.
         .layer(from_fn_with_state(state.clone(), count_request))
+        // Outermost: every answer of the router names its request id.
+        .layer(axum::middleware::from_fn(audit::request_id))
         .with_state(state)
 }
 

@@ -5,6 +5,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod agent;
+pub(crate) mod audit;
 pub(crate) mod authority;
 pub(crate) mod backup;
 pub(crate) mod ca;

@@ -58,6 +58,11 @@ pub(crate) struct ServeArgs {
     /// window ends (1s to 24h, e.g. 30s, 1m, 1h).
     #[arg(long, value_parser = parse_audit_window, default_value = "1m")]
     audit_window: std::time::Duration,
+    /// Also write every audit record, once stored, as one JSON line to FILE
+    /// (opened for appending, created 0600) or to stdout (`-`): for a log
+    /// shipper, and a copy of each chain's MACs kept outside the store.
+    #[arg(long, value_name = "FILE|-")]
+    audit_log: Option<PathBuf>,
     /// Refusals of one identity per audit window answered as refusals; the
     /// ones past it get 429 rate-limited until the window ends.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000), default_value = "30")]
@@ -207,8 +212,12 @@ pub(crate) async fn serve(dir: &Home, a: ServeArgs) -> Result<(), CliError> {
         intermediate_publish: Some(a.intermediate_publish),
         intermediate_renew_percent: Some(a.intermediate_renew_percent),
         root_renew_spread: Some(a.root_renew_spread),
+        // One audit chain per replica, named like it.
+        audit_writer: Some(server_name.clone()),
         ..Settings::default()
     };
+    // Opened before anything is unlocked: a log that cannot be written stops the start.
+    let audit_log = a.audit_log.as_deref().map(audit_log_sink).transpose()?;
     if a.dev && dir.store_args().is_nats() {
         return Err(CliError::new(
             ErrorCode::InvalidArgument,
@@ -276,9 +285,15 @@ pub(crate) async fn serve(dir: &Home, a: ServeArgs) -> Result<(), CliError> {
         )
         .await?;
     }
+    if let Some(sink) = audit_log {
+        authority.set_audit_sink(sink);
+    }
     let server = kith_server::Server::bind(authority.clone(), opts)
         .await
         .map_err(serve_error)?;
+    authority
+        .audit(LOCAL_OPERATOR, "unlock", &server_name, "kith serve started")
+        .await?;
     let local = server
         .local_addr()
         .map_err(|e| CliError::new(ErrorCode::ServeFailed, e))?;
@@ -369,4 +384,50 @@ async fn dev_setup(
         )
         .await?;
     Ok((dir, authority, token.encode().to_string()))
+}
+
+/// The `--audit-log` sink: JSON lines appended to a 0600 file, or stdout.
+fn audit_log_sink(path: &std::path::Path) -> Result<kith_authority::AuditSink, CliError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let out: Box<dyn Write + Send> = if path == std::path::Path::new("-") {
+        Box::new(std::io::stdout())
+    } else {
+        let shown = path.display();
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| CliError::new(ErrorCode::IoError, format!("--audit-log {shown}: {e}")))?;
+        let meta = f
+            .metadata()
+            .map_err(|e| CliError::new(ErrorCode::IoError, format!("--audit-log {shown}: {e}")))?;
+        if !meta.is_file() {
+            return Err(CliError::new(
+                ErrorCode::NotRegularFile,
+                format!("--audit-log {shown} is not a regular file"),
+            ));
+        }
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(CliError::new(
+                ErrorCode::InsecurePermissions,
+                format!("--audit-log {shown} is open to other users"),
+            )
+            .hint(format!("chmod 600 {shown}")));
+        }
+        Box::new(f)
+    };
+    let out = std::sync::Mutex::new(out);
+    Ok(std::sync::Arc::new(
+        move |r: &kith_authority::AuditRecord| {
+            let Ok(mut line) = serde_json::to_vec(r) else {
+                return;
+            };
+            line.push(b'\n');
+            let mut w = out.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = w.write_all(&line).and_then(|()| w.flush()) {
+                tracing::error!(error = %e, "writing the audit log failed");
+            }
+        },
+    ))
 }
