@@ -218,6 +218,16 @@ impl Authority {
     /// store commits them together; then one head update), so a busy server
     /// pays one round of writes per wave, not two per record.
     pub(crate) async fn append_audit(&self, rec: AuditRecord) -> Result<(), Error> {
+        // On a task of its own: a caller that goes away (a client that
+        // hangs up drops its request's handler) must not cut a wave that
+        // carries other callers' records in half.
+        let me = self.clone();
+        let task = tokio::spawn(async move { me.append_audit_now(rec).await });
+        task.await
+            .map_err(|e| Error::Internal(format!("the audit writer task failed: {e}")))?
+    }
+
+    async fn append_audit_now(&self, rec: AuditRecord) -> Result<(), Error> {
         let state = &self.inner.audit;
         if !valid_writer(&state.writer) {
             return Err(Error::Invalid(format!(
@@ -425,12 +435,15 @@ impl Authority {
                 || !key.record_is_authentic(&found)
             {
                 // A process writing as us may be withdrawing it right now
-                // (see `write_once`); past a few tries, it breaks the chain.
+                // (see `write_once`). Past a few tries it is an orphan: the
+                // rest of a wave cut short (a crash, a store that failed
+                // mid-wave) past a record that never landed, or something
+                // planted. It is moved aside, kept for `verify` to report,
+                // so that it cannot stop this writer's chain for good.
                 strays += 1;
                 if strays > 20 {
-                    return Err(Error::Integrity(format!(
-                        "{rkey} breaks the audit chain; run `kith audit verify`"
-                    )));
+                    self.move_aside(&rkey, head.seq + 1, e).await?;
+                    strays = 0;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 head = self.load_head(key).await?;
@@ -452,6 +465,31 @@ impl Authority {
                 }
             }
             head = next;
+        }
+    }
+}
+
+impl Authority {
+    /// Move the record `e` at `rkey` (number `seq` of this writer's chain)
+    /// to [`keys::audit_orphan_key`], if it is still the one read.
+    async fn move_aside(&self, rkey: &str, seq: u64, e: kith_store::Entry) -> Result<(), Error> {
+        let writer = &self.inner.audit.writer;
+        let mut rnd = [0u8; 6];
+        crate::vault::random_fill(&mut rnd)?;
+        let aside = keys::audit_orphan_key(writer, seq, &hex::encode(rnd));
+        let store = self.store();
+        store.create(&aside, e.value).await?;
+        match store.delete_if(rkey, e.revision).await {
+            Ok(()) => {
+                tracing::warn!(record = %rkey, moved_to = %aside, "an audit record past a gap in its chain was moved aside (`kith audit verify` lists it)");
+                Ok(())
+            }
+            // Replaced or withdrawn meanwhile: the copy is not needed.
+            Err(kith_store::Error::RevisionMismatch { .. }) => {
+                let _ = store.delete(&aside).await;
+                Ok(())
+            }
+            Err(err) => Err(err.into()),
         }
     }
 }

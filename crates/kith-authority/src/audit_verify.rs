@@ -171,12 +171,19 @@ impl Authority {
             views.push(view);
         }
         breaks.sort_by(|a, b| a.id.cmp(&b.id));
+        let orphans = store
+            .list(keys::AUDIT_ORPHAN_PREFIX)
+            .await?
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
         Ok(AuditVerifyReport {
             ok: breaks.is_empty(),
             records: total,
             legacy,
             chains: views,
             breaks,
+            orphans,
         })
     }
 }

@@ -190,6 +190,14 @@ pub(crate) fn audit_record_key(writer: &str, seq: u64) -> String {
 }
 
 /// The head of `writer`'s chain.
+/// Where a record found past a gap in its writer's chain is moved aside
+/// (see `audit_chain::adopt_forward`): kept for `verify` to report, out of
+/// the way of the chain.
+pub(crate) const AUDIT_ORPHAN_PREFIX: &str = "auditorphan/";
+pub(crate) fn audit_orphan_key(writer: &str, seq: u64, random: &str) -> String {
+    format!("{AUDIT_ORPHAN_PREFIX}{writer}/{seq:020}-{random}")
+}
+
 pub(crate) fn audit_head_key(writer: &str) -> String {
     format!("{AUDIT_HEAD_PREFIX}{writer}")
 }

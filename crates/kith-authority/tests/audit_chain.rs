@@ -616,3 +616,75 @@ async fn many_concurrent_appends_of_one_process_go_in_waves() {
     // whoever reads the output.
     println!("{N} concurrent appends on redb took {took:?}");
 }
+
+/// A wave cut short (a crash, a store that failed mid-wave) can leave a
+/// record past a gap: the head says 3, record 4 never landed, record 5 did.
+/// The next process writing as that writer fills 4 and must not stop at 5
+/// for good (before: every append failed, and `kith serve` could not start
+/// again): the orphan is moved aside, listed by verify, and the chain goes on.
+#[tokio::test]
+async fn a_record_past_a_gap_is_moved_aside_not_a_wedge() {
+    let h = common::Harness::mem().await;
+    let settings = || Settings {
+        audit_writer: Some("kith-server-cut".into()),
+        ..Settings::default()
+    };
+    let first = Authority::open(h.store.clone(), h.clock.clone(), PASS, settings())
+        .await
+        .expect("open");
+    for i in 0..3 {
+        first
+            .audit("tester", "op", &format!("a{i}"), "")
+            .await
+            .expect("audit");
+    }
+    let head_key = "audithead/kith-server-cut";
+    let seq = |v: &[u8]| -> u64 {
+        serde_json::from_slice::<serde_json::Value>(v).expect("head")["seq"]
+            .as_u64()
+            .expect("seq")
+    };
+    let head = h
+        .store
+        .get(head_key)
+        .await
+        .expect("get")
+        .expect("head")
+        .value;
+    let at = seq(&head);
+    for i in 0..2 {
+        first
+            .audit("tester", "op", &format!("b{i}"), "")
+            .await
+            .expect("audit");
+    }
+    drop(first);
+    // The wave's first record never landed, nor the head's move.
+    h.store
+        .delete(&rec_key("kith-server-cut", at + 1))
+        .await
+        .expect("delete");
+    h.store.put(head_key, head).await.expect("put");
+
+    let next = Authority::open(h.store.clone(), h.clock.clone(), PASS, settings())
+        .await
+        .expect("open");
+    for i in 0..3 {
+        next.audit("tester", "op", &format!("c{i}"), "")
+            .await
+            .expect("the chain goes on past the orphan");
+    }
+    let r = outsider(&h).await.verify_audit().await.expect("verify");
+    assert!(r.ok, "{r:#?}");
+    assert_eq!(r.orphans.len(), 1, "{r:#?}");
+    assert!(
+        r.orphans[0].starts_with(&format!("auditorphan/kith-server-cut/{:020}-", at + 2)),
+        "{r:#?}"
+    );
+    let chain = r
+        .chains
+        .iter()
+        .find(|c| c.writer == "kith-server-cut")
+        .expect("chain");
+    assert_eq!((chain.records, chain.head_seq), (at + 3, at + 3));
+}

@@ -83,4 +83,9 @@ pub struct AuditVerifyReport {
     pub chains: Vec<AuditChainView>,
     /// Every break found, in key order.
     pub breaks: Vec<AuditBreak>,
+    /// Records moved out of a chain because they sat past a gap in it (the
+    /// rest of a write cut short by a crash, or something planted), by
+    /// key: not part of any chain, kept to be looked at.
+    #[serde(default)]
+    pub orphans: Vec<String>,
 }

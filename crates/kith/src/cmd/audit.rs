@@ -247,6 +247,9 @@ async fn verify(dir: &Home, a: AuditVerifyArgs, json: bool) -> Result<(), CliErr
                 report.legacy
             );
         }
+        for o in &report.orphans {
+            println!("ORPHAN {o}: moved out of its chain (it sat past a gap: a write cut short, or planted); look at it");
+        }
     }
     match report.breaks.first() {
         None => {
