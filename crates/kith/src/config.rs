@@ -160,10 +160,14 @@ fn is_explicit(matches: &ArgMatches, arg: &Arg) -> bool {
 /// Whether `a` and `b` of the (built) command `sc` cannot be given
 /// together, whichever of the two declares it.
 fn conflict(sc: &Command, a: &Arg, b: &Arg) -> bool {
+    // clap's walk for a global argument panics on a conflict with a group;
+    // kith's global arguments (data directory, store, `--json`) have none.
     let declares = |x: &Arg, y: &Arg| {
-        sc.get_arg_conflicts_with(x)
-            .iter()
-            .any(|c| c.get_id() == y.get_id())
+        !x.is_global_set()
+            && sc
+                .get_arg_conflicts_with(x)
+                .iter()
+                .any(|c| c.get_id() == y.get_id())
     };
     a.get_id() != b.get_id() && (declares(a, b) || declares(b, a))
 }
