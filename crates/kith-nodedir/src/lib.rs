@@ -33,7 +33,7 @@ mod safe;
 pub use identity::{InvalidAddress, NodeIdentity, ServerAddr, DEFAULT_PORT};
 pub use safe::{
     check_node_dir, check_private_dir, check_private_file, read, read_private_file,
-    tighten_private_dir, MAX_FILE_BYTES,
+    read_trusted_file, tighten_private_dir, MAX_FILE_BYTES,
 };
 
 /// The private key (PKCS#8 PEM), mode 0600.

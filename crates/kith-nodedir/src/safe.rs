@@ -55,6 +55,8 @@ enum Kind {
     PrivateDir,
     /// A directory holding a private file given by path.
     ParentDir,
+    /// A directory on the way to a file kith trusts given by path.
+    TrustedDir,
 }
 
 impl Kind {
@@ -63,12 +65,12 @@ impl Kind {
             Self::PrivateFile => PRIVATE_FILE_FORBIDDEN,
             Self::PublicFile => FILE_FORBIDDEN,
             Self::PrivateDir => PRIVATE_DIR_FORBIDDEN,
-            Self::ParentDir => PARENT_DIR_FORBIDDEN,
+            Self::ParentDir | Self::TrustedDir => PARENT_DIR_FORBIDDEN,
         }
     }
 
     fn is_dir(self) -> bool {
-        matches!(self, Self::PrivateDir | Self::ParentDir)
+        matches!(self, Self::PrivateDir | Self::ParentDir | Self::TrustedDir)
     }
 
     /// The mode the fix suggests: the safe mode closest to what is there.
@@ -77,7 +79,7 @@ impl Kind {
             Self::PrivateFile => 0o600,
             Self::PublicFile => mode & !FILE_FORBIDDEN,
             Self::PrivateDir => 0o700,
-            Self::ParentDir => mode & !PARENT_DIR_FORBIDDEN,
+            Self::ParentDir | Self::TrustedDir => mode & !PARENT_DIR_FORBIDDEN,
         }
     }
 
@@ -87,6 +89,7 @@ impl Kind {
             Self::PublicFile => "a file kith trusts",
             Self::PrivateDir => "a directory holding private keys",
             Self::ParentDir => "the directory holding a private file",
+            Self::TrustedDir => "a directory on the way to a file kith trusts",
         }
     }
 }
@@ -131,7 +134,7 @@ fn check(path: &Path, meta: &std::fs::Metadata, kind: Kind) -> Result<(), Error>
     let mode = meta.permissions().mode() & 0o7777;
     // A sticky directory (like /tmp) lets others create files but never
     // rename or remove this user's: the file kith reads cannot be swapped.
-    let sticky_parent = kind == Kind::ParentDir && mode & 0o1000 != 0;
+    let sticky_parent = matches!(kind, Kind::ParentDir | Kind::TrustedDir) && mode & 0o1000 != 0;
     if mode & kind.forbidden() != 0 && !sticky_parent {
         let what = if mode & 0o022 != 0 && kind.is_dir() {
             "group or others can write it, and so replace what it holds"
@@ -329,6 +332,32 @@ pub fn read_private_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, Error> {
 pub fn check_private_file(path: &Path) -> Result<(), Error> {
     let f = open(None, path, path, true)?;
     check(path, &metadata(&f, path)?, Kind::PrivateFile)
+}
+
+/// Read a file that decides what kith does, given by path (the
+/// configuration file): a regular file (a symbolic link to one is
+/// followed, and the file it reaches is what is checked), owned by this
+/// user or root, that group and others cannot write; every directory above
+/// it, both on the path as given (where a link could be swapped) and on the
+/// path the links lead to, owned by this user or root and not writable by
+/// group or others unless sticky (like `/tmp`). sshd's `StrictModes`, for
+/// a file that can name commands to run. At most [`MAX_FILE_BYTES`], read
+/// from the descriptor that was checked.
+pub fn read_trusted_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let f = open(None, path, path, false)?;
+    let meta = metadata(&f, path)?;
+    check(path, &meta, Kind::PublicFile)?;
+    let given = std::path::absolute(path).map_err(|e| Error::io("cannot resolve", path, e))?;
+    let real = std::fs::canonicalize(path).map_err(|e| Error::io("cannot resolve", path, e))?;
+    for file in [given, real] {
+        for dir in file.ancestors().skip(1) {
+            // Opened following links: a link's own directory is the
+            // previous ancestor, checked too.
+            let d = File::open(dir).map_err(|e| Error::io("cannot open directory", dir, e))?;
+            check(dir, &metadata(&d, dir)?, Kind::TrustedDir)?;
+        }
+    }
+    read_bounded(f, &meta, path)
 }
 
 /// The directory that really holds `path` (after links) must not be

@@ -8,17 +8,22 @@
 //!
 //! [agent]
 //! dir = "/var/lib/kith"
-//! san = ["db.internal"]
+//! secrets = ["db-password"]
+//! secrets-dir = "/run/kith/secrets"
 //! ```
 //!
 //! A table per command, its keys the command's long flag names. The file
 //! is applied by the parser itself: every setting that neither a flag nor
-//! an environment variable gave ([`clap::ArgMatches::value_source`]) is
-//! appended to the command line as `--key=value` and the line is parsed
-//! again, so the precedence is flag > environment > file > default and a
-//! value from the file meets exactly the checks a flag meets. Each value is
-//! checked on its own first, so that a bad one is reported with the file
-//! and the key.
+//! an environment variable gave ([`clap::ArgMatches::value_source`]), and
+//! that conflicts with none they gave, is appended to the command line as
+//! `--key=value` and the line is parsed again, so the precedence is flag >
+//! environment > file > default and a value from the file meets exactly
+//! the checks a flag meets. Each value is checked on its own first, so that
+//! a bad one is reported with the file and the key.
+//!
+//! The file can name commands to run (`exec`) and where the CA's keys are,
+//! so it is read only if nobody but root or this user could have written
+//! it ([`kith_nodedir::read_trusted_file`]), as sshd reads its own.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -40,7 +45,7 @@ pub(crate) const CONFIG_COMMANDS: [&str; 2] = ["serve", "agent"];
 const CONFIG_ID: &str = "config";
 
 /// A config file is an operator's few lines; anything this large is not one.
-const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+const MAX_CONFIG_BYTES: u64 = kith_nodedir::MAX_FILE_BYTES;
 
 /// Give `serve` and `agent` their `--config FILE` (also `KITH_CONFIG`).
 pub(crate) fn add_config_arg(mut command: Command) -> Command {
@@ -92,6 +97,9 @@ pub(crate) fn with_file(
         )
     };
     let mut out = args.to_vec();
+    // The running command's settings taken from the file, to find two
+    // that cannot go together before clap does (it would not name the file).
+    let mut applied: Vec<(String, &Arg)> = Vec::new();
     for (table_name, value) in table {
         // Both tables are checked, whichever command runs: a mistake in
         // one is found the first time either command starts.
@@ -121,11 +129,18 @@ pub(crate) fn with_file(
             // Only the running command's table applies, and only where
             // neither a flag nor an environment variable said otherwise.
             if table_name == name
-                && !matches!(
-                    sub.value_source(arg.get_id().as_str()),
-                    Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-                )
+                && !is_explicit(sub, arg)
+                && !sc
+                    .get_arguments()
+                    .any(|other| is_explicit(sub, other) && conflict(sc, arg, other))
             {
+                if let Some((other, _)) = applied.iter().find(|(_, a)| conflict(sc, arg, a)) {
+                    return Err(error(
+                        &full,
+                        format!("cannot be used with key `{other}`: keep one of the two"),
+                    ));
+                }
+                applied.push((full, arg));
                 out.extend(args);
             }
         }
@@ -133,7 +148,32 @@ pub(crate) fn with_file(
     Ok(Some(out))
 }
 
-/// The file as a table; `None` when the default file is absent.
+/// Whether a flag or an environment variable gave `arg`: then the file's
+/// setting for it, or for any argument it conflicts with, is left out.
+fn is_explicit(matches: &ArgMatches, arg: &Arg) -> bool {
+    matches!(
+        matches.value_source(arg.get_id().as_str()),
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    )
+}
+
+/// Whether `a` and `b` of the (built) command `sc` cannot be given
+/// together, whichever of the two declares it.
+fn conflict(sc: &Command, a: &Arg, b: &Arg) -> bool {
+    // clap's walk for a global argument panics on a conflict with a group;
+    // kith's global arguments (data directory, store, `--json`) have none.
+    let declares = |x: &Arg, y: &Arg| {
+        !x.is_global_set()
+            && sc
+                .get_arg_conflicts_with(x)
+                .iter()
+                .any(|c| c.get_id() == y.get_id())
+    };
+    a.get_id() != b.get_id() && (declares(a, b) || declares(b, a))
+}
+
+/// The file as a table; `None` when the default file is absent. Refused
+/// unless only root or this user could have written it.
 fn read(path: &Path, explicit: bool) -> Result<Option<toml::Table>, CliError> {
     let failed = |why: String| {
         CliError::new(
@@ -141,20 +181,27 @@ fn read(path: &Path, explicit: bool) -> Result<Option<toml::Table>, CliError> {
             format!("{}: {why}", path.display()),
         )
     };
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(None),
-        Err(e) => return Err(failed(format!("cannot read it: {e}"))),
+    let bytes = match kith_nodedir::read_trusted_file(path) {
+        Ok(b) => b,
+        Err(e) if e.is_not_found() && !explicit => return Ok(None),
+        Err(e) if e.code() == ErrorCode::FileTooLarge => {
+            return Err(failed(format!(
+                "larger than {MAX_CONFIG_BYTES} bytes: not a configuration file"
+            )))
+        }
+        Err(e) if e.code() == ErrorCode::IoError => {
+            return Err(failed(format!("cannot read the configuration file: {e}")))
+        }
+        // Owner, mode or type: the message names the file or directory,
+        // what is wrong and the chmod/chown that fixes it.
+        Err(e) => {
+            return Err(CliError::new(
+                e.code(),
+                format!("configuration file {}: {e}", path.display()),
+            ))
+        }
     };
-    if !meta.is_file() {
-        return Err(failed("not a regular file".into()));
-    }
-    if meta.len() > MAX_CONFIG_BYTES {
-        return Err(failed(format!(
-            "larger than {MAX_CONFIG_BYTES} bytes: not a configuration file"
-        )));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| failed(format!("cannot read it: {e}")))?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| failed("not UTF-8 text".into()))?;
     text.parse::<toml::Table>()
         .map(Some)
         .map_err(|e| failed(format!("not valid TOML: {}", e.to_string().trim_end())))
@@ -166,6 +213,15 @@ fn setting<'a>(sc: &'a Command, k: &str) -> Result<&'a Arg, String> {
         return Err(
             "a secret never lives in the configuration file: name the file that holds it \
              (passphrase-file)"
+                .into(),
+        );
+    }
+    if k == "dev" {
+        // Left in /etc/kith/kith.toml it would turn every `kith serve` into
+        // a throwaway CA, and no flag turns a switch from the file off.
+        return Err(
+            "a throwaway CA is asked for on the command line only (`kith serve --dev`): \
+             remove the key"
                 .into(),
         );
     }

@@ -180,16 +180,34 @@ enum ParseFailure {
 fn parse() -> Result<Cli, ParseFailure> {
     let args: Vec<OsString> = std::env::args_os().collect();
     let command = cli_command();
-    let mut matches = command
-        .clone()
-        .try_get_matches_from(&args)
-        .map_err(ParseFailure::Clap)?;
-    if let Some(args) =
-        config::with_file(&command, &args, &matches).map_err(ParseFailure::Config)?
-    {
-        matches = command
-            .try_get_matches_from(args)
-            .map_err(ParseFailure::Clap)?;
+    let (mut matches, missing) = match command.clone().try_get_matches_from(&args) {
+        Ok(m) => (m, None),
+        // The file may hold what is missing (`--secrets` from the
+        // environment, `secrets-dir` from the file): find the file from a
+        // lenient parse; the second parse, with the file, judges it all.
+        Err(e) if e.kind() == clap::error::ErrorKind::MissingRequiredArgument => {
+            match command
+                .clone()
+                .ignore_errors(true)
+                .try_get_matches_from(&args)
+            {
+                Ok(m) => (m, Some(e)),
+                Err(_) => return Err(ParseFailure::Clap(e)),
+            }
+        }
+        Err(e) => return Err(ParseFailure::Clap(e)),
+    };
+    match config::with_file(&command, &args, &matches).map_err(ParseFailure::Config)? {
+        Some(args) => {
+            matches = command
+                .try_get_matches_from(args)
+                .map_err(ParseFailure::Clap)?;
+        }
+        None => {
+            if let Some(e) = missing {
+                return Err(ParseFailure::Clap(e));
+            }
+        }
     }
     Cli::from_arg_matches_mut(&mut matches).map_err(ParseFailure::Clap)
 }

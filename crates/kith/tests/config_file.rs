@@ -53,6 +53,11 @@ fn serve(ca: &Ca, args: &[&str], env: &[(&str, &str)]) -> (Proc, serde_json::Val
 /// Run `kith serve|agent ARGS` expecting `error[invalid-config]` and exit 1
 /// before anything starts; returns stderr.
 fn refused(ca: &Ca, args: &[&str]) -> String {
+    refused_with(ca, args, "invalid-config")
+}
+
+/// As [`refused`], with `error[code]`.
+fn refused_with(ca: &Ca, args: &[&str], code: &str) -> String {
     let out = kith(&ca.data)
         .args(args)
         .env_remove("KITH_CONFIG")
@@ -61,7 +66,7 @@ fn refused(ca: &Ca, args: &[&str]) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(1), "kith {args:?}:\n{stderr}");
     assert!(
-        stderr.starts_with("error[invalid-config]: "),
+        stderr.starts_with(&format!("error[{code}]: ")),
         "kith {args:?}:\n{stderr}"
     );
     assert!(
@@ -155,8 +160,8 @@ fn a_bad_file_names_the_file_the_key_and_the_reason() {
         // A wrong type.
         (
             "serve",
-            "[serve]\ndev = \"yes\"\n",
-            &["serve.dev", "expected true or false"],
+            "[serve]\njson = \"yes\"\n",
+            &["serve.json", "expected true or false"],
         ),
         (
             "agent",
@@ -283,10 +288,211 @@ fn every_flag_of_serve_and_agent_is_a_key_of_the_file() {
                 &format!("[{command}]\n{flag} = 1979-05-27T07:32:00Z\n"),
             );
             let stderr = refused(&ca, &[command, "--config", file.to_str().expect("utf-8")]);
+            if command == "serve" && flag == "dev" {
+                // On the command line only (see below).
+                assert!(
+                    stderr.contains("key `serve.dev`: a throwaway CA"),
+                    "{stderr}"
+                );
+                continue;
+            }
             assert!(
                 stderr.contains(&format!("key `{command}.{flag}`: expected")),
                 "--{flag} of kith {command} cannot live in the file:\n{stderr}"
             );
         }
     }
+}
+
+/// Run `kith agent ARGS` with `env` (no other `KITH_*`), with a node
+/// directory that does not exist: getting as far as looking for it means
+/// the command line and the file were accepted. Returns stderr.
+fn agent_reaches_its_dir(args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut cmd = common::node();
+    cmd.arg("agent").args(args);
+    for k in [
+        "KITH_CONFIG",
+        "KITH_AGENT_EXEC",
+        "KITH_AGENT_SIGNAL",
+        "KITH_AGENT_SECRETS",
+        "KITH_AGENT_SECRETS_DIR",
+    ] {
+        cmd.env_remove(k);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run kith agent");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("no-such-node-dir"),
+        "kith agent {args:?} with {env:?} did not get to its directory:\n{stderr}"
+    );
+    stderr
+}
+
+#[test]
+fn a_flag_or_variable_beats_a_conflicting_key_of_the_file() {
+    let ca = Ca::init("p256");
+    let dir = ca.path("no-such-node-dir");
+    let file = config(
+        &ca,
+        "kith.toml",
+        &format!(
+            "[agent]\ndir = {}\nexec = \"systemctl reload x\"\n",
+            toml_path(&dir)
+        ),
+    );
+    let file = file.to_str().expect("utf-8");
+    // --signal (or KITH_AGENT_SIGNAL) replaces the file's exec instead of
+    // clashing with a --exec nobody typed.
+    agent_reaches_its_dir(&["--config", file, "--signal", "1:HUP"], &[]);
+    agent_reaches_its_dir(&["--config", file], &[("KITH_AGENT_SIGNAL", "1:HUP")]);
+    // Two keys of the file that cannot go together are named, as the file's.
+    let both = config(
+        &ca,
+        "both.toml",
+        "[agent]\nexec = \"systemctl reload x\"\nsignal = \"1:HUP\"\n",
+    );
+    let both = both.to_str().expect("utf-8");
+    let stderr = refused(&ca, &["agent", "--config", both]);
+    assert!(
+        stderr.contains(both) && stderr.contains("agent.signal") && stderr.contains("agent.exec"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_file_can_complete_what_a_flag_or_variable_requires() {
+    let ca = Ca::init("p256");
+    let dir = ca.path("no-such-node-dir");
+    let file = config(
+        &ca,
+        "kith.toml",
+        &format!(
+            "[agent]\ndir = {}\nsecrets-dir = {}\n",
+            toml_path(&dir),
+            toml_path(&ca.path("secrets"))
+        ),
+    );
+    let file = file.to_str().expect("utf-8");
+    agent_reaches_its_dir(&["--config", file], &[("KITH_AGENT_SECRETS", "db")]);
+    agent_reaches_its_dir(&["--config", file, "--secrets", "db"], &[]);
+    // A file that does not hold it leaves clap's usage error as it was.
+    std::fs::write(ca.path("empty.toml"), "").expect("write an empty config");
+    let out = common::node()
+        .args(["agent", "--secrets", "db"])
+        .env("KITH_CONFIG", ca.path("empty.toml"))
+        .env_remove("KITH_AGENT_SECRETS_DIR")
+        .output()
+        .expect("run kith agent");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--secrets-dir"), "{stderr}");
+}
+
+#[test]
+fn dev_is_refused_in_the_file() {
+    let ca = Ca::init("p256");
+    let file = config(&ca, "kith.toml", "[serve]\ndev = true\n");
+    let stderr = refused(&ca, &["serve", "--config", file.to_str().expect("utf-8")]);
+    assert!(
+        stderr.contains("key `serve.dev`") && stderr.contains("kith serve --dev"),
+        "{stderr}"
+    );
+}
+
+/// `kith agent --config FILE` with a node directory that does not exist,
+/// expecting `error[code]` naming `named` and saying `fix`.
+fn agent_refuses(file: &Path, code: &str, named: &Path, fix: &str) {
+    let out = common::node()
+        .args(["agent", "--config", file.to_str().expect("utf-8")])
+        .env_remove("KITH_CONFIG")
+        .output()
+        .expect("run kith agent");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("error[{code}]: configuration file ")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&named.display().to_string()),
+        "{} not named:\n{stderr}",
+        named.display()
+    );
+    assert!(stderr.contains(fix), "no {fix:?} in:\n{stderr}");
+    assert!(
+        !stderr.contains("no-such-node-dir"),
+        "the file was applied:\n{stderr}"
+    );
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+#[test]
+fn a_file_someone_else_could_write_is_refused() {
+    let ca = Ca::init("p256");
+    let text = format!(
+        "[agent]\ndir = {}\nexec = \"touch /tmp/owned\"\n",
+        toml_path(&ca.path("no-such-node-dir"))
+    );
+    // In a directory of its own (mode 0755 under a private tempdir).
+    let dir = ca.path("etc-kith");
+    std::fs::create_dir(&dir).expect("mkdir");
+    chmod(&dir, 0o755);
+    let file = dir.join("kith.toml");
+    std::fs::write(&file, &text).expect("write");
+    chmod(&file, 0o644);
+    // As it should be: applied.
+    agent_reaches_its_dir(&["--config", file.to_str().expect("utf-8")], &[]);
+
+    // Writable by group or others.
+    for mode in [0o666, 0o664, 0o646] {
+        chmod(&file, mode);
+        agent_refuses(&file, "insecure-permissions", &file, "chmod 644");
+    }
+    chmod(&file, 0o644);
+
+    // Owned by another user (the tests run as root or as the owner).
+    use std::os::unix::fs::{chown, MetadataExt};
+    let owner = std::fs::metadata(&file).expect("stat").uid();
+    if chown(&file, Some(4242), None).is_ok() {
+        agent_refuses(&file, "insecure-permissions", &file, "chown");
+        chown(&file, Some(owner), None).expect("chown back");
+    }
+
+    // In a directory that group or others can write, sticky or not for a
+    // group, not sticky for others.
+    for mode in [0o775, 0o757, 0o777] {
+        chmod(&dir, mode);
+        agent_refuses(&file, "insecure-permissions", &dir, "chmod 755");
+    }
+    // Sticky and writable by all, like /tmp: others cannot swap the file.
+    chmod(&dir, 0o1777);
+    agent_reaches_its_dir(&["--config", file.to_str().expect("utf-8")], &[]);
+    chmod(&dir, 0o755);
+
+    // A link from a safe place to a file in an unsafe one: what the link
+    // leads to is checked.
+    let unsafe_dir = ca.path("drop");
+    std::fs::create_dir(&unsafe_dir).expect("mkdir");
+    chmod(&unsafe_dir, 0o777);
+    let planted = unsafe_dir.join("kith.toml");
+    std::fs::write(&planted, &text).expect("write");
+    chmod(&planted, 0o644);
+    let link = dir.join("linked.toml");
+    std::os::unix::fs::symlink(&planted, &link).expect("symlink");
+    agent_refuses(&link, "insecure-permissions", &unsafe_dir, "chmod 755");
+    // A link that sits in an unsafe directory: it could be swapped.
+    let safe_target = dir.join("kith.toml");
+    let link2 = unsafe_dir.join("link.toml");
+    std::os::unix::fs::symlink(&safe_target, &link2).expect("symlink");
+    agent_refuses(&link2, "insecure-permissions", &unsafe_dir, "chmod 755");
+    // Not a regular file.
+    agent_refuses(&dir, "not-regular-file", &dir, "regular file");
 }

@@ -172,3 +172,44 @@ fn man_into_a_place_that_cannot_hold_files_is_an_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn man_replaces_a_planted_link_instead_of_writing_through_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("man1");
+    std::fs::create_dir(&dir).expect("mkdir");
+    // Another user's trap: a page's name linked to a file they want
+    // overwritten (`sudo kith man /tmp/man`).
+    let victim = tmp.path().join("shadow");
+    std::fs::write(&victim, b"root:secret\n").expect("write the victim");
+    std::os::unix::fs::symlink(&victim, dir.join("kith-serve.1")).expect("symlink");
+    let out = kith(&["man", dir.to_str().expect("utf-8")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(&victim).expect("read the victim"),
+        b"root:secret\n",
+        "kith man wrote through the link"
+    );
+    let page = dir.join("kith-serve.1");
+    let meta = std::fs::symlink_metadata(&page).expect("stat the page");
+    assert!(meta.is_file(), "the link is still there");
+    assert_eq!(
+        meta.permissions().mode() & !0o644 & 0o777,
+        0,
+        "mode 0644 (less by the umask)"
+    );
+    render(&page, "--config");
+    // No temporary file is left behind.
+    let stray: Vec<_> = std::fs::read_dir(&dir)
+        .expect("list the pages")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".1"))
+        .collect();
+    assert!(stray.is_empty(), "left behind: {stray:?}");
+}
