@@ -9,11 +9,10 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use kith_authority::{
-    read_backup, restore_backup, stored_crl, take_backup, Authority, CrlIssuer, Identity,
-    IssueRequest, Publish, Reader, RevokeTarget, SecretUpdate, Settings, SettingsChange,
-    RESTORE_CRL_NUMBER_GAP,
+    read_backup, restore_backup, stored_crl, take_backup, Authority, CrlIssuer, Publish, Reader,
+    RevokeTarget, SecretUpdate, Settings, SettingsChange, RESTORE_CRL_NUMBER_GAP,
 };
-use kith_pki::{KeyType, PrivateKey, Profile, RevocationReason, Serial};
+use kith_pki::{RevocationReason, Serial};
 use kith_store::chunked::CHUNK_PREFIX;
 use kith_store::{MemStore, Store};
 
@@ -27,19 +26,7 @@ fn no_progress(_: u64, _: u64) {}
 
 async fn issue(authority: &Authority, node: &str) -> String {
     authority
-        .issue(IssueRequest {
-            identity: Identity {
-                node: node.into(),
-                role: "worker".into(),
-                profile: Profile::Peer,
-                authority: None,
-                ttl: None,
-            },
-            public_key: PrivateKey::generate(KeyType::P256)
-                .expect("key")
-                .public_key(),
-            extra_sans: Vec::new(),
-        })
+        .issue(common::request(node))
         .await
         .expect("issue")
         .record
