@@ -15,7 +15,6 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use aws_lc_rs::digest;
 use base64::Engine as _;
 use kith_store::{chunked, Store};
 use serde::{Deserialize, Serialize};
@@ -397,5 +396,5 @@ fn is_crl_key(key: &str) -> bool {
 }
 
 fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(digest::digest(&digest::SHA256, data).as_ref())
+    hex::encode(kith_pki::sha256(data))
 }

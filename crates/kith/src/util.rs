@@ -432,12 +432,21 @@ pub(crate) fn progress_bar(len: u64, visible: bool) -> indicatif::ProgressBar {
     bar
 }
 
-/// A spinner for work of unknown length (a download), on a terminal only.
-pub(crate) fn spinner(message: &'static str, visible: bool) -> indicatif::ProgressBar {
+/// A spinner on stderr for work of unknown length (a rotation step, a
+/// download), when `visible` (a terminal, not `--json`); cleared when done.
+pub(crate) fn spinner(
+    message: impl Into<std::borrow::Cow<'static, str>>,
+    visible: bool,
+) -> indicatif::ProgressBar {
     if !visible {
         return indicatif::ProgressBar::hidden();
     }
-    let bar = indicatif::ProgressBar::new_spinner().with_message(message);
-    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
+        bar.set_style(style);
+    }
+    bar.set_message(message);
+    bar.enable_steady_tick(std::time::Duration::from_millis(100));
     bar
 }

@@ -177,22 +177,12 @@ pub(crate) async fn run(dir: &Home, mut a: RotateArgs, json: bool) -> Result<(),
     Ok(())
 }
 
-/// A spinner on stderr while a step runs, on a terminal only (and not with
-/// `--json`): unlocking the keys (Argon2), making new keys and the store's
-/// writes, or the server doing the same, take seconds. Cleared when done.
+/// A spinner while a step runs (unlocking the keys, making new keys and
+/// the store's writes, or the server doing the same, take seconds), on a
+/// terminal and not with `--json`.
 fn spinner(message: String, json: bool) -> indicatif::ProgressBar {
     use std::io::IsTerminal;
-    if json || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar =
-        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
-        bar.set_style(style);
-    }
-    bar.set_message(message);
-    bar.enable_steady_tick(std::time::Duration::from_millis(100));
-    bar
+    util::spinner(message, !json && std::io::stderr().is_terminal())
 }
 
 /// One step of a root rotation, through the server or on the store.
