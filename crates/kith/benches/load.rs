@@ -370,6 +370,15 @@ async fn main() {
     let mut latency: Vec<(usize, StoreLatency)> = Vec::new();
     if store("nats1") || store("nats3") {
         let nats = NatsCluster::start_monitored(3).await;
+        // Which nats-server ran matters: 2.15 fsyncs a replicated stream
+        // once per raft append, earlier ones once per message as well.
+        let bin = kith_store_nats::testing::nats_server_bin();
+        let version = Command::new(&bin)
+            .arg("--version")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_else(|e| format!("(--version failed: {e})"));
+        println!("NATS cells: {version} ({})", bin.display());
         let url = std::ffi::OsString::from(nats.url());
         let init = tmp.path().join("nats-init");
         init_ca(&init, &pass, &["--store".as_ref(), url.as_os_str()]);
