@@ -139,6 +139,11 @@ impl NatsCluster {
         node.child = Some(child);
     }
 
+    /// The nats-server binary every node runs.
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
     /// `nats://127.0.0.1:a,127.0.0.1:b,...`: every node, as `--store` takes it.
     pub fn url(&self) -> String {
         let parts: Vec<String> = self

@@ -372,8 +372,8 @@ async fn main() {
         let nats = NatsCluster::start_monitored(3).await;
         // Which nats-server ran matters: 2.15 fsyncs a replicated stream
         // once per raft append, earlier ones once per message as well.
-        let bin = kith_store_nats::testing::nats_server_bin();
-        let version = Command::new(&bin)
+        let bin = nats.bin();
+        let version = Command::new(bin)
             .arg("--version")
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
